@@ -1,0 +1,3 @@
+"""rlrun: one Hydra CLI for bandits, tabular TD, deep RL, MoE language models and diffusion."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,92 @@
+"""The `rlrun` console script: a Hydra app around `rlrun.train.train`.
+
+This is the one place that turns user errors (RlrunError, Hydra's config errors) into a
+single line on stderr and exit code 2. Bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+_RESUME_KEEP = re.compile(r"^(resume|hydra\.|hydra/|logger\.progress|logger\.print_every_s)")
+
+
+def _one_line(text: str) -> str:
+    """Hydra's multi-line messages (option lists, hints) folded into one readable line."""
+    lines = [ln.strip() for ln in str(text).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("full_key:", "object_type="))]
+    out = ""
+    for ln in lines:
+        if out.endswith(":"):
+            out += " " + ln
+        elif out and ":" in out.rsplit(". ", 1)[-1] and "'" not in ln and " " not in ln:
+            out += ", " + ln  # an item of an 'Available options' list
+        else:
+            out += (" " if not out or out.endswith(".") else ". ") + ln if out else ln
+    return out.strip()
+
+
+def _task(cfg) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from rlrun.train import train
+
+    overrides = HydraConfig.get().overrides.task
+    if cfg.get("resume"):
+        extra = [o for o in overrides if not _RESUME_KEEP.match(o.lstrip("+~"))]
+        if extra:
+            from rlrun.core.errors import ConfigError
+
+            raise ConfigError(
+                f"resume= continues a run with its saved config; drop {' '.join(extra)}"
+            )
+    results = train(cfg)
+    return results.get("objective")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `rlrun` console script."""
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    # Let Hydra's own errors reach us (instead of a multi-line report and exit 1).
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from rlrun.core.config import config_dir, register_resolvers
+    from rlrun.core.errors import RlrunError
+
+    register_resolvers()
+    app = hydra.main(config_path=str(config_dir()), config_name="train",
+                     version_base="1.3")(_task)
+    try:
+        app()
+    except RlrunError as e:
+        _fail(str(e))
+    except (HydraException, OmegaConfBaseException) as e:
+        cause = e.__cause__
+        if isinstance(cause, RlrunError):
+            _fail(str(cause))
+        msg = _one_line(str(e))
+        if isinstance(cause, OmegaConfBaseException) and str(cause) not in str(e):
+            msg += " " + _one_line(str(cause))
+        _fail(msg)
+    except Exception as e:
+        from rlrun.train import Interrupted
+
+        if isinstance(e, Interrupted):
+            print(f"rlrun: {e}", file=sys.stderr)
+            sys.exit(130)
+        raise
+
+
+def _fail(message: str) -> None:
+    print(f"rlrun: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Checkpoints: written atomically, read back with `weights_only=True`.
+
+A checkpoint is a nested dict of tensors and plain Python values. NumPy arrays are stored
+as tensors (weights_only loading refuses arbitrary pickles) and come back as arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlrun.core.errors import CheckpointError
+
+_ND = "__ndarray__"
+
+
+def _pack(x: Any) -> Any:
+    import torch
+
+    if isinstance(x, np.ndarray):
+        return {_ND: torch.from_numpy(np.ascontiguousarray(x))}
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, dict):
+        return {k: _pack(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(_pack(v) for v in x)
+    return x
+
+
+def _unpack(x: Any) -> Any:
+    if isinstance(x, dict):
+        if set(x) == {_ND}:
+            return x[_ND].numpy()
+        return {k: _unpack(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(_unpack(v) for v in x)
+    return x
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over `path`.
+
+    A crash or Ctrl-C mid-write leaves the previous file intact, never a truncated one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; keep ordinary permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Save `state` (tensors, arrays, plain values) atomically to `path`."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(_pack(state), buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely (`weights_only=True`); a corrupt file is a `CheckpointError`."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises several types for truncated/garbage files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable ({first[:120]}); it may be corrupt or truncated:"
+            " delete it to start the run afresh"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} does not hold an rlrun state dict")
+    return _unpack(state)

@@ -1,0 +1,86 @@
+"""Finding the configs, checking a config node against its dataclass schema, importing loops.
+
+Schemas are checked when a run starts rather than registered in Hydra's ConfigStore: that
+keeps torch-importing loop modules out of CLI start-up. Unknown keys are still refused by
+Hydra at compose time (configs are in struct mode).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from rlrun.core.errors import ConfigError
+
+# Keys of a group node that are about wiring, not hyperparameters.
+META_KEYS = ("name", "loop", "schema", "kind")
+
+
+def config_dir() -> Path:
+    """The configs folder: inside the installed package, or the repo's top-level configs/."""
+    here = Path(__file__).resolve().parent.parent  # src/rlrun or site-packages/rlrun
+    for candidate in (here / "configs", here.parent.parent / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError("rlrun configs not found: reinstall rlrun (pip install .)")
+
+
+def _slug(text: str, max_len: int = 80) -> str:
+    """A file-system friendly job name from Hydra's override_dirname."""
+    s = re.sub(r"[^A-Za-z0-9_.=,+-]+", "_", str(text)).strip("_")
+    return s[:max_len] or "job"
+
+
+def _run_dir(resume: Any, fresh: str) -> str:
+    return str(resume) if resume not in (None, "", "None", "null") else fresh
+
+
+def _output_subdir(resume: Any) -> str | None:
+    # A resumed run keeps the .hydra/ of its first launch: that is the config it continues.
+    return ".hydra" if resume in (None, "", "None", "null") else None
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers used by configs/train.yaml for run and sweep directories."""
+    for name, fn in (("rlrun_slug", _slug), ("rlrun_run_dir", _run_dir),
+                     ("rlrun_output_subdir", _output_subdir)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def import_object(path: str, what: str) -> Any:
+    """Import `package.module.attr`; a bad path is a one-line ConfigError."""
+    module_name, _, attr = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(f"{what} '{path}' cannot be imported: {e}") from None
+
+
+def validate(node: DictConfig, schema: type, prefix: str) -> Any:
+    """Merge `node` (minus wiring keys) onto `schema` and build the dataclass.
+
+    Types are checked by OmegaConf, ranges by the dataclass's `__post_init__`. Every failure
+    becomes a ConfigError naming the full key, e.g. `algo.epsilon`.
+    """
+    values = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()
+              if k not in META_KEYS}
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), values)
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        key = f"{prefix}.{e.full_key}" if getattr(e, "full_key", None) else prefix
+        msg = str(getattr(e, "msg", e)).splitlines()[0]
+        if "not in struct" in msg or "Key '" in msg and "not" in msg:
+            fields = ", ".join(f.name for f in dataclasses.fields(schema))
+            msg = f"{msg} (options: {fields})"
+        raise ConfigError(f"{key}: {msg}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{prefix}.{e}") from None
+    return obj

@@ -1,0 +1,1 @@
+"""Tasks: bandit testbeds here; Gymnasium construction and the project's own envs later."""

@@ -1,0 +1,1 @@
+"""Networks, built from `configs/network/*.yaml` with `hydra.utils.instantiate`."""

@@ -1,0 +1,36 @@
+"""A plain MLP, the default network of the deep RL loops."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from rlrun.core.errors import ConfigError
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU,
+               "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
+
+
+class MLP(nn.Sequential):
+    """Linear layers with `activation` between them; none after the output layer."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_sizes: Sequence[int] = (256, 256),
+                 activation: str = "relu"):
+        if activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"network.activation={activation!r}: use one of {', '.join(ACTIVATIONS)}"
+            )
+        if any(int(h) <= 0 for h in hidden_sizes):
+            raise ConfigError(f"network.hidden_sizes={list(hidden_sizes)}: sizes must be > 0")
+        layers: list[nn.Module] = []
+        sizes = [int(in_dim), *map(int, hidden_sizes)]
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
+        layers.append(nn.Linear(sizes[-1], int(out_dim)))
+        super().__init__(*layers)
+        self.in_dim, self.out_dim = int(in_dim), int(out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)
