@@ -15,7 +15,8 @@ _RESUME_KEEP = re.compile(r"^(resume|hydra\.|hydra/|logger\.progress|logger\.pri
 
 def _one_line(text: str) -> str:
     """Hydra's multi-line messages (option lists, hints) folded into one readable line."""
-    lines = [ln.strip() for ln in str(text).splitlines()]
+    text = str(text).split("Config search path")[0]
+    lines = [ln.strip() for ln in text.splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith(("full_key:", "object_type="))]
     out = ""
     for ln in lines:
@@ -42,8 +43,43 @@ def _task(cfg) -> float | None:
             raise ConfigError(
                 f"resume= continues a run with its saved config; drop {' '.join(extra)}"
             )
-    results = train(cfg)
+    from hydra.types import RunMode
+
+    from rlrun.core.errors import RlrunError
+
+    try:
+        results = train(cfg)
+    except RlrunError as e:
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            _fail(str(e))  # exits here, before Hydra prints its "Error executing job" line
+        # In a sweep one bad job must not stop the others: record it and go on.
+        _record_failed_job(cfg, e)
+        return None
     return results.get("objective")
+
+
+def _record_failed_job(cfg, error: Exception) -> None:
+    """Write a `failed` results.json for a sweep job that could not start or run."""
+    import logging
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from rlrun.core.checkpoint import atomic_write_json
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    path = run_dir / "results.json"
+    logging.getLogger("rlrun").error("job failed: %s", error)
+    if path.exists():  # train() already recorded the failure with its metrics
+        import json
+
+        results = json.loads(path.read_text())
+    else:
+        results = {"algo": str(cfg.algo.get("name")), "env": str(cfg.env.get("name")),
+                   "seed": cfg.get("seed"), "status": "failed", "steps": 0,
+                   "wall_time_s": 0.0, "metrics": {}}
+    results["error"] = str(error)
+    atomic_write_json(path, results)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,8 +31,9 @@ def config_dir() -> Path:
     raise FileNotFoundError("rlrun configs not found: reinstall rlrun (pip install .)")
 
 
-def _slug(text: str, max_len: int = 80) -> str:
-    """A file-system friendly job name from Hydra's override_dirname."""
+def _slug(label: Any, overrides: str, max_len: int = 80) -> str:
+    """A file-system friendly job name: the run's `label`, else Hydra's override_dirname."""
+    text = overrides if label in (None, "", "None", "null") else label
     s = re.sub(r"[^A-Za-z0-9_.=,+-]+", "_", str(text)).strip("_")
     return s[:max_len] or "job"
 

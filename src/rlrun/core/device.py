@@ -13,22 +13,18 @@ def resolve_device(kind: str, index: int | None = None, uses_torch: bool = True)
     """
     if kind not in ("cpu", "cuda", "auto"):
         raise DeviceError(f"unknown device '{kind}': use device=cpu, device=cuda or device=auto")
-    if kind == "cpu":
+    if kind == "cpu" or (kind == "auto" and not uses_torch):
         return "cpu"
-    if not uses_torch:
-        if kind == "auto":
-            return "cpu"
-        raise DeviceError("this algorithm runs on NumPy on the CPU: use device=cpu or device=auto")
     import torch
 
     available = torch.cuda.is_available()
-    if kind == "auto":
-        kind = "cuda" if available else "cpu"
-        if kind == "cpu":
-            return "cpu"
+    if kind == "auto" and not available:
+        return "cpu"
     if not available:
         why = "this torch build has no CUDA" if torch.version.cuda is None else "no GPU is visible"
         raise DeviceError(f"device=cuda requested but {why}: use device=cpu or device=auto")
+    if not uses_torch:
+        raise DeviceError("this algorithm runs on NumPy on the CPU: use device=cpu or device=auto")
     if index is not None:
         if not 0 <= index < torch.cuda.device_count():
             raise DeviceError(
