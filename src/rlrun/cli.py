@@ -46,9 +46,13 @@ def _task(cfg) -> float | None:
     from hydra.types import RunMode
 
     from rlrun.core.errors import RlrunError
+    from rlrun.train import Interrupted
 
     try:
         results = train(cfg)
+    except Interrupted as e:
+        print(f"rlrun: {e}", file=sys.stderr)
+        sys.exit(130)  # a sweep stops too: Ctrl-C means stop
     except RlrunError as e:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             _fail(str(e))  # exits here, before Hydra prints its "Error executing job" line
@@ -110,13 +114,6 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(cause, OmegaConfBaseException) and str(cause) not in str(e):
             msg += " " + _one_line(str(cause))
         _fail(msg)
-    except Exception as e:
-        from rlrun.train import Interrupted
-
-        if isinstance(e, Interrupted):
-            print(f"rlrun: {e}", file=sys.stderr)
-            sys.exit(130)
-        raise
 
 
 def _fail(message: str) -> None:

@@ -103,6 +103,10 @@ def _resolve(cfg: DictConfig):
 
 
 def _check_pairing(cfg: DictConfig, schema: type) -> None:
+    if not getattr(schema, "uses_network", True) and cfg.get("network") is not None:
+        raise PairingError(
+            f"algo={cfg.algo.name} is tabular and uses no network: drop the network= override"
+        )
     kinds = getattr(schema, "task_kinds", None)
     kind = str(cfg.env.kind)
     if kinds is None or kind in kinds:

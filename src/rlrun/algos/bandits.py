@@ -73,34 +73,61 @@ class GradientBanditConfig(BanditAlgoConfig):
 
 
 # ---- agents ---------------------------------------------------------------------------------
+# Tables are arms-major, shape (k, rows): NumPy reduces over the short arm axis far faster
+# this way (max over axis 0 is k-1 vectorised maximums across all runs at once).
 def argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Row-wise argmax, ties broken uniformly at random (only tied rows draw numbers)."""
-    actions = values.argmax(axis=1)
-    ties = values == values[np.arange(len(values)), actions][:, None]
-    tied = np.flatnonzero(np.count_nonzero(ties, axis=1) > 1)
+    """Column-wise argmax of a (k, n) array, ties broken uniformly at random.
+
+    Only the columns that do have a tie draw random numbers; `np.argmax` alone would always
+    pick the lowest arm, which biases greedy methods (the book breaks ties at random).
+    """
+    k = values.shape[0]
+    ties = values == values.max(axis=0)
+    desc = np.arange(k, 0, -1, dtype=np.int32)[:, None]
+    actions = k - (ties * desc).max(axis=0)  # first maximal arm
+    tied = np.flatnonzero(np.add.reduce(ties, axis=0, dtype=np.int32) > 1)
     if tied.size:
-        actions[tied] = (rng.random((tied.size, values.shape[1])) * ties[tied]).argmax(axis=1)
+        actions[tied] = (rng.random((k, tied.size)) * ties[:, tied]).argmax(axis=0)
     return actions
 
 
-class ActionValueAgent:
-    """Incremental action-value estimates Q with counts N (eq. 2.3 / 2.5), shared by
+class _Tables:
+    """Gather/scatter helpers over (k, rows) tables; `rows` is the identity when there is
+    one context, and then no copies are made."""
+
+    def __init__(self, n_rows: int, k: int):
+        self.n_rows, self.k = n_rows, k
+
+    def cols(self, table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return table if len(rows) == self.n_rows else table[:, rows]
+
+    def flat(self, rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        return actions * self.n_rows + rows  # index into table.ravel()
+
+
+class ActionValueAgent(_Tables):
+    """Incremental action-value estimates Q with counts N (eqs. 2.3 and 2.5), shared by
     epsilon-greedy and UCB; they differ only in how they pick actions."""
 
     def __init__(self, cfg: EpsilonGreedyConfig | UCBConfig, n_rows: int, k: int,
                  rng: np.random.Generator):
-        self.cfg, self.rng, self.k = cfg, rng, k
-        self.q = np.full((n_rows, k), float(cfg.initial_value))
-        self.n = np.zeros((n_rows, k))
+        super().__init__(n_rows, k)
+        self.cfg, self.rng = cfg, rng
+        self.q = np.full((k, n_rows), float(cfg.initial_value))
+        self.n = np.zeros((k, n_rows))
+        if isinstance(cfg, UCBConfig):
+            # UCB bonus c sqrt(ln t / N) = c sqrt(ln t) * rsqrt_n; untried arms get +inf
+            # ("considered maximizing"). Both tables change at one entry per step.
+            self.t = np.zeros(n_rows)  # time steps seen per row (per context)
+            self.rsqrt_n = np.zeros((k, n_rows))
+            self.untried = np.full((k, n_rows), np.inf)
 
     def act(self, rows: np.ndarray) -> np.ndarray:
-        q, cfg = self.q[rows], self.cfg
+        cfg, q = self.cfg, self.cols(self.q, rows)
         if isinstance(cfg, UCBConfig):
-            n = self.n[rows]
-            t = n.sum(axis=1, keepdims=True) + 1.0  # time step (per context)
-            with np.errstate(divide="ignore"):
-                bonus = cfg.c * np.sqrt(np.log(t) / n)  # n == 0 -> inf: a maximizing action
-            return argmax_random_ties(np.where(n == 0, np.inf, q + bonus), self.rng)
+            coef = cfg.c * np.sqrt(np.log(self.t[rows] + 1.0))
+            values = q + coef * self.cols(self.rsqrt_n, rows) + self.cols(self.untried, rows)
+            return argmax_random_ties(values, self.rng)
         actions = argmax_random_ties(q, self.rng)
         if cfg.epsilon > 0:
             explore = self.rng.random(len(rows)) < cfg.epsilon
@@ -108,46 +135,64 @@ class ActionValueAgent:
         return actions
 
     def update(self, rows: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
-        self.n[rows, actions] += 1.0
-        alpha = 1.0 / self.n[rows, actions] if self.cfg.step_size is None else self.cfg.step_size
-        self.q[rows, actions] += alpha * (rewards - self.q[rows, actions])
+        i = self.flat(rows, actions)
+        q, n = self.q.reshape(-1), self.n.reshape(-1)
+        n[i] += 1.0
+        alpha = 1.0 / n[i] if self.cfg.step_size is None else self.cfg.step_size
+        q[i] += alpha * (rewards - q[i])
+        if isinstance(self.cfg, UCBConfig):
+            self.t[rows] += 1.0
+            self.rsqrt_n.reshape(-1)[i] = 1.0 / np.sqrt(n[i])
+            self.untried.reshape(-1)[i] = 0.0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"q": self.q, "n": self.n, "rng": self.rng.bit_generator.state}
+        s = {"q": self.q, "n": self.n, "rng": self.rng.bit_generator.state}
+        if isinstance(self.cfg, UCBConfig):
+            s.update(t=self.t, rsqrt_n=self.rsqrt_n, untried=self.untried)
+        return s
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        self.q, self.n = s["q"].copy(), s["n"].copy()
+        for key, value in s.items():
+            if key != "rng":  # C order: update() writes through reshape(-1) views
+                setattr(self, key, np.array(value, dtype=float, order="C"))
         self.rng.bit_generator.state = s["rng"]
 
 
-class GradientBanditAgent:
+class GradientBanditAgent(_Tables):
     """Softmax preferences H updated by eq. 2.12. The baseline R-bar_t is the average of the
     rewards before time t, with R-bar_1 = R_1 (2nd edition, 2018 text)."""
 
     def __init__(self, cfg: GradientBanditConfig, n_rows: int, k: int,
                  rng: np.random.Generator):
-        self.cfg, self.rng, self.k = cfg, rng, k
-        self.h = np.zeros((n_rows, k))
+        super().__init__(n_rows, k)
+        self.cfg, self.rng = cfg, rng
+        self.h = np.zeros((k, n_rows))
         self.avg = np.zeros(n_rows)  # running mean reward per row
         self.count = np.zeros(n_rows)
-        self._pi = None
+        self._pi = np.empty(0)
 
     def act(self, rows: np.ndarray) -> np.ndarray:
-        h = self.h[rows]
-        e = np.exp(h - h.max(axis=1, keepdims=True))
-        self._pi = e / e.sum(axis=1, keepdims=True)
-        u = self.rng.random((len(rows), 1))
-        return np.minimum((self._pi.cumsum(axis=1) < u).sum(axis=1), self.k - 1)
+        h = self.cols(self.h, rows)
+        e = np.exp(h - h.max(axis=0))
+        self._pi = pi = e / e.sum(axis=0)
+        # Inverse-CDF sampling: the action is how many cumulative probabilities lie below u.
+        u = self.rng.random(len(rows))
+        acc, actions = np.zeros(len(rows)), np.zeros(len(rows), dtype=np.int64)
+        for p in pi[:-1]:  # a loop over arms (k is small), never over runs
+            acc += p
+            actions += acc < u
+        return actions
 
     def update(self, rows: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
         n = self.count[rows]
-        if self.cfg.baseline:
-            baseline = np.where(n == 0, rewards, self.avg[rows])
+        baseline = np.where(n == 0, rewards, self.avg[rows]) if self.cfg.baseline else 0.0
+        grad = -self._pi  # may be F-ordered (fancy-indexed columns): index it in 2-D
+        grad[actions, np.arange(len(rows))] += 1.0  # 1{a=A} - pi
+        step = self.cfg.step_size * (rewards - baseline) * grad
+        if len(rows) == self.n_rows:
+            self.h += step
         else:
-            baseline = 0.0
-        grad = -self._pi
-        grad[np.arange(len(rows)), actions] += 1.0  # one_hot(A) - pi
-        self.h[rows] += self.cfg.step_size * (rewards - baseline)[:, None] * grad
+            self.h[:, rows] += step
         self.avg[rows] += (rewards - self.avg[rows]) / (n + 1.0)
         self.count[rows] = n + 1.0
 
@@ -156,7 +201,8 @@ class GradientBanditAgent:
                 "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        self.h, self.avg, self.count = s["h"].copy(), s["avg"].copy(), s["count"].copy()
+        self.h, self.avg, self.count = (np.array(s[key], dtype=float, order="C")
+                                        for key in ("h", "avg", "count"))
         self.rng.bit_generator.state = s["rng"]
 
 

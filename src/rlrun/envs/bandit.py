@@ -45,7 +45,8 @@ class BanditTestbed:
     def __init__(self, cfg: BanditConfig, rng: np.random.Generator):
         self.cfg, self.rng = cfg, rng
         self.runs, self.k, self.contexts = cfg.num_runs, cfg.k, cfg.contexts
-        shape = (self.runs * self.contexts, self.k)
+        self.n_rows = self.runs * self.contexts
+        shape = (self.k, self.n_rows)  # arms-major, like the agents' tables
         if cfg.start_equal:
             self.q_star = np.full(shape, float(cfg.mean))
         else:
@@ -54,7 +55,7 @@ class BanditTestbed:
         self._update_optimal()
 
     def _update_optimal(self) -> None:
-        self.optimal = self.q_star.argmax(axis=1)
+        self.optimal = self.q_star.argmax(axis=0)
 
     def observe(self) -> np.ndarray:
         """The row (run x context) each run faces this step: its context is the observation."""
@@ -64,8 +65,9 @@ class BanditTestbed:
 
     def step(self, rows: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rewards for `actions` in `rows`, and whether each action was optimal."""
-        rewards = self.q_star[rows, actions] + self.rng.standard_normal(self.runs)
-        optimal = actions == self.optimal[rows]
+        mean = self.q_star.reshape(-1)[actions * self.n_rows + rows]
+        rewards = mean + self.rng.standard_normal(self.runs)
+        optimal = actions == (self.optimal if self.contexts == 1 else self.optimal[rows])
         if self.cfg.nonstationary:
             self.q_star += self.rng.normal(0.0, self.cfg.walk_std, size=self.q_star.shape)
             self._update_optimal()
@@ -75,6 +77,7 @@ class BanditTestbed:
         return {"q_star": self.q_star.copy(), "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.q_star = np.array(state["q_star"], dtype=float)
+        self.q_star = np.array(state["q_star"], dtype=float, order="C").reshape(
+            self.k, self.n_rows)
         self.rng.bit_generator.state = state["rng"]
         self._update_optimal()

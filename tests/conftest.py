@@ -1,0 +1,47 @@
+"""Shared fixtures: compose configs the way the CLI does, run `train` in a temp dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from rlrun.core.config import config_dir, register_resolvers
+from rlrun.train import train
+
+register_resolvers()
+
+
+def compose_cfg(overrides: list[str] | None = None):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return compose("train", overrides=list(overrides or []))
+
+
+def run_train(tmp_path: Path, overrides: list[str], name: str = "run") -> dict:
+    cfg = compose_cfg(["logger.progress=none", *overrides])
+    return train(cfg, run_dir=tmp_path / name)
+
+
+def rlrun_cli(args: list[str], cwd: Path, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    """Run the real console script in a subprocess."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", "rlrun", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def read_results(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "results.json").read_text())
+
+
+@pytest.fixture
+def small():
+    """Overrides for a quick bandit run."""
+    return ["env.num_runs=200", "env.steps=300"]
