@@ -29,7 +29,8 @@ def run_train(tmp_path: Path, overrides: list[str], name: str = "run") -> dict:
     return train(cfg, run_dir=tmp_path / name)
 
 
-def rlrun_cli(args: list[str], cwd: Path, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+def rlrun_cli(args: list[str], cwd: Path, timeout: float = 120,
+              **kw) -> subprocess.CompletedProcess:
     """Run the real console script in a subprocess."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)

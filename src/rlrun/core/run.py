@@ -7,6 +7,7 @@ the run to stop (SIGINT/SIGTERM), after saving one.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -120,10 +121,9 @@ class StopOnSignal:
 
     def __enter__(self) -> StopOnSignal:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            # Outside the main thread (some launchers) no handler can be set: run without.
+            with contextlib.suppress(ValueError):
                 self.old[sig] = signal.signal(sig, self._handler)
-            except ValueError:  # not the main thread (some launchers): no handler
-                pass
         return self
 
     def __exit__(self, *exc) -> None:
