@@ -1,0 +1,144 @@
+"""Shared pieces: checkpoints, device resolution, logger summary, seeding, networks."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlrun.core import checkpoint as ckpt
+from rlrun.core.device import resolve_device
+from rlrun.core.errors import CheckpointError, ConfigError, DeviceError, NonFiniteError
+from rlrun.core.logger import Logger, LoggerConfig, higher_is_better
+from rlrun.core.progress import Progress
+from rlrun.core.seeding import rng_state, seed_everything, set_rng_state
+
+
+def test_checkpoint_roundtrip_keeps_arrays_tensors_and_rng_states(tmp_path):
+    gen = np.random.default_rng(3)
+    state = {"q": np.arange(6.0).reshape(2, 3), "n": np.array([1, 2], dtype=np.int64),
+             "w": torch.ones(2), "rng": gen.bit_generator.state, "nested": [1, (2.5, "x")],
+             "flag": np.bool_(True), "global_rng": rng_state()}
+    path = tmp_path / "c" / "last.pt"
+    ckpt.save_checkpoint(path, state)
+    back = ckpt.load_checkpoint(path)
+    np.testing.assert_array_equal(back["q"], state["q"])
+    assert back["n"].dtype == np.int64 and isinstance(back["q"], np.ndarray)
+    assert torch.equal(back["w"], state["w"]) and back["nested"] == [1, (2.5, "x")]
+    gen2 = np.random.default_rng()
+    gen2.bit_generator.state = back["rng"]
+    assert gen2.random() == gen.random()
+    set_rng_state(back["global_rng"])
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    ckpt.save_checkpoint(path, {"v": 1})
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt  # Ctrl-C between write and rename
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(path, {"v": 2})
+    monkeypatch.undo()
+    assert ckpt.load_checkpoint(path)["v"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04garbage"])
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "last.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="unreadable"):
+        ckpt.load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        ckpt.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_weights_only_refuses_arbitrary_pickles(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"obj": Path("x")}, path)  # a non-tensor class: not allowed when weights_only
+    with pytest.raises(CheckpointError):
+        ckpt.load_checkpoint(path)
+
+
+def test_device_resolution(monkeypatch):
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto", uses_torch=False) == "cpu"
+    with pytest.raises(DeviceError, match="unknown device"):
+        resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(DeviceError, match="device=cuda requested but"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == "cuda"
+    assert resolve_device("cuda", index=1) == "cuda:1"
+    with pytest.raises(DeviceError, match="index=5"):
+        resolve_device("cuda", index=5)
+    with pytest.raises(DeviceError, match="NumPy"):
+        resolve_device("cuda", uses_torch=False)
+
+
+def test_logger_summary_and_directions(tmp_path):
+    log = Logger(tmp_path, LoggerConfig(tensorboard=False))
+    for i in range(20):
+        log.scalar("charts/episodic_return", float(i), i)
+        log.scalar("losses/q", 100.0 - i, i)
+    s = log.summary()
+    assert s["charts/episodic_return"] == {"last": 19.0, "tail_mean": 18.5, "best": 19.0,
+                                           "count": 20, "step": 19}
+    assert s["losses/q"]["best"] == 81.0  # lower is better for losses
+    assert not higher_is_better("eval/val_ppl") and higher_is_better("bandit/optimal_action")
+    with pytest.raises(NonFiniteError, match="losses/q became nan"):
+        log.scalar("losses/q", float("nan"), 21)
+    restored = Logger(tmp_path, LoggerConfig(tensorboard=False))
+    restored.load_state_dict(log.state_dict())
+    assert restored.summary() == log.summary()
+
+
+def test_logger_config_is_checked():
+    with pytest.raises(ConfigError, match="logger.progress"):
+        LoggerConfig(progress="fancy")
+
+
+def test_progress_lines_when_not_a_tty(caplog):
+    caplog.set_level(logging.INFO, logger="rlrun")
+    p = Progress(total=10, start=0, headline="bandit/average_reward", mode="lines",
+                 every_s=1e-9)
+    for t in range(1, 11):
+        p.update(t, 1.5)
+    p.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("step 10/10" in ln and "bandit/average_reward=1.5" in ln for ln in lines)
+
+
+def test_seeding_and_deterministic_flag():
+    seed_everything(7, deterministic=True)
+    try:
+        a = (np.random.rand(), torch.rand(1).item())
+        assert torch.are_deterministic_algorithms_enabled()
+        seed_everything(7)
+        assert (np.random.rand(), torch.rand(1).item()) == a
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_mlp_from_config():
+    from omegaconf import OmegaConf
+
+    from rlrun.core.config import config_dir
+    from rlrun.nets import build_network
+
+    cfg = OmegaConf.load(config_dir() / "network" / "mlp.yaml")
+    net = build_network(cfg, in_dim=4, out_dim=2, hidden_sizes=[8, 8])
+    assert net(torch.zeros(5, 4)).shape == (5, 2)
+    assert sum(p.numel() for p in net.parameters()) == 4 * 8 + 8 + 8 * 8 + 8 + 8 * 2 + 2
+    with pytest.raises(ConfigError, match="activation"):
+        build_network(cfg, in_dim=4, out_dim=2, activation="swish2")
