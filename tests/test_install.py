@@ -1,0 +1,40 @@
+"""A non-editable install (a built wheel) finds its configs from any directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_ships_configs_and_runs_from_anywhere(tmp_path):
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels),
+                    str(ROOT)], check=True, capture_output=True, timeout=300)
+    (wheel,) = wheels.glob("rlrun-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "rlrun/configs/train.yaml" in names
+    assert "rlrun/configs/experiment/sutton_barto/fig2_2.yaml" in names
+    assert "rlrun/configs/hydra/help/rlrun.yaml" in names
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    where = subprocess.run([sys.executable, "-c", "import rlrun.core.config as c, rlrun;"
+                            "print(rlrun.__file__); print(c.config_dir())"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    module_file, configs = where.stdout.split()
+    assert module_file.startswith(str(target)) and configs.startswith(str(target))
+    out = subprocess.run([sys.executable, "-m", "rlrun", "algo=ucb", "env.num_runs=20",
+                          "env.steps=20", "logger.progress=none"], cwd=elsewhere, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    (run,) = (elsewhere / "outputs" / "ucb" / "bandit_testbed").iterdir()
+    assert (run / "results.json").is_file()
