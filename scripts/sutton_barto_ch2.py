@@ -389,6 +389,10 @@ def draw_study(jobs: Sequence[Job], out: Path) -> str:
     steps = sorted({int(j.env.get("steps", 0)) for _, j in points})
     span = str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
     ax.set_ylabel(f"Average reward\nover first {span} steps")
+    ys = [value(j, ALL_STEPS_REWARD) for _, j in points]
+    finite = [y for y in ys if math.isfinite(y)]
+    if finite:  # the book's axis is 1.0-1.5; widen it for data outside that range
+        ax.set_ylim(min(1.0, min(finite) - 0.02), max(1.5, max(finite) + 0.02))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower center", frameon=False, fontsize="small")
     fig.suptitle(f"Figure 2.6: parameter study, 10-armed testbed, {_runs_text(jobs)}"

@@ -80,6 +80,10 @@ def test_sweep_layout(tmp_path):
     (["env=CartPole-v1"], "algo=epsilon_greedy learns bandit tasks, but env=CartPole-v1"),
     (["network=mlp"], "uses no network"),
     (["resume=/nonexistent/run"], "resume=/nonexistent/run: no run there"),
+    (["experiment=nope"], "Available: sutton_barto/fig2_2, sutton_barto/fig2_3"),
+    (["algo.epsilon=[1,"], "no viable alternative"),
+    (["seed=abc"], "seed='abc' must be a non-negative integer"),
+    (["checkpoint_every_s=-1"], "checkpoint_every_s=-1 must be a number >= 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     other_task = any(a.startswith(("env=", "resume=")) for a in args)

@@ -13,20 +13,34 @@ import sys
 _RESUME_KEEP = re.compile(r"^(resume|hydra\.|hydra/|logger\.progress|logger\.print_every_s)")
 
 
-def _one_line(text: str) -> str:
-    """Hydra's multi-line messages (option lists, hints) folded into one readable line."""
-    text = str(text).split("Config search path")[0]
-    lines = [ln.strip() for ln in text.splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith(("full_key:", "object_type="))]
+def _sentences(lines: list[str]) -> str:
     out = ""
-    for ln in lines:
-        if out.endswith(":"):
-            out += " " + ln
-        elif out and ":" in out.rsplit(". ", 1)[-1] and "'" not in ln and " " not in ln:
-            out += ", " + ln  # an item of an 'Available options' list
-        else:
-            out += (" " if not out or out.endswith(".") else ". ") + ln if out else ln
-    return out.strip()
+    for line in lines:
+        out += line if not out else (" " if out.endswith((".", ":")) else ". ") + line
+    return out
+
+
+def _one_line(text: str) -> str:
+    """Hydra's multi-line messages (option lists, search paths) folded into one line."""
+    text = str(text).split("Config search path")[0]
+    head, _, options = text.partition("Available options in ")
+    lines = [ln.strip() for ln in head.splitlines()]
+    out = _sentences([ln for ln in lines
+                      if ln and not ln.startswith(("full_key:", "object_type=", "See https"))])
+    if options:
+        group, *items = [ln.strip() for ln in options.splitlines() if ln.strip()]
+        out = _sentences([out, f"Available options in {group} {', '.join(items)}"])
+    else:
+        missing = re.search(r"Could not find '([\w/]+)/([^'/]+)'", out)
+        if missing:  # Hydra lists no options for nested groups such as experiment presets
+            from rlrun.core.config import config_dir
+
+            group_dir = config_dir() / missing.group(1)
+            found = sorted(str(p.relative_to(group_dir).with_suffix(""))
+                           for p in group_dir.glob("**/*.yaml") if "points" not in p.parts)
+            if found:
+                out = _sentences([out, f"Available: {', '.join(found)}"])
+    return out
 
 
 def _task(cfg) -> float | None:
@@ -112,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             _fail(str(cause))
         msg = _one_line(str(e))
         if isinstance(cause, OmegaConfBaseException) and str(cause) not in str(e):
-            msg += " " + _one_line(str(cause))
+            msg = _sentences([msg, _one_line(str(cause))])
         _fail(msg)
 
 

@@ -49,6 +49,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         run_dir = HydraConfig.get().runtime.output_dir
     run_dir = Path(run_dir).resolve()
 
+    _check_root(cfg)
     loop, algo, env, logger_cfg, schema = _resolve(cfg)
     _check_pairing(cfg, schema)
     device = resolve_device(str(cfg.device.type), cfg.device.get("index"),
@@ -85,6 +86,18 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     log.info("done: %s = %.4g (results in %s)", headline,
              results["metrics"].get(headline, {}).get("last", float("nan")), run_dir)
     return results
+
+
+def _check_root(cfg: DictConfig) -> None:
+    """Top-level keys (no schema of their own): seed, deterministic, checkpoint_every_s."""
+    checks = (("seed", int, lambda v: v >= 0, "a non-negative integer"),
+              ("deterministic", bool, lambda v: True, "true or false"),
+              ("checkpoint_every_s", (int, float), lambda v: v >= 0, "a number >= 0"))
+    for key, types, ok, what in checks:
+        value = cfg.get(key)
+        if isinstance(value, bool) and types is not bool or not isinstance(value, types) \
+                or not ok(value):
+            raise ConfigError(f"{key}={value!r} must be {what}")
 
 
 def _resolve(cfg: DictConfig):
