@@ -74,6 +74,8 @@ def test_help_lists_groups(tmp_path):
     out = rlrun_cli(["--help"], cwd=tmp_path)
     assert out.returncode == 0
     for line in ("algo: epsilon_greedy, gradient_bandit, ucb", "device: auto, cpu, cuda",
-                 "env: ", "logger: tensorboard", "network: mlp", "experiment"):
+                 "env: ", "logger: tensorboard", "network: mlp",
+                 "experiment: sutton_barto/fig2_2, sutton_barto/fig2_3", "resume"):
         assert line in out.stdout
+    assert "points" not in out.stdout  # single curves of presets are not options to pick
     assert not list(Path(tmp_path).iterdir()), "--help must not create run dirs"

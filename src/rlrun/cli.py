@@ -33,11 +33,11 @@ def _one_line(text: str) -> str:
     else:
         missing = re.search(r"Could not find '([\w/]+)/([^'/]+)'", out)
         if missing:  # Hydra lists no options for nested groups such as experiment presets
-            from rlrun.core.config import config_dir
+            from rlrun.core.config import config_dir, group_options
 
-            group_dir = config_dir() / missing.group(1)
-            found = sorted(str(p.relative_to(group_dir).with_suffix(""))
-                           for p in group_dir.glob("**/*.yaml") if "points" not in p.parts)
+            found = []
+            if (config_dir() / missing.group(1)).is_dir():
+                found = group_options(missing.group(1))
             if found:
                 out = _sentences([out, f"Available: {', '.join(found)}"])
     return out

@@ -47,10 +47,23 @@ def _output_subdir(resume: Any) -> str | None:
     return ".hydra" if resume in (None, "", "None", "null") else None
 
 
+def group_options(group: str) -> list[str]:
+    """Options of a config group, nested presets as paths (`sutton_barto/fig2_2`); the
+    `points/` folders hold single curves of presets and are not listed."""
+    root = config_dir() / group
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("**/*.yaml")
+                  if "points" not in p.relative_to(root).parts)
+
+
+def _groups_help() -> str:
+    groups = ("algo", "env", "network", "device", "logger", "experiment")
+    return "\n".join(f"  {g}: {', '.join(group_options(g))}" for g in groups)
+
+
 def register_resolvers() -> None:
-    """OmegaConf resolvers used by configs/train.yaml for run and sweep directories."""
+    """OmegaConf resolvers used by configs/train.yaml (run and sweep dirs) and --help."""
     for name, fn in (("rlrun_slug", _slug), ("rlrun_run_dir", _run_dir),
-                     ("rlrun_output_subdir", _output_subdir)):
+                     ("rlrun_output_subdir", _output_subdir), ("rlrun_groups", _groups_help)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
