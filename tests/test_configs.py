@@ -77,5 +77,5 @@ def test_help_lists_groups(tmp_path):
                  "env: ", "logger: tensorboard", "network: mlp",
                  "experiment: sutton_barto/fig2_2, sutton_barto/fig2_3", "resume"):
         assert line in out.stdout
-    assert "fig2_6_ucb" not in out.stdout  # single curves of presets are not options to pick
+    assert "fig2_6_ucb_" not in out.stdout  # single curves of presets are not options to pick
     assert not list(Path(tmp_path).iterdir()), "--help must not create run dirs"
