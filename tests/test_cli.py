@@ -48,6 +48,13 @@ def test_single_run_layout_results_and_tensorboard(tmp_path):
         assert m["tail_mean"] == pytest.approx(sum(values[-n_tail:]) / n_tail, rel=1e-6)
     assert [e.step for e in acc.Scalars("bandit/average_reward")] == list(range(1, 121))
     assert "config/text_summary" in acc.Tags()["tensors"]
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    hp = plugin_data_pb2.HParamsPluginData.FromString(
+        acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
+    assert {"algo.c", "env.num_runs", "seed"} <= {h.name for h in hp.hparam_infos}
+    assert [m.name.tag for m in hp.metric_infos] == ["bandit/average_reward",
+                                                     "bandit/average_reward_all_steps"]
     assert [p for p in run.iterdir() if p.is_dir()] != []  # .hydra, checkpoints
     assert not [p for p in run.iterdir() if p.is_dir() and p.name[0].isdigit()], \
         "hparams must stay in the run folder, not a timestamped subfolder"

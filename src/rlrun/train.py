@@ -59,6 +59,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     seed_everything(int(cfg.seed), bool(cfg.deterministic))
 
     headline = getattr(schema, "headline", "charts/episodic_return")
+    objective = getattr(schema, "objective", headline)
     ctx = RunContext(
         run_dir=run_dir, algo=algo, env=env, algo_name=str(cfg.algo.name),
         env_name=str(cfg.env.name), seed=int(cfg.seed), device=device,
@@ -67,7 +68,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     )
     if not resuming:
         ctx.logger.text("config", _yaml_block(cfg))
-        ctx.logger.hparams(_flat_hparams(cfg), [headline])
+        ctx.logger.hparams(_flat_hparams(cfg), list(dict.fromkeys([headline, objective])))
     log.info("%s %s on %s: %s", "resuming" if resuming else "run", ctx.algo_name,
              ctx.env_name, run_dir)
     _write_results(ctx, "running")
@@ -80,7 +81,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         status = "interrupted"
     finally:
         ctx.close()
-        results = _write_results(ctx, status, getattr(schema, "objective", headline))
+        results = _write_results(ctx, status, objective)
     if status == "interrupted":
         raise Interrupted(run_dir, ctx.step)
     log.info("done: %s = %.4g (results in %s)", headline,
