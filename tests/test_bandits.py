@@ -9,9 +9,9 @@ from rlrun.algos.bandits import (
     EpsilonGreedyConfig,
     GradientBanditConfig,
     UCBConfig,
-    argmax_random_ties,
     make_agent,
 )
+from rlrun.core.policy import argmax_random_ties
 from rlrun.envs.bandit import BanditConfig, BanditTestbed
 
 from .conftest import run_train

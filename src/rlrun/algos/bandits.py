@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rlrun.core.errors import ConfigError
+from rlrun.core.policy import argmax_random_ties
 from rlrun.envs.bandit import BanditTestbed
 
 
@@ -73,24 +74,7 @@ class GradientBanditConfig(BanditAlgoConfig):
 
 
 # ---- agents ---------------------------------------------------------------------------------
-# Tables are arms-major, shape (k, rows): NumPy reduces over the short arm axis far faster
-# this way (max over axis 0 is k-1 vectorised maximums across all runs at once).
-def argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Column-wise argmax of a (k, n) array, ties broken uniformly at random.
-
-    Only the columns that do have a tie draw random numbers; `np.argmax` alone would always
-    pick the lowest arm, which biases greedy methods (the book breaks ties at random).
-    """
-    k = values.shape[0]
-    ties = values == values.max(axis=0)
-    desc = np.arange(k, 0, -1, dtype=np.int32)[:, None]
-    actions = k - (ties * desc).max(axis=0)  # first maximal arm
-    tied = np.flatnonzero(np.add.reduce(ties, axis=0, dtype=np.int32) > 1)
-    if tied.size:
-        actions[tied] = (rng.random((k, tied.size)) * ties[:, tied]).argmax(axis=0)
-    return actions
-
-
+# Tables are arms-major, shape (k, rows), as rlrun.core.policy expects.
 class _Tables:
     """Gather/scatter helpers over (k, rows) tables; `rows` is the identity when there is
     one context, and then no copies are made."""
