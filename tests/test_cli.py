@@ -84,7 +84,7 @@ def test_sweep_layout(tmp_path):
     (["algo=ucb", "algo.c=-1"], "algo.c=-1.0 must be >= 0"),
     (["env.k=0"], "env.k=0 must be >= 1"),
     (["env.num_runs=-3"], "env.num_runs=-3 must be >= 1"),
-    (["env=CartPole-v1"], "algo=epsilon_greedy learns bandit tasks, but env=CartPole-v1"),
+    (["env=CartPole-v1"], "algo=epsilon_greedy needs a bandit testbed (env=bandit_testbed,"),
     (["network=mlp"], "uses no network"),
     (["resume=/nonexistent/run"], "resume=/nonexistent/run: no run there"),
     (["experiment=nope"], "Available: sutton_barto/fig2_2, sutton_barto/fig2_3"),

@@ -23,6 +23,14 @@ from rlrun.core.seeding import seed_everything
 
 log = logging.getLogger("rlrun")
 
+# What each task kind is and where to find one, for pairing errors (env configs: `kind:`).
+TASK_KINDS = {
+    "bandit": ("a bandit testbed", "env=bandit_testbed, env=contextual_bandit"),
+    "tabular": ("a tabular task with discrete states and actions and a transition table",
+                "e.g. env=cliff_walking_book, env=CliffWalking-v1"),
+    "gym": ("a Gymnasium task without a transition table", "e.g. env=CartPole-v1"),
+}
+
 
 class Interrupted(Exception):
     """The run stopped on SIGINT/SIGTERM after saving a checkpoint."""
@@ -127,10 +135,11 @@ def _check_pairing(cfg: DictConfig, schema: type) -> None:
     fits = [n for n, k in _algorithms_by_kind().items() if kind in k]
     hint = (f"try algo={fits[0]}" if fits
             else f"no algorithm in this install learns {kind} tasks yet")
-    raise PairingError(
-        f"algo={cfg.algo.name} learns {'/'.join(kinds)} tasks, but env={cfg.env.name} is a"
-        f" {kind} task: {hint}"
-    )
+    needs = " or ".join("{} ({})".format(*TASK_KINDS.get(k, (f"a {k} task", "")))
+                        for k in kinds)
+    is_a = TASK_KINDS.get(kind, (f"a {kind} task",))[0]
+    raise PairingError(f"algo={cfg.algo.name} needs {needs}, but env={cfg.env.name} is {is_a}:"
+                       f" {hint}")
 
 
 def _algorithms_by_kind() -> dict[str, tuple[str, ...]]:

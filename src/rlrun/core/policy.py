@@ -12,11 +12,13 @@ import numpy as np
 def argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Column-wise argmax of a (k, n) array, ties broken uniformly at random.
 
-    Only the columns that do have a tie draw random numbers; `np.argmax` alone would always
-    pick the lowest action, which biases greedy methods (the book breaks ties at random).
+    `np.argmax` alone would always pick the lowest action, which biases greedy methods (the
+    book breaks ties at random). Large arrays draw random numbers only for tied columns.
     """
     k = values.shape[0]
     ties = values == values.max(axis=0)
+    if values.size <= 4096:  # small: drawing for every entry costs less than finding ties
+        return (rng.random(values.shape) * ties).argmax(axis=0)
     desc = np.arange(k, 0, -1, dtype=np.int32)[:, None]
     actions = k - (ties * desc).max(axis=0)  # first maximal action
     tied = np.flatnonzero(np.add.reduce(ties, axis=0, dtype=np.int32) > 1)
