@@ -29,7 +29,7 @@ def test_every_option_composes(group):
 
 @pytest.mark.parametrize("algo", options("algo"))
 def test_algo_configs_validate(algo):
-    node = OmegaConf.load(CONFIGS / "algo" / f"{algo}.yaml")
+    node = compose_cfg([f"algo={algo}"]).algo
     assert node.name == algo
     import_object(node.loop, "loop")
     validate(node, import_object(node.schema, "schema"), "algo")
@@ -37,7 +37,7 @@ def test_algo_configs_validate(algo):
 
 @pytest.mark.parametrize("env", options("env"))
 def test_env_configs_validate(env):
-    node = OmegaConf.load(CONFIGS / "env" / f"{env}.yaml")
+    node = compose_cfg([f"env={env}"]).env
     assert node.name == env
     validate(node, import_object(node.schema, "schema"), "env")
 
@@ -73,9 +73,18 @@ def test_help_lists_groups(tmp_path):
 
     out = rlrun_cli(["--help"], cwd=tmp_path)
     assert out.returncode == 0
-    for line in ("algo: epsilon_greedy, gradient_bandit, ucb", "device: auto, cpu, cuda",
+    for line in ("algo: double_q_learning, epsilon_greedy, expected_sarsa", "device: auto, cpu, cuda",
                  "env: ", "logger: tensorboard", "network: mlp",
-                 "experiment: sutton_barto/fig2_2, sutton_barto/fig2_3", "resume"):
+                 "experiment: sutton_barto/ex6_2, sutton_barto/fig2_2", "resume"):
         assert line in out.stdout
     assert "fig2_6_ucb_" not in out.stdout  # single curves of presets are not options to pick
     assert not list(Path(tmp_path).iterdir()), "--help must not create run dirs"
+
+
+@pytest.mark.parametrize("algo, env", [("q_learning", "cliff_walking_book"),
+                                       ("sarsa", "windy_gridworld"),
+                                       ("double_q_learning", "maximization_bias"),
+                                       ("td0", "random_walk"), ("ucb", "bandit_testbed")])
+def test_each_algorithm_brings_its_usual_task_and_env_overrides_win(algo, env):
+    assert compose_cfg([f"algo={algo}"]).env.name == env
+    assert compose_cfg([f"algo={algo}", "env=Taxi-v4"]).env.name == "Taxi-v4"
