@@ -187,7 +187,8 @@ def run(ctx) -> None:
         # evaluation sees all agents after exactly the same number of episodes.
         sync = min((st["evaluated"] // every + 1) * every, E)
         while st["logged"] < sync:
-            _step(agents, sim, st, np.flatnonzero(st["count"] < sync), max_steps, left)
+            active = np.flatnonzero(st["count"] < sync)
+            _step(agents, sim, st, slice(None) if active.size == n else active, max_steps, left)
             done = int(st["count"].min())
             if done > st["logged"]:
                 for ep in range(st["logged"], done):  # per-episode averages over runs
@@ -208,9 +209,12 @@ def run(ctx) -> None:
     ctx.save(E, state())
 
 
-def _step(agents: Agents, sim: VectorTabularSim, st: dict, idx: np.ndarray, max_steps: int,
-          left: int | None) -> None:
-    """One environment step and TD update for the runs in `idx` (all runs in one go)."""
+def _step(agents: Agents, sim: VectorTabularSim, st: dict, idx: np.ndarray | slice,
+          max_steps: int, left: int | None) -> None:
+    """One environment step and TD update for the runs in `idx` (all runs in one go).
+
+    `idx` is `slice(None)` while every run is stepping, the common case: slices index
+    without copying."""
     s, a = st["s"][idx], st["a"][idx]
     rows = agents.base[idx] + s
     s2, r, term = sim.step(s, a)
@@ -219,10 +223,10 @@ def _step(agents: Agents, sim: VectorTabularSim, st: dict, idx: np.ndarray, max_
     agents.update(rows, s, a, r, rows2, s2, a2, term)
     st["ret"][idx] += r
     st["len"][idx] += 1
-    st["env_steps"] += idx.size
+    st["env_steps"] += len(s)
     ended = term | (st["len"][idx] >= max_steps)
     if ended.any():
-        e = idx[ended]
+        e = np.flatnonzero(ended) if isinstance(idx, slice) else idx[ended]
         ep = st["count"][e]
         st["returns"][e, ep] = st["ret"][e]
         st["lengths"][e, ep] = st["len"][e]
