@@ -217,17 +217,17 @@ def full_train(w: Workload, algo: str) -> tuple[float, dict[str, Any]]:
 
 
 def loop_only(w: Workload, algo: str) -> tuple[float, dict[str, list[float]]]:
-    from rlrun.algos.td import TDControlConfig
-    from rlrun.algos.td import run as td_run
-    from rlrun.envs.tabular_sim import TabularEnvConfig
+    """The loop of `train()` on the same composed config, validated as train() does it."""
+    from rlrun.core.config import import_object, validate
 
-    method, double = ALGOS[algo]
+    cfg = compose(overrides(w, algo))
     ctx = _LoopContext(
-        algo=TDControlConfig(method=method, double=double, episodes=w.episodes,
-                             epsilon=w.epsilon, step_size=w.step_size, gamma=1.0),
-        env=TabularEnvConfig(name=w.env, id=w.env_id, num_runs=w.runs), seed=0)
+        algo=validate(cfg.algo, import_object(str(cfg.algo.schema), "algo.schema"), "algo"),
+        env=validate(cfg.env, import_object(str(cfg.env.schema), "env.schema"), "env"),
+        seed=int(cfg.seed))
+    loop = import_object(str(cfg.algo.loop), "algo.loop")
     t0 = time.perf_counter()
-    td_run(ctx)
+    loop(ctx)
     return time.perf_counter() - t0, ctx.logger.series
 
 

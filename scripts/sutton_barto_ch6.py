@@ -65,7 +65,6 @@ def _import_ch2() -> ModuleType:
 
 ch2 = _import_ch2()
 UsageError = ch2.UsageError  # the same class, so callers of either script catch one type
-Job = ch2.Job
 
 FIGURES = ("ex6_2", "fig6_4", "fig6_5")
 TAGS = {"ex6_2": "td/rms_error", "fig6_4": "charts/episodic_return",
