@@ -74,11 +74,9 @@ class Agents:
         # (A, S) mask of available actions; None when every action is always available.
         self.valid = None if model.valid.all() else model.valid.T.copy()
 
-    def values(self, rows: np.ndarray, table: int | None = None) -> np.ndarray:
-        """(A, n) action values at `rows`: one table, or their sum (the behaviour values)."""
-        if table is None:
-            return self.q[0][:, rows] if len(self.q) == 1 else self.q[:, :, rows].sum(axis=0)
-        return self.q[table][:, rows]
+    def values(self, rows: np.ndarray) -> np.ndarray:
+        """(A, n) behaviour values at `rows`: the table, or the sum of the two (double)."""
+        return self.q[0][:, rows] if len(self.q) == 1 else self.q[:, :, rows].sum(axis=0)
 
     def mask(self, values: np.ndarray, states: np.ndarray) -> np.ndarray:
         return values if self.valid is None else np.where(self.valid[:, states], values, -np.inf)

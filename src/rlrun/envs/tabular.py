@@ -359,7 +359,8 @@ class _TabularEnv(gymnasium.Env):
         return self._render_text()
 
     def _render_text(self) -> str:
-        raise NotImplementedError
+        """Generic picture; the grid and chain envs draw themselves."""
+        return f"state {self.s} of {self.nS}, last action {self.lastaction}\n"
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
