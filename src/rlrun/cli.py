@@ -43,7 +43,7 @@ def _one_line(text: str) -> str:
     return out
 
 
-def _task(cfg) -> float | None:
+def _task(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     from rlrun.train import train
@@ -70,10 +70,12 @@ def _task(cfg) -> float | None:
     except RlrunError as e:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             _fail(str(e))  # exits here, before Hydra prints its "Error executing job" line
-        # In a sweep one bad job must not stop the others: record it and go on.
+        # In a sweep one bad job must not stop the others: record it and go on. NaN tells
+        # a sweeper (Optuna) that the trial failed.
         _record_failed_job(cfg, e)
-        return None
-    return results.get("objective")
+        return float("nan")
+    objective = results.get("objective")
+    return float("nan") if objective is None else float(objective)
 
 
 def _record_failed_job(cfg, error: Exception) -> None:

@@ -65,9 +65,15 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     if not resuming:
         _prepare_fresh_dir(run_dir, cfg)
     seed_everything(int(cfg.seed), bool(cfg.deterministic))
+    if cfg.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
 
     headline = getattr(schema, "headline", "charts/episodic_return")
-    objective = getattr(schema, "objective", headline)
+    obj_cfg = cfg.get("objective") or {}
+    objective = obj_cfg.get("metric") or getattr(schema, "objective", headline)
+    objective_stat = str(obj_cfg.get("stat") or "last")
     ctx = RunContext(
         run_dir=run_dir, algo=algo, env=env, algo_name=str(cfg.algo.name),
         env_name=str(cfg.env.name), seed=int(cfg.seed), device=device,
@@ -89,7 +95,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         status = "interrupted"
     finally:
         ctx.close()
-        results = _write_results(ctx, status, objective)
+        results = _write_results(ctx, status, objective, objective_stat)
     if status == "interrupted":
         raise Interrupted(run_dir, ctx.step)
     log.info("done: %s = %.4g (results in %s)", headline,
@@ -101,12 +107,17 @@ def _check_root(cfg: DictConfig) -> None:
     """Top-level keys (no schema of their own): seed, deterministic, checkpoint_every_s."""
     checks = (("seed", int, lambda v: v >= 0, "a non-negative integer"),
               ("deterministic", bool, lambda v: True, "true or false"),
-              ("checkpoint_every_s", (int, float), lambda v: v >= 0, "a number >= 0"))
+              ("checkpoint_every_s", (int, float), lambda v: v >= 0, "a number >= 0"),
+              ("threads", (int, type(None)), lambda v: v is None or v >= 1,
+               "null or an integer >= 1"))
     for key, types, ok, what in checks:
         value = cfg.get(key)
         if isinstance(value, bool) and types is not bool or not isinstance(value, types) \
                 or not ok(value):
             raise ConfigError(f"{key}={value!r} must be {what}")
+    stat = cfg.get("objective", {}).get("stat", "last")
+    if stat not in ("last", "tail_mean", "best"):
+        raise ConfigError(f"objective.stat={stat!r} must be last, tail_mean or best")
 
 
 def _resolve(cfg: DictConfig):
@@ -187,7 +198,8 @@ def _prepare_fresh_dir(run_dir: Path, cfg: DictConfig) -> None:
         OmegaConf.save(cfg, hydra_dir / "config.yaml")
 
 
-def _write_results(ctx: RunContext, status: str, objective_tag: str | None = None) -> dict:
+def _write_results(ctx: RunContext, status: str, objective_tag: str | None = None,
+                   objective_stat: str = "last") -> dict:
     metrics = ctx.logger.summary()
     results = {
         "algo": ctx.algo_name, "env": ctx.env_name, "seed": ctx.seed, "status": status,
@@ -195,7 +207,8 @@ def _write_results(ctx: RunContext, status: str, objective_tag: str | None = Non
         "headline": ctx.headline, "objective": None, "metrics": metrics,
     }
     if objective_tag and objective_tag in metrics:
-        results["objective"] = metrics[objective_tag]["last"]
+        results["objective"] = metrics[objective_tag][objective_stat]
+        results["objective_metric"] = f"{objective_tag} ({objective_stat})"
     atomic_write_json(ctx.run_dir / "results.json", results)
     return results
 

@@ -47,6 +47,13 @@ def _output_subdir(resume: Any) -> str | None:
     return ".hydra" if resume in (None, "", "None", "null") else None
 
 
+def _sqlite(path: str) -> str:
+    """An SQLite URL for an Optuna study, creating the folder (SQLite will not)."""
+    p = Path(path).expanduser().resolve()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{p}"
+
+
 def group_options(group: str) -> list[str]:
     """Options of a config group, nested presets as paths (`sutton_barto/fig2_2`); the
     `points/` folders hold single curves of presets and are not listed."""
@@ -56,14 +63,15 @@ def group_options(group: str) -> list[str]:
 
 
 def _groups_help() -> str:
-    groups = ("algo", "env", "network", "device", "logger", "experiment")
+    groups = ("algo", "env", "network", "device", "logger", "experiment", "hparams_search")
     return "\n".join(f"  {g}: {', '.join(group_options(g))}" for g in groups)
 
 
 def register_resolvers() -> None:
     """OmegaConf resolvers used by configs/train.yaml (run and sweep dirs) and --help."""
     for name, fn in (("rlrun_slug", _slug), ("rlrun_run_dir", _run_dir),
-                     ("rlrun_output_subdir", _output_subdir), ("rlrun_groups", _groups_help)):
+                     ("rlrun_output_subdir", _output_subdir), ("rlrun_groups", _groups_help),
+                     ("rlrun_sqlite", _sqlite)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

@@ -1,0 +1,76 @@
+"""Sweeps past the basic launcher: joblib, submitit, the Optuna sweeper with resumable
+storage, failed jobs isolated and counted."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from rlrun.core.config import config_dir
+
+from .conftest import read_results, rlrun_cli
+
+SMALL = ["env.num_runs=20", "env.steps=30", "logger.progress=none", "threads=1"]
+
+
+@pytest.mark.parametrize("overrides", [
+    ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    ["hydra/launcher=submitit_local"],
+    ["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu"],
+    ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=1"],
+    ["hparams_search=q_learning_cliff"],
+])
+def test_launcher_and_sweeper_configs_compose(overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    hydra = cfg.hydra
+    if "hparams_search=q_learning_cliff" in overrides:
+        assert "optuna" in hydra.sweeper._target_.lower()
+        assert hydra.sweeper.direction == "maximize" and hydra.sweeper.params
+        assert cfg.objective.metric == "charts/episodic_return"
+        assert cfg.objective.stat == "tail_mean"
+        assert cfg.algo.name == "q_learning" and cfg.env.name == "cliff_walking_book"
+    else:
+        assert hydra.launcher._target_.startswith("hydra_plugins.")
+    if "hydra/launcher=slurm" in overrides:
+        assert hydra.launcher.gpus_per_node == 1 and hydra.launcher.timeout_min == 120
+
+
+def test_joblib_sweep_with_a_failing_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = rlrun_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                     "algo.epsilon=0.1,1.5", "seed=0,1", *SMALL, f"hydra.sweep.dir={sweep}"],
+                    cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    results = {j.name: read_results(j) for j in jobs}
+    assert len(results) == 4
+    failed = [n for n, r in results.items() if r["status"] == "failed"]
+    assert len(failed) == 2 and all("epsilon=1.5" in n for n in failed)
+    assert all("must be in [0, 1]" in results[n]["error"] for n in failed)
+    assert sum(r["status"] == "completed" for r in results.values()) == 2
+    assert "sweep done: 4 jobs, 2 failed:" in out.stderr + out.stdout
+
+
+def test_optuna_study_runs_and_resumes_from_storage(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    args = ["-m", "hparams_search=q_learning_cliff", "algo.episodes=20", "env.num_runs=2",
+            "logger.progress=none"]
+    first = rlrun_cli([*args, "hydra.sweeper.n_trials=2"], cwd=tmp_path, timeout=300)
+    assert first.returncode == 0, first.stderr
+    db = tmp_path / "multirun" / "optuna" / "q_learning_cliff.db"
+    assert db.is_file()
+    second = rlrun_cli([*args, "hydra.sweeper.n_trials=1"], cwd=tmp_path, timeout=300)
+    assert second.returncode == 0, second.stderr
+    study = optuna.load_study(study_name="q_learning_cliff", storage=f"sqlite:///{db}")
+    assert len(study.trials) == 3  # the second invocation continued the same study
+    # Each trial's value is the objective the run wrote: the tail mean of the return.
+    runs = sorted(p for p in (tmp_path / "multirun").glob("*/*") if (p / "results.json").exists())
+    objectives = sorted(read_results(r)["metrics"]["charts/episodic_return"]["tail_mean"]
+                        for r in runs)
+    assert sorted(t.value for t in study.trials) == pytest.approx(objectives)
+    assert all(math.isfinite(v) for v in objectives)
