@@ -101,6 +101,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert out.stderr.count("\n") == 1, out.stderr  # one line, no traceback
     assert out.stderr.startswith("rlrun: error: ")
     assert message in out.stderr
+    for results in tmp_path.glob("outputs/*/*/*/results.json"):  # the run dir says why
+        record = json.loads(results.read_text())
+        assert record["status"] == "failed" and message.split(". ")[0] in record["error"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

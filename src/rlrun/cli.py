@@ -68,32 +68,37 @@ def _task(cfg) -> float:
         print(f"rlrun: {e}", file=sys.stderr)
         sys.exit(130)  # a sweep stops too: Ctrl-C means stop
     except RlrunError as e:
+        if not cfg.get("resume"):  # a resumed run's dir keeps its own results
+            _record_failed_job(cfg, e)
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             _fail(str(e))  # exits here, before Hydra prints its "Error executing job" line
-        # In a sweep one bad job must not stop the others: record it and go on. NaN tells
+        # In a sweep one bad job must not stop the others: it is recorded, go on. NaN tells
         # a sweeper (Optuna) that the trial failed.
-        _record_failed_job(cfg, e)
         return float("nan")
     objective = results.get("objective")
     return float("nan") if objective is None else float(objective)
 
 
 def _record_failed_job(cfg, error: Exception) -> None:
-    """Write a `failed` results.json for a sweep job that could not start or run."""
+    """Write a `failed` results.json (with the error) for a job that could not start or run."""
     import logging
     from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from rlrun.core.checkpoint import atomic_write_json
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     path = run_dir / "results.json"
-    logging.getLogger("rlrun").error("job failed: %s", error)
-    if path.exists():  # train() already recorded the failure with its metrics
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        logging.getLogger("rlrun").error("job failed: %s", error)
+    if path.exists():
         import json
 
         results = json.loads(path.read_text())
+        if results.get("status") != "failed":
+            return  # not this job's record (e.g. the dir already held a run): leave it
     else:
         results = {"algo": str(cfg.algo.get("name")), "env": str(cfg.env.get("name")),
                    "seed": cfg.get("seed"), "status": "failed", "steps": 0,
