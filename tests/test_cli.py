@@ -93,6 +93,8 @@ def test_sweep_layout(tmp_path):
     (["experiment=nope"], "Available: sutton_barto/ex6_2, sutton_barto/fig2_2"),
     (["algo.epsilon=[1,"], "no viable alternative"),
     (["seed=abc"], "seed='abc' must be a non-negative integer"),
+    (["-m", "hydra/launcher=ray"], "Install it with: pip install 'rlrun[ray]'"),
+    (["objective.stat=median"], "objective.stat='median' must be last, tail_mean or best"),
     (["checkpoint_every_s=-1"], "checkpoint_every_s=-1 must be a number >= 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):

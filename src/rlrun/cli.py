@@ -30,6 +30,10 @@ def _one_line(text: str) -> str:
     if options:
         group, *items = [ln.strip() for ln in options.splitlines() if ln.strip()]
         out = _sentences([out, f"Available options in {group} {', '.join(items)}"])
+        plugin = re.search(r"Could not find 'hydra/(launcher|sweeper)/(\w+)'", out)
+        if plugin:  # launchers and sweepers come with extras
+            extra = "ray" if plugin.group(2).startswith("ray") else "sweep"
+            out = _sentences([out, f"Install it with: pip install 'rlrun[{extra}]'"])
     else:
         missing = re.search(r"Could not find '([\w/]+)/([^'/]+)'", out)
         if missing:  # Hydra lists no options for nested groups such as experiment presets
