@@ -98,7 +98,7 @@ def test_sweep_layout(tmp_path):
     (["checkpoint_every_s=-1"], "checkpoint_every_s=-1 must be a number >= 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
-    out = rlrun_cli(["logger.progress=none", *args], cwd=tmp_path)  # fails before running
+    out = rlrun_cli([*args, "logger.progress=none"], cwd=tmp_path)  # fails before running
     assert out.returncode == 2, out.stderr
     assert out.stderr.count("\n") == 1, out.stderr  # one line, no traceback
     assert out.stderr.startswith("rlrun: error: ")
