@@ -117,6 +117,13 @@ def test_progress_lines_when_not_a_tty(caplog):
     p.close()
     lines = [r.getMessage() for r in caplog.records]
     assert any("step 10/10" in ln and "bandit/average_reward=1.5" in ln for ln in lines)
+    caplog.clear()
+    p = Progress(total=5, start=0, headline="charts/episodic_return", mode="lines",
+                 every_s=1e-9, unit="episode")
+    p.update(5, -13.0)
+    p.close()
+    assert "episode 5/5 (100%)" in caplog.records[-1].getMessage()
+    assert "episodes/s" in caplog.records[-1].getMessage()
 
 
 def test_seeding_and_deterministic_flag():

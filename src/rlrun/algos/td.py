@@ -178,7 +178,7 @@ def run(ctx) -> None:
         st.update(saved)
 
     every, log = cfg.eval_every or E, ctx.logger
-    ctx.start_progress(E, st["logged"])
+    ctx.start_progress(E, st["logged"], unit="episode")
     t0, steps0 = time.perf_counter(), st["env_steps"]
     while st["evaluated"] < E:
         # Runs that reach the next evaluation point wait there for the others, so every

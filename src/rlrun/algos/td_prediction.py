@@ -79,7 +79,7 @@ def run(ctx) -> None:
         ctx.logger.scalar("td/rms_error", rms(), 0)  # before any episode, as in the book
 
     runs = np.arange(n)
-    ctx.start_progress(E, st["episode"])
+    ctx.start_progress(E, st["episode"], unit="episode")
     while st["episode"] < E:
         # One episode for every run, all runs stepping together until each has ended.
         v = st["v"]

@@ -12,17 +12,19 @@ log = logging.getLogger("rlrun")
 class Progress:
     """Shows steps, steps/s and the latest headline metric; cheap to call every step."""
 
-    def __init__(self, total: int, start: int, headline: str, mode: str, every_s: float):
+    def __init__(self, total: int, start: int, headline: str, mode: str, every_s: float,
+                 unit: str = "step"):
         if mode == "auto":
             mode = "bar" if sys.stdout.isatty() else "lines"
         self.mode, self.total, self.headline, self.every_s = mode, total, headline, every_s
+        self.unit = unit
         self.t0 = self.t_last = time.monotonic()
         self.start = self.step = start
         self.bar = None
         if mode == "bar":
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
+            self.bar = tqdm(total=total, initial=start, unit=unit, dynamic_ncols=True,
                             mininterval=0.25, smoothing=0.1)
 
     def update(self, step: int, value: float | None = None) -> None:
@@ -41,8 +43,8 @@ class Progress:
     def _line(self, step: int, value: float | None, now: float) -> None:
         rate = (step - self.start) / max(now - self.t0, 1e-9)
         metric = f" {self.headline}={value:.4g}" if value is not None else ""
-        log.info("step %d/%d (%.0f%%) %.0f steps/s%s", step, self.total,
-                 100.0 * step / max(self.total, 1), rate, metric)
+        log.info("%s %d/%d (%.0f%%) %.0f %ss/s%s", self.unit, step, self.total,
+                 100.0 * step / max(self.total, 1), rate, self.unit, metric)
 
     def close(self) -> None:
         if self.bar is not None:

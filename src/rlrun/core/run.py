@@ -84,9 +84,10 @@ class RunContext:
         return self.wall_time_prev_s + time.monotonic() - self._t0
 
     # ---- per-iteration ---------------------------------------------------------------
-    def start_progress(self, total: int, start: int) -> None:
+    def start_progress(self, total: int, start: int, unit: str = "step") -> None:
+        """Show progress in `unit`s (steps, episodes, ...) from `start` to `total`."""
         self._progress = Progress(total, start, self.headline, self.logger_cfg.progress,
-                                  self.logger_cfg.print_every_s)
+                                  self.logger_cfg.print_every_s, unit)
 
     def tick(self, step: int, value: float | None, state_fn: StateFn) -> bool:
         self.step = step
