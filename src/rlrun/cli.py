@@ -49,25 +49,23 @@ def _one_line(text: str) -> str:
 
 def _task(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
-
-    from rlrun.train import train
-
-    overrides = HydraConfig.get().overrides.task
-    if cfg.get("resume"):
-        extra = [o for o in overrides if not _RESUME_KEEP.match(o.lstrip("+~"))]
-        if extra:
-            from rlrun.core.errors import ConfigError
-
-            raise ConfigError(
-                f"resume= continues a run with its saved config; drop {' '.join(extra)}"
-            )
     from hydra.types import RunMode
 
-    from rlrun.core.errors import RlrunError
-    from rlrun.train import Interrupted
+    from rlrun.core.errors import ConfigError, RlrunError
+    from rlrun.train import Interrupted, train
+
+    def checked_train():
+        if cfg.get("resume"):
+            overrides = HydraConfig.get().overrides.task
+            extra = [o for o in overrides if not _RESUME_KEEP.match(o.lstrip("+~"))]
+            if extra:
+                raise ConfigError(
+                    f"resume= continues a run with its saved config; drop {' '.join(extra)}"
+                )
+        return train(cfg)
 
     try:
-        results = train(cfg)
+        results = checked_train()
     except Interrupted as e:
         print(f"rlrun: {e}", file=sys.stderr)
         sys.exit(130)  # a sweep stops too: Ctrl-C means stop
