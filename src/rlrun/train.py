@@ -29,6 +29,8 @@ TASK_KINDS = {
     "tabular": ("a tabular task with discrete states and actions and a transition table",
                 "e.g. env=cliff_walking_book, env=CliffWalking-v1"),
     "gym": ("a Gymnasium task without a transition table", "e.g. env=CartPole-v1"),
+    "text": ("a text corpus", "e.g. env=stdlib_docs, env=text_file env.path=..."),
+    "images": ("an image data set", "e.g. env=digits, env=image_folder env.path=..."),
 }
 
 

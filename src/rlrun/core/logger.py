@@ -32,12 +32,18 @@ class LoggerConfig:
     flush_secs: int = 30
     progress: str = "auto"  # auto (bar on a TTY, lines otherwise), bar, lines, none
     print_every_s: float = 10.0  # period of plain progress lines
+    video: bool = False  # record evaluation episodes of envs that render rgb_array
+    video_tensorboard: bool = True  # ... as animated images in TensorBoard
+    video_files: bool = True  # ... and as GIF files under <run>/videos/
+    video_fps: int = 30
 
     def __post_init__(self) -> None:
         if self.progress not in ("auto", "bar", "lines", "none"):
             raise ConfigError(
                 f"logger.progress={self.progress!r}: use auto, bar, lines or none"
             )
+        if self.video_fps <= 0:
+            raise ConfigError(f"logger.video_fps={self.video_fps} must be > 0")
         if self.print_every_s <= 0 or self.flush_secs <= 0:
             raise ConfigError("logger.print_every_s and logger.flush_secs must be > 0")
 
@@ -47,6 +53,7 @@ class Logger:
 
     def __init__(self, run_dir: Path, cfg: LoggerConfig, purge_step: int | None = None):
         self.run_dir = Path(run_dir)
+        self.cfg = cfg
         self.series: dict[str, list[float]] = {}
         self.last_step: dict[str, int] = {}
         self.writer = None
@@ -77,6 +84,39 @@ class Logger:
     def text(self, tag: str, text: str, step: int = 0) -> None:
         if self.writer is not None:
             self.writer.add_text(tag, text, step)
+
+    def image(self, tag: str, image: Any, step: int, dataformats: str = "CHW") -> None:
+        """One image (float in [0, 1] or uint8), e.g. a grid from torchvision-free
+        `rlrun.core.logger.image_grid`."""
+        if self.writer is not None:
+            self.writer.add_image(tag, _to_numpy(image), step, dataformats=dataformats)
+
+    def histogram(self, tag: str, values: Any, step: int, bins: str | int = "auto") -> None:
+        if self.writer is not None:
+            self.writer.add_histogram(tag, _to_numpy(values), step, bins=bins)
+
+    def video(self, tag: str, frames: Any, step: int) -> Path | None:
+        """Frames (T, H, W, 3) uint8 as an animated GIF: in TensorBoard's Images tab and/or
+        as `<run>/videos/<tag>_<step>.gif`, per `logger.video_tensorboard/video_files`.
+
+        Encoded with Pillow rather than `SummaryWriter.add_video`, which needs moviepy."""
+        frames = _to_numpy(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+            raise ValueError(f"video frames must be (T, H, W, 3), got {frames.shape}")
+        data = gif_bytes(frames, self.cfg.video_fps)
+        path = None
+        if self.cfg.video_files:
+            path = self.run_dir / "videos" / f"{tag.replace('/', '_')}_{step}.gif"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        if self.cfg.video_tensorboard and self.writer is not None:
+            from tensorboard.compat.proto.summary_pb2 import Summary
+
+            t, h, w, c = frames.shape
+            img = Summary.Image(height=h, width=w, colorspace=c, encoded_image_string=data)
+            self.writer._get_file_writer().add_summary(
+                Summary(value=[Summary.Value(tag=tag, image=img)]), step)
+        return path
 
     def hparams(self, hparams: dict[str, Any], metric_tags: list[str]) -> None:
         """Register the run in TensorBoard's HParams dashboard.
@@ -126,3 +166,51 @@ class Logger:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _to_numpy(x: Any) -> Any:
+    import numpy as np
+
+    if hasattr(x, "detach"):
+        x = x.detach().to("cpu").float().numpy() if x.dtype.is_floating_point \
+            else x.detach().to("cpu").numpy()
+    return np.asarray(x)
+
+
+def gif_bytes(frames: Any, fps: int) -> bytes:
+    """An animated GIF of (T, H, W, 3) uint8 frames (Pillow; `pip install rlrun[video]`)."""
+    import io
+
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ConfigError(
+            "logger.video=true needs Pillow: pip install 'rlrun[video]'"
+        ) from None
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=max(1, round(1000 / fps)), loop=0)
+    return buf.getvalue()
+
+
+def image_grid(images: Any, nrow: int | None = None, pad: int = 1) -> Any:
+    """(N, C, H, W) images in [-1, 1] or [0, 1] floats -> one (C, H', W') grid in [0, 1];
+    what torchvision.utils.make_grid does, without torchvision."""
+    import math as _m
+
+    import numpy as np
+
+    x = _to_numpy(images).astype(np.float32)
+    if x.min() < 0:
+        x = (x + 1) / 2
+    x = x.clip(0, 1)
+    n, c, h, w = x.shape
+    nrow = nrow or _m.ceil(_m.sqrt(n))
+    ncol = _m.ceil(n / nrow)
+    grid = np.ones((c, ncol * (h + pad) + pad, nrow * (w + pad) + pad), np.float32)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        grid[:, pad + r * (h + pad):pad + r * (h + pad) + h,
+             pad + q * (w + pad):pad + q * (w + pad) + w] = x[i]
+    return grid
