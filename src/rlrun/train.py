@@ -61,7 +61,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
 
     _check_root(cfg)
     loop, algo, env, logger_cfg, schema = _resolve(cfg)
-    _check_pairing(cfg, schema)
+    _check_pairing(cfg, schema, env)
     device = resolve_device(str(cfg.device.type), cfg.device.get("index"),
                             uses_torch=getattr(schema, "uses_torch", True))
     if not resuming:
@@ -81,6 +81,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         env_name=str(cfg.env.name), seed=int(cfg.seed), device=device,
         deterministic=bool(cfg.deterministic), logger_cfg=logger_cfg, headline=headline,
         checkpoint_every_s=float(cfg.checkpoint_every_s), resuming=resuming,
+        network=cfg.get("network"),
     )
     if not resuming:
         ctx.logger.text("config", _yaml_block(cfg))
@@ -136,7 +137,7 @@ def _resolve(cfg: DictConfig):
     return loop, algo, env, logger_cfg, schema
 
 
-def _check_pairing(cfg: DictConfig, schema: type) -> None:
+def _check_pairing(cfg: DictConfig, schema: type, env: Any = None) -> None:
     if not getattr(schema, "uses_network", True) and cfg.get("network") is not None:
         raise PairingError(
             f"algo={cfg.algo.name} is tabular and uses no network: drop the network= override"
@@ -144,6 +145,12 @@ def _check_pairing(cfg: DictConfig, schema: type) -> None:
     kinds = getattr(schema, "task_kinds", None)
     kind = str(cfg.env.kind)
     if kinds is None or kind in kinds:
+        spaces = getattr(schema, "action_spaces", None)
+        if kind == "gym" and spaces and env is not None:
+            from rlrun.envs.gym import check_action_space
+
+            check_action_space(str(cfg.algo.name), env, tuple(spaces),
+                               getattr(schema, "suggest", {}))
         return
     fits = [n for n, k in _algorithms_by_kind().items() if kind in k]
     hint = (f"try algo={fits[0]}" if fits

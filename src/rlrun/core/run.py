@@ -35,6 +35,7 @@ class RunContext:
     deterministic: bool
     logger_cfg: LoggerConfig
     headline: str
+    network: Any = None  # the `network` config node (built by the loop once shapes are known)
     checkpoint_every_s: float = 600.0
     resuming: bool = False
     step: int = 0

@@ -1,0 +1,275 @@
+"""Proximal Policy Optimisation (Schulman et al. 2017), clipped surrogate, CleanRL-style.
+
+    rlrun algo=ppo env=CartPole-v1                  # tuned (rl-zoo): 500 within 100k steps
+    rlrun algo=ppo env=Pendulum-v1                  # tuned, with observation/reward normalisation
+    rlrun algo=ppo env.num_envs=16 env.vectorization=async
+
+One iteration: `num_steps` steps of `env.num_envs` envs with the current policy; advantages
+by GAE(lambda); then `update_epochs` passes over the rollout in `num_minibatches` minibatches
+of the clipped objective, with a clipped value loss, an entropy bonus, advantage
+normalisation, gradient-norm clipping, and an optional early stop once the approximate KL
+to the rollout policy passes `target_kl`. Learning rate (and optionally the clip range)
+anneal linearly to 0. A truncated episode (time limit) is bootstrapped: its last reward
+gets + gamma V(final_obs), as SB3 does, so time limits do not look like failures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlrun.core.errors import ConfigError
+from rlrun.core.rl import Evaluator, ObsNormalizer, SPSMeter, adam, log_episodes, maybe_compile
+from rlrun.envs.gym import (
+    load_normalizer_state,
+    load_vector_env_state,
+    make_vector_env,
+    normalizer_state,
+    space_kind,
+    vector_env_state,
+)
+from rlrun.nets import build_network
+from rlrun.nets.actor_critic import ActorCritic, layer_init
+
+
+@dataclass
+class PPOConfig:
+    task_kinds: ClassVar[tuple[str, ...]] = ("gym",)
+    action_spaces: ClassVar[tuple[str, ...]] = ("discrete", "continuous")
+    uses_torch: ClassVar[bool] = True
+    uses_network: ClassVar[bool] = True
+    headline: ClassVar[str] = "charts/episodic_return"
+    objective: ClassVar[str] = "eval/return"
+    default_num_envs: ClassVar[int] = 4  # when env.num_envs is null
+
+    total_steps: int = 100_000  # env steps, all envs together
+    num_steps: int = 128  # steps per env per rollout
+    learning_rate: float = 2.5e-4
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    num_minibatches: int = 4
+    update_epochs: int = 4
+    norm_adv: bool = True
+    clip_coef: float = 0.2
+    anneal_clip: bool = False  # rl-zoo's linear clip range schedule
+    clip_vloss: bool = True
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = None  # stop the epochs of an update once approx KL exceeds it
+    normalize_obs: bool = False  # running mean/std; statistics saved and used in evaluation
+    normalize_reward: bool = False  # Gymnasium NormalizeReward (scaled by the return's std)
+    clip_obs: float = 10.0  # after normalisation
+    clip_reward: float = 10.0
+    log_std_init: float = 0.0  # Box actions: the policy's initial log standard deviation
+    eval_every: int = 10_000  # env steps between deterministic evaluations (0: end only)
+    eval_episodes: int = 10
+    compile: bool = False  # torch.compile the loss (CUDA graphs on GPU)
+
+    def __post_init__(self) -> None:
+        for key in ("total_steps", "num_steps", "num_minibatches", "update_epochs",
+                    "eval_episodes"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
+        for key in ("learning_rate", "clip_coef", "max_grad_norm", "clip_obs", "clip_reward"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"{key}={getattr(self, key)} must be > 0")
+        if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
+            raise ConfigError("gamma and gae_lambda must be in [0, 1]")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ConfigError(f"target_kl={self.target_kl} must be > 0 (or null)")
+        if self.eval_every < 0 or self.ent_coef < 0 or self.vf_coef < 0:
+            raise ConfigError("eval_every, ent_coef and vf_coef must be >= 0")
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
+        next_value: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimates and returns over a (T, N) rollout.
+
+    `dones[t]` says the episode ended at step t (so s_{t+1} starts a new one, and neither
+    V(s_{t+1}) nor later advantages flow back into step t)."""
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(rewards.shape[0])):
+        nxt = next_value if t == rewards.shape[0] - 1 else values[t + 1]
+        live = 1.0 - dones[t]
+        delta = rewards[t] + gamma * nxt * live - values[t]
+        last = delta + gamma * lam * live * last
+        adv[t] = last
+    return adv, adv + values
+
+
+def ppo_loss(agent: ActorCritic, b: dict[str, torch.Tensor], clip: float, clip_vloss: bool,
+             ent_coef: float, vf_coef: float, norm_adv: bool) -> dict[str, torch.Tensor]:
+    """The clipped surrogate, (clipped) value loss and entropy of one minibatch."""
+    logp, entropy, value = agent.evaluate(b["obs"], b["actions"])
+    log_ratio = logp - b["logp"]
+    ratio = log_ratio.exp()
+    adv = b["adv"]
+    if norm_adv:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    policy = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+    if clip_vloss:
+        v_clipped = b["values"] + (value - b["values"]).clamp(-clip, clip)
+        v_loss = 0.5 * torch.max((value - b["returns"]).pow(2),
+                                 (v_clipped - b["returns"]).pow(2)).mean()
+    else:
+        v_loss = 0.5 * (value - b["returns"]).pow(2).mean()
+    ent = entropy.mean()
+    with torch.no_grad():
+        approx_kl = ((ratio - 1) - log_ratio).mean()  # the unbiased k3 estimator
+        clipfrac = ((ratio - 1).abs() > clip).float().mean()
+    return {"loss": policy - ent_coef * ent + vf_coef * v_loss, "policy": policy,
+            "value": v_loss, "entropy": ent, "approx_kl": approx_kl, "clipfrac": clipfrac}
+
+
+def build_agent(net_cfg: Any, obs_dim: int, act_dim: int, continuous: bool,
+                log_std_init: float) -> ActorCritic:
+    actor = layer_init(build_network(net_cfg, in_dim=obs_dim, out_dim=act_dim), out_gain=0.01)
+    critic = layer_init(build_network(net_cfg, in_dim=obs_dim, out_dim=1), out_gain=1.0)
+    return ActorCritic(actor, critic, continuous, act_dim, log_std_init)
+
+
+def _wrappers(cfg: PPOConfig) -> tuple:
+    import gymnasium as gym
+
+    w = gym.wrappers.vector
+    out: list = []
+    if cfg.normalize_reward:
+        out += [lambda e: w.NormalizeReward(e, gamma=cfg.gamma),
+                lambda e: w.ClipReward(e, -cfg.clip_reward, cfg.clip_reward)]
+    return tuple(out)
+
+
+def run(ctx) -> None:
+    cfg, dev = ctx.algo, torch.device(ctx.device)
+    n_envs = ctx.env.num_envs or PPOConfig.default_num_envs
+    envs = make_vector_env(ctx.env, n_envs, ctx.seed, _wrappers(cfg))
+    space = envs.single_action_space
+    continuous = space_kind(space) == "continuous"
+    obs_shape = envs.single_observation_space.shape
+    act_shape = space.shape if continuous else ()
+    act_dim = int(space.shape[0]) if continuous else int(space.n)
+    agent = build_agent(ctx.network, int(np.prod(obs_shape)), act_dim, continuous,
+                        cfg.log_std_init).to(dev)
+    opt = adam(agent.parameters(), cfg.learning_rate, ctx.device, eps=1e-5)
+    loss_fn = maybe_compile(ppo_loss, cfg.compile, ctx.device)
+    norm = ObsNormalizer(obs_shape, cfg.clip_obs) if cfg.normalize_obs else None
+    evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
+    T, batch = cfg.num_steps, cfg.num_steps * n_envs
+    n_iters = max(1, cfg.total_steps // batch)  # never past the budget
+    mb_size = max(1, batch // cfg.num_minibatches)
+    f32 = dict(dtype=torch.float32, device=dev)
+    buf = {"obs": torch.zeros((T, n_envs, *obs_shape), **f32),
+           "actions": torch.zeros((T, n_envs, *act_shape), **f32),
+           "logp": torch.zeros((T, n_envs), **f32), "rewards": torch.zeros((T, n_envs), **f32),
+           "dones": torch.zeros((T, n_envs), **f32), "values": torch.zeros((T, n_envs), **f32)}
+    low, high = (space.low, space.high) if continuous else (None, None)
+
+    raw_obs, _ = envs.reset(seed=ctx.seed)
+    obs = norm(raw_obs, update=True) if norm else raw_obs
+    st = {"iteration": 0, "step": 0, "next_eval": cfg.eval_every or cfg.total_steps}
+
+    def state() -> dict[str, Any]:
+        return {"agent": agent.state_dict(), "opt": opt.state_dict(), "obs": obs,
+                "envs": vector_env_state(envs), "norm": normalizer_state(envs),
+                "obs_norm": norm.state_dict() if norm else {}, **st}
+
+    saved = ctx.restore()
+    if saved is not None:
+        agent.load_state_dict(saved["agent"])
+        opt.load_state_dict(saved["opt"])
+        load_normalizer_state(envs, saved["norm"])
+        if norm:
+            norm.load_state_dict(saved["obs_norm"])
+        if load_vector_env_state(envs, saved["envs"]):
+            obs = np.asarray(saved["obs"])
+        st.update({k: int(saved[k]) for k in st})
+
+    def policy(o: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            a = agent.act(torch.as_tensor(o, **f32), deterministic=True)[0].cpu().numpy()
+        return np.clip(a, low, high) if continuous else a
+
+    log, last_return, sps = ctx.logger, None, SPSMeter(st["step"])
+    ctx.start_progress(n_iters * batch, st["step"])
+    while st["iteration"] < n_iters:
+        frac = 1.0 - st["iteration"] / n_iters
+        lr = cfg.learning_rate * frac if cfg.anneal_lr else cfg.learning_rate
+        opt.param_groups[0]["lr"] = lr
+        clip = cfg.clip_coef * frac if cfg.anneal_clip else cfg.clip_coef
+        for t in range(T):  # ---- rollout
+            obs_t = torch.as_tensor(obs, **f32)
+            with torch.no_grad():
+                action, logp, buf["values"][t] = agent.act(obs_t)
+            buf["obs"][t], buf["actions"][t], buf["logp"][t] = obs_t, action, logp
+            a = action.cpu().numpy()
+            raw_obs, reward, term, trunc, infos = envs.step(np.clip(a, low, high)
+                                                            if continuous else a)
+            obs = norm(raw_obs, update=True) if norm else raw_obs
+            reward = reward.astype(np.float32)
+            if trunc.any():  # bootstrap time limits from the real last observation
+                idx = np.flatnonzero(trunc & ~term)
+                if idx.size:
+                    final = np.stack(infos["final_obs"][idx])
+                    final = norm.frozen(final) if norm else final
+                    with torch.no_grad():
+                        v = agent.value(torch.as_tensor(final, **f32)).cpu().numpy()
+                    reward[idx] += cfg.gamma * v
+            buf["rewards"][t] = torch.as_tensor(reward, device=dev)
+            buf["dones"][t] = torch.as_tensor(term | trunc, **f32)
+            st["step"] += n_envs
+            ret = log_episodes(log, infos, st["step"])
+            last_return = ret if ret is not None else last_return
+        with torch.no_grad():
+            next_value = agent.value(torch.as_tensor(obs, **f32))
+        adv, returns = gae(buf["rewards"], buf["values"], buf["dones"], next_value,
+                           cfg.gamma, cfg.gae_lambda)
+        flat = {k: v.reshape(batch, *v.shape[2:]) for k, v in buf.items()}
+        flat.update(adv=adv.reshape(-1), returns=returns.reshape(-1))
+        out = _learn(agent, opt, loss_fn, flat, cfg, clip, mb_size)
+        st["iteration"] += 1
+        step = st["step"]
+        y, v = flat["returns"], flat["values"]
+        explained = 1 - torch.var(y - v) / torch.var(y).clamp_min(1e-8)
+        log.scalars({f"losses/{k}": float(out[k]) for k in ("policy", "value", "entropy")},
+                    step)
+        log.scalars({"charts/approx_kl": float(out["approx_kl"]),
+                     "charts/clipfrac": float(out["clipfrac"]),
+                     "charts/explained_variance": float(explained),
+                     "charts/learning_rate": lr, "charts/SPS": sps.read(step)}, step)
+        if step >= st["next_eval"] or st["iteration"] == n_iters:
+            evaluator.run(policy, log, step, obs_transform=norm.frozen if norm else None)
+            st["next_eval"] += cfg.eval_every or cfg.total_steps
+        if ctx.tick(step, last_return, state):
+            break
+    else:
+        ctx.save(st["step"], state())
+    evaluator.close()
+    envs.close()
+
+
+def _learn(agent: nn.Module, opt, loss_fn, flat: dict, cfg: PPOConfig, clip: float,
+           mb_size: int) -> dict[str, torch.Tensor]:
+    """`update_epochs` shuffled passes of minibatch steps; stops early past `target_kl`."""
+    batch = flat["adv"].shape[0]
+    params = list(agent.parameters())
+    out: dict[str, torch.Tensor] = {}
+    for _ in range(cfg.update_epochs):
+        perm = torch.randperm(batch, device=flat["adv"].device)
+        for start in range(0, batch, mb_size):
+            idx = perm[start:start + mb_size]
+            out = loss_fn(agent, {k: v[idx] for k, v in flat.items()}, clip, cfg.clip_vloss,
+                          cfg.ent_coef, cfg.vf_coef, cfg.norm_adv)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
+            opt.step()
+        if cfg.target_kl is not None and float(out["approx_kl"]) > cfg.target_kl:
+            break
+    return {k: v.detach() for k, v in out.items()}

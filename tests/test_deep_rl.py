@@ -1,0 +1,263 @@
+"""SAC and PPO: losses on hand-computed values, smoke runs, learning, exact resume, errors."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from rlrun.algos.ppo import gae, ppo_loss
+from rlrun.core.errors import ConfigError, PairingError
+from rlrun.core.rl import maybe_compile
+from rlrun.core.run import RunContext
+from rlrun.nets.actor_critic import EnsembleMLP, SquashedGaussianActor
+from rlrun.nets.mlp import MLP
+from rlrun.train import Interrupted, train
+
+from .conftest import compose_cfg, read_results, rlrun_cli, run_train
+
+FAST = ["threads=1", "checkpoint_every_s=0"]
+
+
+# ---- losses and networks on tiny inputs ---------------------------------------------------------
+def test_gae_matches_hand_computation():
+    # T=3, one env; the episode ends at t=1, so t=1 does not see V(s_2) and t=0 stops there.
+    r = torch.tensor([[1.0], [2.0], [3.0]])
+    v = torch.tensor([[0.5], [1.0], [1.5]])
+    d = torch.tensor([[0.0], [1.0], [0.0]])
+    nv = torch.tensor([2.0])
+    g, lam = 0.9, 0.8
+    d2 = 3 + g * 2.0 - 1.5                # 3.3
+    d1 = 2 - 1.0                          # 1.0: episode over, no bootstrap
+    d0 = 1 + g * 1.0 - 0.5                # 1.4
+    a2, a1, a0 = d2, d1, d0 + g * lam * d1
+    adv, ret = gae(r, v, d, nv, g, lam)
+    assert adv[:, 0].tolist() == pytest.approx([a0, a1, a2])
+    assert ret[:, 0].tolist() == pytest.approx([a0 + 0.5, a1 + 1.0, a2 + 1.5])
+
+
+class _FixedAgent:
+    """evaluate() returns preset log-probs, entropies and values."""
+
+    def __init__(self, logp, entropy, value):
+        self.out = (torch.tensor(logp), torch.tensor(entropy), torch.tensor(value))
+
+    def evaluate(self, obs, actions):
+        return self.out
+
+
+def test_clipped_surrogate_and_value_loss_by_hand():
+    old_logp = torch.log(torch.tensor([0.5, 0.5]))
+    new_logp = [math.log(0.5 * 1.5), math.log(0.5 * 0.5)]  # ratios 1.5 and 0.5
+    b = {"obs": torch.zeros(2, 1), "actions": torch.zeros(2), "logp": old_logp,
+         "adv": torch.tensor([1.0, -2.0]), "values": torch.tensor([0.0, 1.0]),
+         "returns": torch.tensor([1.0, 0.0])}
+    agent = _FixedAgent(new_logp, [0.3, 0.5], [0.5, 2.0])
+    out = ppo_loss(agent, b, clip=0.2, clip_vloss=True, ent_coef=0.1, vf_coef=0.5,
+                   norm_adv=False)
+    # sample 0: A=1, ratio 1.5 -> min(1.5, 1.2) = 1.2; sample 1: A=-2, ratio 0.5 ->
+    # min(-1, -1.6) = -1.6. Policy loss = -mean(1.2, -1.6) = 0.2
+    assert float(out["policy"]) == pytest.approx(0.2)
+    # value: sample 0 v=0.5 (clipped to 0.2 from old 0): max((0.5-1)^2, (0.2-1)^2) = 0.64;
+    # sample 1 v=2 (clipped to 1.2): max((2-0)^2, (1.2-0)^2) = 4. 0.5 * mean = 1.16
+    assert float(out["value"]) == pytest.approx(1.16)
+    assert float(out["entropy"]) == pytest.approx(0.4)
+    assert float(out["loss"]) == pytest.approx(0.2 - 0.1 * 0.4 + 0.5 * 1.16)
+    assert float(out["clipfrac"]) == pytest.approx(1.0)
+    unclipped = ppo_loss(agent, b, 0.2, False, 0.0, 1.0, False)
+    assert float(unclipped["value"]) == pytest.approx(0.5 * (0.25 + 4.0) / 2)
+
+
+def test_tanh_gaussian_log_prob_matches_torch_distributions():
+    torch.manual_seed(0)
+    body = MLP(3, 4, [8])
+    low, high = torch.tensor([-2.0, 0.0]), torch.tensor([2.0, 1.0])
+    actor = SquashedGaussianActor(body, low, high)
+    obs = torch.randn(64, 3)
+    torch.manual_seed(1)
+    a, logp, mean_a = actor(obs)
+    # the same distribution from torch.distributions: Normal -> tanh -> affine to the box
+    mu, log_std = body(obs).chunk(2, -1)
+    log_std = -5 + 0.5 * 7 * (torch.tanh(log_std) + 1)
+    scale, bias = (high - low) / 2, (high + low) / 2
+    dist = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mu, log_std.exp()),
+        [torch.distributions.TanhTransform(), torch.distributions.AffineTransform(bias, scale)])
+    u = torch.atanh(((a - bias) / scale).clamp(-0.999999, 0.999999))
+    ref = dist.log_prob(torch.tanh(u) * scale + bias).sum(-1)
+    assert torch.allclose(logp, ref, atol=2e-3)
+    assert ((a >= low) & (a <= high)).all()
+    assert torch.allclose(mean_a, torch.tanh(mu) * scale + bias)
+
+
+def test_ensemble_equals_its_members_and_pads_outputs():
+    torch.manual_seed(0)
+    nets = [MLP(5, 2, [16, 16], "tanh"), MLP(5, 1, [16, 16], "tanh")]
+    ens = EnsembleMLP(nets)
+    assert ens.fused
+    x = torch.randn(7, 5)
+    y = ens(x)
+    assert y.shape == (2, 7, 2)
+    assert torch.allclose(y[0], nets[0](x), atol=1e-6)
+    assert torch.allclose(y[1, :, :1], nets[1](x), atol=1e-6)
+    assert torch.all(y[1, :, 1] == 0)
+
+
+# ---- runs ---------------------------------------------------------------------------------------
+def test_sac_smoke_logs_every_tag_and_both_variants(tmp_path):
+    base = [*FAST, "algo=sac", "algo.total_steps=400", "algo.learning_starts=200",
+            "algo.batch_size=32", "algo.eval_every=200", "algo.eval_episodes=1",
+            "algo.log_every=50", "network.hidden_sizes=[32,32]"]
+    res = run_train(tmp_path, base, "v2")
+    for tag in ("losses/qf1", "losses/qf2", "losses/actor", "losses/alpha", "charts/alpha",
+                "charts/entropy", "charts/episodic_return", "charts/episodic_length",
+                "charts/SPS", "eval/return"):
+        assert tag in res["metrics"], tag
+    assert res["metrics"]["eval/return"]["count"] == 2
+    assert res["steps"] == 400 and res["status"] == "completed"
+    v1 = run_train(tmp_path, [*base, "algo.variant=v1", "algo.autotune=false"], "v1")
+    assert "losses/value" in v1["metrics"] and "losses/alpha" not in v1["metrics"]
+    assert v1["metrics"]["charts/alpha"]["last"] == pytest.approx(0.2)
+
+
+def test_ppo_smoke_discrete_and_continuous_with_normalisation(tmp_path):
+    res = run_train(tmp_path, [*FAST, "algo=ppo", "algo.total_steps=1024",
+                               "algo.eval_episodes=1"], "d")
+    for tag in ("losses/policy", "losses/value", "losses/entropy", "charts/approx_kl",
+                "charts/clipfrac", "charts/explained_variance", "charts/learning_rate",
+                "eval/return"):
+        assert tag in res["metrics"], tag
+    assert res["steps"] == 1024
+    res = run_train(tmp_path, [*FAST, "algo=ppo", "env=Pendulum-v1", "algo.total_steps=2048",
+                               "algo.num_steps=256", "algo.eval_episodes=1"], "c")
+    assert res["metrics"]["eval/length"]["last"] == 200
+    assert np.isfinite(res["metrics"]["eval/return"]["last"])
+
+
+def test_tuned_values_are_picked_up_and_overrides_win():
+    cfg = compose_cfg(["algo=ppo", "env=CartPole-v1"])
+    assert (cfg.algo.update_epochs, cfg.algo.gae_lambda, cfg.env.num_envs) == (20, 0.8, 8)
+    cfg = compose_cfg(["algo=ppo", "env=CartPole-v1", "algo.update_epochs=3"])
+    assert cfg.algo.update_epochs == 3
+    assert compose_cfg(["algo=sac"]).algo.policy_lr == 1e-3  # tuned Pendulum-v1
+    assert compose_cfg(["algo=sac", "env=MountainCarContinuous-v0"]).algo.autotune is False
+
+
+def test_ppo_learns_cartpole_on_a_small_budget(tmp_path):
+    res = run_train(tmp_path, [*FAST, "algo=ppo", "algo.total_steps=40960",
+                               "algo.eval_every=0"])
+    assert res["metrics"]["eval/return"]["last"] >= 150  # random play scores about 20
+
+
+def test_sac_learns_pendulum_on_a_small_budget(tmp_path):
+    res = run_train(tmp_path, [*FAST, "algo=sac", "algo.total_steps=2600",
+                               "algo.learning_starts=200", "algo.eval_every=0",
+                               "algo.eval_episodes=3", "network.hidden_sizes=[64,64]"])
+    # random play scores about -1200; a swing-up policy above -400
+    assert res["metrics"]["eval/return"]["last"] > -700
+
+
+@pytest.mark.parametrize("algo", ["sac", "ppo"])
+def test_resume_continues_exactly(tmp_path, monkeypatch, algo):
+    args = [*FAST, f"algo={algo}", "deterministic=true", "algo.eval_episodes=1"]
+    if algo == "sac":
+        args += ["algo.total_steps=500", "algo.learning_starts=150", "algo.batch_size=16",
+                 "algo.log_every=20", "algo.eval_every=250", "network.hidden_sizes=[16]"]
+        stop = 333  # mid-episode
+    else:
+        args += ["algo.total_steps=1536", "algo.eval_every=512"]
+        stop = 600
+    a = run_train(tmp_path, args, "a")
+    original = RunContext.tick
+
+    def stop_at(self, step, value, state_fn):  # as if Ctrl-C came at `stop`
+        if step >= stop:
+            self.stop_requested = True
+        return original(self, step, value, state_fn)
+
+    monkeypatch.setattr(RunContext, "tick", stop_at)
+    with pytest.raises(Interrupted):
+        run_train(tmp_path, args, "b")
+    monkeypatch.setattr(RunContext, "tick", original)
+    b = train(compose_cfg([f"resume={tmp_path / 'b'}"]))
+    for r in (a, b):
+        r["metrics"].pop("charts/SPS")
+    assert b["metrics"] == a["metrics"]
+
+
+# ---- errors -------------------------------------------------------------------------------------
+def test_sac_on_discrete_actions_is_a_pairing_error_that_suggests_ppo(tmp_path):
+    with pytest.raises(PairingError, match=r"continuous action space.*try algo=ppo"):
+        run_train(tmp_path, ["algo=sac", "env=CartPole-v1"])
+    with pytest.raises(PairingError, match="algo=ppo needs"):
+        run_train(tmp_path, ["algo=ppo", "env=cliff_walking_book"])
+
+
+def test_cli_pairing_error_is_one_line(tmp_path):
+    p = rlrun_cli(["algo=sac", "env=CartPole-v1"], tmp_path)
+    assert p.returncode == 2
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln]
+    assert len(lines) == 1 and "try algo=ppo" in lines[0], p.stderr
+
+
+def test_missing_extra_names_the_extra(tmp_path, monkeypatch):
+    def no_box2d(*args, **kwargs):
+        raise gymnasium.error.DependencyNotInstalled("Box2D is not installed")
+
+    monkeypatch.setattr(gymnasium, "make", no_box2d)
+    with pytest.raises(ConfigError, match=r"pip install 'rlrun\[box2d\]'"):
+        run_train(tmp_path, ["algo=ppo", "env=LunarLander-v3"])
+
+
+def test_bad_values_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="variant"):
+        run_train(tmp_path, ["algo=sac", "algo.variant=v3"])
+    with pytest.raises(ConfigError, match="num_envs"):
+        run_train(tmp_path, ["algo=ppo", "env.num_envs=0"])
+
+
+def test_video_of_evaluation_episodes(tmp_path):
+    pytest.importorskip("pygame", reason="rendering needs pip install 'rlrun[video]'")
+    res = run_train(tmp_path, [*FAST, "algo=ppo", "env=Pendulum-v1", "algo.total_steps=512",
+                               "algo.num_steps=128", "algo.eval_episodes=1",
+                               "logger.video=true", "env.max_episode_steps=20"])
+    gifs = list((tmp_path / "run" / "videos").glob("*.gif"))
+    assert len(gifs) == 1 and gifs[0].stat().st_size > 1000
+    assert res["metrics"]["eval/length"]["last"] == 20
+
+
+def test_compile_option_gives_the_same_losses_on_cpu():
+    """algo.compile=true goes through maybe_compile; on CPU it must not change the numbers."""
+    b = {"obs": torch.randn(32, 4), "actions": torch.randint(0, 2, (32,)).float(),
+         "logp": torch.full((32,), -0.7), "adv": torch.randn(32), "values": torch.randn(32),
+         "returns": torch.randn(32)}
+    from rlrun.algos.ppo import build_agent
+
+    net = OmegaConf.create({"_target_": "rlrun.nets.mlp.MLP", "hidden_sizes": [8]})
+    agent = build_agent(net, 4, 2, False, 0.0)
+    eager = ppo_loss(agent, b, 0.2, True, 0.01, 0.5, True)
+    compiled = maybe_compile(ppo_loss, True, "cpu")(agent, b, 0.2, True, 0.01, 0.5, True)
+    for k in ("loss", "policy", "value", "entropy"):
+        assert torch.allclose(eager[k], compiled[k], atol=1e-5), k
+
+
+def test_results_record_the_run(tmp_path):
+    run_train(tmp_path, [*FAST, "algo=ppo", "algo.total_steps=512", "algo.eval_episodes=1"])
+    r = read_results(tmp_path / "run")
+    assert r["algo"] == "ppo" and r["env"] == "CartPole-v1" and r["headline"]
+    assert r["objective_metric"].startswith("eval/return")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["sac", "ppo"])
+def test_compiled_run_learns_like_eager(tmp_path, algo):
+    args = [*FAST, f"algo={algo}", "algo.eval_episodes=2"]
+    args += (["algo.total_steps=1500", "algo.learning_starts=300"] if algo == "sac"
+             else ["algo.total_steps=20480"])
+    eager = run_train(tmp_path, args, "eager")["metrics"]["eval/return"]["last"]
+    comp = run_train(tmp_path, [*args, "algo.compile=true"], "c")["metrics"]["eval/return"]
+    assert comp["last"] == pytest.approx(eager, rel=0.5, abs=100)
