@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlrun.algos.ppo import gae, ppo_loss
+from rlrun.algos.ppo import gae, ppo_loss, ratio_stats
 from rlrun.core.errors import ConfigError, PairingError
 from rlrun.core.rl import maybe_compile
 from rlrun.core.run import RunContext
@@ -67,7 +67,11 @@ def test_clipped_surrogate_and_value_loss_by_hand():
     assert float(out["value"]) == pytest.approx(1.16)
     assert float(out["entropy"]) == pytest.approx(0.4)
     assert float(out["loss"]) == pytest.approx(0.2 - 0.1 * 0.4 + 0.5 * 1.16)
-    assert float(out["clipfrac"]) == pytest.approx(1.0)
+    stats = ratio_stats(out["log_ratio"], 0.2)
+    assert float(stats["clipfrac"]) == pytest.approx(1.0)
+    # k3: mean((r - 1) - log r) over r = 1.5, 0.5
+    k3 = ((0.5 - math.log(1.5)) + (-0.5 - math.log(0.5))) / 2
+    assert float(stats["approx_kl"]) == pytest.approx(k3)
     unclipped = ppo_loss(agent, b, 0.2, False, 0.0, 1.0, False)
     assert float(unclipped["value"]) == pytest.approx(0.5 * (0.25 + 4.0) / 2)
 

@@ -121,11 +121,17 @@ def ppo_loss(agent: ActorCritic, b: dict[str, torch.Tensor], clip: float, clip_v
     else:
         v_loss = 0.5 * (value - b["returns"]).pow(2).mean()
     ent = entropy.mean()
-    with torch.no_grad():
-        approx_kl = ((ratio - 1) - log_ratio).mean()  # the unbiased k3 estimator
-        clipfrac = ((ratio - 1).abs() > clip).float().mean()
     return {"loss": policy - ent_coef * ent + vf_coef * v_loss, "policy": policy,
-            "value": v_loss, "entropy": ent, "approx_kl": approx_kl, "clipfrac": clipfrac}
+            "value": v_loss, "entropy": ent, "log_ratio": log_ratio.detach()}
+
+
+def ratio_stats(log_ratio: torch.Tensor, clip: float) -> dict[str, torch.Tensor]:
+    """Approximate KL to the rollout policy (the unbiased k3 estimator) and the fraction of
+    clipped ratios; computed once per epoch, not per minibatch (they only feed logs and the
+    target-KL stop)."""
+    ratio = log_ratio.exp()
+    return {"approx_kl": ((ratio - 1) - log_ratio).mean(),
+            "clipfrac": ((ratio - 1).abs() > clip).float().mean()}
 
 
 def build_agent(net_cfg: Any, obs_dim: int, act_dim: int, continuous: bool,
@@ -270,6 +276,7 @@ def _learn(agent: nn.Module, opt, loss_fn, flat: dict, cfg: PPOConfig, clip: flo
             out["loss"].backward()
             nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
             opt.step()
+        out.update(ratio_stats(out["log_ratio"], clip))
         if cfg.target_kl is not None and float(out["approx_kl"]) > cfg.target_kl:
             break
     return {k: v.detach() for k, v in out.items()}

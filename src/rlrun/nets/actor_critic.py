@@ -53,6 +53,9 @@ class EnsembleMLP(nn.Module):
             [(pad if i == n_layers - 1 else (lambda t: t))(lins[i].bias.detach()[None])
              for lins in linears])) for i in range(n_layers))
         self.acts = nn.ModuleList(acts)
+        # the functional form of the usual activations skips a Module call per layer
+        fns = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh}
+        self._act_fns = [fns.get(type(a), a) for a in acts]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.fused:
@@ -66,7 +69,7 @@ class EnsembleMLP(nn.Module):
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = torch.baddbmm(b, x, w)
             if i < last:
-                x = self.acts[i](x)
+                x = self._act_fns[i](x)
         return x
 
 
