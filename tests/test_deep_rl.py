@@ -142,6 +142,15 @@ def test_ppo_smoke_discrete_and_continuous_with_normalisation(tmp_path):
     assert np.isfinite(res["metrics"]["eval/return"]["last"])
 
 
+def test_async_vector_env_and_any_gym_id(tmp_path):
+    res = run_train(tmp_path, [*FAST, "algo=ppo", "env=gym", "env.id=Acrobot-v1",
+                               "env.num_envs=2", "env.vectorization=async",
+                               "algo.num_steps=64", "algo.total_steps=256",
+                               "algo.eval_episodes=1", "env.max_episode_steps=50"])
+    assert res["env"] == "Acrobot-v1" and res["steps"] == 256
+    assert res["metrics"]["eval/length"]["last"] == 50
+
+
 def test_tuned_values_are_picked_up_and_overrides_win():
     cfg = compose_cfg(["algo=ppo", "env=CartPole-v1"])
     assert (cfg.algo.update_epochs, cfg.algo.gae_lambda, cfg.env.num_envs) == (20, 0.8, 8)

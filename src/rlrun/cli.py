@@ -34,6 +34,8 @@ def _one_line(text: str) -> str:
         if plugin:  # launchers and sweepers come with extras
             extra = "ray" if plugin.group(2).startswith("ray") else "sweep"
             out = _sentences([out, f"Install it with: pip install 'rlrun[{extra}]'"])
+        if re.search(r"Could not find 'env/", out):  # any Gymnasium id, even without a file
+            out = _sentences([out, "Any registered Gymnasium id runs as env=gym env.id=<id>"])
     else:
         missing = re.search(r"Could not find '([\w/]+)/([^'/]+)'", out)
         if missing:  # Hydra lists no options for nested groups such as experiment presets
