@@ -52,12 +52,13 @@ def ensure_registered(env_id: str) -> None:
             import ale_py
         except ImportError:
             raise ConfigError(
-                f"env {env_id} needs the Atari extra: pip install 'rlrun[atari]'"
+                f"id={env_id!r} needs the Atari extra: pip install 'rlrun[atari]'"
             ) from None
         gymnasium.register_envs(ale_py)
     if env_id not in registry:
         close = difflib.get_close_matches(env_id, list(registry), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = (f"; did you mean {', '.join(close)}?" if close else
+                "; python -c 'import gymnasium; gymnasium.pprint_registry()' lists them")
         raise ConfigError(f"id={env_id!r} is not a registered Gymnasium env{hint}")
 
 
