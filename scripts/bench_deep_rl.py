@@ -14,7 +14,10 @@ logging and its final checkpoint stay inside its clock. Both are scored afterwar
 same deterministic protocol (rlrun's Evaluator: 10 episodes on a separately seeded env).
 torch's lazily imported optimiser machinery is imported before the first timed run, so
 neither side pays a one-off import. Steps/s = env steps / seconds; the ratio is rlrun's over
-SB3's. Threads are pinned (--threads, default 2) for both.
+SB3's. Threads are pinned (--threads, default 2) for both. Besides wall-clock steps/s the
+script reports CPU-time steps/s (env steps per second of this process's CPU time): on a
+shared, loaded machine wall time measures the neighbours; with --threads 1 CPU time is what
+the same run takes on an idle core.
 """
 
 from __future__ import annotations
@@ -86,24 +89,28 @@ class LoopClock:
     """Times rlrun's training loop: from `start_progress` to the end, minus evaluations."""
 
     def __init__(self) -> None:
-        self.start, self.eval_s = 0.0, 0.0
+        self.start, self.eval_s, self.cpu_start, self.eval_cpu = 0.0, 0.0, 0.0, 0.0
         start_progress, ev_run = run.RunContext.start_progress, rl.Evaluator.run
 
         def timed_start(ctx, *a, **k):
             self.start, self.eval_s = time.perf_counter(), 0.0
+            self.cpu_start, self.eval_cpu = time.process_time(), 0.0
             return start_progress(ctx, *a, **k)
 
         def timed_eval(ev, *a, **k):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             try:
                 return ev_run(ev, *a, **k)
             finally:
                 self.eval_s += time.perf_counter() - t
+                self.eval_cpu += time.process_time() - c
 
         run.RunContext.start_progress, rl.Evaluator.run = timed_start, timed_eval
 
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start - self.eval_s
+    def seconds(self) -> tuple[float, float]:
+        """(wall, CPU) seconds of the last loop."""
+        return (time.perf_counter() - self.start - self.eval_s,
+                time.process_time() - self.cpu_start - self.eval_cpu)
 
 
 def main() -> None:
@@ -128,31 +135,39 @@ def main() -> None:
         steps = cfg.algo.total_steps
         with tempfile.TemporaryDirectory() as d:
             res = train(cfg, run_dir=Path(d) / "run")
-            t_ours = clock.seconds()
+            wall_ours, cpu_ours = clock.seconds()
         ours_ret = res["metrics"]["eval/return"]["last"]
         ours_steps = res["steps"]
         torch.manual_seed(seed)
         model = sb3_model(args.algo, cfg, seed)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         model.learn(total_timesteps=steps)
-        t_sb3 = time.perf_counter() - t
+        wall_sb3, cpu_sb3 = time.perf_counter() - t, time.process_time() - c
         sb3_steps = model.num_timesteps
         sb3_ret = evaluate(lambda o, m=model: m.predict(o, deterministic=True)[0], env, seed)
-        row = (seed, ours_steps / t_ours, sb3_steps / t_sb3, ours_ret, sb3_ret)
+        row = {"ours": ours_steps / wall_ours, "sb3": sb3_steps / wall_sb3,
+               "ours_cpu": ours_steps / cpu_ours, "sb3_cpu": sb3_steps / cpu_sb3,
+               "ours_ret": ours_ret, "sb3_ret": sb3_ret}
         rows.append(row)
-        print(f"seed {seed}: rlrun {row[1]:.0f} steps/s (eval {ours_ret:.1f}), "
-              f"SB3 {row[2]:.0f} steps/s (eval {sb3_ret:.1f}), ratio {row[1] / row[2]:.2f}",
-              flush=True)
-    ours = statistics.mean(r[1] for r in rows)
-    sb3 = statistics.mean(r[2] for r in rows)
+        print(f"seed {seed}: rlrun {row['ours']:.0f} steps/s ({row['ours_cpu']:.0f} per CPU s, "
+              f"eval {ours_ret:.1f}), SB3 {row['sb3']:.0f} steps/s ({row['sb3_cpu']:.0f} per "
+              f"CPU s, eval {sb3_ret:.1f}), ratio {row['ours'] / row['sb3']:.2f} "
+              f"(CPU time {row['ours_cpu'] / row['sb3_cpu']:.2f})", flush=True)
+
+    def mean(key: str) -> float:
+        return statistics.mean(r[key] for r in rows)
+
+    def rets(key: str) -> str:
+        return f"{mean(key):.1f} | {', '.join(f'{r[key]:.1f}' for r in rows)}"
+
     print(f"\n{args.algo} on {env}, {steps} steps, {args.seeds} seeds, {args.threads} threads")
-    print("| | steps/s | eval return (mean over seeds) | per seed |")
-    print("|---|---|---|---|")
-    print(f"| rlrun | {ours:.0f} | {np.mean([r[3] for r in rows]):.1f} | "
-          f"{', '.join(f'{r[3]:.1f}' for r in rows)} |")
-    print(f"| SB3 {__import__('stable_baselines3').__version__} | {sb3:.0f} | "
-          f"{np.mean([r[4] for r in rows]):.1f} | {', '.join(f'{r[4]:.1f}' for r in rows)} |")
-    print(f"| ratio | {ours / sb3:.2f}x | | |")
+    print("| | steps/s (wall) | steps per CPU second | eval return (mean) | per seed |")
+    print("|---|---|---|---|---|")
+    print(f"| rlrun | {mean('ours'):.0f} | {mean('ours_cpu'):.0f} | {rets('ours_ret')} |")
+    print(f"| SB3 {__import__('stable_baselines3').__version__} | {mean('sb3'):.0f} | "
+          f"{mean('sb3_cpu'):.0f} | {rets('sb3_ret')} |")
+    print(f"| ratio | {mean('ours') / mean('sb3'):.2f}x | "
+          f"{mean('ours_cpu') / mean('sb3_cpu'):.2f}x | | |")
 
 
 if __name__ == "__main__":

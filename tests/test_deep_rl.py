@@ -174,10 +174,12 @@ def test_sac_learns_pendulum_on_a_small_budget(tmp_path):
     assert res["metrics"]["eval/return"]["last"] > -700
 
 
-@pytest.mark.parametrize("algo", ["sac", "ppo"])
+@pytest.mark.parametrize("algo", ["sac", "sac_correlated_noise", "ppo"])
 def test_resume_continues_exactly(tmp_path, monkeypatch, algo):
-    args = [*FAST, f"algo={algo}", "deterministic=true", "algo.eval_episodes=1"]
-    if algo == "sac":
+    args = [*FAST, f"algo={algo[:3]}", "deterministic=true", "algo.eval_episodes=1"]
+    if algo == "sac_correlated_noise":  # the AR(1) noise state is part of the checkpoint
+        args += ["algo.noise_rho=0.9"]
+    if algo.startswith("sac"):
         args += ["algo.total_steps=500", "algo.learning_starts=150", "algo.batch_size=16",
                  "algo.log_every=20", "algo.eval_every=250", "network.hidden_sizes=[16]"]
         stop = 333  # mid-episode
@@ -227,6 +229,8 @@ def test_missing_extra_names_the_extra(tmp_path, monkeypatch):
 
 
 def test_bad_values_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="noise_rho"):
+        run_train(tmp_path, ["algo=sac", "algo.noise_rho=1.0"])
     with pytest.raises(ConfigError, match="variant"):
         run_train(tmp_path, ["algo=sac", "algo.variant=v3"])
     with pytest.raises(ConfigError, match="num_envs"):

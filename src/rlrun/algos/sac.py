@@ -18,6 +18,7 @@ the replay buffer on the device, and no `.item()` host syncs except when logging
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -66,6 +67,11 @@ class SACConfig:
     eval_every: int = 5_000  # env steps; 0: only at the end
     eval_episodes: int = 10
     log_every: int = 100  # env steps between loss logs (each one a host sync)
+    # AR(1) correlation of the behaviour policy's noise across env steps: 0 = independent
+    # (SAC as published); ~0.9 = temporally correlated exploration (in the spirit of OU and
+    # pink noise) that finds sparse rewards, e.g. MountainCarContinuous's flag. Marginals are
+    # unchanged: N(0, 1) for the policy, uniform over the box during `learning_starts`.
+    noise_rho: float = 0.0
     compile: bool = False  # torch.compile the losses (CUDA graphs on GPU)
 
     def __post_init__(self) -> None:
@@ -84,6 +90,8 @@ class SACConfig:
             raise ConfigError(f"gamma={self.gamma} must be in [0, 1], tau={self.tau} in (0, 1]")
         if self.learning_starts < 0 or self.eval_every < 0:
             raise ConfigError("learning_starts and eval_every must be >= 0")
+        if not 0 <= self.noise_rho < 1:
+            raise ConfigError(f"noise_rho={self.noise_rho} must be in [0, 1)")
         if self.log_std_min >= self.log_std_max:
             raise ConfigError("log_std_min must be < log_std_max")
 
@@ -178,6 +186,8 @@ def run(ctx) -> None:
     target_params = [p for t, _ in targets for p in t.parameters()]
     source_params = [p for _, s in targets for p in s.parameters()]
 
+    noise = np.zeros((n_envs, act_dim))  # the correlated draw when noise_rho > 0
+    rho, rho_c = cfg.noise_rho, float(np.sqrt(1 - cfg.noise_rho ** 2))
     obs, _ = envs.reset(seed=ctx.seed)
     st = {"step": 0, "updates": 0, "next_eval": cfg.eval_every or cfg.total_steps,
           "next_log": 0}
@@ -186,7 +196,8 @@ def run(ctx) -> None:
         return {"nets": {k: v.state_dict() for k, v in nets.items()},
                 "opts": {"q": q_opt.state_dict(), "pi": pi_opt.state_dict()},
                 "log_alpha": log_alpha.detach(), "rb": rb.state_dict(), "obs": obs,
-                "rng": rng.bit_generator.state, "envs": vector_env_state(envs), **st}
+                "rng": rng.bit_generator.state, "envs": vector_env_state(envs),
+                "noise": noise, **st}
 
     saved = ctx.restore()
     if saved is not None:
@@ -200,6 +211,7 @@ def run(ctx) -> None:
         rng.bit_generator.state = saved["rng"]
         if load_vector_env_state(envs, saved["envs"]):
             obs = np.asarray(saved["obs"])
+        noise = np.asarray(saved["noise"])
         st.update({k: int(saved[k]) for k in st})
 
     def policy(o: np.ndarray) -> np.ndarray:
@@ -212,11 +224,16 @@ def run(ctx) -> None:
     ctx.start_progress(cfg.total_steps, st["step"])
     while st["step"] < cfg.total_steps:
         step = st["step"]
+        if rho:
+            noise = rho * noise + rho_c * rng.standard_normal(noise.shape)
         if step < cfg.learning_starts:
-            actions = rng.uniform(space.low, space.high, (n_envs, act_dim)).astype(np.float32)
+            actions = (space.low + (space.high - space.low) * ndtr(noise) if rho else
+                       rng.uniform(space.low, space.high, (n_envs, act_dim))).astype(np.float32)
         else:
+            eps = torch.as_tensor(noise, device=dev, dtype=torch.float32) if rho else None
             with torch.no_grad():
-                a = nets["actor"](torch.as_tensor(obs, device=dev, dtype=torch.float32))[0]
+                a = nets["actor"](torch.as_tensor(obs, device=dev, dtype=torch.float32),
+                                  eps)[0]
             actions = a.cpu().numpy()
         next_obs, rewards, term, trunc, infos = envs.step(actions)
         real_next = next_obs.copy()
@@ -253,6 +270,11 @@ def run(ctx) -> None:
         ctx.save(st["step"], state())
     evaluator.close()
     envs.close()
+
+
+def ndtr(x: np.ndarray) -> np.ndarray:
+    """The standard normal CDF: maps a N(0, 1) draw to a U(0, 1) one."""
+    return 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
 
 
 def _update(nets, rb, cfg, q_opt, pi_opt, log_alpha, target_entropy, c_loss, a_loss,

@@ -98,14 +98,16 @@ class SquashedGaussianActor(nn.Module):
         self.register_buffer("bias", ((high + low) / 2).float())
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(sampled action, its log-prob, deterministic action), actions in env units."""
+    def forward(self, obs: torch.Tensor, noise: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(sampled action, its log-prob, deterministic action), actions in env units.
+        `noise`: the standard normal draw to use (e.g. temporally correlated in rollouts)."""
         mu, log_std = self.body(obs).chunk(2, -1)
         # CleanRL's soft clamp: tanh then rescale, so gradients never vanish at the bounds.
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
             torch.tanh(log_std) + 1)
         std = log_std.exp()
-        u = mu + std * torch.randn_like(mu)
+        u = mu + std * (torch.randn_like(mu) if noise is None else noise)
         log_prob = gaussian_log_prob(u, mu, log_std) - tanh_log_det(u).sum(-1) \
             - self.scale.log().sum()
         return (torch.tanh(u) * self.scale + self.bias, log_prob,
