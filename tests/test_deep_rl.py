@@ -167,11 +167,12 @@ def test_ppo_learns_cartpole_on_a_small_budget(tmp_path):
 
 
 def test_sac_learns_pendulum_on_a_small_budget(tmp_path):
-    res = run_train(tmp_path, [*FAST, "algo=sac", "algo.total_steps=2600",
+    # 5000 steps: at 2600-3400 seed 0 had not swung up yet (seeds 1 and 2 had)
+    res = run_train(tmp_path, [*FAST, "algo=sac", "algo.total_steps=5000",
                                "algo.learning_starts=200", "algo.eval_every=0",
                                "algo.eval_episodes=3", "network.hidden_sizes=[64,64]"])
     # random play scores about -1200; a swing-up policy above -400
-    assert res["metrics"]["eval/return"]["last"] > -700
+    assert res["metrics"]["eval/return"]["last"] > -400
 
 
 @pytest.mark.parametrize("algo", ["sac", "sac_correlated_noise", "ppo"])

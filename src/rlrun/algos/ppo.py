@@ -105,8 +105,9 @@ def gae(rewards: Any, values: Any, dones: Any, next_value: Any, gamma: float,
     return adv, adv + values
 
 
-def ppo_loss(agent: ActorCritic, b: dict[str, torch.Tensor], clip: float, clip_vloss: bool,
-             ent_coef: float, vf_coef: float, norm_adv: bool) -> dict[str, torch.Tensor]:
+def ppo_loss(agent: ActorCritic, b: dict[str, torch.Tensor], clip: float | torch.Tensor,
+             clip_vloss: bool, ent_coef: float, vf_coef: float,
+             norm_adv: bool) -> dict[str, torch.Tensor]:
     """The clipped surrogate, (clipped) value loss and entropy of one minibatch."""
     logp, entropy, value = agent.evaluate(b["obs"], b["actions"])
     log_ratio = logp - b["logp"]
@@ -276,12 +277,16 @@ def _learn(agent: nn.Module, opt, loss_fn, flat: dict, cfg: PPOConfig, clip: flo
         adv = flat["adv"]
         flat = {**flat, "adv": (adv - adv.mean()) / (adv.std() + 1e-8)}
     norm_adv = cfg.norm_adv and not whole
+    # compiled: an annealed Python float would be baked into the graph and recompile it
+    # every update; a 0-d tensor is an input
+    clip_arg = torch.tensor(clip, device=flat["adv"].device) if cfg.compile else clip
     for _ in range(cfg.update_epochs):
         perm = None if whole else torch.randperm(batch, device=flat["adv"].device)
         for start in range(0, batch, mb_size):
             mb = flat if perm is None else {k: v[perm[start:start + mb_size]]
                                             for k, v in flat.items()}
-            out = loss_fn(agent, mb, clip, cfg.clip_vloss, cfg.ent_coef, cfg.vf_coef, norm_adv)
+            out = loss_fn(agent, mb, clip_arg, cfg.clip_vloss, cfg.ent_coef, cfg.vf_coef,
+                          norm_adv)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
