@@ -5,7 +5,8 @@ English prose and code from the Python documentation), so `rlrun algo=lm` works 
 `env=text_file env.path=...` reads a user's UTF-8 file. The split is deterministic: the text is
 cut into blocks of `split_block` characters and every `1/val_fraction`-th block goes to
 validation, so both halves sample the whole document rather than train on A-M and validate on
-N-Z. The vocabulary is every character of the whole text, sorted.
+N-Z (a text shorter than 40 blocks gets shorter blocks). The vocabulary is every character
+of the whole text, sorted.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def stdlib_docs_text() -> str:
 
 
 def load_text(cfg: TextConfig) -> str:
+    if not cfg.path and isinstance(cfg, TextFileConfig):
+        raise DataError("env=text_file needs a file: env.path=/path/to/text.txt")
     if cfg.path is None:
         text = stdlib_docs_text()
     else:
@@ -71,8 +74,9 @@ class CharCorpus:
         self.chars = sorted(set(text))
         self.stoi = {c: i for i, c in enumerate(self.chars)}
         data = torch.tensor([self.stoi[c] for c in text], dtype=torch.long)
-        blocks = data.split(cfg.split_block)
         every = max(2, round(1 / cfg.val_fraction))
+        # a short text gets shorter blocks: at least 4 of them go to validation
+        blocks = data.split(max(1, min(cfg.split_block, len(data) // (4 * every))))
         self.train = torch.cat([b for i, b in enumerate(blocks) if i % every != every - 1])
         val = [b for i, b in enumerate(blocks) if i % every == every - 1]
         self.val = torch.cat(val) if val else data[:0]
@@ -124,9 +128,5 @@ def eval_batches(data: torch.Tensor, batch: int, length: int, n_batches: int):
 
 @dataclass
 class TextFileConfig(TextConfig):
-    """`env=text_file`: like the default corpus, but `path` is required."""
-
-    def __post_init__(self) -> None:
-        if not self.path:
-            raise ConfigError("env=text_file needs a file: env.path=/path/to/text.txt")
-        super().__post_init__()
+    """`env=text_file`: like the default corpus, but `path` is required (checked when the run
+    loads it, so the config itself still composes and validates without one)."""

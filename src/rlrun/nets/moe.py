@@ -4,8 +4,8 @@
     route(logits, "mixtral", k=2)  -> top-k experts, gates = softmax over the k chosen logits
 
 Dispatch is batched, with no Python loop over tokens: the (token, choice) assignments are
-sorted by expert (stable, first choices first, so a full expert drops second choices and later
-tokens before earlier first choices), each expert runs once on its contiguous slice, and one
+sorted by expert (within an expert by position, so a full expert drops the latest characters
+and routing stays causal), each expert runs once on its contiguous slice, and one
 `index_add_` scatters the gated outputs back. A Python loop runs over the *experts* (8), which
 is the portable CPU path (torch._grouped_mm needs recent torch and aligned shapes).
 
@@ -58,12 +58,28 @@ def capacity(n_tokens: int, n_experts: int, k: int, factor: float | None) -> int
     return max(1, math.ceil(factor * n_tokens * k / n_experts))
 
 
-def dispatch(idx: torch.Tensor, n_experts: int, cap: int):
-    """Sort the (token, choice) assignments by expert, first choices first; keep at most `cap`
-    per expert. Returns (order, counts, kept): `order` indexes the flattened choice-major
-    assignments so that expert e's kept ones are order[starts[e]:starts[e]+kept[e]]."""
-    flat = idx.t().reshape(-1)  # choice-major: every token's first choice before any second
-    order = torch.argsort(flat, stable=True)
+def dispatch(idx: torch.Tensor, n_experts: int, cap: int, seq_len: int | None = None):
+    """Sort the (token, choice) assignments by expert, each expert's in priority order, and
+    keep at most `cap` per expert. Returns (order, counts, kept): `order` indexes the
+    flattened choice-major assignments (a = choice * T + token), so that expert e's kept ones
+    are order[starts[e]:starts[e]+kept[e]].
+
+    Priority is (position in the sequence, sequence, choice) for tokens laid out as
+    (batch, seq_len): a full expert drops later positions first, so a character's routing
+    never depends on any later character, of its own sequence or another (capacity-based
+    routing in batch order would let sequence 0's future evict sequence 1's past).
+    """
+    t, k = idx.shape
+    tok = torch.arange(t, device=idx.device)
+    if seq_len is None or seq_len >= t:
+        rank = tok
+    else:
+        b = t // seq_len
+        rank = (tok % seq_len) * b + tok // seq_len  # position-major
+    flat = idx.t().reshape(-1)
+    choice = torch.arange(k, device=idx.device).repeat_interleave(t)
+    key = (flat * t + rank.repeat(k)) * k + choice
+    order = torch.argsort(key)
     counts = torch.bincount(flat, minlength=n_experts)
     kept = counts.clamp(max=cap)
     return order, counts, kept
@@ -104,7 +120,8 @@ class MoE(nn.Module):
         logits = self.router(xr)  # float32
         idx, gates = route(logits, self.router_kind, self.k)
         cap = capacity(t, self.n, self.k, self.capacity_factor)
-        order, counts, kept = dispatch(idx, self.n, cap)
+        order, counts, kept = dispatch(idx, self.n, cap,
+                                       shape[-2] if len(shape) == 3 else None)
         tok = order % t  # assignment a = choice * t + token
         gate_sorted = gates.t().reshape(-1)[order].to(x.dtype)
         starts = (torch.cumsum(counts, 0) - counts).tolist()
