@@ -126,18 +126,24 @@ class MoE(nn.Module):
         gate_sorted = gates.t().reshape(-1)[order].to(x.dtype)
         starts = (torch.cumsum(counts, 0) - counts).tolist()
         n_kept = kept.tolist()
-        out = torch.zeros_like(x)
-        pieces, rows = [], []
-        for e in range(self.n):  # one matmul pair per expert on its slice of sorted tokens
+        # Kept assignments, grouped by expert: one gather of their tokens and gates.
+        keep = torch.cat([torch.arange(s0, s0 + n0) for s0, n0 in zip(starts, n_kept,
+                                                                     strict=True) if n0])
+        rows = tok[keep]
+        xs, gs = x[rows], gate_sorted[keep, None]
+        # unbind once: indexing w13[e] per expert would make backward build a full-size zero
+        # gradient per expert; unbind's backward stacks the eight slices once
+        w13, w2 = self.w13.unbind(0), self.w2.unbind(0)
+        pieces, at = [], 0
+        for e in range(self.n):  # one matmul pair per expert on its contiguous slice
             if n_kept[e] == 0:
                 continue
-            sl = slice(starts[e], starts[e] + n_kept[e])
-            r = tok[sl]
-            g, u = (x[r] @ self.w13[e]).chunk(2, -1)
-            pieces.append((F.silu(g) * u) @ self.w2[e] * gate_sorted[sl, None])
-            rows.append(r)
+            g, u = (xs[at:at + n_kept[e]] @ w13[e]).chunk(2, -1)
+            pieces.append((F.silu(g) * u) @ w2[e])
+            at += n_kept[e]
+        out = torch.zeros_like(x)
         if pieces:
-            out.index_add_(0, torch.cat(rows), torch.cat(pieces))
+            out.index_add_(0, rows, torch.cat(pieces) * gs)
         total_kept = sum(n_kept)
         self.flops = 2 * t * d * self.n + total_kept * 2 * 3 * d * self.d_expert
         with torch.no_grad():
