@@ -127,8 +127,8 @@ class MoE(nn.Module):
         starts = (torch.cumsum(counts, 0) - counts).tolist()
         n_kept = kept.tolist()
         # Kept assignments, grouped by expert: one gather of their tokens and gates.
-        keep = torch.cat([torch.arange(s0, s0 + n0) for s0, n0 in zip(starts, n_kept,
-                                                                     strict=True) if n0])
+        keep = torch.cat([torch.arange(s0, s0 + n0, device=x.device)
+                          for s0, n0 in zip(starts, n_kept, strict=True) if n0])
         rows = tok[keep]
         xs, gs = x[rows], gate_sorted[keep, None]
         # unbind once: indexing w13[e] per expert would make backward build a full-size zero
