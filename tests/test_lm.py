@@ -253,3 +253,25 @@ def test_bad_options_are_one_line_errors(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         f"rlrun: error: env.path={tmp_path}/missing.txt: no such file; give a UTF-8 text file"]
+
+
+def test_moe_report_tabulates_a_sweep_at_equal_flops(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "moe_report.py"
+    spec = importlib.util.spec_from_file_location("moe_report", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sweep = tmp_path / "sweep"
+    for i, ffn in enumerate(("dense", "mixtral")):
+        run_train(sweep, [*TINY, f"network.ffn={ffn}", "algo.total_steps=12",
+                          "algo.eval_every=4"], f"{i}_{ffn}")
+    assert mod.main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert (sweep / "moe_table.md").read_text() == out
+    rows = [line for line in out.splitlines() if line.startswith("| 1_mixtral")]
+    assert len(rows) == 2 and "mixtral 8x top-2" in rows[0]
+    # the equal-FLOPs table: ppl at 25..100% of the budget, decreasing as training goes on
+    ppl = [float(c) for c in rows[1].strip("| ").split(" | ")[3:] if c != "-"]
+    assert len(ppl) >= 3 and ppl[-1] < ppl[0]
