@@ -231,8 +231,10 @@ def test_text_file_env_and_its_errors(tmp_path):
                                "algo.total_steps=5"])
     assert res["env"] == "text_file" and res["status"] == "completed"
     (tmp_path / "empty.txt").write_text("  \n")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 100)
     for path, match in ((tmp_path / "nope.txt", "no such file"),
-                        (tmp_path / "empty.txt", "is empty")):
+                        (tmp_path / "empty.txt", "is empty"),
+                        (tmp_path / "latin1.txt", "is not UTF-8 text")):
         with pytest.raises(DataError, match=match):
             run_train(tmp_path, [*TINY, "env=text_file", f"env.path={path}"], path.stem)
     with pytest.raises(DataError, match="needs a file"):
