@@ -76,7 +76,7 @@ def test_help_lists_groups(tmp_path):
     assert out.returncode == 0
     for line in ("algo: double_q_learning, epsilon_greedy, expected_sarsa",
                  "device: auto, cpu, cuda", "env: ", "logger: tensorboard", "network: mlp",
-                 "experiment: sutton_barto/ex6_2, sutton_barto/fig2_2", "resume"):
+                 "sutton_barto/ex6_2, sutton_barto/fig2_2", "resume"):
         assert line in out.stdout
     assert "fig2_6_ucb_" not in out.stdout  # single curves of presets are not options to pick
     assert not list(Path(tmp_path).iterdir()), "--help must not create run dirs"

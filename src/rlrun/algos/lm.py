@@ -1,0 +1,223 @@
+"""Character-level language modelling with a dense or mixture-of-experts transformer.
+
+    rlrun algo=lm                                        # dense FFN on Python's own docs
+    rlrun algo=lm network.ffn=mixtral                    # 8 SwiGLU experts, top-2 (Mixtral)
+    rlrun algo=lm network.ffn=switch network.capacity_factor=1.0 network.jitter=0.01
+    rlrun algo=lm algo.flop_budget=2e13                  # stop at a training-FLOP budget
+    rlrun algo=lm env=text_file env.path=book.txt
+
+One loop, top to bottom, as in nanoGPT: random windows of the training text, next-character
+cross-entropy plus the MoE router losses (already weighted by `network.aux_loss_coef` and
+`network.z_loss_coef`), AdamW with warmup and cosine decay, gradient clipping. The run ends at
+`algo.total_steps` optimizer steps or when the cumulative training FLOPs reach
+`algo.flop_budget`, whichever comes first; the learning-rate schedule follows whichever is
+further along, so runs cut by a FLOP budget still anneal. Training FLOPs are 3x the forward
+matmul FLOPs the model counts itself (backward: one matmul for the input gradient and one for
+the weight gradient per forward matmul); MoE layers count only the assignments they kept.
+
+Evaluation (every `algo.eval_every` steps and at the end) scores fixed validation windows
+(`eval/val_loss`, nats per character, and `eval/val_ppl`) and logs a generated text sample.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rlrun.core.errors import ConfigError
+from rlrun.data.text import CharCorpus, eval_batches, random_batch
+from rlrun.nets import build_network
+
+MOE_TAGS = ("entropy", "top1_share", "dropped_fraction", "aux_loss", "z_loss")
+
+
+@dataclass
+class LMConfig:
+    task_kinds: ClassVar[tuple[str, ...]] = ("text",)
+    uses_torch: ClassVar[bool] = True
+    uses_network: ClassVar[bool] = True
+    headline: ClassVar[str] = "eval/val_ppl"
+    objective: ClassVar[str] = "eval/val_loss"
+
+    total_steps: int = 600  # optimizer steps
+    flop_budget: float | None = None  # training FLOPs; the run stops at whichever comes first
+    batch_size: int = 32  # sequences of network.block_size characters
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1  # cosine decay down to lr * min_lr_ratio
+    warmup_steps: int = 30
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0: off
+    eval_every: int = 200  # steps; 0: only at the end
+    eval_batches: int = 8  # fixed validation batches per evaluation
+    log_every: int = 20  # steps between logged training scalars
+    sample_chars: int = 200  # length of the text sample at each evaluation; 0: none
+    sample_temperature: float = 0.8
+    sample_prompt: str = "The "
+
+    def __post_init__(self) -> None:
+        for key in ("total_steps", "batch_size", "eval_batches", "log_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
+        for key in ("warmup_steps", "eval_every", "sample_chars", "weight_decay", "grad_clip"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
+        if self.flop_budget is not None and not self.flop_budget > 0:
+            raise ConfigError(f"flop_budget={self.flop_budget} must be > 0 (or null)")
+        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError("lr must be > 0 and min_lr_ratio in [0, 1]")
+        if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
+            raise ConfigError("beta1 and beta2 must be in [0, 1)")
+        if not self.sample_temperature > 0:
+            raise ConfigError(f"sample_temperature={self.sample_temperature} must be > 0")
+
+
+def learning_rate(cfg: LMConfig, step: int, progress: float) -> float:
+    """Linear warmup over `warmup_steps`, then cosine to lr * min_lr_ratio at progress 1."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cos)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: LMConfig) -> torch.optim.AdamW:
+    """AdamW; matrices (and expert stacks) decay, norms and the router do not."""
+    decay, keep = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "router" not in name else keep).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": keep, "weight_decay": 0.0}],
+                             lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches: list, dev: torch.device) -> float:
+    """Mean next-character cross-entropy (nats) over the fixed validation batches."""
+    model.eval()
+    total = 0.0
+    for x, y in batches:
+        logits = model(x.to(dev))
+        total += float(F.cross_entropy(logits.flatten(0, 1), y.to(dev).flatten()))
+    model.train()
+    return total / len(batches)
+
+
+@torch.no_grad()
+def generate(model: torch.nn.Module, prompt: list[int], n: int, temperature: float,
+             seed: int, dev: torch.device) -> list[int]:
+    """Sample `n` characters after `prompt` with its own generator (the training RNGs are
+    left alone, so sampling does not change what a resumed run computes)."""
+    model.eval()
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    ids = torch.tensor([prompt or [0]], device=dev)
+    for _ in range(n):
+        logits = model(ids[:, -model.block_size:])[:, -1] / temperature
+        nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen)
+        ids = torch.cat([ids, nxt], 1)
+    model.train()
+    return ids[0, len(prompt or [0]):].tolist()
+
+
+def log_moe(log: Any, model: torch.nn.Module, step: int) -> None:
+    """Routing statistics of the last forward, per MoE layer and averaged over layers."""
+    stats = model.moe_stats()
+    if not stats:
+        return
+    for tag in MOE_TAGS:
+        vals = [float(s[tag].detach()) for s in stats]
+        log.scalar(f"moe/{tag}", sum(vals) / len(vals), step)
+        for i, v in enumerate(vals):
+            log.scalar(f"moe/{tag}/layer{i}", v, step)
+    for i, s in enumerate(stats):
+        counts = s["counts"].cpu()
+        n = len(counts)
+        values = torch.repeat_interleave(torch.arange(n), counts)
+        log.histogram(f"moe/expert_load/layer{i}", values, step,
+                      bins=np.arange(n + 1) - 0.5)
+
+
+def run(ctx) -> None:
+    cfg, dev = ctx.algo, torch.device(ctx.device)
+    if ctx.network is None or "block_size" not in ctx.network:
+        raise ConfigError("algo=lm needs network=transformer")
+    block = int(ctx.network.block_size)
+    corpus = CharCorpus(ctx.env, block)
+    model = build_network(ctx.network, vocab_size=corpus.vocab_size).to(dev)
+    opt = make_optimizer(model, cfg)
+    gen = torch.Generator().manual_seed(ctx.seed)
+    val = eval_batches(corpus.val, cfg.batch_size, block, cfg.eval_batches)
+    prompt = corpus.encode(cfg.sample_prompt)
+    st = {"step": 0, "flops": 0, "tokens": 0}
+
+    def state() -> dict[str, Any]:
+        return {"model": model.state_dict(), "opt": opt.state_dict(),
+                "gen": gen.get_state(), **st}
+
+    saved = ctx.restore()
+    log = ctx.logger
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        gen.set_state(saved["gen"])
+        st.update({k: int(saved[k]) for k in st})
+    else:
+        total, active = model.num_params()
+        log.scalars({"model/params": total, "model/active_params": active,
+                     "data/unigram_entropy": corpus.unigram_entropy()}, 0)
+        log.text("data/vocabulary", repr("".join(corpus.chars)), 0)
+
+    budget = cfg.flop_budget or math.inf
+    ppl = None
+    t_log, tok_log = time.perf_counter(), st["tokens"]
+    ctx.start_progress(cfg.total_steps, st["step"])
+    while st["step"] < cfg.total_steps and st["flops"] < budget:
+        step = st["step"]
+        lr = learning_rate(cfg, step, max(step / cfg.total_steps, st["flops"] / budget))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, y = random_batch(corpus.train, cfg.batch_size, block, gen)
+        x, y = x.to(dev), y.to(dev)
+        logits = model(x)
+        ce = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        loss = ce + model.aux_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        st["step"] = step = step + 1
+        st["flops"] += 3 * model.last_flops
+        st["tokens"] += x.numel()
+        done = step >= cfg.total_steps or st["flops"] >= budget
+        if step % cfg.log_every == 0 or done:
+            now = time.perf_counter()
+            log.scalars({"losses/train": float(ce.detach()),
+                         "losses/router": float(model.aux_loss.detach()),
+                         "charts/learning_rate": lr, "charts/flops": st["flops"],
+                         "charts/tokens": st["tokens"],
+                         "charts/tokens_per_s": (st["tokens"] - tok_log) / max(now - t_log,
+                                                                                1e-9)}, step)
+            log_moe(log, model, step)
+            t_log, tok_log = now, st["tokens"]
+        if (cfg.eval_every and step % cfg.eval_every == 0) or done:
+            vl = evaluate(model, val, dev)
+            ppl = math.exp(vl)
+            log.scalars({"eval/val_loss": vl, "eval/val_ppl": ppl,
+                         "eval/flops": st["flops"]}, step)
+            if cfg.sample_chars:
+                text = corpus.decode(generate(model, prompt, cfg.sample_chars,
+                                              cfg.sample_temperature, ctx.seed + step, dev))
+                log.text("eval/sample", "    " + (cfg.sample_prompt + text)
+                         .replace("\n", "\n    "), step)
+            t_log = time.perf_counter()  # evaluation time is not training throughput
+        if ctx.tick(step, ppl, state):
+            break
+    else:
+        ctx.save(st["step"], state())

@@ -1,0 +1,161 @@
+"""Sparse mixture-of-experts feed-forward blocks: Switch (top-1) and Mixtral (top-k) routing.
+
+    route(logits, "switch", k=1)   -> top-1 expert, gate = its softmax probability (Switch)
+    route(logits, "mixtral", k=2)  -> top-k experts, gates = softmax over the k chosen logits
+
+Dispatch is batched, with no Python loop over tokens: the (token, choice) assignments are
+sorted by expert (within an expert by position, so a full expert drops the latest characters
+and routing stays causal), each expert runs once on its contiguous slice, and one
+`index_add_` scatters the gated outputs back. A Python loop runs over the *experts* (8), which
+is the portable CPU path (torch._grouped_mm needs recent torch and aligned shapes).
+
+Losses follow the papers: the Switch load-balancing loss `N * sum_i f_i * P_i` (f_i: share of
+assignments routed to expert i before dropping, P_i: mean router probability of expert i;
+1.0 when perfectly balanced, N when collapsed) and the ST-MoE router z-loss
+`mean(logsumexp(logits)^2)`. The router runs in float32 whatever the model's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlrun.core.errors import ConfigError
+
+ROUTERS = ("switch", "mixtral")
+
+
+def route(logits: torch.Tensor, router: str, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expert indices (T, k) and gate weights (T, k) from float32 router logits (T, E)."""
+    if router == "switch":
+        probs = logits.softmax(-1)
+        gates, idx = probs.topk(k, dim=-1)  # Switch: the raw probability, not renormalised
+        return idx, gates
+    top, idx = logits.topk(k, dim=-1)
+    return idx, top.softmax(-1)  # Mixtral: softmax over the selected logits only
+
+
+def aux_loss(logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Switch load-balancing loss N * sum_i f_i P_i (f_i over all k choices, before dropping)."""
+    n = logits.shape[-1]
+    f = torch.bincount(idx.reshape(-1), minlength=n).to(logits.dtype) / idx.numel()
+    p = logits.softmax(-1).mean(0)
+    return n * (f * p).sum()
+
+
+def z_loss(logits: torch.Tensor) -> torch.Tensor:
+    """ST-MoE router z-loss: mean over tokens of logsumexp(logits)^2."""
+    return torch.logsumexp(logits, -1).pow(2).mean()
+
+
+def capacity(n_tokens: int, n_experts: int, k: int, factor: float | None) -> int:
+    """Slots per expert: ceil(factor * tokens * k / experts); no limit when factor is None."""
+    if factor is None:
+        return n_tokens * k
+    return max(1, math.ceil(factor * n_tokens * k / n_experts))
+
+
+def dispatch(idx: torch.Tensor, n_experts: int, cap: int, seq_len: int | None = None):
+    """Sort the (token, choice) assignments by expert, each expert's in priority order, and
+    keep at most `cap` per expert. Returns (order, counts, kept): `order` indexes the
+    flattened choice-major assignments (a = choice * T + token), so that expert e's kept ones
+    are order[starts[e]:starts[e]+kept[e]].
+
+    Priority is (position in the sequence, sequence, choice) for tokens laid out as
+    (batch, seq_len): a full expert drops later positions first, so a character's routing
+    never depends on any later character, of its own sequence or another (capacity-based
+    routing in batch order would let sequence 0's future evict sequence 1's past).
+    """
+    t, k = idx.shape
+    tok = torch.arange(t, device=idx.device)
+    if seq_len is None or seq_len >= t:
+        rank = tok
+    else:
+        b = t // seq_len
+        rank = (tok % seq_len) * b + tok // seq_len  # position-major
+    flat = idx.t().reshape(-1)
+    choice = torch.arange(k, device=idx.device).repeat_interleave(t)
+    key = (flat * t + rank.repeat(k)) * k + choice
+    order = torch.argsort(key)
+    counts = torch.bincount(flat, minlength=n_experts)
+    kept = counts.clamp(max=cap)
+    return order, counts, kept
+
+
+class MoE(nn.Module):
+    """SwiGLU experts behind a float32 router; `forward(x)` returns y and keeps `stats`."""
+
+    def __init__(self, d_model: int, d_expert: int, n_experts: int, router: str, top_k: int,
+                 capacity_factor: float | None = None, jitter: float = 0.0):
+        super().__init__()
+        if router not in ROUTERS:
+            raise ConfigError(f"router {router!r}: use one of {', '.join(ROUTERS)}")
+        if not 1 <= top_k <= n_experts:
+            raise ConfigError(f"top_k={top_k} must be in [1, n_experts={n_experts}]")
+        if router == "switch" and top_k != 1:
+            raise ConfigError(f"ffn=switch routes top-1 (got top_k={top_k}): use ffn=mixtral"
+                              " for top-k routing")
+        self.router_kind, self.k, self.n = router, top_k, n_experts
+        self.capacity_factor, self.jitter, self.d_expert = capacity_factor, jitter, d_expert
+        self.router = nn.Linear(d_model, n_experts, bias=False, dtype=torch.float32)
+        nn.init.normal_(self.router.weight, std=0.02 / math.sqrt(d_model / 64))  # small init
+        # Stacked expert weights: w13[e] is the fused gate+up projection of expert e.
+        self.w13 = nn.Parameter(torch.empty(n_experts, d_model, 2 * d_expert))
+        self.w2 = nn.Parameter(torch.empty(n_experts, d_expert, d_model))
+        nn.init.normal_(self.w13, std=d_model ** -0.5)
+        nn.init.normal_(self.w2, std=d_expert ** -0.5)
+        self.stats: dict[str, torch.Tensor] = {}
+        self.flops = 0  # forward matmul FLOPs of the last call (router + kept assignments)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])
+        t, d = x.shape
+        xr = x.float()
+        if self.training and self.jitter > 0:  # Switch's multiplicative jitter on the input
+            xr = xr * torch.empty_like(xr).uniform_(1 - self.jitter, 1 + self.jitter)
+        logits = self.router(xr)  # float32
+        idx, gates = route(logits, self.router_kind, self.k)
+        cap = capacity(t, self.n, self.k, self.capacity_factor)
+        order, counts, kept = dispatch(idx, self.n, cap,
+                                       shape[-2] if len(shape) == 3 else None)
+        tok = order % t  # assignment a = choice * t + token
+        gate_sorted = gates.t().reshape(-1)[order].to(x.dtype)
+        starts = (torch.cumsum(counts, 0) - counts).tolist()
+        n_kept = kept.tolist()
+        # Kept assignments, grouped by expert: one gather of their tokens and gates.
+        keep = torch.cat([torch.arange(s0, s0 + n0, device=x.device)
+                          for s0, n0 in zip(starts, n_kept, strict=True) if n0])
+        rows = tok[keep]
+        xs, gs = x[rows], gate_sorted[keep, None]
+        # unbind once: indexing w13[e] per expert would make backward build a full-size zero
+        # gradient per expert; unbind's backward stacks the eight slices once
+        w13, w2 = self.w13.unbind(0), self.w2.unbind(0)
+        pieces, at = [], 0
+        for e in range(self.n):  # one matmul pair per expert on its contiguous slice
+            if n_kept[e] == 0:
+                continue
+            g, u = (xs[at:at + n_kept[e]] @ w13[e]).chunk(2, -1)
+            pieces.append((F.silu(g) * u) @ w2[e])
+            at += n_kept[e]
+        out = torch.zeros_like(x)
+        if pieces:
+            out.index_add_(0, rows, torch.cat(pieces) * gs)
+        total_kept = sum(n_kept)
+        self.flops = 2 * t * d * self.n + total_kept * 2 * 3 * d * self.d_expert
+        with torch.no_grad():
+            load = counts.float() / idx.numel()
+            nz = load[load > 0]
+            self.stats = {
+                "entropy": -(nz * nz.log()).sum(),
+                "top1_share": load.max(),
+                "dropped_fraction": torch.tensor(1.0 - total_kept / idx.numel()),
+                "load": load,
+                "counts": counts,
+            }
+        self.stats["aux_loss"] = aux_loss(logits, idx)
+        self.stats["z_loss"] = z_loss(logits)
+        return out.reshape(shape)
