@@ -29,15 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import compose_cfg  # noqa: E402
 
+from rlrun.core import rl, run  # noqa: E402
 from rlrun.core.config import register_resolvers  # noqa: E402
 from rlrun.core.logger import Logger, LoggerConfig  # noqa: E402
-from rlrun.core import rl, run  # noqa: E402
 from rlrun.core.rl import Evaluator  # noqa: E402
 from rlrun.envs.gym import GymEnvConfig  # noqa: E402
 from rlrun.train import train  # noqa: E402
