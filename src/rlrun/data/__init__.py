@@ -1,0 +1,1 @@
+"""Data sets of the non-RL loops: images for diffusion."""
