@@ -61,11 +61,13 @@ class DDPMConfig:
     eval_samples: int = 500  # samples for eval/fid and friends; 0: no evaluation
     sample_batch: int = 500  # images per network call while sampling
     fid_cache_dir: str | None = None  # where the FID classifier is cached; null: ~/.cache/rlrun
+    fid_classifier_steps: int = 1500  # training steps of the FID classifier (when not cached)
     log_every: int = 50  # steps between loss logs
 
     def __post_init__(self) -> None:
         for key in ("total_steps", "batch_size", "timesteps", "sample_steps", "grid_samples",
-                    "strip_rows", "strip_columns", "sample_batch", "log_every"):
+                    "strip_rows", "strip_columns", "sample_batch", "log_every",
+                    "fid_classifier_steps"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
         for key in ("warmup_steps", "sample_every", "eval_samples", "grad_clip"):
@@ -206,7 +208,7 @@ def _finish(ctx, cfg: DDPMConfig, ema, diff: Diffusion, data: ImageData, shape: 
         return
     from rlrun.data.fid import FidEvaluator
 
-    evaluator = FidEvaluator(data, cfg.fid_cache_dir)
+    evaluator = FidEvaluator(data, cfg.fid_cache_dir, train_steps=cfg.fid_classifier_steps)
     t0 = time.perf_counter()
     samples, _ = sample(ema, diff, cfg, cfg.eval_samples, shape, ctx.seed + 2)
     seconds = time.perf_counter() - t0

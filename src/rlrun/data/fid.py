@@ -98,16 +98,16 @@ def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
 class FidEvaluator:
     """Classifier features of the real data, split in two halves, ready to score samples."""
 
-    def __init__(self, data: Any, cache_dir: str | Path | None = None, batch: int = 500):
+    def __init__(self, data: Any, cache_dir: str | Path | None = None, batch: int = 500,
+                 train_steps: int = 1500):
         if data.labels is None or data.n_classes < 2:
             raise ConfigError(
                 f"env={data.name} has no class labels, which the FID classifier needs: put the"
                 " images in one sub-folder per class, or set algo.eval_samples=0")
         self.batch = batch
         cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-        path = cache / f"{data.name}_{tuple(data.images.shape[1:])}_{data.fingerprint()}" \
-            f"_v{VERSION}.pt".replace(" ", "").replace("(", "").replace(")", "") \
-            .replace(",", "x")
+        dims = "x".join(map(str, data.images.shape[1:]))
+        path = cache / f"{data.name}_{dims}_{data.fingerprint()}_{train_steps}_v{VERSION}.pt"
         if path.is_file():
             state = load_checkpoint(path)
             self.net = Classifier(data.images.shape[1], data.n_classes)
@@ -115,7 +115,7 @@ class FidEvaluator:
             self.accuracy = float(state["accuracy"])
         else:
             self.net, self.accuracy = train_classifier(data.images, data.labels,
-                                                       data.n_classes)
+                                                       data.n_classes, train_steps)
             save_checkpoint(path, {"model": self.net.state_dict(), "accuracy": self.accuracy})
         self.net.eval().requires_grad_(False)
         self.cache_path, self.n_classes = path, data.n_classes

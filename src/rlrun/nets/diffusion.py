@@ -121,10 +121,7 @@ class Diffusion:
                 a_prev = self._f32["abar"][t_prev] if t_prev >= 0 else torch.ones_like(a_t)
                 var = eta ** 2 * (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
                 mean = a_prev.sqrt() * x0 + (1 - a_prev - var).clamp(min=0).sqrt() * eps
-            if t > 0:
-                x = mean + var.sqrt() * noise()
-            else:
-                x = mean
+            x = mean + var.sqrt() * noise() if t > 0 else mean
             if i + 1 in snaps_at:
                 snaps.append(x.clone())
         return x, snaps

@@ -143,10 +143,7 @@ class UNet(nn.Module):
         h = self.conv_in(x)
         hs = [h]
         for layer in self.down:
-            if isinstance(layer, nn.ModuleList):
-                h = layer[1](layer[0](h, emb))
-            else:
-                h = layer(h)
+            h = layer[1](layer[0](h, emb)) if isinstance(layer, nn.ModuleList) else layer(h)
             hs.append(h)
         h = self.mid[2](self.mid[1](self.mid[0](h, emb)), emb)
         for layer in self.up:
