@@ -126,21 +126,22 @@ def test_ema_update_is_the_moving_average(tmp_path):
 
 # ---- runs ----------------------------------------------------------------------------------------
 def test_tiny_run_learns_and_logs_every_tag(tmp_path, tiny):
-    res = run_train(tmp_path, [*tiny, "algo.total_steps=150", "algo.lr=2e-3",
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    res = run_train(tmp_path, [*tiny, "algo.total_steps=120", "algo.lr=3e-3",
                                "algo.warmup_steps=10", "algo.sample_every=100"])
     m = res["metrics"]
-    first, last = m["losses/noise_mse"]["best"], m["losses/noise_mse"]["last"]
-    assert m["losses/noise_mse"]["count"] == 15 and last < 0.45 < first or last < 0.45, m
+    ea = EventAccumulator(str(tmp_path / "run")).Reload()
+    losses = [e.value for e in ea.Scalars("losses/noise_mse")]
+    # the UNet's output layer starts at zero: eps_hat = 0, so the first MSE is about 1
+    assert len(losses) == 12 and losses[0] > 0.7 and losses[-1] < 0.5, losses
     for tag in ("charts/images_per_s", "eval/fid", "eval/fid_floor", "eval/confident_fraction",
                 "eval/class_coverage", "eval/fid_samples"):
         assert tag in m, tag
     assert m["eval/fid_samples"]["last"] == 64 and res["objective"] == m["eval/fid"]["last"]
     assert (tmp_path / "run" / "samples.png").is_file()
     assert (tmp_path / "run" / "denoising.png").is_file()
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    ea = EventAccumulator(str(tmp_path / "run")).Reload()
-    assert [e.step for e in ea.Images("diffusion/samples")] == [100, 150]
+    assert [e.step for e in ea.Images("diffusion/samples")] == [100, 120]
     assert ea.Images("diffusion/denoising")[0].width == 4 * 9 + 1  # x_T .. x_0 in 4 columns
 
 

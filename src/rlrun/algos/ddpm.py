@@ -131,6 +131,10 @@ def run(ctx) -> None:
     cfg: DDPMConfig = ctx.algo
     dev = torch.device(ctx.device)
     data = load_images(ctx.env)
+    if cfg.eval_samples:
+        from rlrun.data.fid import check_labels
+
+        check_labels(data)  # fail now rather than after training
     x_all = data.images.to(dev)
     shape = tuple(x_all.shape[1:])
     net, ema, diff = build(ctx.network, data, cfg, ctx.device)

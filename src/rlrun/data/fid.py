@@ -95,15 +95,20 @@ def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
                  - 2 * np.sqrt(cross).sum())
 
 
+def check_labels(data: Any) -> None:
+    """The classifier needs labels of at least two classes: say so before training starts."""
+    if data.labels is None or data.n_classes < 2:
+        raise ConfigError(
+            f"env={data.name} has no class labels, which the FID classifier needs: put the"
+            " images in one sub-folder per class, or set algo.eval_samples=0")
+
+
 class FidEvaluator:
     """Classifier features of the real data, split in two halves, ready to score samples."""
 
     def __init__(self, data: Any, cache_dir: str | Path | None = None, batch: int = 500,
                  train_steps: int = 1500):
-        if data.labels is None or data.n_classes < 2:
-            raise ConfigError(
-                f"env={data.name} has no class labels, which the FID classifier needs: put the"
-                " images in one sub-folder per class, or set algo.eval_samples=0")
+        check_labels(data)
         self.batch = batch
         cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         dims = "x".join(map(str, data.images.shape[1:]))
