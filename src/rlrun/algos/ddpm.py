@@ -15,6 +15,7 @@ confidently classified samples; see `rlrun.data.fid`) at the end.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,8 +120,13 @@ def sample(ema: AveragedModel, diff: Diffusion, cfg: DDPMConfig, n: int, shape: 
 def save_png(grid: Any, path: Path, scale: int = 4) -> None:
     """A (C, H, W) grid in [0, 1] as a PNG, enlarged `scale` times (nearest neighbour)."""
     import numpy as np
-    from PIL import Image
 
+    try:
+        from PIL import Image
+    except ImportError:  # TensorBoard still has the images
+        logging.getLogger("rlrun").warning("no Pillow: %s not written (pip install"
+                                           " 'rlrun[diffusion]')", path.name)
+        return
     arr = (np.asarray(grid).transpose(1, 2, 0) * 255).round().astype(np.uint8)
     img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
     path.parent.mkdir(parents=True, exist_ok=True)

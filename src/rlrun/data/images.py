@@ -43,12 +43,6 @@ class ImageDataConfig:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ConfigError(f"dataset={self.dataset!r}: use one of {', '.join(DATASETS)}")
-        if self.dataset != "digits" and not self.path:
-            what = ("a folder of images (one sub-folder per class for labels)"
-                    if self.dataset == "image_folder" else
-                    f"the folder holding {IDX_FILES['images']}[.gz] and"
-                    f" {IDX_FILES['labels']}[.gz]")
-            raise ConfigError(f"path is required for {self.dataset}: {what}")
         if self.size < 2:
             raise ConfigError(f"size={self.size} must be >= 2")
         if self.fit not in ("pad", "resize"):
@@ -79,6 +73,11 @@ def load_images(cfg: ImageDataConfig) -> ImageData:
     """Load the configured data set as (N, C, size, size) floats in [-1, 1]."""
     import torch
 
+    if cfg.dataset != "digits" and not cfg.path:  # checked here: configs validate without it
+        what = ("a folder of images (one sub-folder per class for labels)"
+                if cfg.dataset == "image_folder" else
+                f"the folder holding {IDX_FILES['images']}[.gz] and {IDX_FILES['labels']}[.gz]")
+        raise ConfigError(f"env.path is required for {cfg.dataset}: {what}")
     if cfg.dataset == "digits":
         raw, labels = _digits()
     elif cfg.dataset in ("mnist", "fashion_mnist"):
