@@ -124,6 +124,17 @@ def test_ema_update_is_the_moving_average(tmp_path):
         assert torch.allclose(e, 0.9 * b + 0.1 * p, atol=1e-6)
 
 
+def test_frechet_distance_of_gaussians():
+    from rlrun.data.fid import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20_000, 3))
+    assert frechet_distance(a, a) < 1e-9
+    # N(0, I) vs N(m, 4I): |m|^2 + Tr(I + 4I - 2 * 2I) = |m|^2 + 3
+    b = 2 * rng.normal(size=(20_000, 3)) + np.array([1.0, 0.0, 2.0])
+    assert abs(frechet_distance(a, b) - 8.0) < 0.2
+
+
 # ---- runs ----------------------------------------------------------------------------------------
 def test_tiny_run_learns_and_logs_every_tag(tmp_path, tiny):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
