@@ -28,13 +28,19 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def fid_cache(tmp_path_factory):
+    """One FID classifier for the module's runs (trained by the first, loaded by the rest)."""
+    return tmp_path_factory.mktemp("fid")
+
+
 @pytest.fixture
-def tiny(tmp_path):
+def tiny(fid_cache):
     """A few-second run: small UNet, T=50, few samples, a briefly trained FID classifier."""
     return ["algo=ddpm", "threads=1", "algo.timesteps=50", "algo.batch_size=32",
             "algo.log_every=10", "algo.grid_samples=16", "algo.strip_rows=2",
             "algo.strip_columns=4", "algo.eval_samples=64", "algo.fid_classifier_steps=60",
-            f"algo.fid_cache_dir={tmp_path / 'fid'}", "network.ch=16", "network.groups=8",
+            f"algo.fid_cache_dir={fid_cache}", "network.ch=16", "network.groups=8",
             "network.ch_mult=[1,2]", "network.num_res_blocks=1", "network.attn_resolutions=[4]"]
 
 
@@ -157,13 +163,13 @@ def test_tiny_run_learns_and_logs_every_tag(tmp_path, tiny):
 
 
 def test_resume_continues_exactly(tmp_path, monkeypatch, tiny):
-    args = [*tiny, "deterministic=true", "algo.total_steps=40", "algo.sample_every=20",
-            "algo.eval_samples=32"]
+    args = [*tiny, "deterministic=true", "algo.total_steps=30", "algo.sample_every=20",
+            "algo.eval_samples=16"]
     a = run_train(tmp_path, args, "a")
     original = RunContext.tick
 
     def stop_at(self, step, value, state_fn):  # as if Ctrl-C came at step 25
-        if step >= 25:
+        if step >= 25:  # after the grid at 20, before the end
             self.stop_requested = True
         return original(self, step, value, state_fn)
 
@@ -176,7 +182,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, tiny):
         r["metrics"].pop("charts/images_per_s")
         r["metrics"].pop("eval/sampling_s_per_image")
     assert b["metrics"] == a["metrics"]
-    assert b["steps"] == 40
+    assert b["steps"] == 30
 
 
 # ---- errors --------------------------------------------------------------------------------------
