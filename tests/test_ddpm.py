@@ -260,4 +260,6 @@ def test_pairing_errors_and_one_line_cli_errors(tmp_path):
     assert p.returncode == 2 and len(lines) == 1 and "train-images-idx3-ubyte" in lines[0], \
         p.stderr
     with pytest.raises(ConfigError, match="sampler"):
-        run_train(tmp_path, ["algo=ddpm", "algo.sampler=euler"])
+        run_train(tmp_path, ["algo=ddpm", "algo.sampler=euler"], "a")
+    with pytest.raises(ConfigError, match="use network=unet"):
+        run_train(tmp_path, ["algo=ddpm", "network=mlp"], "b")
