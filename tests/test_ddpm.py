@@ -21,11 +21,13 @@ from tests.conftest import compose_cfg, rlrun_cli, run_train
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Small convolutions on a busy 2-core machine: one thread is many times faster."""
-    before = torch.get_num_threads()
+    """Small convolutions on a busy 2-core machine: one thread is many times faster. Also
+    undo what `deterministic=true` runs switch on for the whole process."""
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)
     yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(det)
 
 
 @pytest.fixture(scope="module")
