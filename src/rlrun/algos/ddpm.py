@@ -234,7 +234,8 @@ def _finish(ctx, cfg: DDPMConfig, ema, diff: Diffusion, data: ImageData, shape: 
     n_steps = len(diff.timesteps_for(cfg.sampler, cfg.sample_steps))
     log.text("eval/summary", (
         f"FID {r['fid']:.3f} over {r['fid_samples']} {cfg.sampler} samples ({n_steps} steps)"
-        f" vs real-vs-real floor {r['fid_floor']:.3f}; confident (p > 0.9): "
+        f" vs real-vs-real floor {r['fid_floor']:.3f} ({r['floor_samples']} held-out real images"
+        f" vs the reference half); confident (p > 0.9): "
         f"{r['confident_fraction']:.1%} (real images: {r['confident_fraction_real']:.1%});"
         f" confident labels per class: {r['class_counts']}; classifier held-out accuracy "
         f"{r['classifier_accuracy']:.1%}; sampling {seconds:.1f} s"), step)

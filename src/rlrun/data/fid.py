@@ -151,7 +151,8 @@ class FidEvaluator:
         counts = np.bincount(p.argmax(1)[conf], minlength=self.n_classes)
         real_p = self.features(self.other[:n])[1]
         return {"fid": frechet_distance(f, self.ref), "fid_floor": self.floor(n),
-                "fid_samples": n, "confident_fraction": float(conf.mean()),
+                "fid_samples": n, "floor_samples": min(n, len(self.other)),
+                "confident_fraction": float(conf.mean()),
                 "confident_fraction_real": float((real_p.max(1) > CONFIDENT).mean()),
                 "class_coverage": float((counts > 0).mean()),
                 "classifier_accuracy": self.accuracy, "class_counts": counts.tolist()}
