@@ -4,6 +4,8 @@
     python scripts/bench_deep_rl.py sac     # Pendulum-v1, 20k steps, 3 seeds
     python scripts/bench_deep_rl.py ppo     # CartPole-v1, 100k steps, 3 seeds
     python scripts/bench_deep_rl.py sac --steps 5000 --seeds 1   # quicker look
+    python scripts/bench_deep_rl.py ppo --plain     # the algorithm's defaults (CleanRL's), not
+                                                    # the tuned (rl-zoo) values for the task
 
 Each seed runs rlrun (`train()` with the tuned config) and then SB3 (`model.learn()`),
 alternating, so that both see the same machine load. Both clocks cover the training loop
@@ -119,12 +121,16 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="default: the tuned budget")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--plain", action="store_true",
+                   help="the algorithm's default hyperparameters, without configs/tuned/")
     args = p.parse_args()
     register_resolvers()
     torch.set_num_threads(args.threads)
     env = args.env or TASKS[args.algo]
     overrides = [f"algo={args.algo}", f"env={env}", "logger.progress=none",
                  f"threads={args.threads}", "algo.eval_every=0"]
+    if args.plain:
+        overrides.append("~tuned@_global_")
     if args.steps:
         overrides.append(f"algo.total_steps={args.steps}")
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo once

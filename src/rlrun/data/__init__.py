@@ -1,1 +1,1 @@
-"""Data sets the loops learn from (text corpora; images come with the diffusion loop)."""
+"""Data sets of the non-RL loops: text corpora for the language models, images for diffusion."""

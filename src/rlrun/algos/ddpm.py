@@ -1,0 +1,243 @@
+"""Denoising diffusion probabilistic models (Ho et al. 2020) on image data sets.
+
+    rlrun algo=ddpm                                   # UNet on scikit-learn's digits
+    rlrun experiment=ddpm/digits                      # the CPU preset: digits in minutes
+    rlrun algo=ddpm algo.sampler=ddim algo.sample_steps=50 algo.eta=0
+    rlrun algo=ddpm env=mnist env.path=~/data/mnist algo.schedule=cosine
+
+A UNet (`network=unet`) learns to predict the noise added by the forward process (the
+simple epsilon-MSE objective, uniform t, Adam with a linear warm-up, gradient clipping).
+An exponential moving average of its weights (`torch.optim.swa_utils.AveragedModel`,
+`algo.ema_decay`) is what samples: grids every `algo.sample_every` steps, a denoising strip
+x_T .. x_0 and the sample-quality numbers (`eval/fid`, its real-vs-real floor, the share of
+confidently classified samples; see `rlrun.data.fid`) at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from rlrun.core.errors import ConfigError
+from rlrun.core.logger import image_grid
+from rlrun.data.images import ImageData, load_images
+from rlrun.nets import build_network
+from rlrun.nets.diffusion import SCHEDULES, Diffusion, make_betas
+
+
+@dataclass
+class DDPMConfig:
+    task_kinds: ClassVar[tuple[str, ...]] = ("images",)
+    uses_torch: ClassVar[bool] = True
+    uses_network: ClassVar[bool] = True
+    headline: ClassVar[str] = "losses/noise_mse"
+    objective: ClassVar[str] = "eval/fid"
+
+    total_steps: int = 20_000  # optimizer steps
+    batch_size: int = 128
+    lr: float = 2e-4
+    warmup_steps: int = 500  # linear learning-rate warm-up
+    grad_clip: float = 1.0  # max gradient norm; 0: off
+    timesteps: int = 1000  # T
+    schedule: str = "linear"  # linear (Ho et al.) or cosine (improved DDPM)
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    cosine_s: float = 0.008
+    ema_decay: float = 0.9999
+    sampler: str = "ddpm"  # ddpm: ancestral over all T steps; ddim: algo.sample_steps steps
+    sample_steps: int = 50  # ddim only
+    eta: float = 0.0  # ddim: 0 deterministic, 1 the DDPM posterior noise
+    ddpm_variance: str = "beta"  # sigma_t^2 of the ddpm sampler: beta or beta_tilde
+    clip_denoised: bool = True  # clip predicted x_0 to [-1, 1] while sampling
+    sample_every: int = 5000  # steps between EMA sample grids; 0: only at the end
+    grid_samples: int = 64
+    strip_rows: int = 8  # denoising strip: this many samples ...
+    strip_columns: int = 10  # ... shown at this many points from x_T to x_0
+    eval_samples: int = 500  # samples for eval/fid and friends; 0: no evaluation
+    sample_batch: int = 500  # images per network call while sampling
+    fid_cache_dir: str | None = None  # where the FID classifier is cached; null: ~/.cache/rlrun
+    fid_classifier_steps: int = 1500  # training steps of the FID classifier (when not cached)
+    log_every: int = 50  # steps between loss logs
+
+    def __post_init__(self) -> None:
+        for key in ("total_steps", "batch_size", "timesteps", "sample_steps", "grid_samples",
+                    "strip_rows", "strip_columns", "sample_batch", "log_every",
+                    "fid_classifier_steps"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
+        for key in ("warmup_steps", "sample_every", "eval_samples", "grad_clip"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
+        if self.eval_samples == 1:
+            raise ConfigError("eval_samples=1: a Frechet distance needs >= 2 samples (or 0)")
+        if not self.lr > 0 or not 0 <= self.ema_decay < 1 or self.eta < 0:
+            raise ConfigError("lr must be > 0, ema_decay in [0, 1), eta >= 0")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule={self.schedule!r}: use {' or '.join(SCHEDULES)}")
+        if self.sampler not in ("ddpm", "ddim"):
+            raise ConfigError(f"sampler={self.sampler!r}: use ddpm or ddim")
+        if self.ddpm_variance not in ("beta", "beta_tilde"):
+            raise ConfigError(f"ddpm_variance={self.ddpm_variance!r}: use beta or beta_tilde")
+        if not 0 < self.beta_start < self.beta_end < 1:
+            raise ConfigError("need 0 < beta_start < beta_end < 1")
+
+
+def build(ctx_network: Any, data: ImageData, cfg: DDPMConfig, device: str):
+    """The UNet, its EMA copy and the diffusion process, on `device`."""
+    c, size = data.images.shape[1], data.images.shape[-1]
+    target = str((ctx_network or {}).get("_target_", ""))
+    if "unet" not in target.lower():
+        raise ConfigError(f"algo=ddpm needs an image-to-image network, not {target or 'none'}:"
+                          " use network=unet")
+    net = build_network(ctx_network, in_channels=c, image_size=size).to(device)
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    diff = Diffusion(make_betas(cfg.schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end,
+                                cfg.cosine_s), device)
+    return net, ema, diff
+
+
+def sample(ema: AveragedModel, diff: Diffusion, cfg: DDPMConfig, n: int, shape: tuple,
+           seed: int, sampler: str | None = None, steps: int | None = None,
+           keep: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """n images from the EMA model in chunks of `cfg.sample_batch`, from noise of a fixed
+    seed (grids at different steps start from the same x_T; the run's RNG is not touched)."""
+    sampler = sampler or cfg.sampler
+    g = torch.Generator().manual_seed(seed)
+    model = ema.module.eval()
+    out, snaps = [], []
+    for i in range(0, n, cfg.sample_batch):
+        m = min(cfg.sample_batch, n - i)
+        x, s = diff.sample(model, (m, *shape), sampler,
+                           steps if steps is not None else cfg.sample_steps, cfg.eta,
+                           cfg.ddpm_variance, cfg.clip_denoised, g, keep if i == 0 else 0)
+        out.append(x.cpu())
+        snaps = snaps or s
+    return torch.cat(out), snaps
+
+
+def save_png(grid: Any, path: Path, scale: int = 4) -> None:
+    """A (C, H, W) grid in [0, 1] as a PNG, enlarged `scale` times (nearest neighbour)."""
+    import numpy as np
+
+    try:
+        from PIL import Image
+    except ImportError:  # TensorBoard still has the images
+        logging.getLogger("rlrun").warning("no Pillow: %s not written (pip install"
+                                           " 'rlrun[diffusion]')", path.name)
+        return
+    arr = (np.asarray(grid).transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST).save(path)
+
+
+def run(ctx) -> None:
+    cfg: DDPMConfig = ctx.algo
+    dev = torch.device(ctx.device)
+    data = load_images(ctx.env)
+    if cfg.eval_samples:
+        from rlrun.data.fid import check_labels
+
+        check_labels(data)  # fail now rather than after training
+    x_all = data.images.to(dev)
+    shape = tuple(x_all.shape[1:])
+    net, ema, diff = build(ctx.network, data, cfg, ctx.device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
+    st: dict[str, Any] = {"step": 0, "loss_sum": torch.zeros((), device=dev), "loss_n": 0}
+
+    def state() -> dict[str, Any]:
+        return {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                "sched": sched.state_dict(), **st}
+
+    saved = ctx.restore()
+    if saved is not None:
+        net.load_state_dict(saved["net"])
+        ema.load_state_dict(saved["ema"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        st.update(step=int(saved["step"]), loss_sum=saved["loss_sum"].to(dev),
+                  loss_n=int(saved["loss_n"]))
+
+    log, last_loss = ctx.logger, None
+    t_last, step_last = time.perf_counter(), st["step"]
+    ctx.start_progress(cfg.total_steps, st["step"])
+    net.train()
+    while st["step"] < cfg.total_steps:
+        idx = torch.randint(0, len(x_all), (cfg.batch_size,), device=dev)
+        loss = diff.loss(net, x_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        ema.update_parameters(net)
+        st["loss_sum"] = st["loss_sum"] + loss.detach()
+        st["loss_n"] += 1
+        st["step"] = step = st["step"] + 1
+        if step % cfg.log_every == 0 or step == cfg.total_steps:
+            last_loss = float(st["loss_sum"]) / st["loss_n"]  # mean since the last log
+            now = time.perf_counter()
+            log.scalars({"losses/noise_mse": last_loss,
+                         "charts/images_per_s": (step - step_last) * cfg.batch_size
+                         / max(now - t_last, 1e-9),
+                         "charts/learning_rate": sched.get_last_lr()[0]}, step)
+            st.update(loss_sum=torch.zeros((), device=dev), loss_n=0)
+            t_last, step_last = now, step
+        if cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.total_steps:
+            grid = image_grid(sample(ema, diff, cfg, cfg.grid_samples, shape, ctx.seed)[0])
+            log.image("diffusion/samples", grid, step)
+            net.train()
+            t_last = time.perf_counter()  # sampling time is not training throughput
+        if ctx.tick(step, last_loss, state):
+            return
+    _finish(ctx, cfg, ema, diff, data, shape)
+    ctx.save(st["step"], state())
+
+
+def _finish(ctx, cfg: DDPMConfig, ema, diff: Diffusion, data: ImageData, shape: tuple) -> None:
+    """Final sample grid, the denoising strip and the sample-quality numbers."""
+    import numpy as np
+
+    log, step = ctx.logger, ctx.step
+    grid_x, _ = sample(ema, diff, cfg, cfg.grid_samples, shape, ctx.seed)
+    grid = image_grid(grid_x)
+    log.image("diffusion/samples", grid, step)
+    save_png(grid, ctx.run_dir / "samples.png")
+    _, snaps = sample(ema, diff, cfg, cfg.strip_rows, shape, ctx.seed + 1,
+                      keep=cfg.strip_columns)
+    strip = torch.stack(snaps, 1).flatten(0, 1)  # row r: sample r from x_T to x_0
+    strip_grid = image_grid(strip.clamp(-1, 1), nrow=len(snaps))
+    log.image("diffusion/denoising", strip_grid, step)
+    save_png(strip_grid, ctx.run_dir / "denoising.png")
+    if not cfg.eval_samples:
+        return
+    from rlrun.data.fid import FidEvaluator
+
+    evaluator = FidEvaluator(data, cfg.fid_cache_dir, train_steps=cfg.fid_classifier_steps)
+    t0 = time.perf_counter()
+    samples, _ = sample(ema, diff, cfg, cfg.eval_samples, shape, ctx.seed + 2)
+    seconds = time.perf_counter() - t0
+    r = evaluator.evaluate(samples)
+    log.scalars({f"eval/{k}": r[k] for k in ("fid", "fid_floor", "fid_samples",
+                                             "confident_fraction", "confident_fraction_real",
+                                             "class_coverage", "classifier_accuracy")}, step)
+    log.scalar("eval/sampling_s_per_image", seconds / cfg.eval_samples, step)
+    n_steps = len(diff.timesteps_for(cfg.sampler, cfg.sample_steps))
+    log.text("eval/summary", (
+        f"FID {r['fid']:.3f} over {r['fid_samples']} {cfg.sampler} samples ({n_steps} steps)"
+        f" vs real-vs-real floor {r['fid_floor']:.3f} ({r['floor_samples']} held-out real images"
+        f" vs the reference half); confident (p > 0.9): "
+        f"{r['confident_fraction']:.1%} (real images: {r['confident_fraction_real']:.1%});"
+        f" confident labels per class: {r['class_counts']}; classifier held-out accuracy "
+        f"{r['classifier_accuracy']:.1%}; sampling {seconds:.1f} s"), step)
+    ctx.logger.flush()
+    np.save(ctx.run_dir / "class_counts.npy", np.asarray(r["class_counts"]))
