@@ -119,6 +119,9 @@ def main() -> None:
         overrides += ["network=nature_cnn", "algo.eval_episodes=1", "algo.eval_epsilon=0"]
     if args.steps:
         overrides.append(f"algo.total_steps={args.steps}")
+    # one-time imports (torch._dynamo, pulled in by the first optimiser) out of the timings:
+    # SB3 builds its optimisers before `learn()`, rlrun inside `train()`
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)
     rows = []
     for seed in range(args.seeds):
         cfg = compose_cfg([*overrides, f"seed={seed}"])
