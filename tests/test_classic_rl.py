@@ -312,8 +312,8 @@ def test_dqn_learns_cartpole(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["td3", "ddpg"])
 def test_td3_and_ddpg_learn_pendulum(tmp_path, algo):
-    res = run_train(tmp_path, [*FAST, f"algo={algo}", "algo.total_steps=3000",
-                               "algo.learning_starts=500", "algo.eval_every=0",
+    res = run_train(tmp_path, [*FAST, f"algo={algo}", "algo.total_steps=5000",
+                               "algo.learning_starts=1000", "algo.eval_every=0",
                                "algo.eval_episodes=3", "network.hidden_sizes=[64,64]"])
     assert res["metrics"]["eval/return"]["last"] > -700  # random play: about -1200
 
