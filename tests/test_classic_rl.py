@@ -95,6 +95,17 @@ def test_td3_target_policy_smoothing_is_clipped_twice(monkeypatch):
     assert float(out["critic"]) == pytest.approx(2 * float(target.pow(2).mean()))
 
 
+def test_first_critic_is_the_first_member_of_the_fused_critics():
+    from rlrun.algos.td3 import first_critic
+    from rlrun.nets.actor_critic import QEnsemble
+    from rlrun.nets.mlp import MLP
+
+    torch.manual_seed(0)
+    q = QEnsemble([MLP(4, 1, [8, 8]) for _ in range(2)])
+    obs, act = torch.randn(5, 3), torch.randn(5, 1)
+    assert torch.allclose(first_critic(q, obs, act), q(obs, act)[0], atol=1e-6)
+
+
 def test_a2c_loss_by_hand():
     class Fixed:
         def evaluate(self, obs, actions):

@@ -116,9 +116,24 @@ def critic_loss(nets: dict, b: dict, gamma: float, policy_noise: float,
     return {**out, "critic": per_q.sum(), "q_values": q.detach().mean()}
 
 
+def first_critic(qf: QEnsemble, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """Q_1(s, a) alone: the first member's slice of the fused critics' weights (running all
+    of them, as the actor step would with `qf(obs, act)[0]`, doubles its cost for TD3)."""
+    net = qf.net
+    if not net.fused:
+        return qf(obs, act)[0]
+    x = torch.cat([obs, act], -1)
+    last = len(net.weights) - 1
+    for i, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
+        x = torch.addmm(b[0], x, w[0])
+        if i < last:
+            x = net._act_fns[i](x)
+    return x[..., 0]
+
+
 def actor_loss(nets: dict, obs: torch.Tensor) -> dict[str, torch.Tensor]:
     """-Q_1(s, mu(s)): the first critic judges the actor (as in TD3's paper)."""
-    return {"actor": -nets["qf"](obs, nets["actor"](obs))[0].mean()}
+    return {"actor": -first_critic(nets["qf"], obs, nets["actor"](obs)).mean()}
 
 
 def build(net_cfg: Any, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray,
