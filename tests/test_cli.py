@@ -73,7 +73,7 @@ def test_sweep_layout(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["algo=foo"], "Could not find 'algo/foo'. Available options in 'algo': "),
+    (["algo=foo"], "Could not find 'algo/foo'. Available options in 'algo': a2c, ddpg,"),
     (["env=nope"], "Could not find 'env/nope'"),
     (["algo.epsilonn=0.2"], "Could not override 'algo.epsilonn'"),
     (["+algo.epsilonn=0.2"], "algo.epsilonn"),

@@ -78,7 +78,7 @@ def test_help_lists_groups(tmp_path):
 
     out = rlrun_cli(["--help"], cwd=tmp_path)
     assert out.returncode == 0
-    for line in ("algo: ", "double_q_learning, epsilon_greedy, expected_sarsa",
+    for line in ("algo: a2c, ddpg, ddpm, double_q_learning, dqn, epsilon_greedy, expected_sarsa",
                  "device: auto, cpu, cuda", "env: ", "logger: tensorboard", "network: mlp",
                  "experiment: ", "sutton_barto/ex6_2, sutton_barto/fig2_2", "resume"):
         assert line in out.stdout

@@ -25,15 +25,40 @@ EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco",
 
 
 @dataclass
+class AtariOptions:
+    """The standard DQN preprocessing of `ALE/...` ids (Machado et al. 2018 settings aside:
+    v5 ids keep their sticky actions, `env.kwargs.repeat_action_probability=0` removes them).
+    Gymnasium's AtariPreprocessing does no-op starts, frame skip with max-pooling, 84x84
+    grayscale; FrameStackObservation stacks frames; rewards are clipped by Gymnasium's
+    vector ClipReward outside the episode statistics, so `charts/episodic_return` is the
+    game score. `episodic_life`: a lost life is a terminal for the learner only (the game
+    goes on, as in the DQN paper); Gymnasium's own `terminal_on_life_loss` would reset the
+    whole game at every lost life."""
+
+    noop_max: int = 30
+    frame_skip: int = 4
+    screen_size: int = 84
+    grayscale: bool = True
+    frame_stack: int = 4
+    episodic_life: bool = True
+    clip_reward: bool = True
+
+
+@dataclass
 class GymEnvConfig:
     id: str = "CartPole-v1"
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
     num_envs: int | None = None  # parallel copies; null: the algorithm's default
     vectorization: str = "sync"  # sync (one process) or async (one process per copy)
     max_episode_steps: int | None = None  # null: the id's registered limit
+    atari: AtariOptions = field(default_factory=AtariOptions)  # ALE/... ids only
 
     def __post_init__(self) -> None:
         ensure_registered(self.id)
+        a = self.atari
+        if min(a.noop_max + 1, a.frame_skip, a.screen_size, a.frame_stack) < 1:
+            raise ConfigError("env.atari: noop_max must be >= 0; frame_skip, screen_size and"
+                              " frame_stack >= 1")
         if self.num_envs is not None and self.num_envs < 1:
             raise ConfigError(f"num_envs={self.num_envs} must be >= 1 (or null)")
         if self.vectorization not in ("sync", "async"):
@@ -73,23 +98,54 @@ def _spec(env_id: str) -> Any:
     return gymnasium.envs.registry.get(env_id)
 
 
+def is_atari(env_id: str) -> bool:
+    return env_id.startswith("ALE/")
+
+
 def make_env(cfg: GymEnvConfig, render: bool = False) -> Any:
-    """One env; a missing optional dependency becomes an error naming the rlrun extra."""
+    """One env; a missing optional dependency becomes an error naming the rlrun extra.
+    ALE ids get the standard Atari preprocessing (`AtariOptions`)."""
     import gymnasium
 
     kwargs = dict(cfg.kwargs)
-    if cfg.max_episode_steps is not None:
+    atari = is_atari(cfg.id)
+    if cfg.max_episode_steps is not None and not atari:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     if render:
         kwargs["render_mode"] = "rgb_array"
+    if atari:
+        kwargs.setdefault("frameskip", 1)  # AtariPreprocessing skips frames itself
     try:
-        return gymnasium.make(cfg.id, **kwargs)
+        env = gymnasium.make(cfg.id, **kwargs)
+        return _atari_wrappers(env, cfg) if atari else env
     except (gymnasium.error.DependencyNotInstalled, ImportError) as e:
         extra = extra_for(cfg.id)
         fix = f"pip install 'rlrun[{extra}]'" if extra else f"install what it needs ({e})"
         raise ConfigError(f"env {cfg.id} needs an optional dependency: {fix}") from None
     except TypeError as e:
         raise ConfigError(f"env.kwargs for {cfg.id}: {e}") from None
+
+
+def _atari_wrappers(env: Any, cfg: GymEnvConfig) -> Any:
+    """Gymnasium's AtariPreprocessing + FrameStackObservation (+ a TimeLimit in agent steps:
+    `env.max_episode_steps` counts decisions, not emulator frames)."""
+    from gymnasium import wrappers
+
+    a = cfg.atari
+    env = wrappers.AtariPreprocessing(env, noop_max=a.noop_max, frame_skip=a.frame_skip,
+                                      screen_size=a.screen_size, grayscale_obs=a.grayscale)
+    if cfg.max_episode_steps is not None:
+        env = wrappers.TimeLimit(env, cfg.max_episode_steps)
+    return wrappers.FrameStackObservation(env, a.frame_stack)
+
+
+def atari_vector_wrappers(cfg: GymEnvConfig) -> tuple:
+    """Reward clipping to [-1, 1] outside the episode statistics (they report game scores)."""
+    if not (is_atari(cfg.id) and cfg.atari.clip_reward):
+        return ()
+    import gymnasium as gym
+
+    return (lambda e: gym.wrappers.vector.ClipReward(e, -1.0, 1.0),)
 
 
 def make_vector_env(cfg: GymEnvConfig, num_envs: int, seed: int,
@@ -164,8 +220,9 @@ def vector_env_state(envs: Any) -> dict[str, Any] | None:
     """Sub-envs (pickled as bytes) and episode statistics, or None where the sub-envs live
     in other processes (async) or cannot be pickled (then a resume restarts episodes)."""
     inner = envs.unwrapped
-    if not hasattr(inner, "envs"):
-        return None
+    if not hasattr(inner, "envs") or any(is_atari(str(getattr(e.spec, "id", "")))
+                                          for e in inner.envs):
+        return None  # ALE envs pickle as fresh emulators (EzPickle), without their state
     try:
         blob = pickle.dumps(inner.envs)
     except Exception:  # noqa: BLE001 - e.g. simulators holding C handles

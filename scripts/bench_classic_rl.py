@@ -1,0 +1,167 @@
+"""Benchmark: rlrun's DQN, DDPG, TD3 and A2C against Stable-Baselines3, same hyperparameters.
+
+    pip install -e '.[bench]'                           # stable-baselines3, the reference
+    python scripts/bench_classic_rl.py dqn              # CartPole-v1, tuned: 50k steps
+    python scripts/bench_classic_rl.py td3 --seeds 1 --steps 12000   # 2k updates after 10k
+    python scripts/bench_classic_rl.py dqn --env ALE/Breakout-v5 --steps 3000 \\
+        --set algo.learning_starts=1000 algo.buffer_size=10000     # needs rlrun[atari]
+
+Same protocol as scripts/bench_deep_rl.py: per seed, rlrun (`train()` with the tuned
+config, TensorBoard logging, checkpoint and final evaluation inside the time) then SB3
+(`model.learn()` only), alternating so both see the same machine load; both evaluated
+afterwards with rlrun's Evaluator (10 deterministic episodes on a separately seeded env;
+Atari: rlrun's only, 1 game, epsilon 0.05). Steps/s = env steps / wall seconds. `--set`
+passes extra rlrun overrides, and the SB3 model is built from the resulting config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from conftest import compose_cfg  # noqa: E402
+
+from rlrun.core.config import register_resolvers  # noqa: E402
+from rlrun.core.logger import Logger, LoggerConfig  # noqa: E402
+from rlrun.core.rl import Evaluator  # noqa: E402
+from rlrun.envs.gym import GymEnvConfig, is_atari  # noqa: E402
+from rlrun.train import train  # noqa: E402
+
+TASKS = {"dqn": "CartPole-v1", "td3": "Pendulum-v1", "ddpg": "Pendulum-v1",
+         "a2c": "CartPole-v1"}
+
+
+def sb3_model(algo: str, cfg, seed: int):
+    import gymnasium as gym
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+    from stable_baselines3.common.noise import NormalActionNoise
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    a, env_id = cfg.algo, cfg.env.id
+    net = list(cfg.network.hidden_sizes) if "hidden_sizes" in cfg.network else None
+    common = {"seed": seed, "device": "cpu", "verbose": 0}
+    if algo == "dqn":
+        if is_atari(env_id):  # SB3's AtariWrapper (its own EpisodicLife, FireReset) + stack
+            env = VecFrameStack(make_atari_env(env_id, n_envs=1, seed=seed,
+                                               env_kwargs={"frameskip": 1}), 4)
+            policy, kw = "CnnPolicy", {}
+        else:
+            env, policy, kw = gym.make(env_id), "MlpPolicy", {"policy_kwargs":
+                                                              {"net_arch": net}}
+        return sb3.DQN(policy, env, learning_rate=a.learning_rate, buffer_size=a.buffer_size,
+                       learning_starts=a.learning_starts, batch_size=a.batch_size, tau=a.tau,
+                       gamma=a.gamma, train_freq=a.train_frequency,
+                       gradient_steps=a.gradient_steps,
+                       target_update_interval=a.target_network_frequency,
+                       exploration_fraction=a.exploration_fraction,
+                       exploration_initial_eps=a.start_e, exploration_final_eps=a.end_e,
+                       max_grad_norm=a.max_grad_norm, **kw, **common)
+    if algo in ("td3", "ddpg"):
+        env = gym.make(env_id)
+        n = env.action_space.shape[0]
+        noise = NormalActionNoise(np.zeros(n), a.exploration_noise * np.ones(n))
+        kw = dict(learning_rate=a.learning_rate, buffer_size=a.buffer_size,
+                  learning_starts=a.learning_starts, batch_size=a.batch_size, tau=a.tau,
+                  gamma=a.gamma, train_freq=a.train_frequency, gradient_steps=a.gradient_steps,
+                  action_noise=noise, policy_kwargs={"net_arch": net,
+                                                     "n_critics": a.n_critics}, **common)
+        if algo == "ddpg":
+            return sb3.DDPG("MlpPolicy", env, **kw)
+        return sb3.TD3("MlpPolicy", env, policy_delay=a.policy_frequency,
+                       target_policy_noise=a.policy_noise, target_noise_clip=a.noise_clip,
+                       **kw)
+    act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[cfg.network.activation]
+    return sb3.A2C("MlpPolicy", make_vec_env(env_id, n_envs=cfg.env.num_envs or 8, seed=seed),
+                   learning_rate=a.learning_rate, n_steps=a.num_steps, gamma=a.gamma,
+                   gae_lambda=a.gae_lambda, ent_coef=a.ent_coef, vf_coef=a.vf_coef,
+                   max_grad_norm=a.max_grad_norm, rms_prop_eps=a.rms_eps,
+                   use_rms_prop=a.optimizer == "rmsprop",
+                   normalize_advantage=a.normalize_advantage,
+                   policy_kwargs={"net_arch": {"pi": net, "vf": net}, "activation_fn": act},
+                   **common)
+
+
+def evaluate(policy, env_id: str, seed: int, episodes: int) -> float:
+    with tempfile.TemporaryDirectory() as d:
+        logger = Logger(Path(d), LoggerConfig(tensorboard=False))
+        ev = Evaluator(GymEnvConfig(id=env_id), seed, episodes, video=False)
+        try:
+            return ev.run(policy, logger, 0)
+        finally:
+            ev.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("algo", choices=sorted(TASKS))
+    p.add_argument("--env", default=None)
+    p.add_argument("--steps", type=int, default=None, help="default: the tuned budget")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", nargs="*", default=[], help="extra rlrun overrides")
+    args = p.parse_args()
+    register_resolvers()
+    torch.set_num_threads(args.threads)
+    env = args.env or TASKS[args.algo]
+    overrides = [f"algo={args.algo}", f"env={env}", "logger.progress=none",
+                 f"threads={args.threads}", "algo.eval_every=0", *args.set]
+    atari = is_atari(env)
+    if atari:
+        # one evaluation game, epsilon 0.05 (a greedy untrained agent may never press FIRE
+        # and play the 27k-step time limit); the loop's own charts/SPS excludes it
+        overrides += ["network=nature_cnn", "algo.eval_episodes=1", "algo.eval_epsilon=0.05"]
+    if args.steps:
+        overrides.append(f"algo.total_steps={args.steps}")
+    # one-time imports (torch._dynamo, pulled in by the first optimiser) out of the timings:
+    # SB3 builds its optimisers before `learn()`, rlrun inside `train()`
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)
+    rows = []
+    for seed in range(args.seeds):
+        cfg = compose_cfg([*overrides, f"seed={seed}"])
+        steps = cfg.algo.total_steps
+        with tempfile.TemporaryDirectory() as d:
+            t = time.perf_counter()
+            res = train(cfg, run_dir=Path(d) / "run")
+            t_ours = time.perf_counter() - t
+        ours_ret, ours_steps = res["metrics"]["eval/return"]["last"], res["steps"]
+        print(f"seed {seed}: rlrun's loop without its evaluation, charts/SPS over the last"
+              f" 10% of the run: {res['metrics']['charts/SPS']['tail_mean']:.0f} steps/s")
+        torch.manual_seed(seed)
+        model = sb3_model(args.algo, cfg, seed)
+        t = time.perf_counter()
+        model.learn(total_timesteps=steps)
+        t_sb3 = time.perf_counter() - t
+        sb3_steps = model.num_timesteps
+        if atari:  # SB3's CnnPolicy wants its own (H, W, C) frame stack: not comparable
+            sb3_ret = float("nan")
+        else:
+            sb3_ret = evaluate(lambda o, m=model: m.predict(o, deterministic=True)[0], env,
+                               seed, 10)
+        row = (seed, ours_steps / t_ours, sb3_steps / t_sb3, ours_ret, sb3_ret)
+        rows.append(row)
+        print(f"seed {seed}: rlrun {row[1]:.0f} steps/s (eval {ours_ret:.1f}), "
+              f"SB3 {row[2]:.0f} steps/s (eval {sb3_ret:.1f}), ratio {row[1] / row[2]:.2f}",
+              flush=True)
+    ours = statistics.mean(r[1] for r in rows)
+    sb3 = statistics.mean(r[2] for r in rows)
+    print(f"\n{args.algo} on {env}, {steps} steps, {args.seeds} seeds, {args.threads} threads")
+    print("| | steps/s | eval return (mean over seeds) | per seed |")
+    print("|---|---|---|---|")
+    print(f"| rlrun | {ours:.0f} | {np.mean([r[3] for r in rows]):.1f} | "
+          f"{', '.join(f'{r[3]:.1f}' for r in rows)} |")
+    print(f"| SB3 {__import__('stable_baselines3').__version__} | {sb3:.0f} | "
+          f"{np.mean([r[4] for r in rows]):.1f} | {', '.join(f'{r[4]:.1f}' for r in rows)} |")
+    print(f"| ratio | {ours / sb3:.2f}x | | |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Deep Q-Networks (Mnih et al. 2015) and Double DQN (van Hasselt et al. 2016), one file.
+
+    rlrun algo=dqn env=CartPole-v1                  # tuned (rl-zoo): 500 within 50k steps
+    rlrun algo=dqn algo.double=true                 # Double DQN target
+    rlrun algo=dqn env=ALE/Breakout-v5 network=nature_cnn    # pip install 'rlrun[atari]'
+
+Epsilon-greedy acting with epsilon decayed linearly from `start_e` to `end_e` over the first
+`exploration_fraction` of the budget (uniformly random actions before `learning_starts`);
+every `train_frequency` env steps, `gradient_steps` minibatch updates of the Huber loss to
+r + gamma max_a Q'(s', a) (Double: Q'(s', argmax_a Q(s', a))), gradient norm clipped
+before the Adam step; the target network is copied (tau=1) or Polyak-averaged every
+`target_network_frequency` env steps. Pixels (ALE ids) go to a `FrameReplayBuffer` that
+stores each frame once; vectors to the plain `ReplayBuffer`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlrun.core.buffers import FrameReplayBuffer, ReplayBuffer
+from rlrun.core.errors import ConfigError
+from rlrun.core.rl import Evaluator, SPSMeter, adam, log_episodes, maybe_compile
+from rlrun.envs.gym import (
+    atari_vector_wrappers,
+    is_atari,
+    load_vector_env_state,
+    make_vector_env,
+    vector_env_state,
+)
+from rlrun.nets import build_network
+
+
+@dataclass
+class DQNConfig:
+    task_kinds: ClassVar[tuple[str, ...]] = ("gym",)
+    action_spaces: ClassVar[tuple[str, ...]] = ("discrete",)
+    suggest: ClassVar[dict[str, str]] = {"continuous": "td3 (or sac, ddpg)"}
+    uses_torch: ClassVar[bool] = True
+    uses_network: ClassVar[bool] = True
+    headline: ClassVar[str] = "charts/episodic_return"
+    objective: ClassVar[str] = "eval/return"
+
+    total_steps: int = 500_000  # env steps
+    buffer_size: int = 100_000
+    batch_size: int = 128
+    learning_rate: float = 2.5e-4
+    gamma: float = 0.99
+    tau: float = 1.0  # 1: hard target copies; < 1: Polyak averaging
+    target_network_frequency: int = 500  # env steps between target updates
+    start_e: float = 1.0
+    end_e: float = 0.05
+    exploration_fraction: float = 0.5  # of total_steps, to decay epsilon over
+    learning_starts: int = 10_000  # uniformly random actions before learning begins
+    train_frequency: int = 10  # env steps between training phases
+    gradient_steps: int = 1  # updates per training phase
+    double: bool = False  # Double DQN: the online network picks the next action
+    max_grad_norm: float = 10.0
+    eval_epsilon: float = 0.0  # epsilon of evaluation episodes (0.05 on Atari, where a
+    #                            greedy agent may never press FIRE)
+    eval_every: int = 10_000  # env steps; 0: only at the end
+    eval_episodes: int = 10
+    log_every: int = 100  # env steps between loss logs (each one a host sync)
+    compile: bool = False  # torch.compile the loss (CUDA graphs on GPU)
+
+    def __post_init__(self) -> None:
+        for key in ("total_steps", "buffer_size", "batch_size", "target_network_frequency",
+                    "train_frequency", "gradient_steps", "eval_episodes", "log_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
+        if not self.learning_rate > 0 or not self.max_grad_norm > 0:
+            raise ConfigError("learning_rate and max_grad_norm must be > 0")
+        if not 0 <= self.gamma <= 1 or not 0 < self.tau <= 1:
+            raise ConfigError(f"gamma={self.gamma} must be in [0, 1], tau={self.tau} in (0, 1]")
+        for key in ("start_e", "end_e", "eval_epsilon"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ConfigError(f"{key}={getattr(self, key)} must be in [0, 1]")
+        if not 0 < self.exploration_fraction <= 1:
+            raise ConfigError(f"exploration_fraction={self.exploration_fraction} must be in"
+                              " (0, 1]")
+        if self.learning_starts < 0 or self.eval_every < 0:
+            raise ConfigError("learning_starts and eval_every must be >= 0")
+
+
+def epsilon(step: int, cfg: DQNConfig) -> float:
+    """Linear from start_e to end_e over exploration_fraction * total_steps, then flat."""
+    frac = min(1.0, step / (cfg.exploration_fraction * cfg.total_steps))
+    return cfg.start_e + frac * (cfg.end_e - cfg.start_e)
+
+
+def td_target(q_net: nn.Module, target_net: nn.Module, next_obs: torch.Tensor,
+              rewards: torch.Tensor, terminated: torch.Tensor, gamma: float,
+              double: bool) -> torch.Tensor:
+    """r + gamma (1 - terminated) Q'(s', a*): a* = argmax Q'(s', .) (DQN) or
+    argmax Q(s', .) of the online network (Double DQN)."""
+    with torch.no_grad():
+        next_q = target_net(next_obs)
+        if double:
+            best = q_net(next_obs).argmax(-1, keepdim=True)
+            next_v = next_q.gather(-1, best).squeeze(-1)
+        else:
+            next_v = next_q.max(-1).values
+        return rewards + gamma * (1.0 - terminated) * next_v
+
+
+def dqn_loss(q_net: nn.Module, target_net: nn.Module, b: dict[str, torch.Tensor],
+             gamma: float, double: bool) -> dict[str, torch.Tensor]:
+    """Huber (smooth L1) loss of Q(s, a) to the TD target, and the mean Q value."""
+    target = td_target(q_net, target_net, b["next_obs"], b["rewards"], b["terminated"],
+                       gamma, double)
+    q = q_net(b["obs"]).gather(-1, b["actions"].long().reshape(-1, 1)).squeeze(-1)
+    return {"td": F.smooth_l1_loss(q, target), "q_values": q.detach().mean()}
+
+
+def run(ctx) -> None:
+    cfg, dev = ctx.algo, torch.device(ctx.device)
+    n_envs = ctx.env.num_envs or 1
+    pixels = is_atari(ctx.env.id)
+    envs = make_vector_env(ctx.env, n_envs, ctx.seed, atari_vector_wrappers(ctx.env))
+    n_actions = int(envs.single_action_space.n)
+    obs_shape = tuple(envs.single_observation_space.shape)
+    in_dim = obs_shape if len(obs_shape) > 1 else int(np.prod(obs_shape))
+    if len(obs_shape) > 1 and "cnn" not in str(ctx.network.get("_target_", "")).lower():
+        raise ConfigError(f"env={ctx.env.id} observes images {obs_shape}: add"
+                          " network=nature_cnn")
+    q_net = build_network(ctx.network, in_dim=in_dim, out_dim=n_actions).to(dev)
+    target_net = copy.deepcopy(q_net).requires_grad_(False)
+    opt = adam(q_net.parameters(), cfg.learning_rate, ctx.device)
+    life_terminal = pixels and ctx.env.atari.episodic_life
+    if pixels:
+        rb: Any = FrameReplayBuffer(min(cfg.buffer_size, cfg.total_steps), n_envs,
+                                    obs_shape[0], obs_shape[1:], dev)
+    else:
+        rb = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), obs_shape, (), dev,
+                          act_dtype=torch.long)
+    rng = np.random.default_rng(ctx.seed)
+    loss_fn = maybe_compile(dqn_loss, cfg.compile, ctx.device)
+    evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
+    params = list(q_net.parameters())
+
+    obs, infos = envs.reset(seed=ctx.seed)
+    lives = np.asarray(infos.get("lives", np.zeros(n_envs)))
+    if pixels:
+        rb.start(obs[:, -1])
+    st = {"step": 0, "next_eval": cfg.eval_every or cfg.total_steps, "next_log": 0,
+          "next_target": cfg.target_network_frequency}
+
+    def state() -> dict[str, Any]:
+        return {"q": q_net.state_dict(), "target": target_net.state_dict(),
+                "opt": opt.state_dict(), "rb": rb.state_dict(), "obs": obs, "lives": lives,
+                "rng": rng.bit_generator.state, "envs": vector_env_state(envs), **st}
+
+    saved = ctx.restore()
+    if saved is not None:
+        q_net.load_state_dict(saved["q"])
+        target_net.load_state_dict(saved["target"])
+        opt.load_state_dict(saved["opt"])
+        rb.load_state_dict(saved["rb"])
+        rng.bit_generator.state = saved["rng"]
+        if load_vector_env_state(envs, saved["envs"]):
+            obs, lives = np.asarray(saved["obs"]), np.asarray(saved["lives"])
+        elif pixels:  # ALE emulators restart their episodes: the streams start anew too
+            rb.start(obs[:, -1])
+        st.update({k: int(saved[k]) for k in st})
+
+    def greedy(o: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return q_net(torch.as_tensor(o, device=dev)).argmax(-1).cpu().numpy()
+
+    def eval_policy(o: np.ndarray) -> np.ndarray:
+        a = greedy(o)
+        explore = rng_eval.random(len(a)) < cfg.eval_epsilon
+        return np.where(explore, rng_eval.integers(0, n_actions, len(a)), a)
+
+    log, last_return, losses = ctx.logger, None, None
+    sps = SPSMeter(st["step"])
+    ctx.start_progress(cfg.total_steps, st["step"])
+    while st["step"] < cfg.total_steps:
+        step = st["step"]
+        eps = epsilon(step, cfg)
+        explore = rng.random(n_envs) < (1.0 if step < cfg.learning_starts else eps)
+        actions = rng.integers(0, n_actions, n_envs)
+        if not explore.all():
+            actions = np.where(explore, actions, greedy(obs))
+        next_obs, rewards, term, trunc, infos = envs.step(actions)
+        done = term | trunc
+        learn_term = term
+        if life_terminal:  # a lost life ends the learner's episode, not the game
+            new_lives = np.asarray(infos["lives"])
+            learn_term = term | (new_lives < lives)
+            lives = new_lives
+        real_next = next_obs.copy() if done.any() else next_obs
+        if done.any():
+            real_next[done] = np.stack(infos["final_obs"][done])
+        if pixels:
+            rb.add(actions, rewards, learn_term, real_next[:, -1], done, next_obs[:, -1])
+        else:
+            rb.add(obs, actions, rewards, real_next, learn_term)
+        obs = next_obs
+        st["step"] = step = step + n_envs
+        ret = log_episodes(log, infos, step)
+        last_return = ret if ret is not None else last_return
+
+        if step > cfg.learning_starts and (step // n_envs) % cfg.train_frequency == 0:
+            for _ in range(cfg.gradient_steps):
+                losses = loss_fn(q_net, target_net, rb.sample(cfg.batch_size), cfg.gamma,
+                                 cfg.double)
+                opt.zero_grad(set_to_none=True)
+                losses["td"].backward()
+                nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
+                opt.step()
+        if step >= st["next_target"]:
+            st["next_target"] += cfg.target_network_frequency
+            if step > cfg.learning_starts:
+                with torch.no_grad():
+                    torch._foreach_lerp_(list(target_net.parameters()), params, cfg.tau)
+        if step >= st["next_log"]:
+            st["next_log"] = step + cfg.log_every
+            log.scalars({"charts/SPS": sps.read(step), "charts/epsilon": eps}, step)
+            if losses is not None:  # the only host syncs of the loop
+                log.scalars({f"losses/{k}": float(v.detach()) for k, v in losses.items()},
+                            step)
+        if step >= st["next_eval"] or step >= cfg.total_steps:
+            rng_eval = np.random.default_rng(ctx.seed + step)
+            evaluator.run(eval_policy if cfg.eval_epsilon > 0 else greedy, log, step)
+            st["next_eval"] += cfg.eval_every or cfg.total_steps
+        if ctx.tick(step, last_return, state):
+            break
+    else:
+        ctx.save(st["step"], state())
+    evaluator.close()
+    envs.close()

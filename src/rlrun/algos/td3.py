@@ -1,0 +1,259 @@
+"""DDPG (Lillicrap et al. 2016) and TD3 (Fujimoto et al. 2018), continuous actions, one file.
+
+    rlrun algo=td3 env=Pendulum-v1                  # tuned (rl-zoo): about -150 in 20k steps
+    rlrun algo=ddpg env=Pendulum-v1
+    rlrun algo=td3 algo.exploration_noise=0.2 algo.policy_frequency=3
+
+Both learn a deterministic actor mu(s) (tanh, scaled to the action box) and Q critics from
+replay, act with Gaussian exploration noise (std `exploration_noise` x half the action
+range), and Polyak-average target networks. TD3 adds its three fixes, each a setting here,
+so DDPG is the same loop with them off (configs/algo/ddpg.yaml): twin critics and the
+minimum of their targets (`n_critics: 2`), target policy smoothing (`policy_noise`, clipped
+at `noise_clip`, both in units of half the action range) and delayed actor and target
+updates (`policy_frequency`). The critics are one fused `QEnsemble`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlrun.core.buffers import ReplayBuffer
+from rlrun.core.errors import ConfigError
+from rlrun.core.rl import Evaluator, SPSMeter, adam, log_episodes, maybe_compile
+from rlrun.envs.gym import load_vector_env_state, make_vector_env, vector_env_state
+from rlrun.nets import build_network
+from rlrun.nets.actor_critic import QEnsemble
+
+
+@dataclass
+class TD3Config:
+    task_kinds: ClassVar[tuple[str, ...]] = ("gym",)
+    action_spaces: ClassVar[tuple[str, ...]] = ("continuous",)
+    suggest: ClassVar[dict[str, str]] = {"discrete": "dqn (or ppo, a2c)"}
+    uses_torch: ClassVar[bool] = True
+    uses_network: ClassVar[bool] = True
+    headline: ClassVar[str] = "charts/episodic_return"
+    objective: ClassVar[str] = "eval/return"
+
+    total_steps: int = 1_000_000  # env steps
+    buffer_size: int = 1_000_000
+    batch_size: int = 256
+    learning_rate: float = 3e-4  # actor and critics
+    gamma: float = 0.99
+    tau: float = 0.005  # Polyak rate of the target networks
+    learning_starts: int = 25_000  # uniformly random actions before learning begins
+    exploration_noise: float = 0.1  # std of the Gaussian added to actions (x half range)
+    n_critics: int = 2  # TD3: 2 (min of the targets); DDPG: 1
+    policy_noise: float = 0.2  # target policy smoothing std (x half range); DDPG: 0
+    noise_clip: float = 0.5  # ... clipped to +-noise_clip (x half range)
+    policy_frequency: int = 2  # critic updates per actor + target update; DDPG: 1
+    train_frequency: int = 1  # env steps between training phases
+    gradient_steps: int = 1  # critic updates per training phase
+    eval_every: int = 5_000  # env steps; 0: only at the end
+    eval_episodes: int = 10
+    log_every: int = 100  # env steps between loss logs (each one a host sync)
+    compile: bool = False  # torch.compile the losses (CUDA graphs on GPU)
+
+    def __post_init__(self) -> None:
+        for key in ("total_steps", "buffer_size", "batch_size", "n_critics",
+                    "policy_frequency", "train_frequency", "gradient_steps", "eval_episodes",
+                    "log_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate={self.learning_rate} must be > 0")
+        if not 0 <= self.gamma <= 1 or not 0 < self.tau <= 1:
+            raise ConfigError(f"gamma={self.gamma} must be in [0, 1], tau={self.tau} in (0, 1]")
+        for key in ("exploration_noise", "policy_noise", "noise_clip", "learning_starts",
+                    "eval_every"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
+
+
+class DeterministicActor(nn.Module):
+    """mu(s) = tanh(body(s)) scaled to the action box."""
+
+    def __init__(self, body: nn.Module, low: torch.Tensor, high: torch.Tensor):
+        super().__init__()
+        self.body = body
+        self.register_buffer("scale", ((high - low) / 2).float())
+        self.register_buffer("bias", ((high + low) / 2).float())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.body(obs)) * self.scale + self.bias
+
+
+def smoothed_target_action(actor_target: nn.Module, next_obs: torch.Tensor,
+                           policy_noise: float, noise_clip: float) -> torch.Tensor:
+    """mu'(s') + clip(N(0, policy_noise), -noise_clip, noise_clip), both x half range,
+    clipped to the action box (TD3's target policy smoothing; no noise when 0)."""
+    a = actor_target(next_obs)
+    if policy_noise > 0:
+        scale = actor_target.scale
+        noise = (torch.randn_like(a) * policy_noise).clamp(-noise_clip, noise_clip) * scale
+        low, high = actor_target.bias - scale, actor_target.bias + scale
+        a = torch.max(torch.min(a + noise, high), low)
+    return a
+
+
+def critic_loss(nets: dict, b: dict, gamma: float, policy_noise: float,
+                noise_clip: float) -> dict[str, torch.Tensor]:
+    """Each critic's MSE to r + gamma (1 - terminated) min_i Q'_i(s', a~), summed."""
+    with torch.no_grad():
+        next_a = smoothed_target_action(nets["actor_target"], b["next_obs"], policy_noise,
+                                        noise_clip)
+        next_q = nets["qf_target"](b["next_obs"], next_a).min(0).values
+        target = b["rewards"] + gamma * (1 - b["terminated"]) * next_q
+    q = nets["qf"](b["obs"], b["actions"])
+    per_q = (q - target).pow(2).mean(-1)
+    out = {f"qf{i + 1}": per_q[i] for i in range(len(per_q))}
+    return {**out, "critic": per_q.sum(), "q_values": q.detach().mean()}
+
+
+def first_critic(qf: QEnsemble, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """Q_1(s, a) alone: the first member's slice of the fused critics' weights (running all
+    of them, as the actor step would with `qf(obs, act)[0]`, doubles its cost for TD3)."""
+    net = qf.net
+    if not net.fused:
+        return qf(obs, act)[0]
+    x = torch.cat([obs, act], -1)
+    last = len(net.weights) - 1
+    for i, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
+        x = torch.addmm(b[0], x, w[0])
+        if i < last:
+            x = net._act_fns[i](x)
+    return x[..., 0]
+
+
+def actor_loss(nets: dict, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """-Q_1(s, mu(s)): the first critic judges the actor (as in TD3's paper)."""
+    return {"actor": -first_critic(nets["qf"], obs, nets["actor"](obs)).mean()}
+
+
+def build(net_cfg: Any, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray,
+          n_critics: int, device: str) -> dict[str, nn.Module]:
+    t = dict(dtype=torch.float32)
+    nets = {"actor": DeterministicActor(build_network(net_cfg, in_dim=obs_dim, out_dim=act_dim),
+                                        torch.tensor(low, **t), torch.tensor(high, **t)),
+            "qf": QEnsemble([build_network(net_cfg, in_dim=obs_dim + act_dim, out_dim=1)
+                             for _ in range(n_critics)])}
+    for name in ("actor", "qf"):
+        nets[name + "_target"] = copy.deepcopy(nets[name]).requires_grad_(False)
+    return {k: v.to(device) for k, v in nets.items()}
+
+
+def run(ctx) -> None:
+    cfg, dev = ctx.algo, torch.device(ctx.device)
+    n_envs = ctx.env.num_envs or 1
+    envs = make_vector_env(ctx.env, n_envs, ctx.seed)
+    space = envs.single_action_space
+    obs_dim, act_dim = int(np.prod(envs.single_observation_space.shape)), int(space.shape[0])
+    nets = build(ctx.network, obs_dim, act_dim, space.low, space.high, cfg.n_critics,
+                 ctx.device)
+    q_opt = adam(nets["qf"].parameters(), cfg.learning_rate, ctx.device)
+    pi_opt = adam(nets["actor"].parameters(), cfg.learning_rate, ctx.device)
+    rb = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), (obs_dim,), (act_dim,), dev)
+    rng = np.random.default_rng(ctx.seed)
+    c_loss = maybe_compile(critic_loss, cfg.compile, ctx.device)
+    a_loss = maybe_compile(actor_loss, cfg.compile, ctx.device)
+    evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
+    target_params = [p for k in ("actor", "qf") for p in nets[k + "_target"].parameters()]
+    source_params = [p for k in ("actor", "qf") for p in nets[k].parameters()]
+    half_range = (space.high - space.low) / 2
+
+    obs, _ = envs.reset(seed=ctx.seed)
+    st = {"step": 0, "updates": 0, "next_eval": cfg.eval_every or cfg.total_steps,
+          "next_log": 0}
+
+    def state() -> dict[str, Any]:
+        return {"nets": {k: v.state_dict() for k, v in nets.items()},
+                "opts": {"q": q_opt.state_dict(), "pi": pi_opt.state_dict()},
+                "rb": rb.state_dict(), "obs": obs, "rng": rng.bit_generator.state,
+                "envs": vector_env_state(envs), **st}
+
+    saved = ctx.restore()
+    if saved is not None:
+        for k, v in saved["nets"].items():
+            nets[k].load_state_dict(v)
+        q_opt.load_state_dict(saved["opts"]["q"])
+        pi_opt.load_state_dict(saved["opts"]["pi"])
+        rb.load_state_dict(saved["rb"])
+        rng.bit_generator.state = saved["rng"]
+        if load_vector_env_state(envs, saved["envs"]):
+            obs = np.asarray(saved["obs"])
+        st.update({k: int(saved[k]) for k in st})
+
+    def policy(o: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return nets["actor"](torch.as_tensor(o, device=dev, dtype=torch.float32)) \
+                .cpu().numpy()
+
+    log, last_return, losses = ctx.logger, None, {}
+    sps = SPSMeter(st["step"])
+    ctx.start_progress(cfg.total_steps, st["step"])
+    while st["step"] < cfg.total_steps:
+        step = st["step"]
+        if step < cfg.learning_starts:
+            actions = rng.uniform(space.low, space.high, (n_envs, act_dim)).astype(np.float32)
+        else:
+            noise = rng.normal(0.0, cfg.exploration_noise, (n_envs, act_dim)) * half_range
+            actions = np.clip(policy(obs) + noise, space.low, space.high).astype(np.float32)
+        next_obs, rewards, term, trunc, infos = envs.step(actions)
+        real_next = next_obs.copy()
+        done = term | trunc
+        if done.any():
+            real_next[done] = np.stack(infos["final_obs"][done])
+        rb.add(obs, actions, rewards, real_next, term)
+        obs = next_obs
+        st["step"] = step = step + n_envs
+        ret = log_episodes(log, infos, step)
+        last_return = ret if ret is not None else last_return
+
+        if step > cfg.learning_starts and (step // n_envs) % cfg.train_frequency == 0:
+            for _ in range(cfg.gradient_steps):
+                losses.update(_update(nets, rb, cfg, q_opt, pi_opt, c_loss, a_loss,
+                                      st["updates"], target_params, source_params))
+                st["updates"] += 1
+        if step >= st["next_log"]:
+            st["next_log"] = step + cfg.log_every
+            log.scalar("charts/SPS", sps.read(step), step)
+            if losses:  # the only host syncs of the loop
+                log.scalars({f"losses/{k}": float(v) for k, v in losses.items()
+                             if k != "critic"}, step)
+        if step >= st["next_eval"] or step >= cfg.total_steps:
+            evaluator.run(policy, log, step)
+            st["next_eval"] += cfg.eval_every or cfg.total_steps
+        if ctx.tick(step, last_return, state):
+            break
+    else:
+        ctx.save(st["step"], state())
+    evaluator.close()
+    envs.close()
+
+
+def _update(nets, rb, cfg, q_opt, pi_opt, c_loss, a_loss, n_updates, target_params,
+            source_params) -> dict[str, torch.Tensor]:
+    """One critic step; every `policy_frequency` of them an actor step and the Polyak
+    update of all targets (TD3's delayed updates; DDPG: every step)."""
+    b = rb.sample(cfg.batch_size)
+    out = c_loss(nets, b, cfg.gamma, cfg.policy_noise, cfg.noise_clip)
+    q_opt.zero_grad(set_to_none=True)
+    out["critic"].backward()
+    q_opt.step()
+    if n_updates % cfg.policy_frequency == 0:
+        nets["qf"].requires_grad_(False)  # the actor's loss needs no critic gradients
+        a_out = a_loss(nets, b["obs"])
+        pi_opt.zero_grad(set_to_none=True)
+        a_out["actor"].backward()
+        pi_opt.step()
+        nets["qf"].requires_grad_(True)
+        out.update(a_out)
+        with torch.no_grad():
+            torch._foreach_lerp_(target_params, source_params, cfg.tau)
+    return {k: v.detach() for k, v in out.items()}
