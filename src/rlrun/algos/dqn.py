@@ -26,7 +26,7 @@ from torch import nn
 
 from rlrun.core.buffers import FrameReplayBuffer, ReplayBuffer
 from rlrun.core.errors import ConfigError
-from rlrun.core.rl import Evaluator, SPSMeter, adam, log_episodes, maybe_compile
+from rlrun.core.rl import Evaluator, SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
 from rlrun.envs.gym import (
     atari_vector_wrappers,
     is_atari,
@@ -195,9 +195,7 @@ def run(ctx) -> None:
             new_lives = np.asarray(infos["lives"])
             learn_term = term | (new_lives < lives)
             lives = new_lives
-        real_next = next_obs.copy() if done.any() else next_obs
-        if done.any():
-            real_next[done] = np.stack(infos["final_obs"][done])
+        real_next = real_next_obs(next_obs, done, infos)
         if pixels:
             rb.add(actions, rewards, learn_term, real_next[:, -1], done, next_obs[:, -1])
         else:

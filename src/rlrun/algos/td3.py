@@ -25,7 +25,7 @@ from torch import nn
 
 from rlrun.core.buffers import ReplayBuffer
 from rlrun.core.errors import ConfigError
-from rlrun.core.rl import Evaluator, SPSMeter, adam, log_episodes, maybe_compile
+from rlrun.core.rl import Evaluator, SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
 from rlrun.envs.gym import load_vector_env_state, make_vector_env, vector_env_state
 from rlrun.nets import build_network
 from rlrun.nets.actor_critic import QEnsemble
@@ -205,11 +205,7 @@ def run(ctx) -> None:
             noise = rng.normal(0.0, cfg.exploration_noise, (n_envs, act_dim)) * half_range
             actions = np.clip(policy(obs) + noise, space.low, space.high).astype(np.float32)
         next_obs, rewards, term, trunc, infos = envs.step(actions)
-        real_next = next_obs.copy()
-        done = term | trunc
-        if done.any():
-            real_next[done] = np.stack(infos["final_obs"][done])
-        rb.add(obs, actions, rewards, real_next, term)
+        rb.add(obs, actions, rewards, real_next_obs(next_obs, term | trunc, infos), term)
         obs = next_obs
         st["step"] = step = step + n_envs
         ret = log_episodes(log, infos, step)

@@ -34,6 +34,17 @@ def log_episodes(logger: Any, infos: dict, step: int) -> float | None:
     return float(np.mean(returns))
 
 
+def real_next_obs(next_obs: np.ndarray, done: np.ndarray, infos: dict) -> np.ndarray:
+    """The observations each transition really ended in: with same-step autoreset,
+    `next_obs` of a finished env is already the next episode's first one, and the true last
+    observation sits in `infos["final_obs"]` (the replay needs it to bootstrap truncations)."""
+    if not done.any():
+        return next_obs
+    real = next_obs.copy()
+    real[done] = np.stack(infos["final_obs"][done])
+    return real
+
+
 class SPSMeter:
     """Env steps per second since the last `read` (the loop's own pace, not since start,
     so a resumed run does not report a diluted figure)."""
