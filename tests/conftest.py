@@ -13,7 +13,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from rlrun.core.config import config_dir, register_resolvers
-from rlrun.train import train
+from rlrun.core.run import RunContext
+from rlrun.train import Interrupted, train
 
 register_resolvers()
 
@@ -27,6 +28,25 @@ def compose_cfg(overrides: list[str] | None = None):
 def run_train(tmp_path: Path, overrides: list[str], name: str = "run") -> dict:
     cfg = compose_cfg(["logger.progress=none", *overrides])
     return train(cfg, run_dir=tmp_path / name)
+
+
+def interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                         overrides: list[str], stop: int, name: str = "b") -> dict:
+    """Run as if Ctrl-C came at the first progress tick at or past step `stop` (the loop
+    saves a checkpoint and raises Interrupted), then `resume=` that run dir to the end;
+    returns the resumed run's results."""
+    original = RunContext.tick
+
+    def stop_at(self, step, value, state_fn):
+        if step >= stop:
+            self.stop_requested = True
+        return original(self, step, value, state_fn)
+
+    monkeypatch.setattr(RunContext, "tick", stop_at)
+    with pytest.raises(Interrupted):
+        run_train(tmp_path, overrides, name)
+    monkeypatch.setattr(RunContext, "tick", original)
+    return train(compose_cfg([f"resume={tmp_path / name}"]))
 
 
 def rlrun_cli(args: list[str], cwd: Path, timeout: float = 120,

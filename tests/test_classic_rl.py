@@ -12,10 +12,8 @@ from rlrun.algos.dqn import DQNConfig, dqn_loss, epsilon, td_target
 from rlrun.algos.td3 import critic_loss, smoothed_target_action
 from rlrun.core.buffers import FrameReplayBuffer
 from rlrun.core.errors import ConfigError, PairingError
-from rlrun.core.run import RunContext
-from rlrun.train import Interrupted, train
 
-from .conftest import compose_cfg, run_train
+from .conftest import compose_cfg, interrupt_and_resume, run_train
 
 FAST = ["threads=1", "checkpoint_every_s=0"]
 
@@ -221,18 +219,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, algo):
             if algo == "dqn" else []
         stop = 333
     a = run_train(tmp_path, args, "a")
-    original = RunContext.tick
-
-    def stop_at(self, step, value, state_fn):  # as if Ctrl-C came at `stop`
-        if step >= stop:
-            self.stop_requested = True
-        return original(self, step, value, state_fn)
-
-    monkeypatch.setattr(RunContext, "tick", stop_at)
-    with pytest.raises(Interrupted):
-        run_train(tmp_path, args, "b")
-    monkeypatch.setattr(RunContext, "tick", original)
-    b = train(compose_cfg([f"resume={tmp_path / 'b'}"]))
+    b = interrupt_and_resume(tmp_path, monkeypatch, args, stop)
     for r in (a, b):
         r["metrics"].pop("charts/SPS")
     assert b["metrics"] == a["metrics"]
@@ -273,18 +260,7 @@ def test_atari_dqn_trains_checkpoints_and_resumes(tmp_path, monkeypatch):
             "algo.total_steps=240", "algo.learning_starts=100", "algo.batch_size=8",
             "algo.train_frequency=4", "algo.eval_every=0", "algo.eval_episodes=1",
             "algo.log_every=20", "env.max_episode_steps=100"]
-    original = RunContext.tick
-
-    def stop_at(self, step, value, state_fn):
-        if step >= 150:
-            self.stop_requested = True
-        return original(self, step, value, state_fn)
-
-    monkeypatch.setattr(RunContext, "tick", stop_at)
-    with pytest.raises(Interrupted):
-        run_train(tmp_path, args)
-    monkeypatch.setattr(RunContext, "tick", original)
-    res = train(compose_cfg([f"resume={tmp_path / 'run'}"]))
+    res = interrupt_and_resume(tmp_path, monkeypatch, args, 150, "run")
     assert res["status"] == "completed" and res["steps"] == 240
     assert {"losses/td", "charts/epsilon", "eval/return"} <= set(res["metrics"])
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()

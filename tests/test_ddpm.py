@@ -12,11 +12,10 @@ import pytest
 import torch
 
 from rlrun.core.errors import ConfigError, DataError, PairingError
-from rlrun.core.run import RunContext
 from rlrun.nets.diffusion import Diffusion, make_betas
 from rlrun.nets.unet import UNet
-from rlrun.train import Interrupted, train
-from tests.conftest import compose_cfg, rlrun_cli, run_train
+
+from .conftest import compose_cfg, interrupt_and_resume, rlrun_cli, run_train
 
 
 @pytest.fixture(autouse=True)
@@ -168,18 +167,8 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, tiny):
     args = [*tiny, "deterministic=true", "algo.total_steps=30", "algo.sample_every=20",
             "algo.eval_samples=16"]
     a = run_train(tmp_path, args, "a")
-    original = RunContext.tick
-
-    def stop_at(self, step, value, state_fn):  # as if Ctrl-C came at step 25
-        if step >= 25:  # after the grid at 20, before the end
-            self.stop_requested = True
-        return original(self, step, value, state_fn)
-
-    monkeypatch.setattr(RunContext, "tick", stop_at)
-    with pytest.raises(Interrupted):
-        run_train(tmp_path, args, "b")
-    monkeypatch.setattr(RunContext, "tick", original)
-    b = train(compose_cfg([f"resume={tmp_path / 'b'}"]))
+    # as if Ctrl-C came at step 25: after the sample grid at 20, before the end
+    b = interrupt_and_resume(tmp_path, monkeypatch, args, 25)
     for r in (a, b):
         r["metrics"].pop("charts/images_per_s")
         r["metrics"].pop("eval/sampling_s_per_image")

@@ -13,12 +13,10 @@ from omegaconf import OmegaConf
 from rlrun.algos.ppo import gae, ppo_loss, ratio_stats
 from rlrun.core.errors import ConfigError, PairingError
 from rlrun.core.rl import maybe_compile
-from rlrun.core.run import RunContext
 from rlrun.nets.actor_critic import EnsembleMLP, SquashedGaussianActor
 from rlrun.nets.mlp import MLP
-from rlrun.train import Interrupted, train
 
-from .conftest import compose_cfg, read_results, rlrun_cli, run_train
+from .conftest import compose_cfg, interrupt_and_resume, read_results, rlrun_cli, run_train
 
 FAST = ["threads=1", "checkpoint_every_s=0"]
 
@@ -188,18 +186,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, algo):
         args += ["algo.total_steps=1536", "algo.eval_every=512"]
         stop = 600
     a = run_train(tmp_path, args, "a")
-    original = RunContext.tick
-
-    def stop_at(self, step, value, state_fn):  # as if Ctrl-C came at `stop`
-        if step >= stop:
-            self.stop_requested = True
-        return original(self, step, value, state_fn)
-
-    monkeypatch.setattr(RunContext, "tick", stop_at)
-    with pytest.raises(Interrupted):
-        run_train(tmp_path, args, "b")
-    monkeypatch.setattr(RunContext, "tick", original)
-    b = train(compose_cfg([f"resume={tmp_path / 'b'}"]))
+    b = interrupt_and_resume(tmp_path, monkeypatch, args, stop)
     for r in (a, b):
         r["metrics"].pop("charts/SPS")
     assert b["metrics"] == a["metrics"]

@@ -11,12 +11,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rlrun.core.errors import ConfigError, DataError, PairingError
-from rlrun.core.run import RunContext
 from rlrun.nets.moe import MoE, aux_loss, capacity, route, z_loss
 from rlrun.nets.transformer import Transformer
-from rlrun.train import Interrupted, train
 
-from .conftest import compose_cfg, read_results, rlrun_cli, run_train
+from .conftest import interrupt_and_resume, read_results, rlrun_cli, run_train
 
 FAST = ["threads=1", "checkpoint_every_s=0", "algo=lm"]
 TINY = [*FAST, "network.d_model=32", "network.n_layers=1", "network.n_heads=2",
@@ -206,18 +204,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     args = [*TINY, "deterministic=true", "network.ffn=switch", "network.jitter=0.05",
             "algo.total_steps=30", "algo.eval_every=10", "algo.log_every=5"]
     a = run_train(tmp_path, args, "a")
-    original = RunContext.tick
-
-    def stop_at(self, step, value, state_fn):
-        if step == 13:
-            self.stop_requested = True
-        return original(self, step, value, state_fn)
-
-    monkeypatch.setattr(RunContext, "tick", stop_at)
-    with pytest.raises(Interrupted):
-        run_train(tmp_path, args, "b")
-    monkeypatch.setattr(RunContext, "tick", original)
-    b = train(compose_cfg([f"resume={tmp_path / 'b'}"]))
+    b = interrupt_and_resume(tmp_path, monkeypatch, args, 13)
     assert read_results(tmp_path / "b")["status"] == "completed"
     for r in (a, b):
         r["metrics"].pop("charts/tokens_per_s")

@@ -9,12 +9,10 @@ import pytest
 from rlrun.algos.td import Agents, TDControlConfig, evaluate
 from rlrun.core.checkpoint import load_checkpoint
 from rlrun.core.errors import ConfigError, PairingError
-from rlrun.core.run import RunContext
 from rlrun.envs.tabular import TabularModel
 from rlrun.envs.tabular_sim import TabularEnvConfig, VectorTabularSim, load_model
-from rlrun.train import Interrupted, train
 
-from .conftest import compose_cfg, run_train
+from .conftest import interrupt_and_resume, run_train
 
 
 def two_state_model() -> TabularModel:
@@ -197,17 +195,7 @@ def test_same_seed_same_numbers_and_exact_resume(tmp_path, monkeypatch):
         r["metrics"].pop("charts/SPS")
     assert a["metrics"] == b["metrics"]
 
-    original = RunContext.tick
-
-    def stop_at_37(self, step, value, state_fn):  # as if Ctrl-C came during episode 37
-        if step >= 37:
-            self.stop_requested = True
-        return original(self, step, value, state_fn)
-
-    monkeypatch.setattr(RunContext, "tick", stop_at_37)
-    with pytest.raises(Interrupted):
-        run_train(tmp_path, args, "c")
-    monkeypatch.setattr(RunContext, "tick", original)
-    resumed = train(compose_cfg([f"resume={tmp_path / 'c'}"]))
+    # as if Ctrl-C came during episode 37
+    resumed = interrupt_and_resume(tmp_path, monkeypatch, args, 37, "c")
     resumed["metrics"].pop("charts/SPS")
     assert resumed["metrics"] == a["metrics"]

@@ -72,7 +72,7 @@ def ensure_registered(env_id: str) -> None:
     import gymnasium
 
     registry = gymnasium.envs.registry
-    if env_id.startswith("ALE/") and env_id not in registry:
+    if is_atari(env_id) and env_id not in registry:
         try:
             import ale_py
         except ImportError:
