@@ -22,8 +22,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlrun.algos.ppo_objective import fused_ppo_loss
 from rlrun.core.errors import ConfigError
-from rlrun.core.rl import Evaluator, ObsNormalizer, SPSMeter, adam, log_episodes, maybe_compile
+from rlrun.core.rl import (
+    Evaluator,
+    FlatParams,
+    ObsNormalizer,
+    SPSMeter,
+    adam,
+    log_episodes,
+    maybe_compile,
+)
 from rlrun.envs.gym import (
     load_normalizer_state,
     load_vector_env_state,
@@ -129,8 +138,8 @@ def ppo_loss(agent: ActorCritic, b: dict[str, torch.Tensor], clip: float | torch
 
 def ratio_stats(log_ratio: torch.Tensor, clip: float) -> dict[str, torch.Tensor]:
     """Approximate KL to the rollout policy (the unbiased k3 estimator) and the fraction of
-    clipped ratios; computed once per epoch, not per minibatch (they only feed logs and the
-    target-KL stop)."""
+    clipped ratios, over the last minibatch; computed once per update for the logs (once per
+    epoch with `target_kl`), not per minibatch."""
     ratio = log_ratio.exp()
     return {"approx_kl": ((ratio - 1) - log_ratio).mean(),
             "clipfrac": ((ratio - 1).abs() > clip).float().mean()}
@@ -165,8 +174,13 @@ def run(ctx) -> None:
     act_dim = int(space.shape[0]) if continuous else int(space.n)
     agent = build_agent(ctx.network, int(np.prod(obs_shape)), act_dim, continuous,
                         cfg.log_std_init).to(dev)
-    opt = adam(agent.parameters(), cfg.learning_rate, ctx.device, eps=1e-5)
+    packed = FlatParams(agent)  # one tensor for Adam, the clip and zero_grad
+    opt = adam([packed.param], cfg.learning_rate, ctx.device, eps=1e-5)
+    # on the CPU the objective is one autograd node computed by numpy (ppo_objective.py);
+    # elsewhere, or compiled, the plain autograd one
     loss_fn = maybe_compile(ppo_loss, cfg.compile, ctx.device)
+    if dev.type == "cpu" and not cfg.compile:
+        loss_fn = fused_ppo_loss
     norm = ObsNormalizer(obs_shape, cfg.clip_obs) if cfg.normalize_obs else None
     evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
     T, batch = cfg.num_steps, cfg.num_steps * n_envs
@@ -204,8 +218,7 @@ def run(ctx) -> None:
         st.update({k: int(saved[k]) for k in st})
 
     def policy(o: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            a = agent.act(torch.as_tensor(o, **f32), deterministic=True)[0].cpu().numpy()
+        a = agent.step(np.asarray(o, np.float32))[0]
         return np.clip(a, low, high) if continuous else a
 
     log, last_return, sps = ctx.logger, None, SPSMeter(st["step"])
@@ -215,13 +228,11 @@ def run(ctx) -> None:
         lr = cfg.learning_rate * frac if cfg.anneal_lr else cfg.learning_rate
         opt.param_groups[0]["lr"] = lr
         clip = cfg.clip_coef * frac if cfg.anneal_clip else cfg.clip_coef
+        noise = agent.draw_noise(T, n_envs)  # the rollout's sampling draws, in one call
         for t in range(T):  # ---- rollout
             buf["obs"][t] = obs
-            with torch.no_grad():
-                action, logp, value = agent.act(torch.as_tensor(buf["obs"][t], device=dev))
-            a = action.cpu().numpy()
-            buf["actions"][t], buf["logp"][t], buf["values"][t] = (a, logp.cpu().numpy(),
-                                                                 value.cpu().numpy())
+            a, buf["logp"][t], buf["values"][t] = agent.step(buf["obs"][t], noise[t])
+            buf["actions"][t] = a
             raw_obs, reward, term, trunc, infos = envs.step(np.clip(a, low, high)
                                                             if continuous else a)
             obs = norm(raw_obs, update=True) if norm else raw_obs
@@ -244,7 +255,7 @@ def run(ctx) -> None:
                            cfg.gamma, cfg.gae_lambda)
         flat = {k: torch.as_tensor(v.reshape(batch, *v.shape[2:]), device=dev)
                 for k, v in {**buf, "adv": adv, "returns": returns}.items()}
-        out = _learn(agent, opt, loss_fn, flat, cfg, clip, mb_size)
+        out = _learn(packed, opt, loss_fn, agent, flat, cfg, clip, mb_size)
         st["iteration"] += 1
         step = st["step"]
         y, v = flat["returns"], flat["values"]
@@ -266,11 +277,10 @@ def run(ctx) -> None:
     envs.close()
 
 
-def _learn(agent: nn.Module, opt, loss_fn, flat: dict, cfg: PPOConfig, clip: float,
-           mb_size: int) -> dict[str, torch.Tensor]:
+def _learn(packed: FlatParams, opt, loss_fn, agent: nn.Module, flat: dict, cfg: PPOConfig,
+           clip: float, mb_size: int) -> dict[str, torch.Tensor]:
     """`update_epochs` shuffled passes of minibatch steps; stops early past `target_kl`."""
     batch = flat["adv"].shape[0]
-    params = list(agent.parameters())
     out: dict[str, torch.Tensor] = {}
     whole = mb_size >= batch  # one minibatch: no shuffle or gather, normalise once
     if whole and cfg.norm_adv:
@@ -287,11 +297,13 @@ def _learn(agent: nn.Module, opt, loss_fn, flat: dict, cfg: PPOConfig, clip: flo
                                             for k, v in flat.items()}
             out = loss_fn(agent, mb, clip_arg, cfg.clip_vloss, cfg.ent_coef, cfg.vf_coef,
                           norm_adv)
-            opt.zero_grad(set_to_none=True)
+            packed.zero_grad()
             out["loss"].backward()
-            nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
+            packed.clip_grad_norm_(cfg.max_grad_norm)
             opt.step()
-        out.update(ratio_stats(out["log_ratio"], clip))
-        if cfg.target_kl is not None and float(out["approx_kl"]) > cfg.target_kl:
-            break
+        if cfg.target_kl is not None:
+            out.update(ratio_stats(out["log_ratio"], clip))
+            if float(out["approx_kl"]) > cfg.target_kl:
+                break
+    out.update(ratio_stats(out["log_ratio"], clip))  # the last epoch's, for the logs
     return {k: v.detach() for k, v in out.items()}

@@ -125,9 +125,9 @@ def first_critic(qf: QEnsemble, obs: torch.Tensor, act: torch.Tensor) -> torch.T
     x = torch.cat([obs, act], -1)
     last = len(net.weights) - 1
     for i, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
-        x = torch.addmm(b[0], x, w[0])
+        x = torch.nn.functional.linear(x, w[0], b[0, 0])
         if i < last:
-            x = net._act_fns[i](x)
+            x = net.acts[i](x)
     return x[..., 0]
 
 

@@ -11,66 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class EnsembleMLP(nn.Module):
-    """E copies of an MLP evaluated in one go: input (B, in) or (E, B, in) -> (E, B, out).
-
-    Built from E already-initialised `nn.Sequential` MLPs (Linear, activation, ..., Linear),
-    so it starts with exactly their weights. Members may differ in output size (an actor and
-    a critic): the last layer is zero-padded to the largest and `out_dims` says how many
-    outputs of each member are real (the padding gets no gradient, so it stays zero).
-    Other module types are kept as a list and run one after another (correct, not fused).
-    """
-
-    def __init__(self, members: Sequence[nn.Module]):
-        super().__init__()
-        self.n = len(members)
-        linears = [[m for m in net if isinstance(m, nn.Linear)] for net in members] \
-            if all(isinstance(net, nn.Sequential) for net in members) else None
-        acts = [m for m in members[0] if not isinstance(m, nn.Linear)] if linears else []
-        self.fused = bool(linears) and len(acts) == len(linears[0]) - 1 and \
-            len(linears[0]) + len(acts) == len(members[0]) and all(
-                [lin.weight.shape for lin in lins[:-1]] ==
-                [lin.weight.shape for lin in linears[0][:-1]] for lins in linears)
-        self.out_dims = [int(list(net.parameters())[-1].shape[0]) for net in members]
-        if not self.fused:
-            self.members = nn.ModuleList(members)
-            return
-        out = max(self.out_dims)
-
-        def pad(t: torch.Tensor) -> torch.Tensor:  # last dim up to `out`
-            return torch.nn.functional.pad(t, (0, out - t.shape[-1]))
-
-        n_layers = len(linears[0])
-        self.weights = nn.ParameterList(nn.Parameter(torch.stack(
-            [(pad if i == n_layers - 1 else (lambda t: t))(lins[i].weight.detach().t())
-             for lins in linears])) for i in range(n_layers))
-        self.biases = nn.ParameterList(nn.Parameter(torch.stack(
-            [(pad if i == n_layers - 1 else (lambda t: t))(lins[i].bias.detach()[None])
-             for lins in linears])) for i in range(n_layers))
-        self.acts = nn.ModuleList(acts)
-        # the functional form of the usual activations skips a Module call per layer
-        fns = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh}
-        self._act_fns = [fns.get(type(a), a) for a in acts]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.fused:
-            outs = [m(x) for m in self.members]
-            n = max(self.out_dims)
-            return torch.stack([torch.nn.functional.pad(o, (0, n - o.shape[-1]))
-                                for o in outs])
-        if x.dim() == 2:
-            x = x.expand(self.n, *x.shape)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.baddbmm(b, x, w)
-            if i < last:
-                x = self._act_fns[i](x)
-        return x
+from rlrun.nets.ensemble import EnsembleMLP
 
 
 class QEnsemble(nn.Module):
@@ -112,6 +58,11 @@ class SquashedGaussianActor(nn.Module):
             - self.scale.log().sum()
         return (torch.tanh(u) * self.scale + self.bias, log_prob,
                 torch.tanh(mu) * self.scale + self.bias)
+
+
+def gumbel(u: torch.Tensor) -> torch.Tensor:
+    """Standard Gumbel draws from uniform ones (u = 0 clamped so that log stays finite)."""
+    return -torch.log(-torch.log(u.clamp_(min=1e-20)))
 
 
 def gaussian_log_prob(x: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
@@ -163,20 +114,60 @@ class ActorCritic(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.heads(obs)[1]
 
-    def act(self, obs: torch.Tensor, deterministic: bool = False
+    def act(self, obs: torch.Tensor, deterministic: bool = False,
+            noise: torch.Tensor | None = None
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(action, its log-prob, value) for a batch of observations; deterministic: the mode."""
+        """(action, its log-prob, value) for a batch of observations; deterministic: the mode.
+        `noise`: this call's random draws from `draw_noise` (default: drawn here)."""
         out, value = self.heads(obs)
         if self.continuous:
-            a = out if deterministic else out + self.log_std.exp() * torch.randn_like(out)
+            eps = torch.randn_like(out) if noise is None else noise
+            a = out if deterministic else out + self.log_std.exp() * eps
             return a, gaussian_log_prob(a, out, self.log_std.expand_as(out)), value
         logp_all = torch.log_softmax(out, -1)
         if deterministic:
             a = out.argmax(-1)
         else:  # Gumbel-max: one sample per row without building a distribution
-            u = torch.rand_like(out).clamp_(1e-20, 1.0)
-            a = (logp_all - torch.log(-torch.log(u))).argmax(-1)
+            a = (out + (gumbel(torch.rand_like(out)) if noise is None else noise)).argmax(-1)
         return a, logp_all.gather(-1, a[..., None]).squeeze(-1), value
+
+    def draw_noise(self, *batch: int) -> torch.Tensor:
+        """The random draws of `batch` act() calls (e.g. a rollout's T x N), in one call to
+        torch's generator: standard normal for Gaussian actions, Gumbel for Categorical ones
+        (argmax of logits + Gumbel noise is a sample)."""
+        shape, dev = (*batch, self.act_dim), self.param_device()
+        if self.continuous:
+            return torch.randn(shape, device=dev)
+        return gumbel(torch.rand(shape, device=dev))
+
+    def param_device(self) -> torch.device:
+        return next(iter(self.parameters())).device
+
+    def step(self, obs: np.ndarray, noise: torch.Tensor | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """act() from and to numpy, for a rollout or evaluation step (noise None: the mode).
+
+        On the CPU with a fused body (EnsembleMLP.numpy_ok) it runs in numpy on the
+        parameters' own memory: for a few envs, torch's per-call dispatch was most of a rollout
+        step (~25 us instead of ~90). Same draws, same numbers as `act`, up to rounding."""
+        body = getattr(self, "body", None)
+        if not (isinstance(body, EnsembleMLP) and body.numpy_ok(obs)):
+            with torch.no_grad():
+                x = torch.as_tensor(obs, dtype=torch.float32, device=self.param_device())
+                a, logp, v = self.act(x, noise is None, noise)
+            return a.cpu().numpy(), logp.cpu().numpy(), v.cpu().numpy()
+        y = body.forward_numpy(obs)
+        out, value = y[0, :, :self.act_dim], y[1, :, 0]
+        if self.continuous:
+            log_std = self.log_std.detach().numpy()
+            z = np.zeros_like(out) if noise is None else noise.numpy()
+            a = out + np.exp(log_std) * z  # so (a - out) / std = z
+            logp = (-0.5 * z * z - log_std).sum(-1) - 0.5 * math.log(2 * math.pi) * out.shape[1]
+            return a, logp.astype(np.float32), value
+        top = out.max(-1, keepdims=True)
+        log_z = top[:, 0] + np.log(np.exp(out - top).sum(-1))  # logsumexp
+        a = (out if noise is None else out + noise.numpy()).argmax(-1)
+        return a, out[np.arange(len(a)), a] - log_z, value
 
     def evaluate(self, obs: torch.Tensor, actions: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
