@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlrun.algos.ppo_objective import fused_ppo_loss
+from rlrun.algos.ppo_objective import make_loss
 from rlrun.core.errors import ConfigError
 from rlrun.core.rl import (
     Evaluator,
@@ -176,11 +176,10 @@ def run(ctx) -> None:
                         cfg.log_std_init).to(dev)
     packed = FlatParams(agent)  # one tensor for Adam, the clip and zero_grad
     opt = adam([packed.param], cfg.learning_rate, ctx.device, eps=1e-5)
-    # on the CPU the objective is one autograd node computed by numpy (ppo_objective.py);
-    # elsewhere, or compiled, the plain autograd one
-    loss_fn = maybe_compile(ppo_loss, cfg.compile, ctx.device)
-    if dev.type == "cpu" and not cfg.compile:
-        loss_fn = fused_ppo_loss
+    # on the CPU, loss and gradient in one written-out pass (ppo_objective.py); elsewhere, or
+    # compiled, the plain autograd objective
+    loss_fn = None if cfg.compile else make_loss(agent, packed)
+    loss_fn = loss_fn or maybe_compile(ppo_loss, cfg.compile, ctx.device)
     norm = ObsNormalizer(obs_shape, cfg.clip_obs) if cfg.normalize_obs else None
     evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
     T, batch = cfg.num_steps, cfg.num_steps * n_envs

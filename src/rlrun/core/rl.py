@@ -158,7 +158,7 @@ class FlatParams:
     def __init__(self, module: Any):
         import torch
 
-        params = [p for p in module.parameters() if p.requires_grad]
+        self.params = params = [p for p in module.parameters() if p.requires_grad]
         self.param = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
         self.param.grad = torch.zeros_like(self.param)
         start = 0
@@ -170,6 +170,12 @@ class FlatParams:
 
     def zero_grad(self) -> None:
         self.param.grad.zero_()
+
+    def flatten(self, tensors: Any) -> Any:
+        """One tensor per packed parameter (in `params` order) as one flat tensor."""
+        import torch
+
+        return torch.cat([t.reshape(-1) for t in tensors])
 
     def clip_grad_norm_(self, max_norm: float) -> Any:
         """`torch.nn.utils.clip_grad_norm_` over all gradients at once; returns the norm."""

@@ -76,6 +76,25 @@ def _forward(x: torch.Tensor, ws: Sequence[torch.Tensor], bs: Sequence[torch.Ten
     return hs
 
 
+def _backward(hs: Sequence[torch.Tensor], ws: Sequence[torch.Tensor], g: torch.Tensor,
+              kind: str, need_x: bool = False, need_w: Sequence[bool] | None = None,
+              need_b: Sequence[bool] | None = None) -> tuple[torch.Tensor | None, list, list]:
+    """(dL/dx, [dL/dW_i], [dL/db_i]) from g = dL/d(output) and the layer inputs hs[:-1]
+    saved by `_forward`; gradients not needed come back as None."""
+    n = len(ws)
+    gw: list[torch.Tensor | None] = [None] * n
+    gb: list[torch.Tensor | None] = [None] * n
+    for i in reversed(range(n)):
+        if need_w is None or need_w[i]:
+            gw[i] = bmm(g.transpose(1, 2), hs[i])
+        if need_b is None or need_b[i]:
+            gb[i] = g.sum(1, keepdim=True)
+        if i == 0:
+            return (bmm(g, ws[0]) if need_x else None), gw, gb
+        g = _activation_backward(bmm(g, ws[i]), hs[i], kind)
+    raise ValueError("an MLP has at least one layer")
+
+
 class _MLPFunction(torch.autograd.Function):
     """The fused network as one autograd node: (x, kind, *weights, *biases) -> output."""
 
@@ -91,20 +110,9 @@ class _MLPFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, g: torch.Tensor) -> tuple:
         saved = ctx.saved_tensors
-        n = len(saved) // 2
-        hs, ws, need = saved[:n], saved[n:], ctx.needs_input_grad
-        gw: list[torch.Tensor | None] = [None] * n
-        gb: list[torch.Tensor | None] = [None] * n
-        gx = None
-        for i in reversed(range(n)):
-            if need[2 + i]:
-                gw[i] = bmm(g.transpose(1, 2), hs[i])
-            if need[2 + n + i]:
-                gb[i] = g.sum(1, keepdim=True)
-            if i == 0:
-                gx = bmm(g, ws[0]) if need[0] else None
-                break
-            g = _activation_backward(bmm(g, ws[i]), hs[i], ctx.kind)
+        n, need = len(saved) // 2, ctx.needs_input_grad
+        gx, gw, gb = _backward(saved[:n], saved[n:], g, ctx.kind, need[0], need[2:2 + n],
+                               need[2 + n:])
         return (gx, None, *gw, *gb)
 
 
@@ -194,6 +202,24 @@ class EnsembleMLP(nn.Module):
             if i < last:
                 (np.tanh(h, out=h) if self.kind == "tanh" else np.maximum(h, 0, out=h))
         return h
+
+    def forward_saving(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Without autograd: [input, every layer's output], the last being forward(x); what
+        `param_grads` needs. For code that differentiates by hand (ppo_objective.py)."""
+        if not self.fused or self.kind is None:
+            raise ValueError("forward_saving needs a fused tanh or relu MLP")
+        if x.dim() == 2:
+            x = x.expand(self.n, *x.shape)
+        with torch.no_grad():
+            return _forward(x, tuple(self.weights._parameters.values()),
+                            tuple(self.biases._parameters.values()), self.kind)
+
+    def param_grads(self, hs: list[torch.Tensor], g: torch.Tensor) -> list[torch.Tensor]:
+        """Gradients, in `parameters()` order (weights, then biases), of a loss with
+        dL/d(output) = g, from `forward_saving`'s list."""
+        with torch.no_grad():
+            _, gw, gb = _backward(hs, tuple(self.weights._parameters.values()), g, self.kind)
+        return [*gw, *gb]
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """The same network with plain autograd ops (activation modules, any kind)."""
