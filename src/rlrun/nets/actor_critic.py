@@ -2,8 +2,9 @@
 
 Every body comes from `build_network(cfg.network, in_dim=..., out_dim=...)`, so a user's own
 network config (`_target_` plus sizes) plugs in. Critics that are evaluated together (SAC's
-and TD3's twin Q) are fused into one `EnsembleMLP`: each layer is one batched matmul over the
-ensemble instead of one small matmul per critic, which is most of SAC's update on a CPU.
+and TD3's twin Q, PPO's and A2C's actor and critic) are fused into one `EnsembleMLP`
+(ensemble.py): each layer is one batched matmul over the ensemble instead of one small
+matmul per network.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class ActorCritic(nn.Module):
     two networks; for classic-control sizes that is most of an update). The distributions
     are written out rather than built as `torch.distributions` objects: constructing those
     costs more than these tiny networks, and the rollout builds one every env step.
+    Categorical actions are drawn by Gumbel-max (argmax of logits + Gumbel noise), so a
+    rollout's draws can be taken in one call (`draw_noise`) and replayed by `act` or `step`.
     """
 
     def __init__(self, actor: nn.Module, critic: nn.Module, continuous: bool, act_dim: int,
