@@ -193,6 +193,35 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, algo):
 
 
 # ---- errors -------------------------------------------------------------------------------------
+def test_a_checkpoint_that_does_not_fit_is_a_one_line_error(tmp_path, monkeypatch):
+    """E.g. written by an older rlrun whose network stored its weights transposed."""
+    from rlrun.core.checkpoint import load_checkpoint, save_checkpoint
+    from rlrun.core.errors import CheckpointError
+    from rlrun.core.run import RunContext
+    from rlrun.train import Interrupted, train
+
+    args = [*FAST, "algo=ppo", "algo.total_steps=1536", "algo.eval_episodes=1"]
+    original = RunContext.tick
+
+    def stop_now(self, step, value, state_fn):  # as if Ctrl-C came at the first tick
+        self.stop_requested = True
+        return original(self, step, value, state_fn)
+
+    monkeypatch.setattr(RunContext, "tick", stop_now)
+    with pytest.raises(Interrupted):
+        run_train(tmp_path, args, "r")
+    monkeypatch.setattr(RunContext, "tick", original)
+    path = tmp_path / "r" / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    w = state["loop"]["agent"]["body.weights.0"]
+    state["loop"]["agent"]["body.weights.0"] = w.transpose(1, 2).contiguous()
+    save_checkpoint(path, state)
+    before = read_results(tmp_path / "r")
+    with pytest.raises(CheckpointError, match=r"does not fit .*size mismatch for body\.weights\.0"):
+        train(compose_cfg([f"resume={tmp_path / 'r'}"]))
+    assert read_results(tmp_path / "r") == before  # still interrupted, still resumable
+
+
 def test_sac_on_discrete_actions_is_a_pairing_error_that_suggests_ppo(tmp_path):
     with pytest.raises(PairingError, match=r"continuous action space.*try algo=ppo"):
         run_train(tmp_path, ["algo=sac", "env=CartPole-v1"])

@@ -88,17 +88,31 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         ctx.logger.hparams(_flat_hparams(cfg), list(dict.fromkeys([headline, objective])))
     log.info("%s %s on %s: %s", "resuming" if resuming else "run", ctx.algo_name,
              ctx.env_name, run_dir)
+    results_path = run_dir / "results.json"
+    before = results_path.read_text() if resuming and results_path.is_file() else None
     _write_results(ctx, "running")
-    status = "failed"
+    status: str | None = "failed"
     try:
         with StopOnSignal(ctx):
             loop(ctx)
         status = "interrupted" if ctx.stop_requested else "completed"
     except KeyboardInterrupt:
         status = "interrupted"
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
+        if not ctx.restoring:
+            raise
+        status = None  # the saved state does not fit this code: leave the run as it was
+        if before is not None:
+            results_path.write_text(before)
+        detail = " ".join(line.strip() for line in str(e).splitlines()[:2])[:240]
+        raise CheckpointError(
+            f"resume={run_dir}: the checkpoint does not fit this version of rlrun or this"
+            f" configuration ({type(e).__name__}: {detail})"
+        ) from None
     finally:
         ctx.close()
-        results = _write_results(ctx, status, objective, objective_stat)
+        if status is not None:
+            results = _write_results(ctx, status, objective, objective_stat)
     if status == "interrupted":
         raise Interrupted(run_dir, ctx.step)
     log.info("done: %s = %.4g (results in %s)", headline,

@@ -41,6 +41,7 @@ class RunContext:
     step: int = 0
     wall_time_prev_s: float = 0.0
     stop_requested: bool = False
+    restoring: bool = field(default=False, init=False)  # from restore() to start_progress()
     logger: Logger = field(init=False)
     _progress: Progress | None = field(default=None, init=False)
     _last_ckpt: float = field(default=0.0, init=False)
@@ -65,6 +66,7 @@ class RunContext:
         s = self._resume_state
         if s is None:
             return None
+        self.restoring = True  # an error until start_progress() means the state did not fit
         self.logger.load_state_dict(s["logger"])
         set_rng_state(s["rng"])
         self.step = int(s["step"])
@@ -87,6 +89,7 @@ class RunContext:
     # ---- per-iteration ---------------------------------------------------------------
     def start_progress(self, total: int, start: int, unit: str = "step") -> None:
         """Show progress in `unit`s (steps, episodes, ...) from `start` to `total`."""
+        self.restoring = False
         self._progress = Progress(total, start, self.headline, self.logger_cfg.progress,
                                   self.logger_cfg.print_every_s, unit)
 
