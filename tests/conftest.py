@@ -30,11 +30,10 @@ def run_train(tmp_path: Path, overrides: list[str], name: str = "run") -> dict:
     return train(cfg, run_dir=tmp_path / name)
 
 
-def interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                         overrides: list[str], stop: int, name: str = "b") -> dict:
+def interrupt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: list[str],
+              stop: int, name: str = "b") -> Path:
     """Run as if Ctrl-C came at the first progress tick at or past step `stop` (the loop
-    saves a checkpoint and raises Interrupted), then `resume=` that run dir to the end;
-    returns the resumed run's results."""
+    saves a checkpoint and raises Interrupted); returns the run dir."""
     original = RunContext.tick
 
     def stop_at(self, step, value, state_fn):
@@ -46,7 +45,14 @@ def interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(Interrupted):
         run_train(tmp_path, overrides, name)
     monkeypatch.setattr(RunContext, "tick", original)
-    return train(compose_cfg([f"resume={tmp_path / name}"]))
+    return tmp_path / name
+
+
+def interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                         overrides: list[str], stop: int, name: str = "b") -> dict:
+    """`interrupt`, then `resume=` that run dir to the end; returns the resumed results."""
+    run_dir = interrupt(tmp_path, monkeypatch, overrides, stop, name)
+    return train(compose_cfg([f"resume={run_dir}"]))
 
 
 def rlrun_cli(args: list[str], cwd: Path, timeout: float = 120,

@@ -11,12 +11,21 @@ import torch
 from omegaconf import OmegaConf
 
 from rlrun.algos.ppo import gae, ppo_loss, ratio_stats
-from rlrun.core.errors import ConfigError, PairingError
+from rlrun.core.checkpoint import load_checkpoint, save_checkpoint
+from rlrun.core.errors import CheckpointError, ConfigError, PairingError
 from rlrun.core.rl import maybe_compile
 from rlrun.nets.actor_critic import EnsembleMLP, SquashedGaussianActor
 from rlrun.nets.mlp import MLP
+from rlrun.train import train
 
-from .conftest import compose_cfg, interrupt_and_resume, read_results, rlrun_cli, run_train
+from .conftest import (
+    compose_cfg,
+    interrupt,
+    interrupt_and_resume,
+    read_results,
+    rlrun_cli,
+    run_train,
+)
 
 FAST = ["threads=1", "checkpoint_every_s=0"]
 
@@ -195,22 +204,8 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, algo):
 # ---- errors -------------------------------------------------------------------------------------
 def test_a_checkpoint_that_does_not_fit_is_a_one_line_error(tmp_path, monkeypatch):
     """E.g. written by an older rlrun whose network stored its weights transposed."""
-    from rlrun.core.checkpoint import load_checkpoint, save_checkpoint
-    from rlrun.core.errors import CheckpointError
-    from rlrun.core.run import RunContext
-    from rlrun.train import Interrupted, train
-
     args = [*FAST, "algo=ppo", "algo.total_steps=1536", "algo.eval_episodes=1"]
-    original = RunContext.tick
-
-    def stop_now(self, step, value, state_fn):  # as if Ctrl-C came at the first tick
-        self.stop_requested = True
-        return original(self, step, value, state_fn)
-
-    monkeypatch.setattr(RunContext, "tick", stop_now)
-    with pytest.raises(Interrupted):
-        run_train(tmp_path, args, "r")
-    monkeypatch.setattr(RunContext, "tick", original)
+    interrupt(tmp_path, monkeypatch, args, 0, "r")
     path = tmp_path / "r" / "checkpoints" / "last.pt"
     state = load_checkpoint(path)
     w = state["loop"]["agent"]["body.weights.0"]

@@ -311,5 +311,6 @@ def _learn(packed: FlatParams, opt, loss_fn, agent: nn.Module, flat: dict, cfg: 
             out.update(ratio_stats(out["log_ratio"], clip))
             if float(out["approx_kl"]) > cfg.target_kl:
                 break
-    out.update(ratio_stats(out["log_ratio"], clip))  # the last epoch's, for the logs
+    if cfg.target_kl is None:  # the last epoch's, for the logs
+        out.update(ratio_stats(out["log_ratio"], clip))
     return {k: v.detach() for k, v in out.items()}
