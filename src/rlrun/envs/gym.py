@@ -10,8 +10,6 @@ come from Gymnasium's `RecordEpisodeStatistics` wrapper.
 from __future__ import annotations
 
 import difflib
-import io
-import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,36 +198,21 @@ def check_action_space(algo_name: str, cfg: GymEnvConfig, accepts: tuple[str, ..
 
 
 # ---- exact resume: the state of every sub-env ------------------------------------------------
-_SAFE_MODULES = ("gymnasium", "numpy", "collections", "copyreg", "_codecs", "rlrun")
-_SAFE_BUILTINS = {"set", "frozenset", "dict", "list", "tuple", "slice", "range", "complex",
-                  "bytearray", "object", "float", "int", "bool", "str", "bytes", "getattr"}
-
-
-class _EnvUnpickler(pickle.Unpickler):
-    """Only env classes, NumPy and plain containers: a tampered checkpoint cannot run code
-    through the env state (the rest of the checkpoint is read with weights_only=True)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "builtins" and name in _SAFE_BUILTINS or \
-                module.split(".")[0] in _SAFE_MODULES:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"env state refers to {module}.{name}")
-
-
 def vector_env_state(envs: Any) -> dict[str, Any] | None:
-    """Sub-envs (pickled as bytes) and episode statistics, or None where the sub-envs live
-    in other processes (async) or cannot be pickled (then a resume restarts episodes)."""
+    """Sub-envs' state as plain data (`rlrun.envs.env_state`, no pickle) and the episode
+    statistics, or None where the sub-envs live in other processes (async) or keep their
+    state in C objects (Box2D, MuJoCo, ALE): then a resume starts new episodes."""
+    from rlrun.envs import env_state
+
     inner = envs.unwrapped
-    if not hasattr(inner, "envs") or any(is_atari(str(getattr(e.spec, "id", "")))
-                                          for e in inner.envs):
-        return None  # ALE envs pickle as fresh emulators (EzPickle), without their state
-    try:
-        blob = pickle.dumps(inner.envs)
-    except Exception:  # noqa: BLE001 - e.g. simulators holding C handles
+    if not hasattr(inner, "envs"):
+        return None
+    subs = env_state.capture(list(inner.envs))
+    if subs is None:
         return None
     stats = _find_wrapper(envs, "RecordEpisodeStatistics")
-    return {"envs": np.frombuffer(blob, dtype=np.uint8).copy(),
-            "returns": stats.episode_returns.copy(), "lengths": stats.episode_lengths.copy()}
+    return {"format": "data-v1", "subs": subs, "returns": stats.episode_returns.copy(),
+            "lengths": stats.episode_lengths.copy()}
 
 
 def load_vector_env_state(envs: Any, state: dict[str, Any] | None) -> bool:
@@ -237,12 +220,14 @@ def load_vector_env_state(envs: Any, state: dict[str, Any] | None) -> bool:
     if state is None:
         return False
     from rlrun.core.errors import CheckpointError
+    from rlrun.envs import env_state
 
-    try:
-        subs = _EnvUnpickler(io.BytesIO(np.asarray(state["envs"]).tobytes())).load()
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"the checkpoint's env state cannot be read: {e}") from None
-    envs.unwrapped.envs = subs
+    if not isinstance(state, dict) or state.get("format") != "data-v1":
+        # rlrun < 0.2 pickled the env objects; such state is never unpickled (it could run code).
+        raise CheckpointError("the checkpoint's env state is in a format this rlrun does not"
+                              " load (pickled envs, from an older rlrun or tampered with);"
+                              " start the run afresh")
+    env_state.restore(list(envs.unwrapped.envs), state["subs"])
     stats = _find_wrapper(envs, "RecordEpisodeStatistics")
     stats.episode_returns[:] = np.asarray(state["returns"])
     stats.episode_lengths[:] = np.asarray(state["lengths"])
