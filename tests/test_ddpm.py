@@ -15,7 +15,7 @@ from rlrun.core.errors import ConfigError, DataError, PairingError
 from rlrun.nets.diffusion import Diffusion, make_betas
 from rlrun.nets.unet import UNet
 
-from .conftest import compose_cfg, interrupt_and_resume, rlrun_cli, run_train
+from .conftest import compose_cfg, interrupt_and_resume, read_results, rlrun_cli, run_train
 
 
 @pytest.fixture(autouse=True)
@@ -174,6 +174,37 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, tiny):
         r["metrics"].pop("eval/sampling_s_per_image")
     assert b["metrics"] == a["metrics"]
     assert b["steps"] == 30
+
+
+def test_ctrl_c_during_the_final_evaluation_stops_at_once_and_resumes_into_it(
+        tmp_path, monkeypatch, tiny):
+    """The checkpoint is saved before the final evaluation; Ctrl-C in its sampling stops
+    within a denoising step, and the resume runs only the evaluation."""
+    import rlrun.algos.ddpm as ddpm
+    from rlrun.train import Interrupted, train
+
+    args = [*tiny, "deterministic=true", "algo.total_steps=20", "algo.eval_samples=16"]
+    a = run_train(tmp_path, args, "a")
+    real_sample, calls = ddpm.sample, []
+
+    def sample(*a, on_step=None, **k):
+        calls.append(on_step)
+        if on_step is not None and len(calls) == 1:  # Ctrl-C as the final grid starts
+            on_step.__self__.stop_requested = True
+        return real_sample(*a, on_step=on_step, **k)
+
+    monkeypatch.setattr(ddpm, "sample", sample)
+    with pytest.raises(Interrupted) as e:
+        run_train(tmp_path, args, "b")
+    assert e.value.resumable and len(calls) == 1
+    assert read_results(tmp_path / "b")["status"] == "interrupted"
+    assert not (tmp_path / "b" / "samples.png").exists()  # it stopped inside the sampling
+    monkeypatch.setattr(ddpm, "sample", real_sample)
+    b = train(compose_cfg([f"resume={tmp_path / 'b'}"]))
+    for r in (a, b):
+        r["metrics"].pop("charts/images_per_s")
+        r["metrics"].pop("eval/sampling_s_per_image")
+    assert b["status"] == "completed" and b["metrics"] == a["metrics"]
 
 
 # ---- errors --------------------------------------------------------------------------------------

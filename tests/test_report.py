@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from rlrun import report
+from rlrun.core.status import identity
 from rlrun.report import Group, Run, main, make_rows, mean_curve, t_critical
 
 from .conftest import read_results, rlrun_cli, run_train
@@ -151,7 +152,7 @@ def test_sweep_in_progress(sweep, tmp_path, capsys):
     shutil.copytree(sweep, live)
     jobs = sorted((p for p in live.iterdir() if p.is_dir()), key=lambda p: int(p.name[0]))
     running = read_results(jobs[0])
-    running["status"] = "running"
+    running.update(status="running", **identity())  # this live process runs it
     (jobs[0] / "results.json").write_text(json.dumps(running))
     (jobs[1] / "results.json").unlink()  # started: Hydra wrote .hydra/, train() nothing yet
     for f in jobs[1].glob("events.out.tfevents.*"):

@@ -10,14 +10,16 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from rlrun.core.status import effective_status
+
 
 def sweep_status(sweep_dir: Path) -> dict[str, list[Path]]:
     """Job dirs of a sweep by their results.json status ('missing' when there is none)."""
     out: dict[str, list[Path]] = {}
     for job in sorted(p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()):
         try:
-            status = json.loads((job / "results.json").read_text())["status"]
-        except (OSError, ValueError, KeyError):
+            status = effective_status(json.loads((job / "results.json").read_text()))
+        except (OSError, ValueError, KeyError, AttributeError):
             status = "missing"
         out.setdefault(status, []).append(job)
     return out
@@ -33,7 +35,7 @@ class SweepSummary(Callback):
             return
         status = sweep_status(sweep_dir)
         total = sum(len(v) for v in status.values())
-        failed = status.get("failed", []) + status.get("missing", [])
+        failed = status.get("failed", []) + status.get("missing", []) + status.get("stale", [])
         line = f"sweep done: {total} jobs, {len(failed)} failed"
         if failed:
             line += ": " + ", ".join(str(p) for p in failed)

@@ -10,7 +10,11 @@ import os
 import re
 import sys
 
-_RESUME_KEEP = re.compile(r"^(resume|hydra\.|hydra/|logger\.progress|logger\.print_every_s)")
+# On `resume=`, these reach Hydra; every other override goes to train() (which allows only
+# budgets and evaluation/logging keys): composing them against the default config would
+# fail with Hydra's "use +key" advice for keys the default algorithm lacks.
+_HYDRA_SIDE = re.compile(r"^(resume=|hydra\.|hydra/|-)")
+_resume_overrides: list[str] = []
 
 
 def _sentences(lines: list[str]) -> str:
@@ -53,21 +57,11 @@ def _task(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from rlrun.core.errors import ConfigError, RlrunError
+    from rlrun.core.errors import RlrunError
     from rlrun.train import Interrupted, train
 
-    def checked_train():
-        if cfg.get("resume"):
-            overrides = HydraConfig.get().overrides.task
-            extra = [o for o in overrides if not _RESUME_KEEP.match(o.lstrip("+~"))]
-            if extra:
-                raise ConfigError(
-                    f"resume= continues a run with its saved config; drop {' '.join(extra)}"
-                )
-        return train(cfg)
-
     try:
-        results = checked_train()
+        results = train(cfg, overrides=list(_resume_overrides) if cfg.get("resume") else None)
     except Interrupted as e:
         print(f"rlrun: {e}", file=sys.stderr)
         sys.exit(130)  # a sweep stops too: Ctrl-C means stop
@@ -84,37 +78,41 @@ def _task(cfg) -> float:
 
 
 def _record_failed_job(cfg, error: Exception) -> None:
-    """Write a `failed` results.json (with the error) for a job that could not start or run."""
+    """Write a `failed` results.json (with the error) for a job that could not start or run;
+    nothing more when the disk refuses (the error line is printed all the same)."""
+    import contextlib
     import logging
-    from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from rlrun.core.checkpoint import atomic_write_json
+    from rlrun.core import results
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    path = run_dir / "results.json"
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         logging.getLogger("rlrun").error("job failed: %s", error)
-    if path.exists():
-        import json
-
-        results = json.loads(path.read_text())
-        if results.get("status") != "failed":
-            return  # not this job's record (e.g. the dir already held a run): leave it
-    else:
-        results = {"algo": str(cfg.algo.get("name")), "env": str(cfg.env.get("name")),
-                   "seed": cfg.get("seed"), "status": "failed", "steps": 0,
-                   "wall_time_s": 0.0, "metrics": {}}
-    results["error"] = str(error)
-    atomic_write_json(path, results)
+    with contextlib.suppress(OSError):
+        results.mark_failed(HydraConfig.get().runtime.output_dir, str(error),
+                            algo=str(cfg.algo.get("name")), env=str(cfg.env.get("name")),
+                            seed=cfg.get("seed"))
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `rlrun` console script."""
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
+    try:
+        _main()
+    except KeyboardInterrupt:  # before a run started (imports, composing): nothing to save
+        print("rlrun: interrupted before the run started; nothing was saved", file=sys.stderr)
+        sys.exit(130)
+
+
+def _main() -> None:
+    args = sys.argv[1:]
+    _resume_overrides.clear()
+    if any(a.startswith("resume=") for a in args):
+        _resume_overrides.extend(a for a in args if not _HYDRA_SIDE.match(a.lstrip("+~")))
+        sys.argv = [sys.argv[0], *(a for a in args if a not in _resume_overrides)]
     # Let Hydra's own errors reach us (instead of a multi-line report and exit 1).
     os.environ["HYDRA_FULL_ERROR"] = "1"
     import hydra
@@ -122,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from rlrun.core.config import config_dir, register_resolvers
-    from rlrun.core.errors import RlrunError
+    from rlrun.core.errors import RlrunError, describe_os_error
 
     register_resolvers()
     app = hydra.main(config_path=str(config_dir()), config_name="train",
@@ -139,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(cause, OmegaConfBaseException) and str(cause) not in str(e):
             msg = _sentences([msg, _one_line(str(cause))])
         _fail(msg)
+    except OSError as e:  # Hydra making the run dir or writing .hydra/ (read-only, full)
+        _fail(describe_os_error(e))
 
 
 def _fail(message: str) -> None:

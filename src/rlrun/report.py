@@ -37,6 +37,7 @@ from typing import Any
 
 from rlrun.core.checkpoint import atomic_write_bytes
 from rlrun.core.logger import higher_is_better
+from rlrun.core.status import effective_status
 
 PROG = "rlrun-report"
 STATS = ("last", "tail_mean", "best")
@@ -53,8 +54,8 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
          2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
          2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
-# Run statuses that count as "still running" in the tables: a crashed process (SIGKILL, out
-# of memory) also stays `running` in its results.json, which no reader can tell apart.
+# Run statuses that count as "still running" in the tables. A process killed without a
+# word (SIGKILL, out of memory) leaves `running` behind; `effective_status` calls it `stale`.
 _RUNNING = ("running", "interrupted", "pending")
 
 
@@ -91,11 +92,11 @@ class Group:
 
     @property
     def failed(self) -> list[Run]:
-        return [r for r in self.runs if r.status == "failed"]
+        return [r for r in self.runs if r.status in ("failed", "stale")]
 
     @property
     def running(self) -> list[Run]:
-        return [r for r in self.runs if r.status not in ("completed", "failed")]
+        return [r for r in self.runs if r.status not in ("completed", "failed", "stale")]
 
     def completed_with(self, metric: str) -> list[Run]:
         return [r for r in self.runs if r.status == "completed" and metric in r.metrics]
@@ -186,7 +187,7 @@ def read_run(path: Path, root: Path) -> Run:
         try:
             loaded = json.loads(results_path.read_text())
             results = loaded if isinstance(loaded, dict) else {}
-            status = str(results.get("status", "pending"))
+            status = effective_status(results)  # `stale`: a running run whose process died
             error = results.get("error")
         except (OSError, json.JSONDecodeError) as e:
             status, error = "failed", f"results.json unreadable: {e}"
@@ -493,7 +494,7 @@ def report(root: Path, metrics: list[str] | None = None, stat: str = "last",
         print(f"note: {note}")
 
     md = [f"# rlrun report: {root.resolve().name}", "", *(t + "\n" for t in texts)]
-    failed = [r for r in runs if r.status == "failed"]
+    failed = [r for r in runs if r.status in ("failed", "stale")]
     if failed:
         md += ["## Failed runs", ""]
         md += [f"- `{r.rel}`: {r.error or 'no error recorded'}" for r in failed]
@@ -518,7 +519,7 @@ def report(root: Path, metrics: list[str] | None = None, stat: str = "last",
                     written.append(curve_filename(m))
     print(f"wrote {', '.join(written)} to {out}")
 
-    running = [r for r in runs if r.status not in ("completed", "failed")]
+    running = [r for r in runs if r.status not in ("completed", "failed", "stale")]
     where = f" ({'; '.join(r.rel for r in failed)})" if failed else ""
     print(f"{len(runs)} runs in {len(groups)} groups: "
           f"{sum(r.status == 'completed' for r in runs)} completed, "

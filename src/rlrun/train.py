@@ -6,19 +6,30 @@ Tests call this directly; `rlrun.cli` calls it under Hydra. It returns the run's
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from rlrun.core.checkpoint import atomic_write_json
+from rlrun.core import results as results_file
+from rlrun.core import runlock
 from rlrun.core.config import config_dir, import_object, register_resolvers, validate
 from rlrun.core.device import resolve_device
-from rlrun.core.errors import CheckpointError, ConfigError, PairingError
+from rlrun.core.errors import (
+    CheckpointError,
+    ConfigError,
+    PairingError,
+    RlrunError,
+    RunIOError,
+    describe_os_error,
+)
 from rlrun.core.logger import LoggerConfig
-from rlrun.core.run import RunContext, StopOnSignal
+from rlrun.core.run import RunContext, StopOnSignal, StopRequested
 from rlrun.core.seeding import seed_everything
 
 log = logging.getLogger("rlrun")
@@ -35,30 +46,57 @@ TASK_KINDS = {
 
 
 class Interrupted(Exception):
-    """The run stopped on SIGINT/SIGTERM after saving a checkpoint."""
+    """The run stopped on SIGINT/SIGTERM; `resumable` when a checkpoint holds its state."""
 
-    def __init__(self, run_dir: Path, step: int):
-        super().__init__(f"interrupted at step {step}; continue with: rlrun resume={run_dir}")
-        self.run_dir, self.step = run_dir, step
+    def __init__(self, run_dir: Path, step: int, resumable: bool = True):
+        if resumable:
+            msg = f"interrupted at step {step}; continue with: rlrun resume={run_dir}"
+        else:
+            msg = (f"interrupted at step {step}, before any checkpoint was saved: nothing to"
+                   " resume, start it afresh")
+        super().__init__(msg)
+        self.run_dir, self.step, self.resumable = run_dir, step, resumable
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: str | Path | None = None,
+          overrides: list[str] | None = None) -> dict[str, Any]:
     """Run one experiment described by a composed config; return its results dict.
 
     `run_dir` defaults to Hydra's output dir. With `resume=<run_dir>` the saved config of
-    that run is used and the run continues where its last checkpoint left it.
+    that run is used and the run continues where its last checkpoint left it; `overrides`
+    (`key=value` strings) may then raise its budget or change evaluation and logging keys
+    (`EXTENDABLE`), which also continues a completed run.
+
+    The run dir is locked for the life of the run (one process per dir). Disk errors
+    become one-line `RunIOError`s, and results.json says `failed` wherever the disk lets it.
     """
     register_resolvers()
     resuming = bool(cfg.get("resume"))
     if resuming:
         run_dir = Path(str(cfg.resume))
-        cfg = _load_run_config(run_dir)
     elif run_dir is None:
         from hydra.core.hydra_config import HydraConfig
 
         run_dir = HydraConfig.get().runtime.output_dir
+    elif overrides:
+        raise ConfigError("overrides= is for resume=; compose them into cfg instead")
     run_dir = Path(run_dir).resolve()
+    if resuming and not (run_dir / ".hydra" / "config.yaml").is_file():
+        raise CheckpointError(f"resume={run_dir}: no run there (.hydra/config.yaml is missing)")
+    try:
+        runlock.acquire(run_dir)
+        try:
+            return _train(cfg, run_dir, resuming, overrides or [])
+        finally:
+            runlock.release(run_dir)
+    except OSError as e:
+        raise RunIOError(describe_os_error(e)) from None
 
+
+def _train(cfg: DictConfig, run_dir: Path, resuming: bool,
+           overrides: list[str]) -> dict[str, Any]:
+    if resuming:
+        cfg = _load_run_config(run_dir, overrides)
     _check_root(cfg)
     loop, algo, env, logger_cfg, schema = _resolve(cfg)
     _check_pairing(cfg, schema, env)
@@ -75,46 +113,59 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     headline = getattr(schema, "headline", "charts/episodic_return")
     obj_cfg = cfg.get("objective") or {}
     objective = obj_cfg.get("metric") or getattr(schema, "objective", headline)
-    objective_stat = str(obj_cfg.get("stat") or "last")
     ctx = RunContext(
         run_dir=run_dir, algo=algo, env=env, algo_name=str(cfg.algo.name),
         env_name=str(cfg.env.name), seed=int(cfg.seed), device=device,
         deterministic=bool(cfg.deterministic), logger_cfg=logger_cfg, headline=headline,
         checkpoint_every_s=float(cfg.checkpoint_every_s), resuming=resuming,
-        network=cfg.get("network"),
+        network=cfg.get("network"), objective_tag=objective,
+        objective_stat=str(obj_cfg.get("stat") or "last"),
     )
     if not resuming:
         ctx.logger.text("config", _yaml_block(cfg))
         ctx.logger.hparams(_flat_hparams(cfg), list(dict.fromkeys([headline, objective])))
     log.info("%s %s on %s: %s", "resuming" if resuming else "run", ctx.algo_name,
              ctx.env_name, run_dir)
-    results_path = run_dir / "results.json"
-    before = results_path.read_text() if resuming and results_path.is_file() else None
-    _write_results(ctx, "running")
+    before = results_file.read(run_dir) if resuming else None
+    ctx.write_results("running")
     status: str | None = "failed"
+    error: str | None = None
     try:
         with StopOnSignal(ctx):
             loop(ctx)
         status = "interrupted" if ctx.stop_requested else "completed"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopRequested):
         status = "interrupted"
-    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
+    except (RlrunError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
         if not ctx.restoring:
+            error = str(e) if isinstance(e, RlrunError) else f"{type(e).__name__}: {e}"
             raise
         status = None  # the saved state does not fit this code: leave the run as it was
         if before is not None:
-            results_path.write_text(before)
+            results_file.write(run_dir, before)
+        if isinstance(e, RlrunError):
+            raise
         detail = " ".join(line.strip() for line in str(e).splitlines()[:2])[:240]
         raise CheckpointError(
             f"resume={run_dir}: the checkpoint does not fit this version of rlrun or this"
             f" configuration ({type(e).__name__}: {detail})"
         ) from None
+    except OSError as e:
+        error = describe_os_error(e)
+        raise
+    except BaseException as e:
+        error = f"{type(e).__name__}: {e}"
+        raise
     finally:
-        ctx.close()
+        with contextlib.suppress(OSError):
+            ctx.close()
         if status is not None:
-            results = _write_results(ctx, status, objective, objective_stat)
+            try:
+                results = ctx.write_results(status, error)
+            except OSError as e:  # the disk takes nothing more: say so, keep the first error
+                log.error("results.json not written: %s", describe_os_error(e))
     if status == "interrupted":
-        raise Interrupted(run_dir, ctx.step)
+        raise Interrupted(run_dir, ctx.step, ctx.has_checkpoint)
     log.info("done: %s = %.4g (results in %s)", headline,
              results["metrics"].get(headline, {}).get("last", float("nan")), run_dir)
     return results
@@ -189,25 +240,78 @@ def _algorithms_by_kind() -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _load_run_config(run_dir: Path) -> DictConfig:
+# Keys a resume may change: budgets (which extend a run, completed or not) and the keys of
+# evaluation, logging and resources, which do not change what is learned.
+BUDGET_KEYS = ("algo.total_steps", "env.steps", "algo.episodes")
+EXTENDABLE = re.compile(r"^(algo\.total_steps|env\.steps|algo\.episodes|algo\.eval_\w+"
+                        r"|algo\.log_every|algo\.sample_every|logger\.\w+|threads"
+                        r"|checkpoint_every_s)$")
+
+
+def _load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     path = run_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
-        raise CheckpointError(f"resume={run_dir}: no run there ({path} is missing)")
-    results = run_dir / "results.json"
-    if results.is_file():
-        try:
-            status = json.loads(results.read_text()).get("status")
-        except json.JSONDecodeError:
-            status = None
-        if status == "completed":
-            raise CheckpointError(f"resume={run_dir}: that run already completed")
+    try:
+        cfg = OmegaConf.load(path)
+        if not isinstance(cfg, DictConfig) or not {"algo", "env"} <= set(cfg):
+            raise ValueError("no algo and env sections")
+    except (ValueError, OmegaConfBaseException, yaml.YAMLError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"resume={run_dir}: {path} is not a readable rlrun config"
+                              f" ({first[:160]})") from None
+    cfg.resume = None
+    extended = _apply_resume_overrides(cfg, run_dir, overrides)
+    rec = results_file.read(run_dir) or {}
+    if rec.get("status") == "completed" and not extended:
+        keys = " or ".join(k for k in BUDGET_KEYS if OmegaConf.select(cfg, k) is not None)
+        raise CheckpointError(f"resume={run_dir}: that run already completed; to continue it,"
+                              f" raise its budget ({keys}=...)")
+    if rec.get("status") == "running":  # we hold the lock: its process is gone
+        log.warning("resuming a stale run (PID %s on %s stopped without a word)",
+                    rec.get("pid"), rec.get("host"))
     if not (run_dir / "checkpoints" / "last.pt").is_file():
         raise CheckpointError(
             f"resume={run_dir}: no checkpoint was saved before it stopped; start it afresh"
         )
-    cfg = OmegaConf.load(path)
-    cfg.resume = None
     return cfg
+
+
+def _apply_resume_overrides(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> bool:
+    """Apply `key=value` overrides a resume allows; True if one raised the budget."""
+    allowed = sorted(k for k in _flat_keys(cfg) if EXTENDABLE.match(k))
+    extended = False
+    for item in overrides:
+        key, eq, value = item.lstrip("+").partition("=")
+        if not eq or not EXTENDABLE.match(key) or key not in allowed:
+            shown = [k for k in allowed if not k.startswith("logger.")] + ["logger.*"]
+            raise ConfigError(
+                f"resume= continues a run with its saved config; only these keys may change:"
+                f" {', '.join(shown)} (got {item})")
+        new = OmegaConf.from_dotlist([f"{key}={value}"])
+        old_value = OmegaConf.select(cfg, key)
+        OmegaConf.update(cfg, key, OmegaConf.select(new, key), merge=False)
+        if key in BUDGET_KEYS:
+            new_value = OmegaConf.select(cfg, key)
+            if not isinstance(new_value, int) or isinstance(new_value, bool):
+                raise ConfigError(f"{key}={value!r} must be an integer")
+            if new_value < old_value:
+                raise ConfigError(f"{key}={new_value}: a resumed run's budget can only grow"
+                                  f" (it was {old_value})")
+            extended = extended or new_value > old_value
+    return extended
+
+
+def _flat_keys(cfg: DictConfig) -> list[str]:
+    out: list[str] = []
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out.append(prefix)
+
+    walk("", OmegaConf.to_container(cfg, resolve=False))
+    return out
 
 
 def _prepare_fresh_dir(run_dir: Path, cfg: DictConfig) -> None:
@@ -219,21 +323,6 @@ def _prepare_fresh_dir(run_dir: Path, cfg: DictConfig) -> None:
     if not (hydra_dir / "config.yaml").exists():  # called outside Hydra (tests, notebooks)
         hydra_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, hydra_dir / "config.yaml")
-
-
-def _write_results(ctx: RunContext, status: str, objective_tag: str | None = None,
-                   objective_stat: str = "last") -> dict:
-    metrics = ctx.logger.summary()
-    results = {
-        "algo": ctx.algo_name, "env": ctx.env_name, "seed": ctx.seed, "status": status,
-        "steps": ctx.step, "wall_time_s": round(ctx.wall_time_s, 3), "device": ctx.device,
-        "headline": ctx.headline, "objective": None, "metrics": metrics,
-    }
-    if objective_tag and objective_tag in metrics:
-        results["objective"] = metrics[objective_tag][objective_stat]
-        results["objective_metric"] = f"{objective_tag} ({objective_stat})"
-    atomic_write_json(ctx.run_dir / "results.json", results)
-    return results
 
 
 def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:

@@ -233,8 +233,10 @@ def run(ctx) -> None:
         if ctx.tick(t, avg_reward, state):
             return
 
+    # Saved before the end-of-run summary, so a resume with a larger env.steps continues
+    # from here and logs that summary once, as a run launched with that budget would.
+    ctx.save(total, state())
     # One number per run for parameter studies (Fig. 2.6): the mean over all steps.
     for tag in ("bandit/average_reward", "bandit/optimal_action"):
         series = log.series[tag]
         log.scalar(f"{tag}_all_steps", sum(series) / len(series), total)
-    ctx.save(total, state())

@@ -104,9 +104,10 @@ def build(ctx_network: Any, data: ImageData, cfg: DDPMConfig, device: str):
 
 def sample(ema: AveragedModel, diff: Diffusion, cfg: DDPMConfig, n: int, shape: tuple,
            seed: int, sampler: str | None = None, steps: int | None = None,
-           keep: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+           keep: int = 0, on_step: Any = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """n images from the EMA model in chunks of `cfg.sample_batch`, from noise of a fixed
-    seed (grids at different steps start from the same x_T; the run's RNG is not touched)."""
+    seed (grids at different steps start from the same x_T; the run's RNG is not touched).
+    `on_step`: called at every denoising step (`ctx.check_stop`, to honour Ctrl-C)."""
     sampler = sampler or cfg.sampler
     g = torch.Generator().manual_seed(seed)
     model = ema.module.eval()
@@ -115,7 +116,8 @@ def sample(ema: AveragedModel, diff: Diffusion, cfg: DDPMConfig, n: int, shape: 
         m = min(cfg.sample_batch, n - i)
         x, s = diff.sample(model, (m, *shape), sampler,
                            steps if steps is not None else cfg.sample_steps, cfg.eta,
-                           cfg.ddpm_variance, cfg.clip_denoised, g, keep if i == 0 else 0)
+                           cfg.ddpm_variance, cfg.clip_denoised, g, keep if i == 0 else 0,
+                           on_step)
         out.append(x.cpu())
         snaps = snaps or s
     return torch.cat(out), snaps
@@ -199,8 +201,10 @@ def run(ctx) -> None:
             t_last = time.perf_counter()  # sampling time is not training throughput
         if ctx.tick(step, last_loss, state):
             return
-    _finish(ctx, cfg, ema, diff, data, shape)
+    # Saved before the final evaluation: Ctrl-C during it stops at once (check_stop) and a
+    # resume redoes only the evaluation; a resume with a larger total_steps trains on.
     ctx.save(st["step"], state())
+    _finish(ctx, cfg, ema, diff, data, shape)
 
 
 def _finish(ctx, cfg: DDPMConfig, ema, diff: Diffusion, data: ImageData, shape: tuple) -> None:
@@ -208,12 +212,13 @@ def _finish(ctx, cfg: DDPMConfig, ema, diff: Diffusion, data: ImageData, shape: 
     import numpy as np
 
     log, step = ctx.logger, ctx.step
-    grid_x, _ = sample(ema, diff, cfg, cfg.grid_samples, shape, ctx.seed)
+    stop = ctx.check_stop
+    grid_x, _ = sample(ema, diff, cfg, cfg.grid_samples, shape, ctx.seed, on_step=stop)
     grid = image_grid(grid_x)
     log.image("diffusion/samples", grid, step)
     save_png(grid, ctx.run_dir / "samples.png")
     _, snaps = sample(ema, diff, cfg, cfg.strip_rows, shape, ctx.seed + 1,
-                      keep=cfg.strip_columns)
+                      keep=cfg.strip_columns, on_step=stop)
     strip = torch.stack(snaps, 1).flatten(0, 1)  # row r: sample r from x_T to x_0
     strip_grid = image_grid(strip.clamp(-1, 1), nrow=len(snaps))
     log.image("diffusion/denoising", strip_grid, step)
@@ -222,10 +227,12 @@ def _finish(ctx, cfg: DDPMConfig, ema, diff: Diffusion, data: ImageData, shape: 
         return
     from rlrun.data.fid import FidEvaluator
 
+    stop()
     evaluator = FidEvaluator(data, cfg.fid_cache_dir, train_steps=cfg.fid_classifier_steps)
     t0 = time.perf_counter()
-    samples, _ = sample(ema, diff, cfg, cfg.eval_samples, shape, ctx.seed + 2)
+    samples, _ = sample(ema, diff, cfg, cfg.eval_samples, shape, ctx.seed + 2, on_step=stop)
     seconds = time.perf_counter() - t0
+    stop()
     r = evaluator.evaluate(samples)
     log.scalars({f"eval/{k}": r[k] for k in ("fid", "fid_floor", "fid_samples",
                                              "confident_fraction", "confident_fraction_real",

@@ -176,6 +176,8 @@ def run(ctx) -> None:
         for g, gs in zip(rngs, saved.pop("rngs"), strict=True):
             g.bit_generator.state = gs
         st.update(saved)
+        for key in ("returns", "lengths", "first_left"):  # algo.episodes raised on resume
+            st[key] = np.pad(st[key], ((0, 0), (0, max(0, E - st[key].shape[1]))))
 
     every, log = cfg.eval_every or E, ctx.logger
     ctx.start_progress(E, st["logged"], unit="episode")

@@ -59,10 +59,20 @@ class ReplayBuffer:
                 **{k: v[:n].cpu() for k, v in self.data.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore; into a larger buffer too (a resume that raised `algo.total_steps`, which
+        sizes the buffer): a full saved ring is then laid out oldest first, as a run that
+        had this capacity from the start would hold it."""
         self.pos, self.full = int(state["pos"]), bool(state["full"])
-        n = len(self)
+        n = len(state["rewards"])
+        if n > self.capacity:
+            raise ValueError(f"the saved replay holds {n} transitions, more than this"
+                             f" buffer's {self.capacity}")
+        grown = self.full and n < self.capacity
         for k, v in self.data.items():
-            v[:n] = state[k].to(self.device)
+            saved = state[k].to(self.device)
+            v[:n] = torch.roll(saved, -self.pos, 0) if grown else saved
+        if grown:
+            self.pos, self.full = n, False
 
 
 class FrameReplayBuffer:

@@ -48,9 +48,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
     A crash or Ctrl-C mid-write leaves the previous file intact, never a truncated one.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; keep ordinary permissions
@@ -59,13 +60,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not e.filename:  # write() and fsync() name no file
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
+
+
+def remove_stray_temp_files(path: Path) -> None:
+    """Delete `.<name>.*.tmp` files beside `path`: what a kill in mid-save leaves behind
+    (the run dir is locked by this process, so no other writer owns them)."""
+    path = Path(path)
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -74,6 +87,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
     import torch
 
+    remove_stray_temp_files(Path(path))
     buf = io.BytesIO()
     torch.save(_pack(state), buf)
     atomic_write_bytes(Path(path), buf.getvalue())

@@ -42,9 +42,26 @@ def _run_dir(resume: Any, fresh: str) -> str:
     return str(resume) if resume not in (None, "", "None", "null") else fresh
 
 
-def _output_subdir(resume: Any) -> str | None:
-    # A resumed run keeps the .hydra/ of its first launch: that is the config it continues.
-    return ".hydra" if resume in (None, "", "None", "null") else None
+def _output_subdir(resume: Any, output_dir: Any = None) -> str | None:
+    """Where Hydra saves the job's config, or None for "nowhere".
+
+    A resumed run keeps the .hydra/ of its first launch: that is the config it continues.
+    Hydra writes .hydra/ before rlrun's code runs, so the run dir's lock is taken here,
+    first: a second process aimed at a live run's dir (or at a dir that already holds a
+    run) writes nothing there, and `train()` then refuses it with one line.
+    """
+    if resume not in (None, "", "None", "null"):
+        return None
+    if output_dir not in (None, "", "???"):
+        from rlrun.core import runlock
+
+        try:
+            if not runlock.try_acquire(output_dir) or \
+                    (Path(str(output_dir)) / "results.json").exists():
+                return None
+        except OSError:
+            return None  # a read-only or forbidden dir: train() reports it in one line
+    return ".hydra"
 
 
 def _sqlite(path: str) -> str:

@@ -32,3 +32,28 @@ class DataError(RlrunError):
 
 class NonFiniteError(RlrunError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunDirBusyError(RlrunError):
+    """Another live process owns the run directory."""
+
+
+class RunIOError(RlrunError):
+    """The disk refused a read or write (full, read-only, permissions, missing file)."""
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line naming the path and the OS error, e.g. for ENOSPC while saving a checkpoint."""
+    import errno as _errno
+
+    what = e.strerror or type(e).__name__
+    code = _errno.errorcode.get(e.errno or 0)
+    where = f" {e.filename}" if e.filename else ""
+    if e.filename2:
+        where += f" -> {e.filename2}"
+    fix = {"ENOSPC": "free some space", "EDQUOT": "free some space",
+           "EROFS": "pick a writable directory (hydra.run.dir=...)",
+           "EACCES": "check the permissions", "EPERM": "check the permissions",
+           "ENOENT": "check the path"}.get(code or "", "")
+    return (f"I/O error on{where}: {what}" + (f" ({code})" if code else "")
+            + (f"; {fix}" if fix else ""))

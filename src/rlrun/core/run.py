@@ -1,8 +1,11 @@
 """The run context a loop receives: typed configs, logger, progress, checkpoints, stop flag.
 
 A loop calls `ctx.tick(step, headline_value, state_fn)` once per iteration: it drives the
-progress display, saves a checkpoint when one is due, and returns True when the user asked
-the run to stop (SIGINT/SIGTERM), after saving one.
+progress display, saves a checkpoint when one is due, refreshes `results.json` (the
+heartbeat readers use to tell a live run from a killed one), and returns True when the user
+asked the run to stop (SIGINT/SIGTERM), after saving one. Long evaluations that run after a
+checkpoint (DDPM's final sampling) call `ctx.check_stop()` to stop at once: the checkpoint
+already holds everything, and a resume redoes only what is left.
 """
 
 from __future__ import annotations
@@ -15,12 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlrun.core.checkpoint import load_checkpoint, save_checkpoint
+from rlrun.core import results as results_file
+from rlrun.core.checkpoint import load_checkpoint, remove_stray_temp_files, save_checkpoint
 from rlrun.core.logger import Logger, LoggerConfig
 from rlrun.core.progress import Progress
 from rlrun.core.seeding import rng_state, set_rng_state
+from rlrun.core.status import HEARTBEAT_S
 
 StateFn = Callable[[], dict[str, Any]]
+
+
+class StopRequested(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by `RunContext.check_stop` inside a long evaluation after a checkpoint."""
 
 
 @dataclass
@@ -37,6 +46,9 @@ class RunContext:
     headline: str
     network: Any = None  # the `network` config node (built by the loop once shapes are known)
     checkpoint_every_s: float = 600.0
+    heartbeat_s: float = HEARTBEAT_S
+    objective_tag: str | None = None  # the scalar results.json reports as `objective`
+    objective_stat: str = "last"
     resuming: bool = False
     step: int = 0
     wall_time_prev_s: float = 0.0
@@ -45,16 +57,20 @@ class RunContext:
     logger: Logger = field(init=False)
     _progress: Progress | None = field(default=None, init=False)
     _last_ckpt: float = field(default=0.0, init=False)
+    _last_beat: float = field(default=0.0, init=False)
+    _saved_step: int | None = field(default=None, init=False)  # step of the last save
     _t0: float = field(default_factory=time.monotonic, init=False)
 
     def __post_init__(self) -> None:
         self._resume_state = None
         purge = None
+        remove_stray_temp_files(self.checkpoint_path)  # left by a kill in mid-save
         if self.resuming:
             self._resume_state = load_checkpoint(self.checkpoint_path)
             purge = int(self._resume_state["step"]) + 1
+            self._saved_step = int(self._resume_state["step"])
         self.logger = Logger(self.run_dir, self.logger_cfg, purge_step=purge)
-        self._last_ckpt = time.monotonic()
+        self._last_ckpt = self._last_beat = time.monotonic()
 
     @property
     def checkpoint_path(self) -> Path:
@@ -80,7 +96,37 @@ class RunContext:
             "step": step, "loop": loop_state, "logger": self.logger.state_dict(),
             "rng": rng_state(), "wall_time_s": self.wall_time_s,
         })
+        self._saved_step = step
         self._last_ckpt = time.monotonic()
+        self.write_results("running")  # the heartbeat, and how far the run got
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether `resume=` can continue this run (a checkpoint was saved or loaded)."""
+        return self._saved_step is not None
+
+    def check_stop(self) -> None:
+        """Stop now (StopRequested) if asked to and the current step is already saved."""
+        if self.stop_requested and self._saved_step == self.step:
+            raise StopRequested
+
+    def write_results(self, status: str, error: str | None = None) -> dict[str, Any]:
+        """Write `results.json` with the summary of every logged scalar; return it."""
+        metrics = self.logger.summary()
+        extra: dict[str, Any] = {"device": self.device, "headline": self.headline,
+                                 "objective": None}
+        tag = self.objective_tag
+        if tag and tag in metrics:
+            extra["objective"] = metrics[tag][self.objective_stat]
+            extra["objective_metric"] = f"{tag} ({self.objective_stat})"
+        if error:
+            extra["error"] = error
+        rec = results_file.build(algo=self.algo_name, env=self.env_name, seed=self.seed,
+                                 status=status, steps=self.step, wall_time_s=self.wall_time_s,
+                                 metrics=metrics, **extra)
+        results_file.write(self.run_dir, rec)
+        self._last_beat = time.monotonic()
+        return rec
 
     @property
     def wall_time_s(self) -> float:
@@ -100,10 +146,11 @@ class RunContext:
         if self.stop_requested:
             self.save(step, state_fn())
             return True
-        if self.checkpoint_every_s > 0 and (
-            time.monotonic() - self._last_ckpt >= self.checkpoint_every_s
-        ):
+        now = time.monotonic()
+        if self.checkpoint_every_s > 0 and now - self._last_ckpt >= self.checkpoint_every_s:
             self.save(step, state_fn())
+        elif now - self._last_beat >= self.heartbeat_s:
+            self.write_results("running")
         return False
 
     def close(self) -> None:

@@ -95,8 +95,11 @@ class Diffusion:
     def sample(self, model: Callable, shape: tuple[int, ...], sampler: str = "ddpm",
                steps: int | None = None, eta: float = 0.0, variance: str = "beta",
                clip: bool = True, generator: torch.Generator | None = None,
-               keep: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Draw `shape[0]` images; also return `keep` snapshots from x_T to x_0 (a strip)."""
+               keep: int = 0, on_step: Callable[[], None] | None = None,
+               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Draw `shape[0]` images; also return `keep` snapshots from x_T to x_0 (a strip).
+        `on_step` is called before each denoising step (the run's stop check: sampling a
+        thousand steps is the longest thing a DDPM run does outside training)."""
         if sampler not in ("ddpm", "ddim"):
             raise ConfigError(f"algo.sampler={sampler!r}: use ddpm or ddim")
         if variance not in ("beta", "beta_tilde"):
@@ -111,6 +114,8 @@ class Diffusion:
         snaps_at = {round(j * len(ts) / max(1, keep - 1)) for j in range(keep)} if keep else set()
         snaps = [x.clone()] if 0 in snaps_at else []
         for i, t in enumerate(ts):
+            if on_step is not None:
+                on_step()
             x0, eps = self._x0_eps(model, x, t, clip)
             if sampler == "ddpm":
                 mean = self._f32["post_c0"][t] * x0 + self._f32["post_ct"][t] * x
