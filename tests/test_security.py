@@ -87,3 +87,24 @@ def test_tampered_data_state_is_a_one_line_error(interrupted_ppo, tamper):
     save_checkpoint(path, state)
     _resume_error(interrupted_ppo)
     assert read_results(interrupted_ppo)["status"] == "interrupted"  # left as it was
+
+
+@pytest.mark.parametrize("where", ["nested_target", "loop", "interpolated"])
+def test_a_saved_config_that_names_other_code_is_refused(tmp_path, interrupted_ppo, where):
+    """Hydra instantiates nested `_target_` nodes: a crafted config.yaml could call eval."""
+    import yaml
+
+    marker = tmp_path / "pwned-config"
+    path = interrupted_ppo / ".hydra" / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    if where == "nested_target":
+        cfg["network"]["evil"] = {"_target_": "builtins.eval",
+                                  "_args_": [f"__import__('os').system('touch {marker}')"]}
+    elif where == "loop":
+        cfg["algo"]["loop"] = "rlrun.cli.os.system"
+    else:
+        cfg["algo"]["schema"] = "${oc.env:EVIL_SCHEMA,rlrun.algos.ppo.PPOConfig}"
+    path.write_text(yaml.safe_dump(cfg))
+    msg = _resume_error(interrupted_ppo)
+    assert "is not code that rlrun's configs name" in msg
+    assert not marker.exists()

@@ -30,6 +30,7 @@ from rlrun.core.errors import (
 )
 from rlrun.core.logger import LoggerConfig
 from rlrun.core.run import RunContext, StopOnSignal, StopRequested
+from rlrun.core.trust import check_references
 from rlrun.core.seeding import seed_everything
 
 log = logging.getLogger("rlrun")
@@ -258,6 +259,7 @@ def _load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"resume={run_dir}: {path} is not a readable rlrun config"
                               f" ({first[:160]})") from None
+    check_references(OmegaConf.to_container(cfg, resolve=False), f"resume={run_dir}")
     cfg.resume = None
     extended = _apply_resume_overrides(cfg, run_dir, overrides)
     rec = results_file.read(run_dir) or {}
