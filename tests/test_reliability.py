@@ -248,3 +248,14 @@ def test_cli_resume_extends_without_hydra_plus_advice(tmp_path):
     assert more.returncode == 0, more.stderr
     rec = json.loads((run_dir / "results.json").read_text())
     assert rec["status"] == "completed" and rec["steps"] == 800
+
+
+def test_raising_the_budget_says_which_schedules_follow_it(tmp_path, caplog):
+    args = ["logger.progress=none", "threads=1", "env=CartPole-v1", "algo=ppo",
+            "algo.total_steps=1024", "algo.eval_episodes=1", "algo.eval_every=0"]
+    run_train(tmp_path, args, "ppo")
+    with caplog.at_level("WARNING", logger="rlrun"):
+        done = _extend(tmp_path / "ppo", "algo.total_steps=2048")
+    assert done["steps"] == 2048
+    assert "algo.anneal_lr: the learning rate now anneals to 0 at the new total_steps" \
+        in caplog.text

@@ -30,8 +30,8 @@ from rlrun.core.errors import (
 )
 from rlrun.core.logger import LoggerConfig
 from rlrun.core.run import RunContext, StopOnSignal, StopRequested
-from rlrun.core.trust import check_references
 from rlrun.core.seeding import seed_everything
+from rlrun.core.trust import check_references
 
 log = logging.getLogger("rlrun")
 
@@ -262,6 +262,10 @@ def _load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     check_references(OmegaConf.to_container(cfg, resolve=False), f"resume={run_dir}")
     cfg.resume = None
     extended = _apply_resume_overrides(cfg, run_dir, overrides)
+    if extended:
+        for what in _budget_schedules(cfg):
+            log.warning("budget raised on resume: %s; a run launched with this budget from"
+                        " the start differs", what)
     rec = results_file.read(run_dir) or {}
     if rec.get("status") == "completed" and not extended:
         keys = " or ".join(k for k in BUDGET_KEYS if OmegaConf.select(cfg, k) is not None)
@@ -300,6 +304,24 @@ def _apply_resume_overrides(cfg: DictConfig, run_dir: Path, overrides: list[str]
                                   f" (it was {old_value})")
             extended = extended or new_value > old_value
     return extended
+
+
+def _budget_schedules(cfg: DictConfig) -> list[str]:
+    """What follows the budget in this config, said when a resume raises the budget
+    (docs/reliability.md): these schedules are recomputed against the new total."""
+    a = cfg.algo
+    out = []
+    if a.get("anneal_lr"):
+        out.append("algo.anneal_lr: the learning rate now anneals to 0 at the new total_steps"
+                   " (it steps up where the run resumes)")
+    if a.get("anneal_clip"):
+        out.append("algo.anneal_clip: the clip range now anneals over the new total_steps")
+    if a.get("exploration_fraction") is not None:
+        out.append("algo.exploration_fraction: epsilon now decays over that fraction of the"
+                   " new total_steps")
+    if a.get("min_lr_ratio") is not None:
+        out.append("the cosine learning-rate decay now ends at the new total_steps")
+    return out
 
 
 def _flat_keys(cfg: DictConfig) -> list[str]:
