@@ -36,11 +36,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import compose_cfg  # noqa: E402
 
-from rlrun.core import rl, run  # noqa: E402
+from rlrun.core import run  # noqa: E402
 from rlrun.core.config import register_resolvers  # noqa: E402
 from rlrun.core.logger import Logger, LoggerConfig  # noqa: E402
-from rlrun.core.rl import Evaluator  # noqa: E402
 from rlrun.envs.gym import GymEnvConfig  # noqa: E402
+from rlrun.rl import evaluation as rl  # noqa: E402
+from rlrun.rl.evaluation import Evaluator  # noqa: E402
 from rlrun.train import train  # noqa: E402
 
 TASKS = {"sac": "Pendulum-v1", "ppo": "CartPole-v1"}

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from bench_classic_rl import TASKS, sb3_model  # noqa: E402
 from conftest import compose_cfg  # noqa: E402
 
-from rlrun.core.buffers import ReplayBuffer  # noqa: E402
 from rlrun.core.config import import_object, register_resolvers, validate  # noqa: E402
-from rlrun.core.rl import adam  # noqa: E402
+from rlrun.rl.buffers import ReplayBuffer  # noqa: E402
+from rlrun.rl.training import adam  # noqa: E402
 
 
 def transitions(env_id: str, n: int, seed: int = 0):

@@ -36,7 +36,7 @@ def interrupt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: list[s
     saves a checkpoint and raises Interrupted); returns the run dir."""
     original = RunContext.tick
 
-    def stop_at(self, step, value, state_fn):
+    def stop_at(self, step, value, state_fn=None):
         if step >= stop:
             self.stop_requested = True
         return original(self, step, value, state_fn)

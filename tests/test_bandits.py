@@ -11,8 +11,8 @@ from rlrun.algos.bandits import (
     UCBConfig,
     make_agent,
 )
-from rlrun.core.policy import argmax_random_ties
 from rlrun.envs.bandit import BanditConfig, BanditTestbed
+from rlrun.rl.policy import argmax_random_ties
 
 from .conftest import run_train
 

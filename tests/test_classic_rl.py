@@ -10,8 +10,8 @@ from torch import nn
 from rlrun.algos.a2c import a2c_loss
 from rlrun.algos.dqn import DQNConfig, dqn_loss, epsilon, td_target
 from rlrun.algos.td3 import critic_loss, smoothed_target_action
-from rlrun.core.buffers import FrameReplayBuffer
 from rlrun.core.errors import ConfigError, PairingError
+from rlrun.rl.buffers import FrameReplayBuffer
 
 from .conftest import compose_cfg, interrupt_and_resume, run_train
 

@@ -149,3 +149,28 @@ def test_mlp_from_config():
     assert sum(p.numel() for p in net.parameters()) == 4 * 8 + 8 + 8 * 8 + 8 + 8 * 2 + 2
     with pytest.raises(ConfigError, match="activation"):
         build_network(cfg, in_dim=4, out_dim=2, activation="swish2")
+
+
+def test_core_is_the_ground_floor():
+    """core/ imports no torch when imported, and nothing of rlrun above it, even lazily."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import rlrun.core
+
+    core = Path(rlrun.core.__file__).parent
+    names = sorted(p.stem for p in core.glob("*.py") if p.stem != "__init__")
+    code = ("import sys\n" + "".join(f"import rlrun.core.{n}\n" for n in names)
+            + "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+    for path in core.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rlrun"):
+                assert node.module.startswith("rlrun.core"), f"{path.name}: {node.module}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("rlrun.") or \
+                        alias.name.startswith("rlrun.core"), f"{path.name}: {alias.name}"

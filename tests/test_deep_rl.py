@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from rlrun.algos.ppo import gae, ppo_loss, ratio_stats
 from rlrun.core.checkpoint import load_checkpoint, save_checkpoint
 from rlrun.core.errors import CheckpointError, ConfigError, PairingError
-from rlrun.core.rl import maybe_compile
 from rlrun.nets.actor_critic import EnsembleMLP, SquashedGaussianActor
 from rlrun.nets.mlp import MLP
+from rlrun.rl.training import maybe_compile
 from rlrun.train import train
 
 from .conftest import (

@@ -89,7 +89,7 @@ def test_disk_full_mid_run_is_one_line_and_marks_the_run_failed(tmp_path, monkey
 
     original_tick = RunContext.tick
 
-    def tick(self, step, value, state_fn):
+    def tick(self, step, value, state_fn=None):
         if step >= 100:
             full["on"] = True
             self.save(step, state_fn())
@@ -170,7 +170,7 @@ def test_a_corrupt_saved_config_is_a_one_line_resume_error(tmp_path, monkeypatch
 
 # ---- Ctrl-C -----------------------------------------------------------------------------------
 def test_ctrl_c_before_any_checkpoint_does_not_offer_a_resume(tmp_path, monkeypatch):
-    def tick(self, step, value, state_fn):
+    def tick(self, step, value, state_fn=None):
         raise KeyboardInterrupt  # a second Ctrl-C: stop at once, nothing saved
 
     monkeypatch.setattr(RunContext, "tick", tick)

@@ -55,9 +55,10 @@ def test_a_pickled_env_state_is_refused_and_never_run(tmp_path, interrupted_ppo)
     marker = tmp_path / "pwned"
     path = interrupted_ppo / "checkpoints" / "last.pt"
     state = load_checkpoint(path)
-    assert state["loop"]["envs"]["format"] == "data-v1"  # no pickle in what rlrun writes
+    vec = state["loop"]["envs"]  # the training envs: sub-env state, statistics, observation
+    assert vec["envs"]["format"] == "data-v1"  # no pickle in what rlrun writes
     blob = np.frombuffer(_evil_pickle(marker), dtype=np.uint8).copy()
-    state["loop"]["envs"] = {"envs": blob, "returns": np.zeros(8), "lengths": np.zeros(8)}
+    vec["envs"] = {"envs": blob, "returns": np.zeros(8), "lengths": np.zeros(8)}
     save_checkpoint(path, state)
     msg = _resume_error(interrupted_ppo)
     assert "env state" in msg and "format" in msg
@@ -76,7 +77,7 @@ def test_a_raw_pickle_as_checkpoint_is_refused(tmp_path, interrupted_ppo):
 def test_tampered_data_state_is_a_one_line_error(interrupted_ppo, tamper):
     path = interrupted_ppo / "checkpoints" / "last.pt"
     state = load_checkpoint(path)
-    subs = state["loop"]["envs"]["subs"]
+    subs = state["loop"]["envs"]["envs"]["subs"]
     unwrapped = subs["objects"][0][-1]
     if tamper == "rng_name":
         unwrapped["_np_random"]["__np_random__"]["bit_generator"] = "os.system"

@@ -134,7 +134,7 @@ def _train(cfg: DictConfig, run_dir: Path, resuming: bool,
     try:
         with StopOnSignal(ctx):
             loop(ctx)
-        status = "interrupted" if ctx.stop_requested else "completed"
+        status = "interrupted" if ctx.stop_requested and not ctx.finished else "completed"
     except (KeyboardInterrupt, StopRequested):
         status = "interrupted"
     except (RlrunError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:

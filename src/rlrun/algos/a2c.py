@@ -25,10 +25,12 @@ from torch import nn
 
 from rlrun.algos.ppo import build_agent, gae
 from rlrun.core.errors import ConfigError
-from rlrun.core.rl import Evaluator, SPSMeter, adam, log_episodes, maybe_compile
-from rlrun.envs.gym import load_vector_env_state, make_vector_env, space_kind, vector_env_state
+from rlrun.envs.gym import make_vector_env, space_kind
 from rlrun.nets import build_network
 from rlrun.nets.actor_critic import ActorCritic, layer_init
+from rlrun.rl.evaluation import Evaluator
+from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile
+from rlrun.rl.vec_env import VecEnvState
 
 
 @dataclass
@@ -146,17 +148,10 @@ def run(ctx) -> None:
     st = {"iteration": 0, "step": 0, "next_eval": cfg.eval_every or cfg.total_steps,
           "next_log": 0}
 
-    def state() -> dict[str, Any]:
-        return {"agent": agent.state_dict(), "opt": opt.state_dict(), "obs": obs,
-                "envs": vector_env_state(envs), **st}
-
-    saved = ctx.restore()
-    if saved is not None:
-        agent.load_state_dict(saved["agent"])
-        opt.load_state_dict(saved["opt"])
-        if load_vector_env_state(envs, saved["envs"]):
-            obs = np.asarray(saved["obs"])
-        st.update({k: int(saved[k]) for k in st})
+    vec = VecEnvState(envs, lambda: obs)
+    ctx.track(agent=agent, opt=opt, envs=vec, counters=st)
+    if ctx.resume():
+        obs = vec.observation(obs)
 
     def policy(o: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -211,9 +206,6 @@ def run(ctx) -> None:
         if step >= st["next_eval"] or st["iteration"] == n_iters:
             evaluator.run(policy, log, step)
             st["next_eval"] += cfg.eval_every or cfg.total_steps
-        if ctx.tick(step, last_return, state):
+        if ctx.tick(step, last_return):
             break
-    else:
-        ctx.save(st["step"], state())
-    evaluator.close()
-    envs.close()
+    ctx.finish(close=(evaluator, envs))

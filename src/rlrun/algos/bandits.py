@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rlrun.core.errors import ConfigError
-from rlrun.core.policy import argmax_random_ties
 from rlrun.envs.bandit import BanditTestbed
+from rlrun.rl.policy import argmax_random_ties
 
 
 # ---- configs ------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ class GradientBanditConfig(BanditAlgoConfig):
 
 
 # ---- agents ---------------------------------------------------------------------------------
-# Tables are arms-major, shape (k, rows), as rlrun.core.policy expects.
+# Tables are arms-major, shape (k, rows), as rlrun.rl.policy expects.
 class _Tables:
     """Gather/scatter helpers over (k, rows) tables; `rows` is the identity when there is
     one context, and then no copies are made."""
@@ -209,15 +209,8 @@ def run(ctx) -> None:
     agent = make_agent(ctx.algo, env_cfg.num_runs * env_cfg.contexts, env_cfg.k,
                        np.random.default_rng(agent_seed))
 
-    def state() -> dict[str, Any]:
-        return {"env": bandit.state_dict(), "agent": agent.state_dict()}
-
-    start = 0
-    saved = ctx.restore()
-    if saved is not None:
-        bandit.load_state_dict(saved["env"])
-        agent.load_state_dict(saved["agent"])
-        start = ctx.step
+    ctx.track(env=bandit, agent=agent)
+    start = ctx.step if ctx.resume() else 0
 
     log, total = ctx.logger, env_cfg.steps
     ctx.start_progress(total, start)
@@ -230,13 +223,12 @@ def run(ctx) -> None:
         avg_reward = float(rewards.mean())
         log.scalar("bandit/average_reward", avg_reward, t)
         log.scalar("bandit/optimal_action", float(optimal.mean()), t)
-        if ctx.tick(t, avg_reward, state):
-            return
+        if ctx.tick(t, avg_reward):
+            break
 
-    # Saved before the end-of-run summary, so a resume with a larger env.steps continues
-    # from here and logs that summary once, as a run launched with that budget would.
-    ctx.save(total, state())
-    # One number per run for parameter studies (Fig. 2.6): the mean over all steps.
-    for tag in ("bandit/average_reward", "bandit/optimal_action"):
-        series = log.series[tag]
-        log.scalar(f"{tag}_all_steps", sum(series) / len(series), total)
+    def summary() -> None:  # one number per run for parameter studies (Fig. 2.6)
+        for tag in ("bandit/average_reward", "bandit/optimal_action"):
+            series = log.series[tag]
+            log.scalar(f"{tag}_all_steps", sum(series) / len(series), total)
+
+    ctx.finish(final=summary)

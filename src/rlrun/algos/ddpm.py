@@ -155,18 +155,8 @@ def run(ctx) -> None:
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
     st: dict[str, Any] = {"step": 0, "loss_sum": torch.zeros((), device=dev), "loss_n": 0}
 
-    def state() -> dict[str, Any]:
-        return {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                "sched": sched.state_dict(), **st}
-
-    saved = ctx.restore()
-    if saved is not None:
-        net.load_state_dict(saved["net"])
-        ema.load_state_dict(saved["ema"])
-        opt.load_state_dict(saved["opt"])
-        sched.load_state_dict(saved["sched"])
-        st.update(step=int(saved["step"]), loss_sum=saved["loss_sum"].to(dev),
-                  loss_n=int(saved["loss_n"]))
+    ctx.track(net=net, ema=ema, opt=opt, sched=sched, counters=st)
+    ctx.resume()
 
     log, last_loss = ctx.logger, None
     t_last, step_last = time.perf_counter(), st["step"]
@@ -199,12 +189,9 @@ def run(ctx) -> None:
             log.image("diffusion/samples", grid, step)
             net.train()
             t_last = time.perf_counter()  # sampling time is not training throughput
-        if ctx.tick(step, last_loss, state):
-            return
-    # Saved before the final evaluation: Ctrl-C during it stops at once (check_stop) and a
-    # resume redoes only the evaluation; a resume with a larger total_steps trains on.
-    ctx.save(st["step"], state())
-    _finish(ctx, cfg, ema, diff, data, shape)
+        if ctx.tick(step, last_loss):
+            break
+    ctx.finish(final=lambda: _finish(ctx, cfg, ema, diff, data, shape))
 
 
 def _finish(ctx, cfg: DDPMConfig, ema, diff: Diffusion, data: ImageData, shape: tuple) -> None:

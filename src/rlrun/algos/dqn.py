@@ -24,17 +24,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlrun.core.buffers import FrameReplayBuffer, ReplayBuffer
 from rlrun.core.errors import ConfigError
-from rlrun.core.rl import Evaluator, SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
 from rlrun.envs.gym import (
     atari_vector_wrappers,
     is_atari,
-    load_vector_env_state,
     make_vector_env,
-    vector_env_state,
 )
 from rlrun.nets import build_network
+from rlrun.rl.buffers import FrameReplayBuffer, ReplayBuffer
+from rlrun.rl.evaluation import Evaluator
+from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
+from rlrun.rl.vec_env import VecEnvState
 
 
 @dataclass
@@ -151,23 +151,12 @@ def run(ctx) -> None:
     st = {"step": 0, "next_eval": cfg.eval_every or cfg.total_steps, "next_log": 0,
           "next_target": cfg.target_network_frequency}
 
-    def state() -> dict[str, Any]:
-        return {"q": q_net.state_dict(), "target": target_net.state_dict(),
-                "opt": opt.state_dict(), "rb": rb.state_dict(), "obs": obs, "lives": lives,
-                "rng": rng.bit_generator.state, "envs": vector_env_state(envs), **st}
-
-    saved = ctx.restore()
-    if saved is not None:
-        q_net.load_state_dict(saved["q"])
-        target_net.load_state_dict(saved["target"])
-        opt.load_state_dict(saved["opt"])
-        rb.load_state_dict(saved["rb"])
-        rng.bit_generator.state = saved["rng"]
-        if load_vector_env_state(envs, saved["envs"]):
-            obs, lives = np.asarray(saved["obs"]), np.asarray(saved["lives"])
-        elif pixels:  # ALE emulators restart their episodes: the streams start anew too
+    vec = VecEnvState(envs, lambda: (obs, lives))
+    ctx.track(q=q_net, target=target_net, opt=opt, rb=rb, rng=rng, envs=vec, counters=st)
+    if ctx.resume():
+        obs, lives = vec.observation((obs, lives))
+        if pixels and not vec.restored:  # ALE emulators restart their episodes: streams too
             rb.start(obs[:, -1])
-        st.update({k: int(saved[k]) for k in st})
 
     def greedy(o: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -228,9 +217,6 @@ def run(ctx) -> None:
             rng_eval = np.random.default_rng(ctx.seed + step)
             evaluator.run(eval_policy if cfg.eval_epsilon > 0 else greedy, log, step)
             st["next_eval"] += cfg.eval_every or cfg.total_steps
-        if ctx.tick(step, last_return, state):
+        if ctx.tick(step, last_return):
             break
-    else:
-        ctx.save(st["step"], state())
-    evaluator.close()
-    envs.close()
+    ctx.finish(close=(evaluator, envs))

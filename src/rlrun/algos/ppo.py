@@ -31,25 +31,13 @@ from torch import nn
 
 from rlrun.algos.ppo_objective import make_loss
 from rlrun.core.errors import ConfigError
-from rlrun.core.rl import (
-    Evaluator,
-    FlatParams,
-    ObsNormalizer,
-    SPSMeter,
-    adam,
-    log_episodes,
-    maybe_compile,
-)
-from rlrun.envs.gym import (
-    load_normalizer_state,
-    load_vector_env_state,
-    make_vector_env,
-    normalizer_state,
-    space_kind,
-    vector_env_state,
-)
+from rlrun.envs.gym import make_vector_env, space_kind
 from rlrun.nets import build_network
 from rlrun.nets.actor_critic import ActorCritic, layer_init
+from rlrun.rl.evaluation import Evaluator
+from rlrun.rl.flat_params import FlatParams
+from rlrun.rl.training import ObsNormalizer, SPSMeter, adam, log_episodes, maybe_compile
+from rlrun.rl.vec_env import VecEnvState
 
 
 @dataclass
@@ -207,21 +195,10 @@ def run(ctx) -> None:
     obs = norm(raw_obs, update=True) if norm else raw_obs
     st = {"iteration": 0, "step": 0, "next_eval": cfg.eval_every or cfg.total_steps}
 
-    def state() -> dict[str, Any]:
-        return {"agent": agent.state_dict(), "opt": opt.state_dict(), "obs": obs,
-                "envs": vector_env_state(envs), "norm": normalizer_state(envs),
-                "obs_norm": norm.state_dict() if norm else {}, **st}
-
-    saved = ctx.restore()
-    if saved is not None:
-        agent.load_state_dict(saved["agent"])
-        opt.load_state_dict(saved["opt"])
-        load_normalizer_state(envs, saved["norm"])
-        if norm:
-            norm.load_state_dict(saved["obs_norm"])
-        if load_vector_env_state(envs, saved["envs"]):
-            obs = np.asarray(saved["obs"])
-        st.update({k: int(saved[k]) for k in st})
+    vec = VecEnvState(envs, lambda: obs)
+    ctx.track(agent=agent, opt=opt, envs=vec, obs_norm=norm or {}, counters=st)
+    if ctx.resume():
+        obs = vec.observation(obs)
 
     def policy(o: np.ndarray) -> np.ndarray:
         a = agent.step(np.asarray(o, np.float32))[0]
@@ -275,12 +252,9 @@ def run(ctx) -> None:
         if step >= st["next_eval"] or st["iteration"] == n_iters:
             evaluator.run(policy, log, step, obs_transform=norm.frozen if norm else None)
             st["next_eval"] += cfg.eval_every or cfg.total_steps
-        if ctx.tick(step, last_return, state):
+        if ctx.tick(step, last_return):
             break
-    else:
-        ctx.save(st["step"], state())
-    evaluator.close()
-    envs.close()
+    ctx.finish(close=(evaluator, envs))
 
 
 def _learn(packed: FlatParams, opt, loss_fn, agent: nn.Module, flat: dict, cfg: PPOConfig,

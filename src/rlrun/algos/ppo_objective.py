@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlrun.core.rl import FlatParams
 from rlrun.nets.actor_critic import ActorCritic
 from rlrun.nets.ensemble import EnsembleMLP
+from rlrun.rl.flat_params import FlatParams
 
 
 def objective(y: np.ndarray, log_std: np.ndarray | None, act_dim: int,

@@ -25,12 +25,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rlrun.core.buffers import ReplayBuffer
 from rlrun.core.errors import ConfigError
-from rlrun.core.rl import Evaluator, SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
-from rlrun.envs.gym import load_vector_env_state, make_vector_env, vector_env_state
+from rlrun.envs.gym import make_vector_env
 from rlrun.nets import build_network
 from rlrun.nets.actor_critic import QEnsemble, SquashedGaussianActor
+from rlrun.rl.buffers import ReplayBuffer
+from rlrun.rl.evaluation import Evaluator
+from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
+from rlrun.rl.vec_env import VecEnvState
 
 LOGGED = ("qf1", "qf2", "actor", "alpha", "value", "q_values")
 
@@ -192,27 +194,11 @@ def run(ctx) -> None:
     st = {"step": 0, "updates": 0, "next_eval": cfg.eval_every or cfg.total_steps,
           "next_log": 0}
 
-    def state() -> dict[str, Any]:
-        return {"nets": {k: v.state_dict() for k, v in nets.items()},
-                "opts": {"q": q_opt.state_dict(), "pi": pi_opt.state_dict()},
-                "log_alpha": log_alpha.detach(), "rb": rb.state_dict(), "obs": obs,
-                "rng": rng.bit_generator.state, "envs": vector_env_state(envs),
-                "noise": noise, **st}
-
-    saved = ctx.restore()
-    if saved is not None:
-        for k, v in saved["nets"].items():
-            nets[k].load_state_dict(v)
-        q_opt.load_state_dict(saved["opts"]["q"])
-        pi_opt.load_state_dict(saved["opts"]["pi"])
-        with torch.no_grad():
-            log_alpha.copy_(saved["log_alpha"])
-        rb.load_state_dict(saved["rb"])
-        rng.bit_generator.state = saved["rng"]
-        if load_vector_env_state(envs, saved["envs"]):
-            obs = np.asarray(saved["obs"])
-        noise = np.asarray(saved["noise"])
-        st.update({k: int(saved[k]) for k in st})
+    vec = VecEnvState(envs, lambda: obs)
+    ctx.track(nets=nets, q_opt=q_opt, pi_opt=pi_opt, log_alpha=log_alpha, rb=rb, rng=rng,
+              envs=vec, noise=noise, counters=st)
+    if ctx.resume():
+        obs = vec.observation(obs)
 
     def policy(o: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -225,7 +211,7 @@ def run(ctx) -> None:
     while st["step"] < cfg.total_steps:
         step = st["step"]
         if rho:
-            noise = rho * noise + rho_c * rng.standard_normal(noise.shape)
+            noise[:] = rho * noise + rho_c * rng.standard_normal(noise.shape)
         if step < cfg.learning_starts:
             actions = (space.low + (space.high - space.low) * ndtr(noise) if rho else
                        rng.uniform(space.low, space.high, (n_envs, act_dim))).astype(np.float32)
@@ -260,12 +246,9 @@ def run(ctx) -> None:
         if step >= st["next_eval"] or step >= cfg.total_steps:
             evaluator.run(policy, log, step)
             st["next_eval"] += cfg.eval_every or cfg.total_steps
-        if ctx.tick(step, last_return, state):
+        if ctx.tick(step, last_return):
             break
-    else:
-        ctx.save(st["step"], state())
-    evaluator.close()
-    envs.close()
+    ctx.finish(close=(evaluator, envs))
 
 
 def ndtr(x: np.ndarray) -> np.ndarray:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from rlrun.core.errors import ConfigError
-from rlrun.core.policy import argmax_random_ties, epsilon_greedy_probs
 from rlrun.envs.tabular_sim import VectorTabularSim, load_model
+from rlrun.rl.policy import argmax_random_ties, epsilon_greedy_probs
 
 METHODS = ("sarsa", "q_learning", "expected_sarsa")
 
@@ -165,17 +165,8 @@ def run(ctx) -> None:
           "count": np.zeros(n, dtype=np.int64), "returns": np.zeros((n, E)),
           "lengths": np.zeros((n, E)), "first_left": np.zeros((n, E), dtype=bool),
           "first": a.copy(), "logged": 0, "evaluated": 0, "env_steps": 0}
-    rngs = (sim.rng, agents.rng, eval_sim.rng, eval_rng)
-
-    def state() -> dict[str, Any]:
-        return {**st, "q": agents.q, "rngs": [g.bit_generator.state for g in rngs]}
-
-    saved = ctx.restore()
-    if saved is not None:
-        agents.q = np.ascontiguousarray(saved.pop("q"))
-        for g, gs in zip(rngs, saved.pop("rngs"), strict=True):
-            g.bit_generator.state = gs
-        st.update(saved)
+    ctx.track(q=agents.q, rngs=[sim.rng, agents.rng, eval_sim.rng, eval_rng], counters=st)
+    if ctx.resume():
         for key in ("returns", "lengths", "first_left"):  # algo.episodes raised on resume
             st[key] = np.pad(st[key], ((0, 0), (0, max(0, E - st[key].shape[1]))))
 
@@ -197,8 +188,8 @@ def run(ctx) -> None:
                     if left is not None:
                         log.scalar("td/left_fraction", st["first_left"][:, ep].mean(), ep + 1)
                 st["logged"] = done
-                if ctx.tick(done, st["returns"][:, done - 1].mean(), state):
-                    return
+                if ctx.tick(done, st["returns"][:, done - 1].mean()):
+                    return ctx.finish()
         t = time.perf_counter()
         log.scalar("charts/SPS", (st["env_steps"] - steps0) / max(t - t0, 1e-9), sync)
         result = evaluate(agents, eval_sim, eval_rng, cfg.eval_episodes, cfg.eval_max_steps, n)
@@ -206,7 +197,7 @@ def run(ctx) -> None:
             log.scalar(f"eval/{key}", values.mean(), sync)
         st["evaluated"] = sync
         t0, steps0 = time.perf_counter(), st["env_steps"]
-    ctx.save(E, state())
+    ctx.finish()
 
 
 def _step(agents: Agents, sim: VectorTabularSim, st: dict, idx: np.ndarray | slice,

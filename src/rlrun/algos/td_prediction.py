@@ -13,7 +13,7 @@ the non-terminal states, averaged over runs) is logged for every tabular task.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -61,21 +61,13 @@ def run(ctx) -> None:
     v = np.full((n, S), float(cfg.initial_value))
     v[:, model.terminal] = 0.0
     st = {"v": v, "episode": 0}
-    rngs = (sim.rng, rng)
-
-    def state() -> dict[str, Any]:
-        return {**st, "rngs": [g.bit_generator.state for g in rngs]}
+    ctx.track(rngs=[sim.rng, rng], counters=st)
 
     def rms() -> float:
         err = (st["v"] - v_true)[:, nonterminal]
         return float(np.sqrt((err**2).mean(axis=1)).mean())
 
-    saved = ctx.restore()
-    if saved is not None:
-        for g, gs in zip(rngs, saved.pop("rngs"), strict=True):
-            g.bit_generator.state = gs
-        st.update(saved)
-    elif v_true is not None:
+    if not ctx.resume() and v_true is not None:
         ctx.logger.scalar("td/rms_error", rms(), 0)  # before any episode, as in the book
 
     runs = np.arange(n)
@@ -106,9 +98,9 @@ def run(ctx) -> None:
         st["episode"] += 1
         if v_true is not None:
             ctx.logger.scalar("td/rms_error", rms(), st["episode"])
-        if ctx.tick(st["episode"], rms() if v_true is not None else None, state):
-            return
-    ctx.save(E, state())
+        if ctx.tick(st["episode"], rms() if v_true is not None else None):
+            break
+    ctx.finish()
 
 
 def _monte_carlo_update(v: np.ndarray, visited: list, rewards: list, n: int, alpha: float,

@@ -1,4 +1,18 @@
-"""The run context a loop receives: typed configs, logger, progress, checkpoints, stop flag.
+"""The run context a loop receives, and the loop contract: our loops and plugins use it alike.
+
+    def run(ctx):                                   # the whole loop, top to bottom
+        ... build envs, networks, optimisers from ctx.algo / ctx.env / ctx.network ...
+        st = {"step": 0}
+        ctx.track(net=net, opt=opt, rng=rng, counters=st)  # what a checkpoint holds
+        ctx.resume()                                # on resume=: all of it loaded back
+        ctx.start_progress(cfg.total_steps, st["step"])
+        while st["step"] < cfg.total_steps:
+            ... one iteration; ctx.logger.scalar("losses/x", v, step) ...
+            if ctx.tick(st["step"], headline_value):  # progress, checkpoints, Ctrl-C
+                break
+        ctx.finish(final=evaluate_at_the_end, close=(envs,))
+
+The context also carries the typed configs, the logger, the device and the seed.
 
 A loop calls `ctx.tick(step, headline_value, state_fn)` once per iteration: it drives the
 progress display, saves a checkpoint when one is due, refreshes `results.json` (the
@@ -19,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from rlrun.core import results as results_file
+from rlrun.core import state as tracked_state
 from rlrun.core.checkpoint import load_checkpoint, remove_stray_temp_files, save_checkpoint
 from rlrun.core.logger import Logger, LoggerConfig
 from rlrun.core.progress import Progress
@@ -60,6 +75,8 @@ class RunContext:
     _last_beat: float = field(default=0.0, init=False)
     _saved_step: int | None = field(default=None, init=False)  # step of the last save
     _t0: float = field(default_factory=time.monotonic, init=False)
+    _tracked: dict[str, Any] = field(default_factory=dict, init=False)
+    finished: bool = field(default=False, init=False)  # finish() ran to its end
 
     def __post_init__(self) -> None:
         self._resume_state = None
@@ -76,6 +93,55 @@ class RunContext:
     def checkpoint_path(self) -> Path:
         return self.run_dir / "checkpoints" / "last.pt"
 
+    # ---- the loop contract: declare state, resume, tick, finish ----------------------
+    def track(self, **items: Any) -> None:
+        """Declare, by name, what a checkpoint holds (see `rlrun.core.state` for the kinds:
+        modules, optimisers, buffers, RNGs, tensors, dicts of counters). Call it before
+        `resume()`; a later call adds to the set."""
+        for name, item in items.items():
+            tracked_state.check_trackable(name, item)
+        self._tracked.update(items)
+
+    def resume(self) -> bool:
+        """On `resume=`, load every tracked item (and the logger's history and the global
+        RNGs) from the checkpoint; True when it did. A checkpoint that does not fit the
+        tracked items (another version, another network) becomes a one-line error."""
+        saved = self.restore()
+        if saved is None:
+            return False
+        missing = sorted(set(self._tracked) - set(saved))
+        if missing:
+            raise KeyError(f"the checkpoint lacks {', '.join(missing)}")
+        for name, item in self._tracked.items():
+            loaded = tracked_state.load(item, saved[name], name)
+            if loaded is not item and not isinstance(item, tuple):
+                raise ValueError(f"{name}: the checkpoint's value does not fit this run's")
+        self.restoring = False
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        """The tracked items in checkpoint form."""
+        return {name: tracked_state.dump(item) for name, item in self._tracked.items()}
+
+    def finish(self, final: Callable[[], None] | None = None, close: tuple = ()) -> None:
+        """The end of a loop, in one call: save a checkpoint (unless the last tick just did),
+        then, unless the user asked to stop, run `final` (an end-of-run evaluation or
+        summary; it may call `check_stop()`), then close `close` (envs, evaluators).
+
+        The checkpoint comes before `final`, so Ctrl-C during it loses nothing, a resume
+        of such a run does only `final`, and a resume with a larger budget continues
+        training from the checkpoint and runs `final` once, at the new end."""
+        try:
+            if self._saved_step != self.step or not self.has_checkpoint:
+                self.save(self.step)
+            if not self.stop_requested:
+                if final is not None:
+                    final()
+                self.finished = True
+        finally:
+            for c in close:
+                c.close()
+
     # ---- resume / checkpoint -------------------------------------------------------
     def restore(self) -> dict[str, Any] | None:
         """The loop's saved state when resuming (logger history and RNGs restored too)."""
@@ -89,9 +155,12 @@ class RunContext:
         self.wall_time_prev_s = float(s["wall_time_s"])
         return s["loop"]
 
-    def save(self, step: int, loop_state: dict[str, Any]) -> None:
-        """Write everything needed to continue exactly from `step`."""
+    def save(self, step: int, loop_state: dict[str, Any] | None = None) -> None:
+        """Write everything needed to continue exactly from `step` (the tracked items,
+        unless a `loop_state` is given)."""
         self.step = step
+        if loop_state is None:
+            loop_state = self.state_dict()
         save_checkpoint(self.checkpoint_path, {
             "step": step, "loop": loop_state, "logger": self.logger.state_dict(),
             "rng": rng_state(), "wall_time_s": self.wall_time_s,
@@ -139,7 +208,10 @@ class RunContext:
         self._progress = Progress(total, start, self.headline, self.logger_cfg.progress,
                                   self.logger_cfg.print_every_s, unit)
 
-    def tick(self, step: int, value: float | None, state_fn: StateFn) -> bool:
+    def tick(self, step: int, value: float | None, state_fn: StateFn | None = None) -> bool:
+        """Once per iteration: progress, a checkpoint when due, the heartbeat. True when the
+        user asked to stop (a checkpoint has then been saved): the loop breaks."""
+        state_fn = state_fn or self.state_dict
         self.step = step
         if self._progress is not None:
             self._progress.update(step, value)

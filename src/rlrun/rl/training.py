@@ -1,0 +1,100 @@
+"""Small pieces every deep RL loop shares: episode statistics, true last observations, SPS,
+observation normalisation, and the optimiser and compile switches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def log_episodes(logger: Any, infos: dict, step: int) -> float | None:
+    """Log `charts/episodic_return/length` of episodes that ended this step (vector
+    RecordEpisodeStatistics); returns the mean return of those episodes, or None."""
+    if "episode" not in infos:
+        return None
+    done = infos["_episode"]
+    returns = infos["episode"]["r"][done]
+    lengths = infos["episode"]["l"][done]
+    for r, n in zip(returns, lengths, strict=True):
+        logger.scalar("charts/episodic_return", float(r), step)
+        logger.scalar("charts/episodic_length", float(n), step)
+    return float(np.mean(returns))
+
+
+def real_next_obs(next_obs: np.ndarray, done: np.ndarray, infos: dict) -> np.ndarray:
+    """The observations each transition really ended in: with same-step autoreset,
+    `next_obs` of a finished env is already the next episode's first one, and the true last
+    observation sits in `infos["final_obs"]` (the replay needs it to bootstrap truncations)."""
+    if not done.any():
+        return next_obs
+    real = next_obs.copy()
+    real[done] = np.stack(infos["final_obs"][done])
+    return real
+
+
+class SPSMeter:
+    """Env steps per second since the last `read` (the loop's own pace, not since start,
+    so a resumed run does not report a diluted figure)."""
+
+    def __init__(self, step: int):
+        self.t, self.step = time.perf_counter(), step
+
+    def read(self, step: int) -> float:
+        t = time.perf_counter()
+        sps = (step - self.step) / max(t - self.t, 1e-9)
+        self.t, self.step = t, step
+        return sps
+
+
+class ObsNormalizer:
+    """Running mean/std observation normalisation with clipping (SB3's VecNormalize, CleanRL's
+    NormalizeObservation + clip), applied by the loop to the observations it is handed.
+
+    Gymnasium's vector NormalizeObservation refuses SAME_STEP autoreset (it could not
+    transform `final_obs`); here the same statistics (Gymnasium's RunningMeanStd) normalise
+    observations, final observations and evaluation inputs alike, and are checkpointed.
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float, epsilon: float = 1e-8):
+        from gymnasium.wrappers.utils import RunningMeanStd
+
+        self.rms, self.clip, self.eps = RunningMeanStd(shape=shape), clip, epsilon
+
+    def __call__(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
+        if update:
+            self.rms.update(obs)
+        z = (obs - self.rms.mean) / np.sqrt(self.rms.var + self.eps)
+        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+
+    def frozen(self, obs: np.ndarray) -> np.ndarray:
+        return self(obs, update=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.rms.mean.copy(), "var": self.rms.var.copy(),
+                "count": np.asarray(self.rms.count, dtype=np.float64)}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.rms.mean, self.rms.var = np.asarray(s["mean"]).copy(), np.asarray(s["var"]).copy()
+        self.rms.count = float(np.asarray(s["count"]))
+
+
+def adam(params: Any, lr: float, device: str, eps: float = 1e-8) -> Any:
+    """Adam with a fused kernel (CPU and CUDA, torch >= 2.4): one launch for all
+    parameters instead of a Python loop over them."""
+    import torch
+
+    return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+
+
+def maybe_compile(fn: Callable, enabled: bool, device: str) -> Callable:
+    """`algo.compile=true`: torch.compile the update; on CUDA with CUDA graphs
+    ("reduce-overhead"), which remove per-kernel launch costs of small networks."""
+    if not enabled:
+        return fn
+    import torch
+
+    mode = "reduce-overhead" if device.startswith("cuda") else "default"
+    return torch.compile(fn, mode=mode, dynamic=False)
