@@ -10,11 +10,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlrun.algos.ppo import gae, ppo_loss, ratio_stats
+from rlrun.algos.ppo import ppo_loss, ratio_stats
 from rlrun.core.checkpoint import load_checkpoint, save_checkpoint
 from rlrun.core.errors import CheckpointError, ConfigError, PairingError
 from rlrun.nets.actor_critic import EnsembleMLP, SquashedGaussianActor
 from rlrun.nets.mlp import MLP
+from rlrun.rl.rollout import gae
 from rlrun.rl.training import maybe_compile
 from rlrun.train import train
 
@@ -264,7 +265,7 @@ def test_compile_option_gives_the_same_losses_on_cpu():
     b = {"obs": torch.randn(32, 4), "actions": torch.randint(0, 2, (32,)).float(),
          "logp": torch.full((32,), -0.7), "adv": torch.randn(32), "values": torch.randn(32),
          "returns": torch.randn(32)}
-    from rlrun.algos.ppo import build_agent
+    from rlrun.rl.rollout import build_agent
 
     net = OmegaConf.create({"_target_": "rlrun.nets.mlp.MLP", "hidden_sizes": [8]})
     agent = build_agent(net, 4, 2, False, 0.0)

@@ -14,12 +14,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlrun.algos.ppo import PPOConfig, _learn, build_agent, ppo_loss
+from rlrun.algos.ppo import PPOConfig, _learn, ppo_loss
 from rlrun.algos.ppo_objective import make_loss
 from rlrun.nets.actor_critic import QEnsemble
 from rlrun.nets.ensemble import EnsembleMLP, bmm, linear
 from rlrun.nets.mlp import MLP
 from rlrun.rl.flat_params import FlatParams
+from rlrun.rl.rollout import build_agent
 from rlrun.rl.training import adam
 
 

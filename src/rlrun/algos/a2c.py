@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlrun.algos.ppo import build_agent, gae
 from rlrun.core.errors import ConfigError
 from rlrun.envs.gym import make_vector_env, space_kind
 from rlrun.nets import build_network
 from rlrun.nets.actor_critic import ActorCritic, layer_init
 from rlrun.rl.evaluation import Evaluator
+from rlrun.rl.rollout import bootstrap_truncated, build_agent, gae
 from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile
 from rlrun.rl.vec_env import VecEnvState
 
@@ -153,6 +153,10 @@ def run(ctx) -> None:
     if ctx.resume():
         obs = vec.observation(obs)
 
+    def value_of(o: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return agent.value(torch.as_tensor(o, **f32)).cpu().numpy()
+
     def policy(o: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             a = agent.act(torch.as_tensor(o, **f32), deterministic=True)[0].cpu().numpy()
@@ -173,13 +177,7 @@ def run(ctx) -> None:
             obs, reward, term, trunc, infos = envs.step(np.clip(a, low, high)
                                                         if continuous else a)
             reward = reward.astype(np.float32)
-            if trunc.any():  # bootstrap time limits from the real last observation
-                idx = np.flatnonzero(trunc & ~term)
-                if idx.size:
-                    with torch.no_grad():
-                        v = agent.value(torch.as_tensor(np.stack(infos["final_obs"][idx]),
-                                                        **f32)).cpu().numpy()
-                    reward[idx] += cfg.gamma * v
+            bootstrap_truncated(reward, term, trunc, infos, value_of, cfg.gamma)
             buf["rewards"][t] = torch.as_tensor(reward, device=dev)
             buf["dones"][t] = torch.as_tensor(term | trunc, **f32)
             st["step"] += n_envs

@@ -23,7 +23,7 @@ tests/test_fast_paths.py checks the fast path against it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -32,10 +32,10 @@ from torch import nn
 from rlrun.algos.ppo_objective import make_loss
 from rlrun.core.errors import ConfigError
 from rlrun.envs.gym import make_vector_env, space_kind
-from rlrun.nets import build_network
-from rlrun.nets.actor_critic import ActorCritic, layer_init
+from rlrun.nets.actor_critic import ActorCritic
 from rlrun.rl.evaluation import Evaluator
 from rlrun.rl.flat_params import FlatParams
+from rlrun.rl.rollout import bootstrap_truncated, build_agent, gae
 from rlrun.rl.training import ObsNormalizer, SPSMeter, adam, log_episodes, maybe_compile
 from rlrun.rl.vec_env import VecEnvState
 
@@ -91,24 +91,6 @@ class PPOConfig:
             raise ConfigError("eval_every, ent_coef and vf_coef must be >= 0")
 
 
-def gae(rewards: Any, values: Any, dones: Any, next_value: Any, gamma: float,
-        lam: float) -> tuple[Any, Any]:
-    """Generalised advantage estimates and returns over a (T, N) rollout.
-
-    `dones[t]` says the episode ended at step t (so s_{t+1} starts a new one, and neither
-    V(s_{t+1}) nor later advantages flow back into step t). Works on numpy arrays (the
-    loop's choice: a T-step recursion over tiny rows is ~5x faster in numpy) and on tensors."""
-    adv = rewards * 0
-    last = next_value * 0
-    for t in reversed(range(rewards.shape[0])):
-        nxt = next_value if t == rewards.shape[0] - 1 else values[t + 1]
-        live = 1.0 - dones[t]
-        delta = rewards[t] + gamma * nxt * live - values[t]
-        last = delta + gamma * lam * live * last
-        adv[t] = last
-    return adv, adv + values
-
-
 def ppo_loss(agent: ActorCritic, b: dict[str, torch.Tensor], clip: float | torch.Tensor,
              clip_vloss: bool, ent_coef: float, vf_coef: float,
              norm_adv: bool) -> dict[str, torch.Tensor]:
@@ -138,13 +120,6 @@ def ratio_stats(log_ratio: torch.Tensor, clip: float) -> dict[str, torch.Tensor]
     ratio = log_ratio.exp()
     return {"approx_kl": ((ratio - 1) - log_ratio).mean(),
             "clipfrac": ((ratio - 1).abs() > clip).float().mean()}
-
-
-def build_agent(net_cfg: Any, obs_dim: int, act_dim: int, continuous: bool,
-                log_std_init: float) -> ActorCritic:
-    actor = layer_init(build_network(net_cfg, in_dim=obs_dim, out_dim=act_dim), out_gain=0.01)
-    critic = layer_init(build_network(net_cfg, in_dim=obs_dim, out_dim=1), out_gain=1.0)
-    return ActorCritic(actor, critic, continuous, act_dim, log_std_init)
 
 
 def _wrappers(cfg: PPOConfig) -> tuple:
@@ -200,6 +175,10 @@ def run(ctx) -> None:
     if ctx.resume():
         obs = vec.observation(obs)
 
+    def value_of(o: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return agent.value(torch.as_tensor(o, **f32)).cpu().numpy()
+
     def policy(o: np.ndarray) -> np.ndarray:
         a = agent.step(np.asarray(o, np.float32))[0]
         return np.clip(a, low, high) if continuous else a
@@ -220,14 +199,8 @@ def run(ctx) -> None:
                                                             if continuous else a)
             obs = norm(raw_obs, update=True) if norm else raw_obs
             buf["rewards"][t] = reward
-            if trunc.any():  # bootstrap time limits from the real last observation
-                idx = np.flatnonzero(trunc & ~term)
-                if idx.size:
-                    final = np.stack(infos["final_obs"][idx])
-                    final = norm.frozen(final) if norm else final
-                    with torch.no_grad():
-                        v = agent.value(torch.as_tensor(final, **f32)).cpu().numpy()
-                    buf["rewards"][t, idx] += cfg.gamma * v
+            bootstrap_truncated(buf["rewards"][t], term, trunc, infos, value_of, cfg.gamma,
+                                norm.frozen if norm else None)
             buf["dones"][t] = term | trunc
             st["step"] += n_envs
             ret = log_episodes(log, infos, st["step"])
