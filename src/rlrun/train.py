@@ -19,6 +19,7 @@ from rlrun.core.device import resolve_device
 from rlrun.core.errors import CheckpointError, ConfigError, PairingError
 from rlrun.core.logger import LoggerConfig
 from rlrun.core.run import RunContext, StopOnSignal
+from rlrun.core.scalars import write_scalars
 from rlrun.core.seeding import seed_everything
 
 log = logging.getLogger("rlrun")
@@ -233,6 +234,7 @@ def _write_results(ctx: RunContext, status: str, objective_tag: str | None = Non
         results["objective"] = metrics[objective_tag][objective_stat]
         results["objective_metric"] = f"{objective_tag} ({objective_stat})"
     atomic_write_json(ctx.run_dir / "results.json", results)
+    write_scalars(ctx.run_dir, ctx.logger.history())  # scalars.parquet, for rlrun-report
     return results
 
 
