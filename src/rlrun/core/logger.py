@@ -15,8 +15,10 @@ from typing import Any
 
 from rlrun.core.errors import ConfigError, NonFiniteError
 
-# Scalars for which lower is better; everything else is "higher is better".
-_LOWER_IS_BETTER = re.compile(r"(^losses/|loss|ppl|perplexity|fid|error|regret|mse|kl$)")
+# Scalars for which lower is better; everything else is "higher is better". `dropped`: the
+# MoE's share of tokens over capacity (moe/dropped_fraction), a cost like a loss.
+_LOWER_IS_BETTER = re.compile(
+    r"(^losses/|loss|ppl|perplexity|fid|error|regret|mse|kl$|dropped)")
 
 
 def higher_is_better(tag: str) -> bool:
