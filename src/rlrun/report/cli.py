@@ -142,7 +142,6 @@ def report(roots: list[Path], metrics: list[str] | None = None, stat: str = "las
     from rlrun.core.checkpoint import atomic_write_bytes
     from rlrun.report import summary as S
     from rlrun.report.groups import group_runs, load_runs
-    from rlrun.report.index import open_index
 
     if out is None and len(roots) > 1:
         raise ReportError("with several ROOTs, say where the summary goes: --out DIR")

@@ -117,18 +117,17 @@ def group_runs(runs: Sequence[RunRow]) -> list[Group]:
     algos = {d.get("algo.name") for d in dicts}
     envs = {d.get("env.name") for d in dicts}
     # keys that vary among groups of one algorithm on one task: the swept ones
-    varying: set[str] = set()
     by_family: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
     for d in dicts:
         by_family.setdefault((d.get("algo.name"), d.get("env.name")), []).append(d)
-    for members in by_family.values():
-        if len(members) > 1:
-            keys = set().union(*members)
-            varying |= {k for k in keys if len({json.dumps(m.get(k), default=str)
-                                                 for m in members}) > 1}
-    varying -= {"algo.name", "env.name"}
+    varying: dict[tuple[Any, Any], list[str]] = {}
+    for fam, members in by_family.items():
+        keys = set().union(*members) - {"algo.name", "env.name", "label"}
+        varying[fam] = sorted(k for k in keys if len({json.dumps(m.get(k), default=str)
+                                                      for m in members}) > 1)
     for g, d in zip(out, dicts, strict=True):
-        parts = [f"{k}={_fmt_value(d[k])}" for k in sorted(varying) if k in d]
+        fam = (d.get("algo.name"), d.get("env.name"))
+        parts = [f"{k}={_fmt_value(d[k])}" for k in varying[fam] if k in d]
         if "label" in d:
             parts = [str(d["label"])]
         head = [str(d.get("algo.name"))] if len(algos) > 1 or not parts else []

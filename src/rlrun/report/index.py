@@ -19,6 +19,7 @@ DuckDB scan) and, for runs made before rlrun wrote that file, from the event fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -93,10 +94,8 @@ def run_mtime(run_dir: Path) -> float:
     newest = 0.0
     for p in (run_dir, run_dir / "results.json", run_dir / SCALARS_FILE,
               run_dir / ".hydra"):
-        try:
+        with contextlib.suppress(OSError):
             newest = max(newest, os.stat(p).st_mtime)
-        except OSError:
-            pass
     return newest
 
 

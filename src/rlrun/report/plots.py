@@ -170,7 +170,7 @@ def improvement_png(rows: list[tuple[str, str, float, tuple[float, float] | None
         return None
     fig, (ax,) = _figure(1, width=6.5, height=1.2 + 0.45 * len(rows))
     ys = np.arange(len(rows))[::-1]
-    for y, (x_name, y_name, p, ci) in zip(ys, rows, strict=True):
+    for y, (_, _, p, ci) in zip(ys, rows, strict=True):
         if ci is not None:
             ax.barh(y, ci[1] - ci[0], left=ci[0], height=0.5, color="tab:blue", alpha=0.35)
         ax.plot([p, p], [y - 0.25, y + 0.25], color="black", lw=2)
