@@ -2,7 +2,8 @@
 
 Tables (what `rlrun-report --sql` and `rlrun.report.connect()` see):
 
-- `runs`: one row per run dir: `run_dir`, `root`, `rel`, `algo`, `env`, `seed`, `status`
+- `runs`: one row per run dir: `run_dir`, `root`, `rel`, `algo`, `env`, `setting` and
+  `group_id` (its group of seeds, see groups.py), `seed`, `status`
   (`completed`, `failed`, `interrupted`, `running`, `stale` for a `running` run whose process
   is gone, `pending` for a job dir without results.json yet), `steps`, `wall_time_s`,
   `headline`, `objective` (value), `objective_tag`, `error`, `label`, `overrides`, and one
@@ -10,6 +11,8 @@ Tables (what `rlrun-report --sql` and `rlrun.report.connect()` see):
 - `metrics`: `run_dir`, `tag`, `last`, `tail_mean`, `best`, `count`: results.json's
   summaries of every scalar.
 - `scalars`: `run_dir`, `tag`, `step`, `value`, `wall_time` (Unix s): every logged point.
+- `config`: `run_dir`, `key`, `num`, `text`: the resolved config in long form (`num` for
+  numbers, `text` for the rest), for questions across keys.
 
 Each root keeps its index in `<root>/.rlrun-index.duckdb`; a run is read again only when the
 newest modification time of its dir, results.json or scalars.parquet changed, and rows of run
@@ -193,7 +196,8 @@ def _float(v: Any) -> float | None:
 
 def event_scalars(run_dir: Path) -> list[tuple[str, int, float, float]]:
     """(tag, step, value, wall_time) of every scalar in a run's event files: the fallback
-    for runs without scalars.parquet. A step written twice keeps its last value."""
+    for runs without scalars.parquet. Every point is kept (a step can hold two, e.g. two
+    episodes ending in one vector step), as scalars.parquet keeps them."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
@@ -203,8 +207,7 @@ def event_scalars(run_dir: Path) -> list[tuple[str, int, float, float]]:
         return []
     out = []
     for tag in acc.Tags().get("scalars", []):
-        by_step = {e.step: (e.value, e.wall_time) for e in acc.Scalars(tag)}
-        out += [(tag, int(s), float(v), float(w)) for s, (v, w) in sorted(by_step.items())]
+        out += [(tag, int(e.step), float(e.value), float(e.wall_time)) for e in acc.Scalars(tag)]
     return out
 
 
@@ -355,7 +358,30 @@ def open_index(roots: Sequence[Path], cache: bool = True, quiet: bool = True) ->
         union = " UNION ALL ".join(f"SELECT * FROM {a}.{t}" for a in parts)
         con.execute(f"CREATE TEMP VIEW {t} AS {union}")
     build_runs(con)
+    add_groups(con)
     return con
+
+
+def add_groups(con: Any) -> None:
+    """Columns `setting` (what sets a run's group apart, e.g. `algo.epsilon=0.1`) and
+    `group_id` (a short hash of its resolved config without seed & co.) on `runs`, so SQL can
+    group seeds of one configuration: `GROUP BY env, setting`."""
+    import hashlib
+
+    from rlrun.report.groups import group_runs, load_runs
+
+    pairs = [(r.run_dir, g.setting, hashlib.sha1(repr(g.key).encode()).hexdigest()[:10])
+             for g in group_runs(load_runs(con)) for r in g.runs]
+    groups_df = {"run_dir": _arr([p[0] for p in pairs], str),  # noqa: F841
+                 "setting": _arr([p[1] for p in pairs], str),
+                 "group_id": _arr([p[2] for p in pairs], str)}
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE runs AS
+        SELECT r.run_dir, r.root, r.rel, r.algo, r.env, g.setting::VARCHAR AS setting,
+               g.group_id::VARCHAR AS group_id,
+               r.* EXCLUDE (run_dir, root, rel, algo, env)
+        FROM runs r LEFT JOIN groups_df g ON g.run_dir = r.run_dir
+        ORDER BY r.root, r.rel""")
 
 
 def _q(s: str) -> str:

@@ -171,11 +171,15 @@ def performance_profile(tasks: Sequence[Sequence[float]], taus: np.ndarray,
     return point, lo, hi
 
 
-def _p_improve(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """P(X > Y) + P(X = Y) / 2 over all pairs (last two axes: runs of X, runs of Y)."""
-    gt = x[..., :, None] > y[..., None, :]
-    eq = x[..., :, None] == y[..., None, :]
-    return (gt + 0.5 * eq).mean(axis=(-2, -1))
+def _pairs(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """1 where x_i > y_j, 0.5 where equal, 0 below: (runs of X, runs of Y)."""
+    return (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
+
+
+def _counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of n runs is drawn in each of n_boot resamples: (n_boot, n)."""
+    idx = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
+    return np.bincount(idx.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
 
 
 def probability_of_improvement(x_tasks: Sequence[Sequence[float]],
@@ -183,17 +187,24 @@ def probability_of_improvement(x_tasks: Sequence[Sequence[float]],
                                n_boot: int = N_BOOT, seed: int = 0
                                ) -> tuple[float, tuple[float, float] | None]:
     """P(a run of X beats a run of Y on the same task), averaged over tasks, with the
-    stratified (per task and per setting) bootstrap CI. `higher=False` for losses."""
+    stratified (per task and per setting) bootstrap CI. `higher=False` for losses.
+
+    A resample only reweights the pairs of original runs, so each resample's value is
+    `w_x @ pairs @ w_y / (n m)` with the draw counts w: one matrix product for all."""
     sign = 1.0 if higher else -1.0
     xs = [sign * np.asarray(t, dtype=float) for t in x_tasks]
     ys = [sign * np.asarray(t, dtype=float) for t in y_tasks]
-    point = float(np.mean([_p_improve(x, y) for x, y in zip(xs, ys, strict=True)]))
+    pairs = [_pairs(x, y) for x, y in zip(xs, ys, strict=True)]
+    point = float(np.mean([p.mean() for p in pairs]))
     if min(len(t) for t in (*xs, *ys)) < MIN_SEEDS:
         return point, None
     rng = np.random.default_rng(seed)
-    bx, by = stratified_samples(xs, n_boot, rng), stratified_samples(ys, n_boot, rng)
-    boot = np.mean([_p_improve(x, y) for x, y in zip(bx, by, strict=True)], axis=0)
-    return point, _percentile(boot)
+    boot = np.zeros(n_boot)
+    for p in pairs:
+        n, m = p.shape
+        wx, wy = _counts(n, n_boot, rng), _counts(m, n_boot, rng)
+        boot += np.einsum("bm,bm->b", wx @ p, wy) / (n * m)
+    return point, _percentile(boot / len(pairs))
 
 
 # ---- curves ----------------------------------------------------------------------------------
