@@ -42,8 +42,8 @@ def _png(fig: Any) -> bytes:
 def _colors(names: Sequence[str]) -> dict[str, Any]:
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10"]
-    return {n: cmap(i % 10) for i, n in enumerate(dict.fromkeys(names))}
+    cmap = colormaps["tab10"]  # by sorted name: one setting keeps its colour in every panel
+    return {n: cmap(i % 10) for i, n in enumerate(sorted(set(names)))}
 
 
 def align(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +136,7 @@ def aggregate_png(rows: list[tuple[str, float, tuple[float, float] | None,
                    marker="x", zorder=3)
     ax.set_yticks(ys, [r[0] for r in rows], fontsize="small")
     ax.set_xlabel(f"normalised {metric} (0 = random, 1 = reference)")
-    ax.set_title("Aggregate IQM across tasks (line), stratified bootstrap 95% CI (box), "
+    ax.set_title("Aggregate IQM across tasks (line), stratified bootstrap 95% CI (box),\n"
                  "per-task IQM (x)", fontsize="small")
     ax.grid(alpha=0.3, axis="x")
     return _png(fig)
@@ -168,16 +168,18 @@ def improvement_png(rows: list[tuple[str, str, float, tuple[float, float] | None
     """P(X > Y) per pair of settings with its 95% interval; 0.5 = no difference."""
     if not rows:
         return None
-    fig, (ax,) = _figure(1, width=6.5, height=1.2 + 0.45 * len(rows))
+    fig, (ax,) = _figure(1, width=6.5, height=1.4 + 0.6 * len(rows))
     ys = np.arange(len(rows))[::-1]
     for y, (_, _, p, ci) in zip(ys, rows, strict=True):
         if ci is not None:
-            ax.barh(y, ci[1] - ci[0], left=ci[0], height=0.5, color="tab:blue", alpha=0.35)
-        ax.plot([p, p], [y - 0.25, y + 0.25], color="black", lw=2)
+            ax.plot(ci, [y, y], color="tab:blue", lw=6, alpha=0.45, solid_capstyle="butt")
+        ax.plot([p], [y], "o", color="black", ms=5)
     ax.axvline(0.5, color="gray", ls="--", lw=1)
-    ax.set_xlim(0, 1)
-    ax.set_yticks(ys, [f"P({a} > {b})" for a, b, _, _ in rows], fontsize="small")
-    ax.set_xlabel(f"probability of improvement on {metric} (averaged over tasks)")
-    ax.set_title("Probability of improvement, stratified bootstrap 95% CI", fontsize="small")
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_yticks(ys, [f"P({a}\n  > {b})" for a, b, _, _ in rows], fontsize="small")
+    ax.set_xlabel(f"P(X > Y) on {metric}, averaged over tasks")
+    ax.set_title("Probability of improvement (dot), stratified bootstrap 95% CI (bar);\n"
+                 "0.5 = no difference", fontsize="small")
     ax.grid(alpha=0.3, axis="x")
     return _png(fig)
