@@ -21,6 +21,7 @@ from rlrun.core.logger import LoggerConfig
 from rlrun.core.run import RunContext, StopOnSignal
 from rlrun.core.scalars import write_scalars
 from rlrun.core.seeding import seed_everything
+from rlrun.core.sweep import sweep_hparams
 
 log = logging.getLogger("rlrun")
 
@@ -86,7 +87,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     )
     if not resuming:
         ctx.logger.text("config", _yaml_block(cfg))
-        ctx.logger.hparams(_flat_hparams(cfg), list(dict.fromkeys([headline, objective])))
+        ctx.logger.hparams(sweep_hparams(_flat_hparams(cfg)),  # only what the sweep varies
+                           list(dict.fromkeys([headline, objective])))
     log.info("%s %s on %s: %s", "resuming" if resuming else "run", ctx.algo_name,
              ctx.env_name, run_dir)
     results_path = run_dir / "results.json"
