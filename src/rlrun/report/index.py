@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,24 @@ def event_scalars(run_dir: Path) -> list[tuple[str, int, float, float]]:
     return out
 
 
+def read_curve(run_dir: Path, tag: str) -> tuple[list[float], list[float]] | None:
+    """(steps, values) of one tag of one run, from scalars.parquet or else its event files;
+    None when the run never logged it. For scripts that look at a few runs; the report
+    itself reads all runs at once through the index."""
+    path = Path(run_dir) / SCALARS_FILE
+    if path.is_file():
+        import duckdb
+
+        rows = duckdb.connect().execute(
+            f"SELECT step, value FROM read_parquet('{_q(str(path))}') WHERE tag = ? "
+            "ORDER BY step", [tag]).fetchall()
+    else:
+        rows = [(s, v) for t, s, v, _ in event_scalars(Path(run_dir)) if t == tag]
+    if not rows:
+        return None
+    return [float(s) for s, _ in rows], [float(v) for _, v in rows]
+
+
 # ---- the cache -------------------------------------------------------------------------------
 def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
     import numpy as np
@@ -345,9 +364,9 @@ def open_index(roots: Sequence[Path], cache: bool = True, quiet: bool = True) ->
                 con.execute(f"ATTACH '{_q(str(path))}' AS {alias}")
                 attached = True
             except (duckdb.IOException, duckdb.Error) as e:
-                if not quiet:
+                if not quiet:  # stderr: --sql output on stdout stays machine-readable
                     print(f"note: index {path} not usable ({str(e).splitlines()[0]}); "
-                          "indexing in memory")
+                          "indexing in memory", file=sys.stderr)
         if not attached:
             con.execute(f"ATTACH ':memory:' AS {alias}")
         con.execute(f"USE {alias}")
