@@ -302,3 +302,26 @@ def test_without_matplotlib_tables_still_written(mixed, tmp_path, monkeypatch, c
     assert main([str(mixed), "--out", str(tmp_path)]) == 0
     assert "matplotlib is not installed" in capsys.readouterr().out
     assert (tmp_path / "summary.csv").is_file() and not list(tmp_path.glob("*.png"))
+
+
+def test_nan_stays_nan_and_nothing_to_write_writes_nothing(tmp_path):
+    """A diverged seed's NaN must show as NaN, not vanish as a missing value."""
+    import math
+
+    import duckdb
+
+    from rlrun.core.scalars import write_scalars
+
+    assert write_scalars(tmp_path, {"a": ([], [], None)}) is None
+    assert not (tmp_path / "scalars.parquet").exists()
+    (run,) = _bench().make_runs(tmp_path / "r", 1, points=5)
+    write_scalars(run, {"eval/return": ([1, 2], [1.0, float("nan")], None)})
+    res = read_results(run)
+    res["metrics"]["eval/return"]["last"] = float("nan")
+    (run / "results.json").write_text(json.dumps(res))
+    values = duckdb.sql(f"SELECT value, wall_time FROM '{run / 'scalars.parquet'}' "
+                        "ORDER BY step").fetchall()
+    assert values[0] == (1.0, None) and math.isnan(values[1][0])
+    con = connect(tmp_path / "r", cache=False)
+    (last,), = con.sql("SELECT last FROM metrics WHERE tag = 'eval/return'").fetchall()
+    assert math.isnan(last)

@@ -50,6 +50,8 @@ def test_few_seeds_no_interval_and_intervals_inside_the_observed_range():
     for lo, hi in (three.iqm_ci, three.mean_ci):
         assert 0.0 <= lo <= hi <= 500.0
     assert three.median == 9.0 and three.mean == pytest.approx(509 / 3)
+    diverged = summarise([1.0, 2.0, float("nan")])  # kept, so the mean shows it
+    assert np.isnan(diverged.mean) and diverged.why_no_ci == "a NaN/inf run: no CI"
 
 
 def test_best_only_when_intervals_separate():

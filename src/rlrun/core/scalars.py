@@ -43,8 +43,10 @@ def write_scalars(run_dir: Path,
         values.append(np.asarray(va, dtype=np.float64))
         times.append(np.asarray(wt[:n], dtype=np.float64) if wt is not None and len(wt) >= n
                      else np.full(n, np.nan))
+    value = np.concatenate(values)
+    # DuckDB reads a NumPy NaN as NULL; a NaN value (a diverged run) travels as a flag
     columns = {"tag": np.concatenate(tags), "step": np.concatenate(steps),  # noqa: F841
-             "value": np.concatenate(values), "wall_time": np.concatenate(times)}
+               "value": value, "nan": np.isnan(value), "wall_time": np.concatenate(times)}
     run_dir = Path(run_dir)
     path = run_dir / SCALARS_FILE
     fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{SCALARS_FILE}.", suffix=".tmp")
@@ -53,9 +55,9 @@ def write_scalars(run_dir: Path,
         con = duckdb.connect()
         try:
             con.execute("SET threads = 1")
-            con.execute(f"COPY (SELECT tag, step, value, CASE WHEN isnan(wall_time) THEN NULL "
-                        f"ELSE wall_time END AS wall_time FROM columns) TO '{_quote(tmp)}' "
-                        "(FORMAT parquet, COMPRESSION zstd)")
+            con.execute("COPY (SELECT tag, step, CASE WHEN nan THEN 'NaN'::DOUBLE ELSE value "
+                        "END AS value, wall_time FROM columns) "
+                        f"TO '{_quote(tmp)}' (FORMAT parquet, COMPRESSION zstd)")
         finally:
             con.close()
         os.replace(tmp, path)

@@ -41,7 +41,10 @@ def swept_keys(task_overrides: Iterable[str], sweeper_params: Iterable[str] = ()
     for o in parsed:
         if o.is_sweep_override() and o.key_or_group not in keys:
             keys.append(o.key_or_group)
-    keys += [str(k) for k in sweeper_params if str(k) not in keys]
+    for k in sweeper_params:  # `+points: glob(...)` in a preset sweeps `points`
+        k = str(k).lstrip("+~")
+        if k not in keys:
+            keys.append(k)
     return keys
 
 

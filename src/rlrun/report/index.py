@@ -282,7 +282,7 @@ def _insert(con: Any, rows: list[dict[str, Any]], mtimes: dict[str, float]) -> N
     info_df = _columns(rows, names)  # noqa: F841
     con.execute(f"INSERT INTO run_info ({', '.join(names)}) SELECT * FROM info_df")
     files_df = {"run_dir": _arr(r["run_dir"] for r in rows),  # noqa: F841
-             "mtime": np.array([mtimes[r["run_dir"]] for r in rows], dtype=float)}
+                "mtime": np.array([mtimes[r["run_dir"]] for r in rows], dtype=float)}
     con.execute("INSERT INTO run_files SELECT * FROM files_df")
 
     cfg_rows = [(r["run_dir"], k, *config_value(v)) for r in rows
@@ -290,8 +290,9 @@ def _insert(con: Any, rows: list[dict[str, Any]], mtimes: dict[str, float]) -> N
     if cfg_rows:
         cols = list(zip(*cfg_rows, strict=True))
         config_df = {"run_dir": _arr(cols[0]), "key": _arr(cols[1]),  # noqa: F841
-                  "num": np.array([np.nan if x is None else x for x in cols[2]], dtype=float),
-                  "text": _arr(cols[3])}
+                     "num": np.array([np.nan if x is None else x for x in cols[2]],
+                                     dtype=float),
+                     "text": _arr(cols[3])}
         con.execute("INSERT INTO config SELECT run_dir, key, CASE WHEN isnan(num) THEN NULL "
                     "ELSE num END, text FROM config_df")
     met_rows = [(r["run_dir"], tag, *(_float((m or {}).get(s)) for s in
@@ -299,13 +300,17 @@ def _insert(con: Any, rows: list[dict[str, Any]], mtimes: dict[str, float]) -> N
                 for r in rows for tag, m in r["_metrics"].items() if isinstance(m, dict)]
     if met_rows:
         cols = list(zip(*met_rows, strict=True))
-        metrics_df = {"run_dir": _arr(cols[0]), "tag": _arr(cols[1]),  # noqa: F841
-                   **{s: np.array([np.nan if x is None else x for x in c], dtype=float)
-                      for s, c in zip(("last", "tail_mean", "best", "count"), cols[2:],
-                                      strict=True)}}
+        stats = ("last", "tail_mean", "best", "count")
+        metrics_df = {"run_dir": _arr(cols[0]), "tag": _arr(cols[1])}
+        # A NaN (a diverged seed) must stay NaN, not become NULL (missing) as DuckDB's scan
+        # of a NumPy NaN would make it: NaN travels as a flag.
+        for name, c in zip(stats, cols[2:], strict=True):
+            v = np.array([np.nan if x is None else x for x in c], dtype=float)
+            metrics_df[name] = v
+            metrics_df[f"{name}_nan"] = np.array([x is not None for x in c]) & np.isnan(v)
         con.execute("INSERT INTO metrics SELECT run_dir, tag, " + ", ".join(
-            f"CASE WHEN isnan({c}) THEN NULL ELSE {c} END"
-            for c in ("last", "tail_mean", "best", "count")) + " FROM metrics_df")
+            f"CASE WHEN {c}_nan THEN 'NaN'::DOUBLE ELSE {c} END" for c in stats)
+            + " FROM metrics_df")
 
     parquet = [r["run_dir"] for r in rows if os.path.isfile(
         os.path.join(r["run_dir"], SCALARS_FILE))]
@@ -318,9 +323,9 @@ def _insert(con: Any, rows: list[dict[str, Any]], mtimes: dict[str, float]) -> N
             if points:
                 cols = list(zip(*points, strict=True))
                 ev_df = {"run_dir": _arr([r["run_dir"]] * len(points)),  # noqa: F841
-                      "tag": _arr(cols[0]), "step": np.array(cols[1], dtype=np.int64),
-                      "value": np.array(cols[2], dtype=float),
-                      "wall_time": np.array(cols[3], dtype=float)}
+                         "tag": _arr(cols[0]), "step": np.array(cols[1], dtype=np.int64),
+                         "value": np.array(cols[2], dtype=float),
+                         "wall_time": np.array(cols[3], dtype=float)}
                 con.execute("INSERT INTO scalars SELECT * FROM ev_df")
 
 

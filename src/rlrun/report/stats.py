@@ -81,6 +81,8 @@ class Summary:
     def why_no_ci(self) -> str:
         if self.iqm_ci is not None:
             return ""
+        if self.n >= MIN_SEEDS:
+            return "a NaN/inf run: no CI"
         return "no runs" if self.n == 0 else f"n={self.n} < {MIN_SEEDS}: no CI"
 
 
