@@ -122,16 +122,21 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--events", action="store_true",
                    help="also write event files (needed to time the old report's PNG)")
-    p.add_argument("--dir", type=Path, default=None)
+    p.add_argument("--dir", type=Path, default=None,
+                   help="where the runs go (kept); an earlier --dir with --runs runs is reused")
     args = p.parse_args()
     from rlrun.report.cli import report
     from rlrun.report.index import INDEX_FILE, open_index
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_report_"))
-    t = time.perf_counter()
-    dirs = make_runs(root, args.runs, events=args.events,
-                     envs=("Pendulum-v1", "MountainCarContinuous-v0"), algos=("ppo", "sac"))
-    print(f"made {args.runs} runs in {time.perf_counter() - t:.1f} s under {root}")
+    dirs = sorted(p.parent for p in root.glob("*/*/results.json"))
+    if len(dirs) == args.runs:  # --dir of an earlier call: reuse its runs
+        print(f"reusing {len(dirs)} runs under {root}")
+    else:
+        t = time.perf_counter()
+        dirs = make_runs(root, args.runs, events=args.events,
+                         envs=("Pendulum-v1", "MountainCarContinuous-v0"), algos=("ppo", "sac"))
+        print(f"made {args.runs} runs in {time.perf_counter() - t:.1f} s under {root}")
     old = _old_report()
     out = Path(tempfile.mkdtemp())
     times: dict[str, list[float]] = {}
