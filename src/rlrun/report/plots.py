@@ -98,7 +98,7 @@ def final_png(panels: dict[str, list[tuple[str, Summary]]], metric: str,
     if not panels:
         return None
     n_max = max(len(rows) for rows in panels.values())
-    fig, axes = _figure(len(panels), width=5.5, height=1.0 + 0.45 * n_max)
+    fig, axes = _figure(len(panels), width=5.5, height=1.8 + 0.5 * n_max)
     colors = _colors([n for rows in panels.values() for n, _ in rows])
     for ax, (env, rows) in zip(axes, panels.items(), strict=True):
         rows = [(n, s) for n, s in rows if s.n]
@@ -112,7 +112,8 @@ def final_png(panels: dict[str, list[tuple[str, Summary]]], metric: str,
             ax.scatter(s.values, y + np.asarray(jitter), color=colors[name], s=14, zorder=3)
         ax.set_yticks(ys, [f"{n} (n={s.n})" for n, s in rows], fontsize="small")
         ax.set_xlabel(f"{metric} ({stat})")
-        ax.margins(x=0.08)
+        ax.use_sticky_edges = False  # bars would pin the limits to their edges
+        ax.margins(x=0.08, y=0.15)
         ax.set_title(env, fontsize="medium")
         ax.grid(alpha=0.3, axis="x")
     fig.suptitle(f"{metric}: IQM over seeds (line), runs (dots)\n"

@@ -155,6 +155,10 @@ def cross_task(tables: list[EnvTable], metric: str, scores: dict[str, dict[str, 
     if len(tasks) < 2 or not settings:
         return None, note or ("no setting has results on two or more tasks with a stated "
                               "normalisation: no cross-task statistics")
+    partial = [s for s in per_setting if s not in settings]
+    if partial:
+        note = "; ".join(filter(None, [note, "left out of the cross-task statistics (not run "
+                                       f"on every task): {', '.join(partial)}"]))
     aggregate = []
     for s in settings:
         point, ci = aggregate_iqm([per_setting[s][e] for e in tasks])
@@ -338,11 +342,14 @@ def curves_data(con: Any, section: MetricSection, x: str, tag: str | None = None
         t.env: {g.setting: [] for g, _ in t.rows} for t in section.tables}
     if not owner:
         return panels
+    # points of one run at one step (episodes of several vector envs ending together) are
+    # averaged: a curve has one value per step
     rows = con.execute(
-        "SELECT s.run_dir, s.step, s.value, s.wall_time - w.t0 FROM scalars s "
+        "SELECT s.run_dir, s.step, avg(s.value), avg(s.wall_time) - any_value(w.t0) "
+        "FROM scalars s "
         "JOIN (SELECT run_dir, min(wall_time) AS t0 FROM scalars GROUP BY run_dir) w "
-        "ON w.run_dir = s.run_dir WHERE s.tag = ? ORDER BY s.run_dir, s.step",
-        [tag or section.metric]).fetchall()
+        "ON w.run_dir = s.run_dir WHERE s.tag = ? GROUP BY s.run_dir, s.step "
+        "ORDER BY s.run_dir, s.step", [tag or section.metric]).fetchall()
     by_run: dict[str, list[tuple[int, float, float | None]]] = {}
     for run_dir, step, value, wall in rows:
         if run_dir in owner:
