@@ -79,9 +79,10 @@ def load_runs(con: Any) -> list[RunRow]:
     rows = con.execute("SELECT run_dir, root, rel, algo, env, seed, status, error, label, "
                        "objective_tag, headline FROM runs").fetchall()
     out = []
+    one_root = len({r[1] for r in rows}) == 1
     for (run_dir, root, rel, algo, env, seed, status, error, label, obj, head) in rows:
         c = cfg.get(run_dir, {})
-        out.append(RunRow(run_dir, rel if len({r[1] for r in rows}) == 1 else
+        out.append(RunRow(run_dir, rel if one_root else
                           f"{root.rsplit('/', 1)[-1]}/{rel}", algo, env, seed, status, error,
                           label, obj, head, c, met.get(run_dir, {}), has_config=bool(c),
                           metric_counts=counts.get(run_dir, {})))

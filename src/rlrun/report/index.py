@@ -96,8 +96,9 @@ def natural_key(path: Path | str) -> list[Any]:
 def run_mtime(run_dir: Path) -> float:
     """Newest modification time of the files whose change means the run must be re-read."""
     newest = 0.0
-    for p in (run_dir, run_dir / "results.json", run_dir / SCALARS_FILE,
-              run_dir / ".hydra"):
+    d = str(run_dir)
+    for p in (d, os.path.join(d, "results.json"), os.path.join(d, SCALARS_FILE),
+              os.path.join(d, ".hydra")):
         with contextlib.suppress(OSError):
             newest = max(newest, os.stat(p).st_mtime)
     return newest
