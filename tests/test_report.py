@@ -186,7 +186,7 @@ def test_the_five_documented_queries(mixed, capsys):
         else "epsilon_greedy algo.epsilon=0.1")
 
     pts = _sql(mixed, curves, capsys)
-    assert pts and {r["setting"] for r in pts} == {"ppo"}
+    assert pts and {(r["env"], r["setting"]) for r in pts} == {("CartPole-v1", "ppo")}
     assert [r["step"] for r in pts] == sorted(r["step"] for r in pts)
     assert max(r["seeds"] for r in pts) == 3
 
