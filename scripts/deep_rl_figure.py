@@ -21,7 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rlrun.report import find_run_dirs, read_curve  # noqa: E402
+from rlrun.report.index import find_run_dirs, read_curve  # noqa: E402
 
 TARGETS = {("ppo", "CartPole-v1"): 500.0, ("sac", "Pendulum-v1"): -200.0}
 

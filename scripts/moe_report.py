@@ -13,8 +13,8 @@ Table 2, validation perplexity at equal training FLOPs: each run's (eval/flops, 
 curve interpolated at 25/50/75/100% of the smallest final FLOP count among the runs, so runs
 compare at the same compute even when a FLOP budget ends them a step apart.
 
-Runs are found and read with `rlrun.report` (the same rules as `rlrun-report`); the curves
-come from their TensorBoard event files.
+Runs are found and read with `rlrun.report.index` (the same rules as `rlrun-report`); the
+curves come from their scalars.parquet (event files for older runs).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlrun.report import _load_yaml, find_run_dirs, read_curve, read_run
+from rlrun.report.index import _load_yaml, find_run_dirs, read_curve, read_run
 
 
 def describe(cfg: dict) -> tuple[str, str]:
@@ -57,7 +57,7 @@ def val_at_flops(run_dir: Path, points: list[float]) -> list[float] | None:
 
 def tables(root: Path) -> str:
     runs = [read_run(p, root) for p in find_run_dirs(root)]
-    done = [r for r in runs if r.status == "completed" and "eval/val_loss" in r.metrics]
+    done = [r for r in runs if r["raw_status"] == "completed" and "eval/val_loss" in r["_metrics"]]
     if not done:
         raise SystemExit(f"moe_report: no completed algo=lm runs under {root}")
     lines = ["| run | FFN | aux coef | params | active | steps | train FLOPs | val loss |"
@@ -65,17 +65,17 @@ def tables(root: Path) -> str:
              " tokens/s |", "|" + "---|" * 14]
     finals = []
     for r in done:
-        cfg = _load_yaml(r.path / ".hydra" / "config.yaml") or {}
+        cfg = _load_yaml(Path(r["run_dir"]) / ".hydra" / "config.yaml") or {}
         ffn, aux = describe(cfg)
-        m = r.metrics
+        m = r["_metrics"]
 
         def get(tag: str, stat: str = "last", fmt: str = "{:.3f}", m=m) -> str:
             return fmt.format(m[tag][stat]) if tag in m else "-"
 
         finals.append(m["charts/flops"]["last"])
         lines.append(" | ".join([
-            f"| {r.rel}", ffn, aux, get("model/params", fmt="{:,.0f}"),
-            get("model/active_params", fmt="{:,.0f}"), str(r.results.get("steps")),
+            f"| {r['rel']}", ffn, aux, get("model/params", fmt="{:,.0f}"),
+            get("model/active_params", fmt="{:,.0f}"), str(r["steps"]),
             get("charts/flops", fmt="{:.3g}"), get("eval/val_loss"), get("eval/val_ppl"),
             get("moe/entropy", "tail_mean"), get("moe/top1_share", "tail_mean"),
             get("moe/dropped_fraction", "tail_mean"), get("moe/aux_loss", "tail_mean"),
@@ -88,12 +88,12 @@ def tables(root: Path) -> str:
               "| run | FFN | aux coef | " + " | ".join(f"{int(f * 100)}%" for f in fracs) + " |",
               "|" + "---|" * (3 + len(fracs))]
     for r in done:
-        ffn, aux = describe(_load_yaml(r.path / ".hydra" / "config.yaml") or {})
-        vals = val_at_flops(r.path, points)
+        ffn, aux = describe(_load_yaml(Path(r["run_dir"]) / ".hydra" / "config.yaml") or {})
+        vals = val_at_flops(Path(r["run_dir"]), points)
         cells = ["-"] * len(fracs) if vals is None else \
             ["-" if math.isnan(v) else f"{math.exp(v):.3f}" for v in vals]
-        lines.append(f"| {r.rel} | {ffn} | {aux} | " + " | ".join(cells) + " |")
-    skipped = [r.rel for r in runs if r not in done]
+        lines.append(f"| {r['rel']} | {ffn} | {aux} | " + " | ".join(cells) + " |")
+    skipped = [r["rel"] for r in runs if r not in done]
     if skipped:
         lines += ["", f"Not completed (left out): {', '.join(skipped)}"]
     return "\n".join(lines) + "\n"

@@ -52,7 +52,9 @@ def test_single_run_layout_results_and_tensorboard(tmp_path):
 
     hp = plugin_data_pb2.HParamsPluginData.FromString(
         acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
-    assert {"algo.c", "env.num_runs", "seed"} <= {h.name for h in hp.hparam_infos}
+    # a single run: the keys it overrode (logger.* aside), with algo and env; not 50 constants
+    assert {h.name for h in hp.hparam_infos} == {"algo.name", "env.name", "env.num_runs",
+                                                 "env.steps"}
     assert [m.name.tag for m in hp.metric_infos] == ["bandit/average_reward",
                                                      "bandit/average_reward_all_steps"]
     assert [p for p in run.iterdir() if p.is_dir()] != []  # .hydra, checkpoints

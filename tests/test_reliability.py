@@ -92,7 +92,7 @@ def test_disk_full_mid_run_is_one_line_and_marks_the_run_failed(tmp_path, monkey
     def tick(self, step, value, state_fn=None):
         if step >= 100:
             full["on"] = True
-            self.save(step, state_fn())
+            self.save(step)
         return original_tick(self, step, value, state_fn)
 
     monkeypatch.setattr("rlrun.core.checkpoint.os.fsync", fsync)

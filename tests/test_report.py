@@ -1,54 +1,70 @@
-"""`rlrun-report`: its numbers against the runs' own results.json, on real rlrun outputs.
-
-One real sweep (epsilon 0 and 0.1 with three seeds each, plus an out-of-range epsilon whose
-jobs fail) is made once per module with the console script; the other cases copy or reshape
-it, or make single runs with `train()` directly.
+"""`rlrun-report` on a mixed root of real runs: bandits, TD, PPO, the LM, DDPM, a failed job
+and a stale one (tiny budgets, made once per module), plus synthetic sweeps for what needs
+many runs (cross-task statistics) and the index's bookkeeping.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
-import math
+import os
+import re
 import shutil
-import statistics
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from scipy import stats as sps
 
-from rlrun import report
-from rlrun.core.status import identity
-from rlrun.report import Group, Run, main, make_rows, mean_curve, t_critical
+from rlrun.report import connect, main
+from rlrun.report.index import INDEX_FILE, event_scalars, sync
 
 from .conftest import read_results, rlrun_cli, run_train
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-HEADLINE = "bandit/average_reward"
-EPSILONS = ("0", "0.1")
+REPO = Path(__file__).resolve().parent.parent
+FAST = ["threads=1", "checkpoint_every_s=0"]
+BANDIT = ["algo=epsilon_greedy", "env.num_runs=20", "env.steps=50"]
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("report")
-    out = rlrun_cli(["-m", "algo=epsilon_greedy", "algo.epsilon=0,0.1,1.5", "seed=0,1,2",
-                     "env.num_runs=50", "env.steps=100", "logger.progress=none",
-                     f"hydra.sweep.dir={tmp / 'sweep'}"], cwd=tmp)
-    assert out.returncode == 0, out.stderr
-    return tmp / "sweep"
-
-
-def _jobs(sweep: Path) -> dict[str, list[dict]]:
-    """results.json of every job by its epsilon override, read without rlrun.report."""
-    by_eps: dict[str, list[dict]] = {}
-    for job in sweep.iterdir():
-        if (job / ".hydra" / "overrides.yaml").is_file():
-            overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
-            eps = next(o.split("=")[1] for o in overrides if o.startswith("algo.epsilon="))
-            by_eps.setdefault(eps, []).append(read_results(job))
-    return by_eps
+def mixed(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("mixed")
+    root = tmp / "root"
+    for name, eps, seed in (("eps0_s0", "0", 0), ("eps0_s1", "0", 1), ("eps0.0_s2", "0.0", 2),
+                            ("eps0.1_s0", "0.1", 0)):
+        run_train(root / "bandit", [*BANDIT, f"algo.epsilon={eps}", f"seed={seed}"], name)
+    run_train(root / "td", ["algo=q_learning", "env=cliff_walking_book", "env.num_runs=2",
+                            "algo.episodes=20"], "q")
+    for seed in range(3):
+        run_train(root / "ppo", [*FAST, "algo=ppo", "env=CartPole-v1", "algo.total_steps=512",
+                                 "algo.eval_episodes=1", f"seed={seed}"], f"s{seed}")
+    run_train(root / "lm", [*FAST, "algo=lm", "network.d_model=32", "network.n_layers=1",
+                            "network.n_heads=2", "network.block_size=16", "network.d_ff=64",
+                            "env.max_chars=20000", "algo.batch_size=8", "algo.eval_batches=2",
+                            "algo.sample_chars=10", "algo.total_steps=12"], "a")
+    run_train(root / "ddpm", [*FAST, "algo=ddpm", "algo.timesteps=20", "algo.batch_size=32",
+                              "algo.log_every=10", "algo.grid_samples=4", "algo.strip_rows=1",
+                              "algo.strip_columns=2", "algo.eval_samples=32",
+                              "algo.fid_classifier_steps=20", f"algo.fid_cache_dir={tmp}",
+                              "network.ch=8", "network.groups=4", "network.ch_mult=[1,2]",
+                              "network.num_res_blocks=1", "network.attn_resolutions=[]",
+                              "algo.total_steps=20"], "a")
+    out = rlrun_cli([*BANDIT, "algo.epsilon=1.5", "logger.progress=none",
+                     f"hydra.run.dir={root / 'failed'}"], cwd=tmp)
+    assert out.returncode == 2, out.stderr
+    # a run killed without clean-up: results.json still says running, its PID is gone
+    shutil.copytree(root / "bandit" / "eps0_s0", root / "stale")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    res = read_results(root / "stale")
+    res.update(status="running", pid=dead.pid, pid_start=None, host=socket.gethostname(),
+               heartbeat=0.0, heartbeat_s=60.0)
+    (root / "stale" / "results.json").write_text(json.dumps(res))
+    return root
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -56,203 +72,256 @@ def _csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _expected(values: list[float]) -> tuple[float, float, float]:
-    from scipy.stats import t
+def _sql(root: Path, query: str, capsys, *extra: str) -> list[dict]:
+    capsys.readouterr()
+    assert main([str(root), "--sql", query, "--format", "json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
 
-    mean, std = statistics.fmean(values), statistics.stdev(values)
-    return mean, std, t.ppf(0.975, len(values) - 1) * std / math.sqrt(len(values))
+
+def test_runs_write_scalars_parquet_matching_results(mixed):
+    import duckdb
+
+    run = mixed / "ppo" / "s0"
+    res = read_results(run)
+    rows = duckdb.sql(f"SELECT tag, count(*), arg_max(value, step), max(step) FROM "
+                      f"'{run / 'scalars.parquet'}' GROUP BY tag").fetchall()
+    assert {r[0] for r in rows} == set(res["metrics"])
+    for tag, count, last, step in rows:
+        m = res["metrics"][tag]
+        assert (count, step) == (m["count"], m["step"]) and last == pytest.approx(m["last"])
 
 
-def test_sweep_numbers_order_files_and_png(sweep, tmp_path, capsys):
-    out_dir = tmp_path / "out"
-    assert main([str(sweep), "--out", str(out_dir)]) == 0
+def test_mixed_root_summary_tables_and_pngs(mixed, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(mixed), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    jobs = _jobs(sweep)
-    assert sorted(jobs) == ["0", "0.1", "1.5"]
-    assert all(r["status"] == "failed" and r["error"] for r in jobs["1.5"])
+    rows = _csv(out / "summary.csv")
+    metrics = {r["metric"] for r in rows}
+    # each algorithm's declared objective, one summary for all
+    assert {"bandit/average_reward_all_steps", "eval/return", "eval/val_loss",
+            "eval/fid"} <= metrics
+    bandit = {r["setting"]: r for r in rows if r["metric"] == "bandit/average_reward_all_steps"}
+    # algo.epsilon=0 and 0.0 are one group of three seeds; the stale copy is counted as stale
+    zero = bandit["epsilon_greedy algo.epsilon=0"]
+    assert (zero["n"], zero["stale"], zero["failed"]) == ("3", "1", "0")
+    values = [read_results(mixed / "bandit" / d)["objective"]
+              for d in ("eps0_s0", "eps0_s1", "eps0.0_s2")]
+    assert float(zero["iqm"]) == pytest.approx(sps.trim_mean(values, 0.25))
+    assert float(zero["iqm_ci_low"]) >= min(values) and float(zero["iqm_ci_high"]) <= max(values)
+    single = bandit["epsilon_greedy algo.epsilon=0.1"]
+    assert (single["n"], single["std"], single["iqm_ci_low"]) == ("1", "", "")
+    failed = bandit["epsilon_greedy algo.epsilon=1.5"]
+    assert (failed["n"], failed["failed"]) == ("0", "1")
+    fid = next(r for r in rows if r["metric"] == "eval/fid")
+    assert (fid["env"], fid["higher_is_better"], fid["n"]) == ("digits", "False", "1")
+    ppo = next(r for r in rows if r["metric"] == "eval/return" and r["env"] == "CartPole-v1")
+    assert ppo["n"] == "3" and ppo["iqm_ci_low"] != ""
 
-    rows = _csv(out_dir / "summary.csv")
-    assert [r["metric"] for r in rows] == [HEADLINE] * 3
-    by_group = {r["group"]: r for r in rows}
-    assert set(by_group) == {"algo.epsilon=0", "algo.epsilon=0.1", "algo.epsilon=1.5"}
-    for eps in EPSILONS:
-        values = [r["metrics"][HEADLINE]["last"] for r in jobs[eps]]
-        mean, std, half = _expected(values)
-        row = by_group[f"algo.epsilon={eps}"]
-        assert float(row["mean"]) == pytest.approx(mean, rel=1e-12)
-        assert float(row["std"]) == pytest.approx(std, rel=1e-9)
-        assert float(row["ci95_low"]) == pytest.approx(mean - half, rel=1e-9)
-        assert float(row["ci95_high"]) == pytest.approx(mean + half, rel=1e-9)
-        assert (row["seeds"], row["failed"], row["running"]) == ("3", "0", "0")
-    failed = by_group["algo.epsilon=1.5"]
-    assert (failed["mean"], failed["seeds"], failed["failed"]) == ("", "0", "3")
-
-    # The better mean first (average reward: higher wins), the failed group last.
-    means = {eps: statistics.fmean(r["metrics"][HEADLINE]["last"] for r in jobs[eps])
-             for eps in EPSILONS}
-    winner = max(means, key=means.get)
-    assert [r["group"] for r in rows] == [f"algo.epsilon={winner}",
-                                          f"algo.epsilon={min(means, key=means.get)}",
-                                          "algo.epsilon=1.5"]
-    assert [r["rank"] for r in rows] == ["1", "2", "3"]
-    assert f"best: algo.epsilon={winner}" in printed
-
-    md = (out_dir / "summary.md").read_text()
-    table = [ln for ln in md.splitlines() if ln.startswith("|")]
-    assert len(table) == 2 + 3 and all(ln.count("|") == 8 for ln in table)
-    assert table[2].split("|")[1].strip() == f"algo.epsilon={winner}"
-    assert f"best: algo.epsilon={winner}" in md and "## Failed runs" in md
-    assert "must be in [0, 1]" in md
-    assert not (sweep / "summary.csv").exists()  # --out was honoured
-
-    png = out_dir / "curves_bandit_average_reward.png"
-    assert png.read_bytes()[:8] == PNG_MAGIC
-    from matplotlib.image import imread
-
-    assert imread(png).shape[0] > 100
-
-    last = printed.strip().splitlines()[-1]
-    assert last.startswith("9 runs in 3 groups: 6 completed, 3 failed (")
-    assert last.endswith("0 still running")
-    for job in sweep.iterdir():
-        if job.is_dir() and "algo.epsilon=1.5" in job.name:
-            assert job.name in last
+    md = (out / "summary.md").read_text()
+    assert "no clear winner" in md or "best:" in md
+    assert "n=1 < 3: no CI" in md and "## Failed and stale runs" in md
+    assert "must be in [0, 1]" in md and "`stale` (stale)" in md
+    embedded = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", md)
+    assert "curves_eval_return.png" in embedded and "final_eval_fid.png" in embedded
+    for name in embedded:
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC
+    assert printed.strip().splitlines()[-1] == (
+        "12 runs in 7 groups: 10 completed, 1 failed (failed), 1 stale, 0 still running")
 
 
-def test_two_metrics_and_tail_mean(sweep, tmp_path, capsys):
-    out_dir = tmp_path / "out"
-    code = main([str(sweep), "--metric", "bandit/optimal_action,bandit/average_reward",
-                 "--metric", "bandit/optimal_action", "--stat", "tail_mean",
-                 "--out", str(out_dir), "--no-plot"])
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert printed.index("## bandit/optimal_action") < printed.index("## bandit/average_reward")
-    rows = _csv(out_dir / "summary.csv")
-    assert len(rows) == 6 and {r["stat"] for r in rows} == {"tail_mean"}
-    jobs = _jobs(sweep)
-    for row in rows:
-        eps = row["group"].split("=")[1]
-        if eps == "1.5":
-            continue
-        values = [r["metrics"][row["metric"]]["tail_mean"] for r in jobs[eps]]
-        assert float(row["mean"]) == pytest.approx(statistics.fmean(values), rel=1e-12)
-        assert row["seeds"] == "3"
-    assert not list(out_dir.glob("*.png"))  # --no-plot
-
-
-def test_unknown_metric_is_one_line_error(sweep, capsys):
-    assert main([str(sweep), "--metric", "charts/nope", "--no-plot"]) == 2
+def test_repeated_metric_adds_sections(mixed, tmp_path, capsys):
+    assert main([str(mixed), "--metric", "bandit/optimal_action", "--metric",
+                 "bandit/average_reward,losses/value", "--stat", "tail_mean", "--out",
+                 str(tmp_path), "--no-plot"]) == 0
+    md = (tmp_path / "summary.md").read_text()
+    heads = [ln for ln in md.splitlines() if ln.startswith("## ") and "(" in ln]
+    assert [h.split()[1] for h in heads] == ["bandit/optimal_action", "bandit/average_reward",
+                                            "losses/value"]
+    assert "lower is better" in heads[2] and not list(tmp_path.glob("*.png"))
+    assert main([str(mixed), "--metric", "charts/nope", "--no-plot"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "charts/nope" in err[0] and HEADLINE in err[0]
+    assert len(err) == 1 and "charts/nope" in err[0]
 
 
-def test_sweep_in_progress(sweep, tmp_path, capsys):
-    """A running job, one with only .hydra/ and one that failed before .hydra/ existed."""
-    live = tmp_path / "live"
-    shutil.copytree(sweep, live)
-    jobs = sorted((p for p in live.iterdir() if p.is_dir()), key=lambda p: int(p.name[0]))
-    running = read_results(jobs[0])
-    running.update(status="running", **identity())  # this live process runs it
-    (jobs[0] / "results.json").write_text(json.dumps(running))
-    (jobs[1] / "results.json").unlink()  # started: Hydra wrote .hydra/, train() nothing yet
-    for f in jobs[1].glob("events.out.tfevents.*"):
-        f.unlink()
-    shutil.rmtree(jobs[8] / ".hydra")  # a failed job with results.json only
-    assert main([str(live)]) == 0
-    printed = capsys.readouterr().out
-    rows = {r["group"]: r for r in _csv(live / "summary.csv")}
-    assert sum(int(r["running"]) for r in rows.values()) == 2
-    assert sum(int(r["seeds"]) for r in rows.values()) == 4
-    assert sum(int(r["failed"]) for r in rows.values()) == 3
-    assert rows["algo=epsilon_greedy env=bandit_testbed"]["failed"] == "1"
-    assert rows["algo.epsilon=1.5"]["failed"] == "2"
-    last = printed.strip().splitlines()[-1]
-    # The job without .hydra/ cannot be told apart from other configs: its own group.
-    assert last.startswith("9 runs in 4 groups: 4 completed, 3 failed (")
-    assert last.endswith("), 2 still running") and jobs[8].name in last
-    assert (live / "curves_bandit_average_reward.png").read_bytes()[:8] == PNG_MAGIC
+def test_sql_over_runs_and_scalars(mixed, capsys):
+    status = _sql(mixed, "SELECT status, count(*) AS n FROM runs GROUP BY status ORDER BY 1",
+                  capsys)
+    assert status == [{"status": "completed", "n": 10}, {"status": "failed", "n": 1},
+                      {"status": "stale", "n": 1}]
+    eps = _sql(mixed, 'SELECT DISTINCT "algo.epsilon" AS e FROM runs WHERE algo = '
+                      "'epsilon_greedy' ORDER BY e", capsys)
+    assert [r["e"] for r in eps] == [0.0, 0.1, 1.5]  # a number column: 0 and 0.0 are one
+    # every logged point is in `scalars`: counts agree with results.json's
+    mismatch = _sql(mixed, "SELECT m.run_dir, m.tag FROM metrics m LEFT JOIN (SELECT run_dir, "
+                           "tag, count(*) AS c FROM scalars GROUP BY ALL) s USING (run_dir, tag)"
+                           " WHERE s.c IS DISTINCT FROM m.count", capsys)
+    assert mismatch == []
+    for fmt, check in (("csv", lambda t: t.splitlines()[0] == "algo,n"),
+                       ("md", lambda t: t.splitlines()[1].startswith("|--")),
+                       ("table", lambda t: t.strip().endswith("(5 rows)"))):
+        assert main([str(mixed), "--sql", "SELECT algo, count(*) AS n FROM runs WHERE "
+                     "status = 'completed' GROUP BY algo", "--format", fmt]) == 0
+        assert check(capsys.readouterr().out), fmt
+    assert main([str(mixed), "--sql", "SELECT nope FROM runs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rlrun-report: error: --sql:")
 
 
-def test_directory_of_single_runs(tmp_path, small, capsys):
-    outputs = tmp_path / "outputs"
-    for algo, seed, name in (("ucb", 0, "2026-01-01_00-00-00"),
-                             ("ucb", 1, "2026-01-01_00-00-01"),
-                             ("epsilon_greedy", 0, "2026-01-01_00-00-02")):
-        run_train(outputs / algo / "bandit_testbed", [f"algo={algo}", f"seed={seed}", *small],
-                  name=name)
-    assert main([str(outputs), "--stat", "best"]) == 0
-    printed = capsys.readouterr().out
-    rows = {r["group"]: r for r in _csv(outputs / "summary.csv")}
-    assert set(rows) == {"algo=ucb", "algo=epsilon_greedy"}
-    assert rows["algo=ucb"]["key"] == "algo=ucb env=bandit_testbed"
-    ucb = [read_results(p)["metrics"][HEADLINE]["best"]
-           for p in (outputs / "ucb" / "bandit_testbed").iterdir()]
-    assert float(rows["algo=ucb"]["mean"]) == pytest.approx(statistics.fmean(ucb))
-    assert float(rows["algo=ucb"]["std"]) == pytest.approx(statistics.stdev(ucb))
-    single = rows["algo=epsilon_greedy"]
-    assert (single["seeds"], single["std"], single["ci95_low"]) == ("1", "0.0", "")
-    assert printed.strip().splitlines()[-1] == \
-        "3 runs in 2 groups: 3 completed, 0 failed, 0 still running"
-    assert (outputs / "curves_bandit_average_reward.png").is_file()
+def _doc_queries() -> list[str]:
+    text = (REPO / "docs" / "report.md").read_text()
+    return re.findall(r"```sql\n(.*?)```", text, flags=re.S)
 
 
-def test_without_matplotlib_tables_still_written(sweep, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    assert main([str(sweep), "--out", str(tmp_path)]) == 0
-    printed = capsys.readouterr().out
-    assert sum("matplotlib is not installed" in ln for ln in printed.splitlines()) == 1
+def test_the_five_documented_queries(mixed, capsys):
+    queries = _doc_queries()
+    assert len(queries) == 5
+    best, curves, problems, wall, one_key = queries
+    rows = {r["env"]: r for r in _sql(mixed, best, capsys)}
+    assert rows["digits"]["setting"] == "ddpm" and rows["CartPole-v1"]["seeds"] == 3
+    bandit = [read_results(mixed / "bandit" / d)["objective"]
+              for d in ("eps0_s0", "eps0_s1", "eps0.0_s2")]
+    single = read_results(mixed / "bandit" / "eps0.1_s0")["objective"]
+    assert rows["bandit_testbed"]["setting"] == (
+        "epsilon_greedy algo.epsilon=0" if sum(bandit) / 3 > single
+        else "epsilon_greedy algo.epsilon=0.1")
+
+    pts = _sql(mixed, curves, capsys)
+    assert pts and {(r["env"], r["setting"]) for r in pts} == {("CartPole-v1", "ppo")}
+    assert [r["step"] for r in pts] == sorted(r["step"] for r in pts)
+    assert max(r["seeds"] for r in pts) == 3
+
+    assert [(r["rel"], r["status"]) for r in _sql(mixed, problems, capsys)] == [
+        ("failed", "failed"), ("stale", "stale")]
+    assert "must be in [0, 1]" in _sql(mixed, problems, capsys)[0]["error"]
+
+    algos = {r["algo"]: r for r in _sql(mixed, wall, capsys)}
+    assert set(algos) == {"epsilon_greedy", "q_learning", "ppo", "lm", "ddpm"}
+    assert algos["ppo"]["runs"] == 3
+
+    diff = _sql(mixed, one_key.replace("PATH/TO/RUN", "bandit/eps0_s0"), capsys)
+    assert [(r["rel"], r["differs_in"]) for r in diff] == [("bandit/eps0.1_s0", "algo.epsilon"),
+                                                           ("failed", "algo.epsilon")]
+
+
+def test_index_is_cached_and_incremental(mixed, tmp_path):
+    import duckdb
+
+    root = tmp_path / "root"
+    shutil.copytree(mixed, root, ignore=shutil.ignore_patterns(INDEX_FILE + "*"))
+    con = duckdb.connect(str(root / INDEX_FILE))
+    assert sync(con, root) == {"runs": 12, "read": 12, "dropped": 0}
+    assert sync(con, root) == {"runs": 12, "read": 0, "dropped": 0}
+    res = root / "ppo" / "s1" / "results.json"
+    st = res.stat()
+    os.utime(res, (st.st_atime, st.st_mtime + 5))
+    shutil.rmtree(root / "td")
+    assert sync(con, root) == {"runs": 11, "read": 1, "dropped": 1}
+    n = con.execute("SELECT count(DISTINCT run_dir) FROM scalars").fetchall()[0][0]
+    assert n == 10  # the failed job logged nothing; the rest kept their points, once
+    con.close()
+    (root / "lm" / "a" / "results.json").unlink()  # a job Hydra has made, not yet started
+    c = connect(root)
+    assert c.sql("SELECT count(*) FROM runs").fetchall()[0][0] == 11
+    assert c.sql("SELECT status FROM runs WHERE rel = 'lm/a'").fetchall() == [("pending",)]
+
+
+def test_event_files_are_the_fallback_for_older_runs(mixed, tmp_path):
+    import duckdb
+
+    run = tmp_path / "old"
+    shutil.copytree(mixed / "ppo" / "s0", run)
+    (run / "scalars.parquet").unlink()
+    parquet = sorted(duckdb.sql(f"SELECT tag, step, value FROM "
+                                f"'{mixed / 'ppo' / 's0' / 'scalars.parquet'}'").fetchall())
+    events = sorted((t, s, v) for t, s, v, _ in event_scalars(run))
+    assert [(t, s) for t, s, _ in events] == [(t, s) for t, s, _ in parquet]
+    for (_, _, a), (_, _, b) in zip(events, parquet, strict=True):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-6)  # event files hold float32
+    con = connect(tmp_path, cache=False)
+    assert con.sql("SELECT count(*) FROM scalars").fetchall()[0][0] == len(parquet)
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_report",
+                                                  REPO / "scripts" / "bench_report.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_cross_task_statistics_on_a_synthetic_sweep(tmp_path, capsys):
+    import numpy as np
+
+    from rlrun.report.cli import load_scores
+    from rlrun.report.stats import iqm
+
+    root = tmp_path / "runs"
+    _bench().make_runs(root, 16, points=20, envs=("Pendulum-v1", "CartPole-v1"),
+                       algos=("ppo", "sac"), lrs=(1e-3,), seeds=4, shift={"sac": 0.3})
+    assert main([str(root), "--x", "wall", "--mean"]) == 0
+    md = (root / "summary.md").read_text()
+    assert "### Across tasks: normalised eval/return" in md
+    scores = load_scores(None)
+    per = {}
+    for res in map(json.loads, (p.read_text() for p in root.glob("*/*/results.json"))):
+        s = scores[res["env"]]
+        per.setdefault(res["algo"], []).append(
+            (res["objective"] - s["random"]) / (s["reference"] - s["random"]))
+    table = [ln for ln in md.splitlines() if ln.startswith("| sac ") or ln.startswith("| ppo ")]
+    agg = {ln.split("|")[1].strip(): float(ln.split("|")[2]) for ln in table
+           if re.match(r"\| (sac|ppo) +\| +[-\d.]+ +\| \[", ln)}
+    for algo, vals in per.items():
+        assert agg[algo] == pytest.approx(float(iqm(np.array(vals))), rel=1e-3)
+    assert re.search(r"\| sac +\| ppo +\| +[\d.]+ +\| \[", md)  # P(sac > ppo), with a CI
+    for kind in ("curves", "final", "aggregate", "profile", "improvement"):
+        assert (root / f"{kind}_eval_return.png").read_bytes()[:8] == PNG_MAGIC
+        assert f"]({kind}_eval_return.png)" in md
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for args in ([str(tmp_path / "nowhere")], [str(tmp_path / "empty")],
+                 [str(tmp_path / "empty"), "--format", "csv"],
+                 [str(tmp_path), str(tmp_path / "empty")]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("rlrun-report: error: "), args
+
+
+def test_no_heavy_imports_at_start():
+    code = ("import sys, rlrun.report, rlrun.report.cli, rlrun.train; "
+            "print(sorted(m for m in ('duckdb', 'matplotlib', 'tensorboard') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_without_matplotlib_tables_still_written(mixed, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main([str(mixed), "--out", str(tmp_path)]) == 0
+    assert "matplotlib is not installed" in capsys.readouterr().out
     assert (tmp_path / "summary.csv").is_file() and not list(tmp_path.glob("*.png"))
 
 
-def test_missing_or_empty_dir_exit_2(tmp_path):
-    (tmp_path / "empty" / "sub").mkdir(parents=True)
-    for target in (tmp_path / "empty", tmp_path / "nowhere"):
-        out = subprocess.run([sys.executable, "-m", "rlrun.report", str(target)],
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode == 2 and out.stdout == ""
-        lines = out.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("rlrun-report: error: ")
-        assert str(target) in lines[0]
+def test_nan_stays_nan_and_nothing_to_write_writes_nothing(tmp_path):
+    """A diverged seed's NaN must show as NaN, not vanish as a missing value."""
+    import math
 
+    import duckdb
 
-# ---- the pieces, on synthetic inputs ---------------------------------------------------------
-def _run(key: tuple[str, ...], value: float | None, status: str = "completed",
-         tag: str = "losses/td") -> Run:
-    metrics = {} if value is None else {tag: {"last": value, "tail_mean": value, "best": value}}
-    return Run(path=Path("."), rel=".", status=status, results={"metrics": metrics}, key=key)
+    from rlrun.core.scalars import write_scalars
 
-
-def test_lower_is_better_metric_puts_smallest_mean_first():
-    groups = [Group(("a=1",), [_run(("a=1",), 3.0), _run(("a=1",), 5.0)], name="a=1"),
-              Group(("a=2",), [_run(("a=2",), 1.0), _run(("a=2",), None, "failed")],
-                    name="a=2"),
-              Group(("a=3",), [_run(("a=3",), None, "pending")], name="a=3")]
-    rows = make_rows(groups, "losses/td", "last")
-    assert [r.group.name for r in rows] == ["a=2", "a=1", "a=3"]
-    assert [r.n for r in rows] == [1, 2, 0]
-    assert rows[1].mean == 4.0 and rows[1].std == pytest.approx(math.sqrt(2))
-    assert (len(rows[0].group.failed), len(rows[2].group.running)) == (1, 1)
-
-
-def test_group_key_drops_seed_hydra_logger_resume():
-    key = report.group_key(["algo.epsilon=0.1", "seed=3", "hydra.verbose=true",
-                            "logger.progress=none", "resume=/x", "+label=a"], "ucb", "bt")
-    assert key == ("algo.epsilon=0.1", "algo=ucb", "env=bt", "label=a")
-    assert report.group_key(["algo=sarsa"], "sarsa", "x") == ("algo=sarsa", "env=x")
-
-
-def test_t_table_matches_scipy(monkeypatch):
-    from scipy.stats import t
-
-    for df in range(1, 31):
-        assert report._T975[df - 1] == pytest.approx(t.ppf(0.975, df), abs=6e-4)
-    monkeypatch.setitem(sys.modules, "scipy.stats", None)  # the fallback without scipy
-    assert t_critical(4) == 2.776 and t_critical(200) == 1.96
-
-
-def test_mean_curve_interpolates_onto_first_runs_steps():
-    x, mean, low, high = mean_curve([([0, 2, 4], [0.0, 2.0, 4.0]),
-                                     ([0, 1, 2, 3], [1.0, 2.0, 3.0, 4.0])])
-    assert list(x) == [0, 2, 4]
-    assert list(mean[:2]) == [0.5, 2.5] and mean[2] == 4.0  # step 4: only the first run
-    assert low[0] < 0.5 < high[0] and math.isnan(low[2])
+    assert write_scalars(tmp_path, {"a": ([], [], None)}) is None
+    assert not (tmp_path / "scalars.parquet").exists()
+    (run,) = _bench().make_runs(tmp_path / "r", 1, points=5)
+    write_scalars(run, {"eval/return": ([1, 2], [1.0, float("nan")], None)})
+    res = read_results(run)
+    res["metrics"]["eval/return"]["last"] = float("nan")
+    (run / "results.json").write_text(json.dumps(res))
+    values = duckdb.sql(f"SELECT value, wall_time FROM '{run / 'scalars.parquet'}' "
+                        "ORDER BY step").fetchall()
+    assert values[0] == (1.0, None) and math.isnan(values[1][0])
+    con = connect(tmp_path / "r", cache=False)
+    (last,), = con.sql("SELECT last FROM metrics WHERE tag = 'eval/return'").fetchall()
+    assert math.isnan(last)

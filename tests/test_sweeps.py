@@ -4,6 +4,7 @@ storage, failed jobs isolated and counted."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -74,3 +75,49 @@ def test_optuna_study_runs_and_resumes_from_storage(tmp_path):
                         for r in runs)
     assert sorted(t.value for t in study.trials) == pytest.approx(objectives)
     assert all(math.isfinite(v) for v in objectives)
+
+
+def _hparam_names(run: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    exp = plugin_data_pb2.HParamsPluginData.FromString(
+        acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
+    return {h.name for h in exp.hparam_infos}
+
+
+def test_sweep_job_names_and_hparams_show_what_varies(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = rlrun_cli(["-m", "algo.epsilon=0,0.1", "seed=0,1", "algo.initial_value=0", *SMALL,
+                     f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    # swept keys only (initial_value and env.* are the same in every job), seed included
+    assert jobs == ["0_epsilon=0,seed=0", "1_epsilon=0,seed=1", "2_epsilon=0.1,seed=0",
+                    "3_epsilon=0.1,seed=1"]
+    overrides = (sweep / jobs[0] / ".hydra" / "overrides.yaml").read_text()
+    assert "algo.initial_value=0" in overrides and "env.num_runs=20" in overrides
+    assert _hparam_names(sweep / jobs[0]) == {"algo.name", "env.name", "algo.epsilon", "seed"}
+
+
+def test_job_name_abbreviates_drops_and_hashes(monkeypatch):
+    from rlrun.core.sweep import ENV_VAR, job_name
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    task = ["algo=ppo", "algo.learning_rate=0.001", "network.hidden=[64,64]", "seed=2",
+            "threads=1"]
+    # not in a sweep: every override but the excluded ones, keys shortened
+    assert job_name(None, task, ["threads"]) == \
+        "algo=ppo,learning_rate=0.001,hidden=_64,64_,seed=2"
+    monkeypatch.setenv(ENV_VAR, '["algo.learning_rate", "seed", "env.gamma"]')
+    assert job_name(None, [*task, "env.gamma=0.9"]) == "learning_rate=0.001,seed=2,gamma=0.9"
+    assert job_name("mine", task) == "mine,learning_rate=0.001,seed=2"
+    # two swept keys with one last name keep enough of their path to tell them apart
+    monkeypatch.setenv(ENV_VAR, '["algo.gamma", "env.gamma"]')
+    assert job_name(None, ["algo.gamma=0.9", "env.gamma=0.5"]) == "algo.gamma=0.9,env.gamma=0.5"
+    long = [f"k{i}=" + "v" * 20 for i in range(6)]
+    monkeypatch.setenv(ENV_VAR, '["k0", "k1", "k2", "k3", "k4", "k5"]')
+    a, b = job_name(None, long), job_name(None, [*long[:5], "k5=" + "w" * 20])
+    assert len(a) <= 80 and len(b) <= 80 and a != b and a[:40] == b[:40]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from rlrun.core.status import effective_status
+from rlrun.core.sweep import ENV_VAR
 
 
 def sweep_status(sweep_dir: Path) -> dict[str, list[Path]]:
@@ -26,10 +28,18 @@ def sweep_status(sweep_dir: Path) -> dict[str, list[Path]]:
 
 
 class SweepSummary(Callback):
-    """At the end of a multirun: one line with the number of jobs and of failed jobs (and
-    where they are), so a failed job among many does not go unnoticed."""
+    """At the start of a multirun, which keys it sweeps (job dir names and HParams show
+    those, rlrun.core.sweep); at the end, one line with the number of jobs and of failed
+    jobs (and where they are), so a failed job among many does not go unnoticed."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from rlrun.core.sweep import announce, swept_keys
+
+        params = config.hydra.sweeper.get("params") or {}
+        announce(swept_keys(config.hydra.overrides.task, list(params)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ.pop(ENV_VAR, None)  # this process's later runs are not in the sweep
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return

@@ -31,6 +31,7 @@ from rlrun.core.errors import (
 from rlrun.core.logger import LoggerConfig
 from rlrun.core.run import RunContext, StopOnSignal, StopRequested
 from rlrun.core.seeding import seed_everything
+from rlrun.core.sweep import sweep_hparams
 from rlrun.core.trust import check_references
 
 log = logging.getLogger("rlrun")
@@ -124,7 +125,8 @@ def _train(cfg: DictConfig, run_dir: Path, resuming: bool,
     )
     if not resuming:
         ctx.logger.text("config", _yaml_block(cfg))
-        ctx.logger.hparams(_flat_hparams(cfg), list(dict.fromkeys([headline, objective])))
+        ctx.logger.hparams(sweep_hparams(_flat_hparams(cfg)),  # only what the sweep varies
+                           list(dict.fromkeys([headline, objective])))
     log.info("%s %s on %s: %s", "resuming" if resuming else "run", ctx.algo_name,
              ctx.env_name, run_dir)
     before = results_file.read(run_dir) if resuming else None

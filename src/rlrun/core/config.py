@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,14 @@ def config_dir() -> Path:
     raise FileNotFoundError("rlrun configs not found: reinstall rlrun (pip install .)")
 
 
-def _slug(label: Any, overrides: str, max_len: int = 80) -> str:
-    """A file-system friendly job name: the run's `label`, else Hydra's override_dirname."""
-    text = overrides if label in (None, "", "None", "null") else label
-    s = re.sub(r"[^A-Za-z0-9_.=,+-]+", "_", str(text)).strip("_")
-    return s[:max_len] or "job"
+def _slug(label: Any, overrides: Any, exclude: Any = (), max_len: int = 80) -> str:
+    """A sweep job's dir name: its label and the values of the keys the sweep varies
+    (rlrun.core.sweep.job_name); `overrides` is the job's `hydra.overrides.task`."""
+    from rlrun.core.sweep import job_name
+
+    if isinstance(overrides, str):  # an override_dirname string, as older configs passed
+        overrides = [o for o in overrides.split(",") if o]
+    return job_name(label, list(overrides or ()), list(exclude or ()), max_len)
 
 
 def _run_dir(resume: Any, fresh: str) -> str:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rlrun.core.errors import ConfigError, NonFiniteError
 
-# Scalars for which lower is better; everything else is "higher is better".
-_LOWER_IS_BETTER = re.compile(r"(^losses/|loss|ppl|perplexity|fid|error|regret|mse|kl$)")
+# Scalars for which lower is better; everything else is "higher is better". `dropped`: the
+# MoE's share of tokens over capacity (moe/dropped_fraction), a cost like a loss.
+_LOWER_IS_BETTER = re.compile(
+    r"(^losses/|loss|ppl|perplexity|fid|error|regret|mse|kl$|dropped)")
 
 
 def higher_is_better(tag: str) -> bool:
@@ -55,6 +58,9 @@ class Logger:
         self.run_dir = Path(run_dir)
         self.cfg = cfg
         self.series: dict[str, list[float]] = {}
+        # step and wall-clock time of every point, for scalars.parquet (rlrun.core.scalars)
+        self.steps: dict[str, list[int]] = {}
+        self.times: dict[str, list[float]] = {}
         self.last_step: dict[str, int] = {}
         self.writer = None
         if cfg.tensorboard:
@@ -73,6 +79,8 @@ class Logger:
                 " Lower the learning rate or check the inputs"
             )
         self.series.setdefault(tag, []).append(value)
+        self.steps.setdefault(tag, []).append(int(step))
+        self.times.setdefault(tag, []).append(time.time())
         self.last_step[tag] = step
         if self.writer is not None:
             self.writer.add_scalar(tag, value, step)
@@ -151,12 +159,29 @@ class Logger:
             }
         return out
 
+    def history(self) -> dict[str, tuple[list[int], list[float], list[float] | None]]:
+        """`{tag: (steps, values, wall_times)}` of every point logged, for scalars.parquet.
+
+        A run resumed from a checkpoint of an older rlrun (no steps saved) has steps only for
+        the points logged since; its earlier points are left out rather than given made-up
+        steps (the event files still hold them)."""
+        out = {}
+        for tag, values in self.series.items():
+            steps, times = self.steps.get(tag, []), self.times.get(tag)
+            k = len(steps)
+            out[tag] = (steps, values[len(values) - k:],
+                        times if times is not None and len(times) == k else None)
+        return out
+
     def state_dict(self) -> dict[str, Any]:
-        return {"series": self.series, "last_step": self.last_step}
+        return {"series": self.series, "last_step": self.last_step, "steps": self.steps,
+                "times": self.times}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.series = {k: list(v) for k, v in state["series"].items()}
         self.last_step = dict(state["last_step"])
+        self.steps = {k: list(v) for k, v in (state.get("steps") or {}).items()}
+        self.times = {k: list(v) for k, v in (state.get("times") or {}).items()}
 
     def flush(self) -> None:
         if self.writer is not None:

@@ -37,6 +37,7 @@ from rlrun.core import state as tracked_state
 from rlrun.core.checkpoint import load_checkpoint, remove_stray_temp_files, save_checkpoint
 from rlrun.core.logger import Logger, LoggerConfig
 from rlrun.core.progress import Progress
+from rlrun.core.scalars import write_scalars
 from rlrun.core.seeding import rng_state, set_rng_state
 from rlrun.core.status import HEARTBEAT_S
 
@@ -168,6 +169,7 @@ class RunContext:
         self._saved_step = step
         self._last_ckpt = time.monotonic()
         self.write_results("running")  # the heartbeat, and how far the run got
+        write_scalars(self.run_dir, self.logger.history())  # scalars.parquet, for reports
 
     @property
     def has_checkpoint(self) -> bool:
@@ -195,6 +197,8 @@ class RunContext:
                                  metrics=metrics, **extra)
         results_file.write(self.run_dir, rec)
         self._last_beat = time.monotonic()
+        if status != "running":
+            write_scalars(self.run_dir, self.logger.history())
         return rec
 
     @property
