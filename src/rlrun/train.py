@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rlrun.core.checkpoint import atomic_write_json
-from rlrun.core.config import config_dir, import_object, register_resolvers, validate
+from rlrun.core.config import check_finite, config_dir, import_object, register_resolvers, validate
 from rlrun.core.device import resolve_device
 from rlrun.core.errors import CheckpointError, ConfigError, PairingError
 from rlrun.core.logger import LoggerConfig
@@ -115,6 +115,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
             results = _write_results(ctx, status, objective, objective_stat)
     if status == "interrupted":
         raise Interrupted(run_dir, ctx.step)
+    if obj_cfg.get("metric") and results.get("objective") is None:
+        raise _objective_missing(str(objective), results["metrics"], ctx.algo_name)
     log.info("done: %s = %.4g (results in %s)", headline,
              results["metrics"].get(headline, {}).get("last", float("nan")), run_dir)
     return results
@@ -122,7 +124,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
 
 def _check_root(cfg: DictConfig) -> None:
     """Top-level keys (no schema of their own): seed, deterministic, checkpoint_every_s."""
-    checks = (("seed", int, lambda v: v >= 0, "a non-negative integer"),
+    _check_root_keys(cfg)
+    checks = (("seed", int, lambda v: 0 <= v < 2**32, "a non-negative integer below 2**32"),
               ("deterministic", bool, lambda v: True, "true or false"),
               ("checkpoint_every_s", (int, float), lambda v: v >= 0, "a number >= 0"),
               ("threads", (int, type(None)), lambda v: v is None or v >= 1,
@@ -137,7 +140,21 @@ def _check_root(cfg: DictConfig) -> None:
         raise ConfigError(f"objective.stat={stat!r} must be last, tail_mean or best")
 
 
+def _check_root_keys(cfg: DictConfig) -> None:
+    """`+sed=1` (Hydra's advice for a typo, followed) would add a key nothing reads."""
+    from rlrun.core.config import did_you_mean
+
+    root = OmegaConf.load(config_dir() / "train.yaml")
+    known = [k for k in root if k not in ("defaults", "hydra")] + [
+        "algo", "env", "network", "device", "logger", "experiment", "hparams_search"]
+    for key in cfg:
+        if key not in known:
+            raise ConfigError(f"{key} is not an rlrun option{did_you_mean(str(key), known)}")
+
+
 def _resolve(cfg: DictConfig):
+    if cfg.env.get("id", "") is None:  # env=gym names its run after env.id
+        raise ConfigError("env.id=null: name a Gymnasium task, e.g. env.id=CartPole-v1")
     for group in ("algo", "env"):
         for key in ("name", "loop" if group == "algo" else "kind", "schema"):
             if key not in cfg[group] or cfg[group][key] is None:
@@ -156,6 +173,10 @@ def _check_pairing(cfg: DictConfig, schema: type, env: Any = None) -> None:
         raise PairingError(
             f"algo={cfg.algo.name} is tabular and uses no network: drop the network= override"
         )
+    if cfg.get("network") is not None:
+        check_finite(OmegaConf.to_container(cfg.network, resolve=True), "network")
+        _check_network_fits(cfg, schema)
+    _check_objective_metric(cfg, schema)
     kinds = getattr(schema, "task_kinds", None)
     kind = str(cfg.env.kind)
     if kinds is None or kind in kinds:
@@ -174,6 +195,61 @@ def _check_pairing(cfg: DictConfig, schema: type, env: Any = None) -> None:
     is_a = TASK_KINDS.get(kind, (f"a {kind} task",))[0]
     raise PairingError(f"algo={cfg.algo.name} needs {needs}, but env={cfg.env.name} is {is_a}:"
                        f" {hint}")
+
+
+def _network_takes(target: str, inputs: tuple[str, ...]) -> bool:
+    """Whether the network class at `target` accepts the shape arguments `inputs`."""
+    import inspect
+
+    params = inspect.signature(import_object(target, "network._target_")).parameters
+    return (any(p.kind is p.VAR_KEYWORD for p in params.values())
+            or all(name in params for name in inputs))
+
+
+def _check_network_fits(cfg: DictConfig, schema: type) -> None:
+    """`algo=sac network=unet`: say which networks fit, before the loop tries to build one."""
+    inputs = getattr(schema, "network_inputs", None)
+    target = cfg.network.get("_target_")
+    if not inputs or not target or _network_takes(str(target), inputs):
+        return
+    names, fits = {}, []
+    for path in sorted((config_dir() / "network").glob("*.yaml")):
+        node_target = str(OmegaConf.load(path).get("_target_"))
+        names.setdefault(node_target, path.stem)
+        try:
+            if _network_takes(node_target, inputs):
+                fits.append(path.stem)
+        except ConfigError:
+            continue
+    name = names.get(str(target), str(target))
+    hint = f"use network={' or network='.join(fits)}" if fits else "no packaged network fits"
+    raise PairingError(f"network={name} does not fit algo={cfg.algo.name}, which builds its"
+                       f" networks from {', '.join(inputs)}: {hint}")
+
+
+def _check_objective_metric(cfg: DictConfig, schema: type) -> None:
+    """objective.metric must be a tag this algorithm can log (its group, up front; the exact
+    tag is checked when the run ends, see `_objective_missing`)."""
+    metric = (cfg.get("objective") or {}).get("metric")
+    families = getattr(schema, "tag_families", None)
+    if metric is None or families is None:
+        return
+    family, slash, rest = str(metric).partition("/")
+    if not slash or not rest or family not in families:
+        default = getattr(schema, "objective", None)
+        raise ConfigError(f"objective.metric={metric!r}: algo={cfg.algo.name} logs no such tag;"
+                          f" its tags are {'/*, '.join(families)}/* (e.g. {default}),"
+                          " or objective.metric=null for its own")
+
+
+def _objective_missing(metric: str, metrics: dict[str, Any], algo: str) -> ConfigError:
+    from rlrun.core.config import did_you_mean
+
+    close = did_you_mean(metric, sorted(metrics)) if metrics else ""
+    if not close.startswith(";"):
+        close = " (results.json lists what it logged)"
+    return ConfigError(f"objective.metric={metric!r} was never logged by algo={algo}, so the"
+                       f" run has no objective{close}")
 
 
 def _algorithms_by_kind() -> dict[str, tuple[str, ...]]:

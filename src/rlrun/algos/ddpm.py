@@ -38,6 +38,10 @@ class DDPMConfig:
     uses_network: ClassVar[bool] = True
     headline: ClassVar[str] = "losses/noise_mse"
     objective: ClassVar[str] = "eval/fid"
+    # the tag groups it logs (objective.metric is checked against them up front)
+    tag_families: ClassVar[tuple[str, ...]] = ("charts", "losses", "eval")
+    # what build_network passes: a network= that takes other shapes cannot fit
+    network_inputs: ClassVar[tuple[str, ...]] = ("in_channels", "image_size")
 
     total_steps: int = 20_000  # optimizer steps
     batch_size: int = 128

@@ -44,6 +44,10 @@ class LMConfig:
     uses_network: ClassVar[bool] = True
     headline: ClassVar[str] = "eval/val_ppl"
     objective: ClassVar[str] = "eval/val_loss"
+    # the tag groups it logs (objective.metric is checked against them up front)
+    tag_families: ClassVar[tuple[str, ...]] = ("charts", "losses", "eval", "data", "model", "moe")
+    # what build_network passes: a network= that takes other shapes cannot fit
+    network_inputs: ClassVar[tuple[str, ...]] = ("vocab_size",)
 
     total_steps: int = 600  # optimizer steps
     flop_budget: float | None = None  # training FLOPs; the run stops at whichever comes first

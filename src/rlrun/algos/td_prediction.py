@@ -28,6 +28,8 @@ class TDPredictionConfig:
     uses_network: ClassVar[bool] = False
     headline: ClassVar[str] = "td/rms_error"
     objective: ClassVar[str] = "td/rms_error"
+    # the tag groups it logs (objective.metric is checked against them up front)
+    tag_families: ClassVar[tuple[str, ...]] = ("td",)
 
     method: str = "td0"  # td0 | mc (every-visit, constant step size)
     episodes: int = 100

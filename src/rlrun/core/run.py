@@ -53,7 +53,8 @@ class RunContext:
         if self.resuming:
             self._resume_state = load_checkpoint(self.checkpoint_path)
             purge = int(self._resume_state["step"]) + 1
-        self.logger = Logger(self.run_dir, self.logger_cfg, purge_step=purge)
+        self.logger = Logger(self.run_dir, self.logger_cfg, purge_step=purge,
+                             checkpoint=self.checkpoint_path)
         self._last_ckpt = time.monotonic()
 
     @property
