@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(cause, RlrunError):
             _fail(str(cause))
         text = str(e)
+        override = getattr(e, "override", None)  # an OverrideParseException
+        if override and override not in text:
+            text = f"cannot parse the override '{override}': {text}"
         if isinstance(cause, OmegaConfBaseException) and str(cause) not in text:
             text = f"{text}\n{cause}"
         _fail(_one_line(text))

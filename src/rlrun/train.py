@@ -228,18 +228,20 @@ def _check_network_fits(cfg: DictConfig, schema: type) -> None:
 
 
 def _check_objective_metric(cfg: DictConfig, schema: type) -> None:
-    """objective.metric must be a tag this algorithm can log (its group, up front; the exact
-    tag is checked when the run ends, see `_objective_missing`)."""
+    """objective.metric must be a tag this algorithm can log: checked up front against the
+    patterns its schema declares; the exact tag (e.g. one loss of several) when the run ends,
+    see `_objective_missing`."""
+    import fnmatch
+
     metric = (cfg.get("objective") or {}).get("metric")
-    families = getattr(schema, "tag_families", None)
-    if metric is None or families is None:
+    patterns = getattr(schema, "logged_tags", None)
+    if metric is None or patterns is None:
         return
-    family, slash, rest = str(metric).partition("/")
-    if not slash or not rest or family not in families:
+    if not any(fnmatch.fnmatchcase(str(metric), p) for p in patterns):
         default = getattr(schema, "objective", None)
         raise ConfigError(f"objective.metric={metric!r}: algo={cfg.algo.name} logs no such tag;"
-                          f" its tags are {'/*, '.join(families)}/* (e.g. {default}),"
-                          " or objective.metric=null for its own")
+                          f" it logs {', '.join(patterns)} (its own objective: {default});"
+                          " or set objective.metric=null")
 
 
 def _objective_missing(metric: str, metrics: dict[str, Any], algo: str) -> ConfigError:

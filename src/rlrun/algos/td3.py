@@ -40,8 +40,8 @@ class TD3Config:
     uses_network: ClassVar[bool] = True
     headline: ClassVar[str] = "charts/episodic_return"
     objective: ClassVar[str] = "eval/return"
-    # the tag groups it logs (objective.metric is checked against them up front)
-    tag_families: ClassVar[tuple[str, ...]] = ("charts", "losses", "eval")
+    # the scalar tags it logs, as patterns (objective.metric is checked up front)
+    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/return", "eval/length")
     # what build_network passes: a network= that takes other shapes cannot fit
     network_inputs: ClassVar[tuple[str, ...]] = ("in_dim", "out_dim")
 
