@@ -18,6 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from rlrun import cli
 from rlrun.core import logger as logger_mod
+from rlrun.core.errors import NonFiniteError
 from rlrun.core.run import RunContext
 
 from .conftest import rlrun_cli
@@ -49,7 +50,9 @@ CASES: list[tuple[list[str], str]] = [
     (["algo==x"], "'algo==x'"),
     (["algo.epsilon=[1,"], "algo.epsilon=[1,"),
     (["~algo.foo"], "algo.foo"),
-    (["+algo.epsilon=0.2"], "algo.epsilon"),
+    (["+algo.epsilon=0.2"], "algo.epsilon is already an option"),
+    (["++foo=1"], "foo is not an rlrun option"),
+    (["++algo.epsilonn=0.1"], "did you mean algo.epsilon"),
     (["resume=/nonexistent/run"], "resume=/nonexistent/run"),
     (["algo=foo"], "algo/foo"),
     (["env=nope"], "env/nope"),
@@ -347,6 +350,21 @@ def test_video_without_its_extra_fails_before_training(tmp_path, capfd, in_proce
     assert not (run / "checkpoints").exists() and not list(run.glob("events.*"))
 
 
+@pytest.mark.parametrize("saved", [False, True])
+def test_nan_loss_error_says_whether_a_checkpoint_is_kept(tmp_path, saved):
+    ckpt = tmp_path / "checkpoints" / "last.pt"
+    if saved:
+        ckpt.parent.mkdir()
+        ckpt.write_bytes(b"saved before")
+    log = logger_mod.Logger(tmp_path, logger_mod.LoggerConfig(tensorboard=False),
+                            checkpoint=ckpt)
+    log.scalar("losses/policy", 1.0, 1)
+    with pytest.raises(NonFiniteError) as e:
+        log.scalar("losses/policy", float("nan"), 2)
+    kept = "the last good checkpoint is kept" in str(e.value)
+    assert kept == saved and ("no checkpoint was saved" in str(e.value)) != saved
+
+
 def test_objective_metric_never_logged_fails_the_run(tmp_path, capfd, in_process,
                                                     monkeypatch):
     """A tag of a group the algorithm logs, but not one it logged: known only at the end."""
@@ -358,7 +376,9 @@ def test_objective_metric_never_logged_fails_the_run(tmp_path, capfd, in_process
 
 @pytest.mark.parametrize("argv, expected", SUBPROCESS_CASES,
                          ids=[_id(c) for c in SUBPROCESS_CASES])
-def test_console_script_one_line_exit_2(argv, expected, tmp_path):
+def test_console_script_one_line_exit_2(argv, expected, tmp_path, monkeypatch):
+    # this checkout's code, even where another checkout is the installed one
+    monkeypatch.setenv("PYTHONPATH", str(Path(cli.__file__).resolve().parents[1]))
     out = rlrun_cli([*argv, "logger.progress=none", f"hydra.run.dir={tmp_path / 'run'}"],
                     cwd=tmp_path)
     assert out.returncode == 2, out.stderr

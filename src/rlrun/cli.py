@@ -33,6 +33,9 @@ def _one_line(text: str) -> str:
     unknown = _UNKNOWN_KEY.search(text.replace("\n", " "))
     if unknown:
         return _unknown_key(unknown.group(1), unknown.group(2))
+    present = re.search(r"An item is already at '([^']+)'", text)
+    if present:  # `+algo.epsilon=0.2`: the key exists, so no `+` is needed
+        return f"{present.group(1)} is already an option: set it without the +"
     head, _, options = text.partition("Available options in ")
     lines = [ln.strip() for ln in head.splitlines()]
     out = _sentences([ln for ln in lines
