@@ -9,6 +9,7 @@ training starts: one that trains to find its error is a bug.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -348,6 +349,20 @@ def test_video_without_its_extra_fails_before_training(tmp_path, capfd, in_proce
     run = tmp_path / "run"  # refused before the run began: a failed record, nothing else
     assert json.loads((run / "results.json").read_text())["status"] == "failed"
     assert not (run / "checkpoints").exists() and not list(run.glob("events.*"))
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+DOC_EXAMPLES = re.findall(r"^ *\$ rlrun (.+)\n *(rlrun: error: .+)$", DOCS.read_text(), re.M)
+
+
+@pytest.mark.parametrize("command, answer", DOC_EXAMPLES)
+def test_docs_examples_say_what_they_show(command, answer, tmp_path, capfd, in_process):
+    code, err = run_main(command.split(), tmp_path / "run", capfd)
+    assert code == 2 and err.strip() == answer.strip()
+
+
+def test_docs_have_examples():
+    assert len(DOC_EXAMPLES) >= 3
 
 
 @pytest.mark.parametrize("saved", [False, True])
