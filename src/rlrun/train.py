@@ -223,7 +223,7 @@ def _check_network_fits(cfg: DictConfig, schema: type) -> None:
             continue
     name = names.get(str(target), str(target))
     hint = f"use network={' or network='.join(fits)}" if fits else "no packaged network fits"
-    raise PairingError(f"network={name} does not fit algo={cfg.algo.name}, which builds its"
+    raise ConfigError(f"network={name} does not fit algo={cfg.algo.name}, which builds its"
                        f" networks from {', '.join(inputs)}: {hint}")
 
 

@@ -129,7 +129,9 @@ def validate(node: DictConfig, schema: type, prefix: str) -> Any:
         unknown = str(getattr(e, "full_key", None) or "")
         if ("not in struct" in msg or "Key '" in msg and "not" in msg) and "." not in unknown:
             fields = [f.name for f in dataclasses.fields(schema)]
-            msg = f"not an option of {prefix}{did_you_mean(unknown, fields, prefix + '.')}"
+            owner = f"{prefix}={node.name}" if node.get("name") else prefix
+            raise ConfigError(f"{key} is not an option of {owner}"
+                              f"{did_you_mean(unknown, fields, prefix + '.')}") from None
         raise ConfigError(f"{key}: {msg}") from None
     except ConfigError as e:
         text = str(e)
