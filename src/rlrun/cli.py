@@ -23,7 +23,6 @@ def _sentences(lines: list[str]) -> str:
 # Hydra's advice for an unknown key is to add it with `+`: for rlrun that is never the fix
 # (nothing would read the key), so it is cut and the closest existing keys are named instead.
 _APPEND_ADVICE = re.compile(r"\s*To append to your (config|default list) use \+\S*\.?")
-_GROUPS = ("algo", "env", "network", "device", "logger", "experiment", "hparams_search")
 _UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'\..*Key '([^']+)' is not in struct")
 
 
@@ -67,6 +66,7 @@ def _unknown_key(path: str, missing: str) -> str:
     again without the offending override), as a `did you mean`."""
     from omegaconf import DictConfig, OmegaConf
 
+    from rlrun.checks import GROUPS
     from rlrun.core.config import did_you_mean
 
     parts = path.split(".")
@@ -79,7 +79,7 @@ def _unknown_key(path: str, missing: str) -> str:
     keys = [str(k) for k in node if k not in ("name", "kind", "loop", "schema", "_target_")]
     owner = parent or "rlrun"
     if not parent:
-        keys = list(dict.fromkeys([*keys, *_GROUPS]))
+        keys = list(dict.fromkeys([*keys, *GROUPS]))
     elif parent in ("algo", "env") and node.get("name"):
         owner = f"{parent}={node.name}"
     return (f"{full} is not an option of {owner}"

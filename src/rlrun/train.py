@@ -13,6 +13,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from rlrun.checks import (
+    check_network_fits,
+    check_objective_metric,
+    check_root_keys,
+    objective_missing,
+)
 from rlrun.core.checkpoint import atomic_write_json
 from rlrun.core.config import check_finite, config_dir, import_object, register_resolvers, validate
 from rlrun.core.device import resolve_device
@@ -116,7 +122,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     if status == "interrupted":
         raise Interrupted(run_dir, ctx.step)
     if obj_cfg.get("metric") and results.get("objective") is None:
-        raise _objective_missing(str(objective), results["metrics"], ctx.algo_name)
+        raise objective_missing(str(objective), results["metrics"], ctx.algo_name)
     log.info("done: %s = %.4g (results in %s)", headline,
              results["metrics"].get(headline, {}).get("last", float("nan")), run_dir)
     return results
@@ -124,7 +130,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
 
 def _check_root(cfg: DictConfig) -> None:
     """Top-level keys (no schema of their own): seed, deterministic, checkpoint_every_s."""
-    _check_root_keys(cfg)
+    check_root_keys(cfg)
     checks = (("seed", int, lambda v: 0 <= v < 2**32, "a non-negative integer below 2**32"),
               ("deterministic", bool, lambda v: True, "true or false"),
               ("checkpoint_every_s", (int, float), lambda v: v >= 0, "a number >= 0"),
@@ -138,18 +144,6 @@ def _check_root(cfg: DictConfig) -> None:
     stat = cfg.get("objective", {}).get("stat", "last")
     if stat not in ("last", "tail_mean", "best"):
         raise ConfigError(f"objective.stat={stat!r} must be last, tail_mean or best")
-
-
-def _check_root_keys(cfg: DictConfig) -> None:
-    """`+sed=1` (Hydra's advice for a typo, followed) would add a key nothing reads."""
-    from rlrun.core.config import did_you_mean
-
-    root = OmegaConf.load(config_dir() / "train.yaml")
-    known = [k for k in root if k not in ("defaults", "hydra")] + [
-        "algo", "env", "network", "device", "logger", "experiment", "hparams_search"]
-    for key in cfg:
-        if key not in known:
-            raise ConfigError(f"{key} is not an rlrun option{did_you_mean(str(key), known)}")
 
 
 def _resolve(cfg: DictConfig):
@@ -175,8 +169,8 @@ def _check_pairing(cfg: DictConfig, schema: type, env: Any = None) -> None:
         )
     if cfg.get("network") is not None:
         check_finite(OmegaConf.to_container(cfg.network, resolve=True), "network")
-        _check_network_fits(cfg, schema)
-    _check_objective_metric(cfg, schema)
+        check_network_fits(cfg, schema)
+    check_objective_metric(cfg, schema)
     kinds = getattr(schema, "task_kinds", None)
     kind = str(cfg.env.kind)
     if kinds is None or kind in kinds:
@@ -195,63 +189,6 @@ def _check_pairing(cfg: DictConfig, schema: type, env: Any = None) -> None:
     is_a = TASK_KINDS.get(kind, (f"a {kind} task",))[0]
     raise PairingError(f"algo={cfg.algo.name} needs {needs}, but env={cfg.env.name} is {is_a}:"
                        f" {hint}")
-
-
-def _network_takes(target: str, inputs: tuple[str, ...]) -> bool:
-    """Whether the network class at `target` accepts the shape arguments `inputs`."""
-    import inspect
-
-    params = inspect.signature(import_object(target, "network._target_")).parameters
-    return (any(p.kind is p.VAR_KEYWORD for p in params.values())
-            or all(name in params for name in inputs))
-
-
-def _check_network_fits(cfg: DictConfig, schema: type) -> None:
-    """`algo=sac network=unet`: say which networks fit, before the loop tries to build one."""
-    inputs = getattr(schema, "network_inputs", None)
-    target = cfg.network.get("_target_")
-    if not inputs or not target or _network_takes(str(target), inputs):
-        return
-    names, fits = {}, []
-    for path in sorted((config_dir() / "network").glob("*.yaml")):
-        node_target = str(OmegaConf.load(path).get("_target_"))
-        names.setdefault(node_target, path.stem)
-        try:
-            if _network_takes(node_target, inputs):
-                fits.append(path.stem)
-        except ConfigError:
-            continue
-    name = names.get(str(target), str(target))
-    hint = f"use network={' or network='.join(fits)}" if fits else "no packaged network fits"
-    raise ConfigError(f"network={name} does not fit algo={cfg.algo.name}, which builds its"
-                       f" networks from {', '.join(inputs)}: {hint}")
-
-
-def _check_objective_metric(cfg: DictConfig, schema: type) -> None:
-    """objective.metric must be a tag this algorithm can log: checked up front against the
-    patterns its schema declares; the exact tag (e.g. one loss of several) when the run ends,
-    see `_objective_missing`."""
-    import fnmatch
-
-    metric = (cfg.get("objective") or {}).get("metric")
-    patterns = getattr(schema, "logged_tags", None)
-    if metric is None or patterns is None:
-        return
-    if not any(fnmatch.fnmatchcase(str(metric), p) for p in patterns):
-        default = getattr(schema, "objective", None)
-        raise ConfigError(f"objective.metric={metric!r}: algo={cfg.algo.name} logs no such tag;"
-                          f" it logs {', '.join(patterns)} (its own objective: {default});"
-                          " or set objective.metric=null")
-
-
-def _objective_missing(metric: str, metrics: dict[str, Any], algo: str) -> ConfigError:
-    from rlrun.core.config import did_you_mean
-
-    close = did_you_mean(metric, sorted(metrics)) if metrics else ""
-    if not close.startswith(";"):
-        close = " (results.json lists what it logged)"
-    return ConfigError(f"objective.metric={metric!r} was never logged by algo={algo}, so the"
-                       f" run has no objective{close}")
 
 
 def _algorithms_by_kind() -> dict[str, tuple[str, ...]]:

@@ -31,4 +31,4 @@ class DataError(RlrunError):
 
 
 class NonFiniteError(RlrunError):
-    """A loss became NaN or infinite; the run stops (a checkpoint saved before stays)."""
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
