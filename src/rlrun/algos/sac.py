@@ -99,11 +99,11 @@ class SACConfig:
         if self.log_std_min >= self.log_std_max:
             raise ConfigError("log_std_min must be < log_std_max")
         if self.batch_size > self.buffer_size:
-            raise ConfigError(f"batch_size={self.batch_size} is larger than buffer_size="
+            raise ConfigError(f"batch_size={self.batch_size} is larger than algo.buffer_size="
                               f"{self.buffer_size}: lower algo.batch_size or raise"
                               " algo.buffer_size")
         if self.learning_starts >= self.total_steps:
-            raise ConfigError(f"learning_starts={self.learning_starts} >= total_steps="
+            raise ConfigError(f"learning_starts={self.learning_starts} >= algo.total_steps="
                               f"{self.total_steps}: it would never learn; lower"
                               " algo.learning_starts or raise algo.total_steps")
 

@@ -79,11 +79,11 @@ class TD3Config:
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
         if self.batch_size > self.buffer_size:
-            raise ConfigError(f"batch_size={self.batch_size} is larger than buffer_size="
+            raise ConfigError(f"batch_size={self.batch_size} is larger than algo.buffer_size="
                               f"{self.buffer_size}: lower algo.batch_size or raise"
                               " algo.buffer_size")
         if self.learning_starts >= self.total_steps:
-            raise ConfigError(f"learning_starts={self.learning_starts} >= total_steps="
+            raise ConfigError(f"learning_starts={self.learning_starts} >= algo.total_steps="
                               f"{self.total_steps}: it would never learn; lower"
                               " algo.learning_starts or raise algo.total_steps")
 
