@@ -50,7 +50,8 @@ def test_dqn_and_double_dqn_targets_by_hand():
 
 
 def test_epsilon_decays_linearly_then_stays():
-    cfg = DQNConfig(total_steps=1000, start_e=1.0, end_e=0.1, exploration_fraction=0.5)
+    cfg = DQNConfig(total_steps=1000, learning_starts=0, start_e=1.0, end_e=0.1,
+                    exploration_fraction=0.5)
     assert [epsilon(s, cfg) for s in (0, 250, 500, 900)] == pytest.approx([1, 0.55, 0.1, 0.1])
 
 

@@ -77,7 +77,7 @@ def test_sweep_layout(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["algo=foo"], "Could not find 'algo/foo'. Available options in 'algo': a2c, ddpg,"),
     (["env=nope"], "Could not find 'env/nope'"),
-    (["algo.epsilonn=0.2"], "Could not override 'algo.epsilonn'"),
+    (["algo.epsilonn=0.2"], "algo.epsilonn is not an option of algo=epsilon_greedy; did you"),
     (["+algo.epsilonn=0.2"], "algo.epsilonn"),
     (["algo.epsilon=1.5"], "algo.epsilon=1.5 must be in [0, 1]"),
     (["algo.epsilon=abc"], "algo.epsilon: Value 'abc'"),

@@ -24,9 +24,21 @@ def _sentences(lines: list[str]) -> str:
     return out
 
 
+# Hydra's advice for an unknown key is to add it with `+`: for rlrun that is never the fix
+# (nothing would read the key), so it is cut and the closest existing keys are named instead.
+_APPEND_ADVICE = re.compile(r"\s*To append to your (config|default list) use \+\S*\.?")
+_UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'\..*Key '([^']+)' is not in struct")
+
+
 def _one_line(text: str) -> str:
     """Hydra's multi-line messages (option lists, search paths) folded into one line."""
-    text = str(text).split("Config search path")[0]
+    text = _APPEND_ADVICE.sub("", str(text).split("Config search path")[0])
+    unknown = _UNKNOWN_KEY.search(text.replace("\n", " "))
+    if unknown:
+        return _unknown_key(unknown.group(1), unknown.group(2))
+    present = re.search(r"An item is already at '([^']+)'", text)
+    if present:  # `+algo.epsilon=0.2`: the key exists, so no `+` is needed
+        return f"{present.group(1)} is already an option: set it without the +"
     head, _, options = text.partition("Available options in ")
     lines = [ln.strip() for ln in head.splitlines()]
     out = _sentences([ln for ln in lines
@@ -51,6 +63,60 @@ def _one_line(text: str) -> str:
             if found:
                 out = _sentences([out, f"Available: {', '.join(found)}"])
     return out
+
+
+def _unknown_key(path: str, missing: str) -> str:
+    """`algo.epsilonn=0.1`: name the closest keys of that node of the composed config (composed
+    again without the offending override), as a `did you mean`."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from rlrun.checks import GROUPS
+    from rlrun.core.config import did_you_mean
+
+    parts = path.split(".")
+    parent = ".".join(parts[:parts.index(missing)]) if missing in parts else ""
+    full = f"{parent}.{missing}" if parent else missing
+    cfg = _composed_without(path)
+    node = (OmegaConf.select(cfg, parent) if parent else cfg) if cfg is not None else None
+    if not isinstance(node, DictConfig):
+        return f"{full} is not an rlrun option"
+    keys = [str(k) for k in node if k not in ("name", "kind", "loop", "schema", "_target_")]
+    owner = parent or "rlrun"
+    if not parent:
+        keys = list(dict.fromkeys([*keys, *GROUPS]))
+    elif parent in ("algo", "env") and node.get("name"):
+        owner = f"{parent}={node.name}"
+    return (f"{full} is not an option of {owner}"
+            f"{did_you_mean(missing, keys, f'{parent}.' if parent else '')}")
+
+
+def _composed_without(path: str):
+    """The config composed from this command line minus the override of `path` (None when
+    it cannot be composed, e.g. a sweep's comma lists)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from rlrun.core.config import config_dir
+
+    keep = []
+    for arg in sys.argv[1:]:
+        key, eq, value = arg.partition("=")
+        if arg.startswith("-") or not eq or key.lstrip("+~") in (path, "") \
+                or key.lstrip("+~").startswith("hydra") or "(" in value:
+            continue
+        if "," in value and not re.search(r"[\[{'\"]", value):  # a sweep: its first value
+            value = value.split(",")[0]
+        keep.append(f"{key}={value}")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            return compose("train", overrides=keep)
+    except (HydraException, OmegaConfBaseException, ValueError):
+        return None
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def _task(cfg) -> float:
@@ -109,6 +175,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main() -> None:
     args = sys.argv[1:]
+    for arg in args:
+        if re.match(r"^[+~]*=", arg):  # Hydra answers these with a ValueError traceback
+            _fail(f"the override {arg!r} names no key: write key=value, e.g. seed=1")
+
     _resume_overrides.clear()
     if any(a.startswith("resume=") for a in args):
         _resume_overrides.extend(a for a in args if not _HYDRA_SIDE.match(a.lstrip("+~")))
@@ -133,10 +203,13 @@ def _main() -> None:
         cause = e.__cause__
         if isinstance(cause, RlrunError):
             _fail(str(cause))
-        msg = _one_line(str(e))
-        if isinstance(cause, OmegaConfBaseException) and str(cause) not in str(e):
-            msg = _sentences([msg, _one_line(str(cause))])
-        _fail(msg)
+        text = str(e)
+        override = getattr(e, "override", None)  # an OverrideParseException
+        if override and override not in text:
+            text = f"cannot parse the override '{override}': {text}"
+        if isinstance(cause, OmegaConfBaseException) and str(cause) not in text:
+            text = f"{text}\n{cause}"
+        _fail(_one_line(text))
     except OSError as e:  # Hydra making the run dir or writing .hydra/ (read-only, full)
         _fail(describe_os_error(e))
 

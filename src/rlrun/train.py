@@ -16,9 +16,15 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from rlrun.checks import (
+    check_network_fits,
+    check_objective_metric,
+    check_root_keys,
+    objective_missing,
+)
 from rlrun.core import results as results_file
 from rlrun.core import runlock
-from rlrun.core.config import config_dir, import_object, register_resolvers, validate
+from rlrun.core.config import check_finite, config_dir, import_object, register_resolvers, validate
 from rlrun.core.device import resolve_device
 from rlrun.core.errors import (
     CheckpointError,
@@ -169,6 +175,8 @@ def _train(cfg: DictConfig, run_dir: Path, resuming: bool,
                 log.error("results.json not written: %s", describe_os_error(e))
     if status == "interrupted":
         raise Interrupted(run_dir, ctx.step, ctx.has_checkpoint)
+    if obj_cfg.get("metric") and results.get("objective") is None:
+        raise objective_missing(str(objective), results["metrics"], ctx.algo_name)
     log.info("done: %s = %.4g (results in %s)", headline,
              results["metrics"].get(headline, {}).get("last", float("nan")), run_dir)
     return results
@@ -176,7 +184,8 @@ def _train(cfg: DictConfig, run_dir: Path, resuming: bool,
 
 def _check_root(cfg: DictConfig) -> None:
     """Top-level keys (no schema of their own): seed, deterministic, checkpoint_every_s."""
-    checks = (("seed", int, lambda v: v >= 0, "a non-negative integer"),
+    check_root_keys(cfg)
+    checks = (("seed", int, lambda v: 0 <= v < 2**32, "a non-negative integer below 2**32"),
               ("deterministic", bool, lambda v: True, "true or false"),
               ("checkpoint_every_s", (int, float), lambda v: v >= 0, "a number >= 0"),
               ("threads", (int, type(None)), lambda v: v is None or v >= 1,
@@ -192,6 +201,8 @@ def _check_root(cfg: DictConfig) -> None:
 
 
 def _resolve(cfg: DictConfig):
+    if cfg.env.get("id", "") is None:  # env=gym names its run after env.id
+        raise ConfigError("env.id=null: name a Gymnasium task, e.g. env.id=CartPole-v1")
     for group in ("algo", "env"):
         for key in ("name", "loop" if group == "algo" else "kind", "schema"):
             if key not in cfg[group] or cfg[group][key] is None:
@@ -210,6 +221,10 @@ def _check_pairing(cfg: DictConfig, schema: type, env: Any = None) -> None:
         raise PairingError(
             f"algo={cfg.algo.name} is tabular and uses no network: drop the network= override"
         )
+    if cfg.get("network") is not None:
+        check_finite(OmegaConf.to_container(cfg.network, resolve=True), "network")
+        check_network_fits(cfg, schema)
+    check_objective_metric(cfg, schema)
     kinds = getattr(schema, "task_kinds", None)
     kind = str(cfg.env.kind)
     if kinds is None or kind in kinds:

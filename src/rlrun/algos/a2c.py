@@ -41,6 +41,10 @@ class A2CConfig:
     uses_network: ClassVar[bool] = True
     headline: ClassVar[str] = "charts/episodic_return"
     objective: ClassVar[str] = "eval/return"
+    # the scalar tags it logs, as patterns (objective.metric is checked up front)
+    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/return", "eval/length")
+    # what build_network passes: a network= that takes other shapes cannot fit
+    network_inputs: ClassVar[tuple[str, ...]] = ("in_dim", "out_dim")
     default_num_envs: ClassVar[int] = 8  # when env.num_envs is null
 
     total_steps: int = 500_000  # env steps, all envs together

@@ -30,6 +30,8 @@ class BanditAlgoConfig:
     uses_network: ClassVar[bool] = False
     headline: ClassVar[str] = "bandit/average_reward"
     objective: ClassVar[str] = "bandit/average_reward_all_steps"
+    # the scalar tags it logs, as patterns (objective.metric is checked up front)
+    logged_tags: ClassVar[tuple[str, ...]] = ("bandit/*",)
 
 
 def _check_step_size(step_size: float | None, allow_none: bool = True) -> None:

@@ -38,6 +38,10 @@ class DDPMConfig:
     uses_network: ClassVar[bool] = True
     headline: ClassVar[str] = "losses/noise_mse"
     objective: ClassVar[str] = "eval/fid"
+    # the scalar tags it logs, as patterns (objective.metric is checked up front)
+    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/*")
+    # what build_network passes: a network= that takes other shapes cannot fit
+    network_inputs: ClassVar[tuple[str, ...]] = ("in_channels", "image_size")
 
     total_steps: int = 20_000  # optimizer steps
     batch_size: int = 128
@@ -76,8 +80,10 @@ class DDPMConfig:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
         if self.eval_samples == 1:
             raise ConfigError("eval_samples=1: a Frechet distance needs >= 2 samples (or 0)")
-        if not self.lr > 0 or not 0 <= self.ema_decay < 1 or self.eta < 0:
-            raise ConfigError("lr must be > 0, ema_decay in [0, 1), eta >= 0")
+        for key, ok, rule in (("lr", self.lr > 0, "> 0"), ("ema_decay", 0 <= self.ema_decay < 1,
+                              "in [0, 1)"), ("eta", 0 <= self.eta <= 1, "in [0, 1]")):
+            if not ok:
+                raise ConfigError(f"{key}={getattr(self, key)} must be {rule}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule={self.schedule!r}: use {' or '.join(SCHEDULES)}")
         if self.sampler not in ("ddpm", "ddim"):

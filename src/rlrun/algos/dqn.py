@@ -46,6 +46,10 @@ class DQNConfig:
     uses_network: ClassVar[bool] = True
     headline: ClassVar[str] = "charts/episodic_return"
     objective: ClassVar[str] = "eval/return"
+    # the scalar tags it logs, as patterns (objective.metric is checked up front)
+    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/return", "eval/length")
+    # what build_network passes: a network= that takes other shapes cannot fit
+    network_inputs: ClassVar[tuple[str, ...]] = ("in_dim", "out_dim")
 
     total_steps: int = 500_000  # env steps
     buffer_size: int = 100_000
@@ -86,6 +90,14 @@ class DQNConfig:
                               " (0, 1]")
         if self.learning_starts < 0 or self.eval_every < 0:
             raise ConfigError("learning_starts and eval_every must be >= 0")
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size={self.batch_size} is larger than algo.buffer_size="
+                              f"{self.buffer_size}: lower algo.batch_size or raise"
+                              " algo.buffer_size")
+        if self.learning_starts >= self.total_steps:
+            raise ConfigError(f"learning_starts={self.learning_starts} >= algo.total_steps="
+                              f"{self.total_steps}: it would never learn; lower"
+                              " algo.learning_starts or raise algo.total_steps")
 
 
 def epsilon(step: int, cfg: DQNConfig) -> float:

@@ -44,6 +44,11 @@ class LMConfig:
     uses_network: ClassVar[bool] = True
     headline: ClassVar[str] = "eval/val_ppl"
     objective: ClassVar[str] = "eval/val_loss"
+    # the scalar tags it logs, as patterns (objective.metric is checked up front)
+    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/val_*", "eval/flops",
+                                              "model/*", "data/*", "moe/*")
+    # what build_network passes: a network= that takes other shapes cannot fit
+    network_inputs: ClassVar[tuple[str, ...]] = ("vocab_size",)
 
     total_steps: int = 600  # optimizer steps
     flop_budget: float | None = None  # training FLOPs; the run stops at whichever comes first
@@ -72,7 +77,8 @@ class LMConfig:
         if self.flop_budget is not None and not self.flop_budget > 0:
             raise ConfigError(f"flop_budget={self.flop_budget} must be > 0 (or null)")
         if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ConfigError("lr must be > 0 and min_lr_ratio in [0, 1]")
+            raise ConfigError(f"lr={self.lr} must be > 0 and min_lr_ratio={self.min_lr_ratio}"
+                              " in [0, 1]")
         if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
             raise ConfigError("beta1 and beta2 must be in [0, 1)")
         if not self.sample_temperature > 0:

@@ -48,6 +48,10 @@ class PPOConfig:
     uses_network: ClassVar[bool] = True
     headline: ClassVar[str] = "charts/episodic_return"
     objective: ClassVar[str] = "eval/return"
+    # the scalar tags it logs, as patterns (objective.metric is checked up front)
+    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/return", "eval/length")
+    # what build_network passes: a network= that takes other shapes cannot fit
+    network_inputs: ClassVar[tuple[str, ...]] = ("in_dim", "out_dim")
     default_num_envs: ClassVar[int] = 4  # when env.num_envs is null
 
     total_steps: int = 100_000  # env steps, all envs together
@@ -136,6 +140,13 @@ def _wrappers(cfg: PPOConfig) -> tuple:
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
     n_envs = ctx.env.num_envs or PPOConfig.default_num_envs
+    if cfg.num_steps * n_envs // cfg.num_minibatches < 2:  # advantages normalise per minibatch
+        raise ConfigError(
+            f"algo.num_minibatches={cfg.num_minibatches} splits each rollout of"
+            f" {cfg.num_steps * n_envs} steps (algo.num_steps={cfg.num_steps} x env.num_envs="
+            f"{n_envs}) into minibatches of {cfg.num_steps * n_envs // cfg.num_minibatches}:"
+            f" set algo.num_minibatches <= {max(1, cfg.num_steps * n_envs // 2)}"
+            " or raise algo.num_steps")
     envs = make_vector_env(ctx.env, n_envs, ctx.seed, _wrappers(cfg))
     space = envs.single_action_space
     continuous = space_kind(space) == "continuous"

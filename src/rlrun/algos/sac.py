@@ -46,6 +46,10 @@ class SACConfig:
     uses_network: ClassVar[bool] = True
     headline: ClassVar[str] = "charts/episodic_return"
     objective: ClassVar[str] = "eval/return"
+    # the scalar tags it logs, as patterns (objective.metric is checked up front)
+    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/return", "eval/length")
+    # what build_network passes: a network= that takes other shapes cannot fit
+    network_inputs: ClassVar[tuple[str, ...]] = ("in_dim", "out_dim")
 
     variant: str = "v2"  # v2: twin Q + targets + auto entropy; v1: adds a soft V network
     total_steps: int = 20_000  # env steps
@@ -96,6 +100,14 @@ class SACConfig:
             raise ConfigError(f"noise_rho={self.noise_rho} must be in [0, 1)")
         if self.log_std_min >= self.log_std_max:
             raise ConfigError("log_std_min must be < log_std_max")
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size={self.batch_size} is larger than algo.buffer_size="
+                              f"{self.buffer_size}: lower algo.batch_size or raise"
+                              " algo.buffer_size")
+        if self.learning_starts >= self.total_steps:
+            raise ConfigError(f"learning_starts={self.learning_starts} >= algo.total_steps="
+                              f"{self.total_steps}: it would never learn; lower"
+                              " algo.learning_starts or raise algo.total_steps")
 
 
 def build(net_cfg: Any, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray,

@@ -33,6 +33,8 @@ class TDControlConfig:
     uses_network: ClassVar[bool] = False
     headline: ClassVar[str] = "charts/episodic_return"
     objective: ClassVar[str] = "eval/return"
+    # the scalar tags it logs, as patterns (objective.metric is checked up front)
+    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "td/*", "eval/*")
 
     method: str = "q_learning"  # sarsa | q_learning | expected_sarsa
     double: bool = False  # two tables, each updated with the other's values (6.7)

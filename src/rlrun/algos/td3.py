@@ -42,6 +42,10 @@ class TD3Config:
     uses_network: ClassVar[bool] = True
     headline: ClassVar[str] = "charts/episodic_return"
     objective: ClassVar[str] = "eval/return"
+    # the scalar tags it logs, as patterns (objective.metric is checked up front)
+    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/return", "eval/length")
+    # what build_network passes: a network= that takes other shapes cannot fit
+    network_inputs: ClassVar[tuple[str, ...]] = ("in_dim", "out_dim")
 
     total_steps: int = 1_000_000  # env steps
     buffer_size: int = 1_000_000
@@ -76,6 +80,14 @@ class TD3Config:
                     "eval_every"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size={self.batch_size} is larger than algo.buffer_size="
+                              f"{self.buffer_size}: lower algo.batch_size or raise"
+                              " algo.buffer_size")
+        if self.learning_starts >= self.total_steps:
+            raise ConfigError(f"learning_starts={self.learning_starts} >= algo.total_steps="
+                              f"{self.total_steps}: it would never learn; lower"
+                              " algo.learning_starts or raise algo.total_steps")
 
 
 class DeterministicActor(nn.Module):

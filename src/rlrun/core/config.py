@@ -8,7 +8,9 @@ Hydra at compose time (configs are in struct mode).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -104,24 +106,54 @@ def import_object(path: str, what: str) -> Any:
         raise ConfigError(f"{what} '{path}' cannot be imported: {e}") from None
 
 
+def did_you_mean(word: str, options: list[str] | tuple[str, ...], prefix: str = "") -> str:
+    """`; did you mean algo.epsilon?` for the closest of `options`, else the options listed."""
+    close = difflib.get_close_matches(word, list(options), n=3, cutoff=0.6)
+    if close:
+        return f"; did you mean {' or '.join(prefix + c for c in close)}?"
+    return f" (options: {', '.join(sorted(options))})" if options else ""
+
+
+def check_finite(values: Any, prefix: str) -> None:
+    """Refuse NaN and infinity anywhere in a config node (`algo.c=nan`, `env.mean=inf`).
+
+    No option of rlrun means anything at NaN, and an infinite one silently disables what it
+    bounds; a budget or limit that can be switched off says so with null or 0 instead."""
+    if isinstance(values, dict):
+        for k, v in values.items():
+            check_finite(v, f"{prefix}.{k}")
+    elif isinstance(values, list | tuple):
+        for i, v in enumerate(values):
+            check_finite(v, f"{prefix}[{i}]")
+    elif isinstance(values, float) and not math.isfinite(values):
+        raise ConfigError(f"{prefix}={values} is not a finite number: give a real value")
+
+
 def validate(node: DictConfig, schema: type, prefix: str) -> Any:
     """Merge `node` (minus wiring keys) onto `schema` and build the dataclass.
 
-    Types are checked by OmegaConf, ranges by the dataclass's `__post_init__`. Every failure
-    becomes a ConfigError naming the full key, e.g. `algo.epsilon`.
+    Types are checked by OmegaConf, NaN/inf here (for every float, whatever the schema), ranges
+    by the dataclass's `__post_init__`. Every failure becomes a ConfigError naming the full
+    key, e.g. `algo.epsilon`, with the closest option when a key is unknown.
     """
     values = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()
               if k not in META_KEYS}
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), values)
+        check_finite(OmegaConf.to_container(merged), prefix)
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         key = f"{prefix}.{e.full_key}" if getattr(e, "full_key", None) else prefix
         msg = str(getattr(e, "msg", e)).splitlines()[0]
-        if "not in struct" in msg or "Key '" in msg and "not" in msg:
-            fields = ", ".join(f.name for f in dataclasses.fields(schema))
-            msg = f"{msg} (options: {fields})"
+        unknown = str(getattr(e, "full_key", None) or "")
+        if ("not in struct" in msg or "Key '" in msg and "not" in msg) and "." not in unknown:
+            fields = [f.name for f in dataclasses.fields(schema)]
+            owner = f"{prefix}={node.name}" if node.get("name") else prefix
+            raise ConfigError(f"{key} is not an option of {owner}"
+                              f"{did_you_mean(unknown, fields, prefix + '.')}") from None
         raise ConfigError(f"{key}: {msg}") from None
     except ConfigError as e:
-        raise ConfigError(f"{prefix}.{e}") from None
+        text = str(e)
+        # Schemas name their own keys (`epsilon=2 must be ...`); some already add the group.
+        raise ConfigError(text if text.startswith(f"{prefix}.") else f"{prefix}.{text}") from None
     return obj

@@ -13,6 +13,8 @@ def resolve_device(kind: str, index: int | None = None, uses_torch: bool = True)
     """
     if kind not in ("cpu", "cuda", "auto"):
         raise DeviceError(f"unknown device '{kind}': use device=cpu, device=cuda or device=auto")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+        raise DeviceError(f"device.index={index!r} must be null or a GPU number >= 0")
     if kind == "cpu" or (kind == "auto" and not uses_torch):
         return "cpu"
     import torch

@@ -31,7 +31,7 @@ class DataError(RlrunError):
 
 
 class NonFiniteError(RlrunError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
+    """A loss became NaN or infinite; a checkpoint saved before it stays as it was."""
 
 
 class RunDirBusyError(RlrunError):

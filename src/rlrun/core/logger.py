@@ -49,14 +49,30 @@ class LoggerConfig:
             raise ConfigError(f"logger.video_fps={self.video_fps} must be > 0")
         if self.print_every_s <= 0 or self.flush_secs <= 0:
             raise ConfigError("logger.print_every_s and logger.flush_secs must be > 0")
+        missing = missing_video_modules() if self.video else []
+        if missing:  # checked now, not after a whole training budget at the first video
+            raise ConfigError(f"logger.video=true needs the video extra ({', '.join(missing)}"
+                              " not installed): pip install 'rlrun[video]', or set"
+                              " logger.video=false")
+
+
+def missing_video_modules() -> list[str]:
+    """The modules of the `video` extra that are not importable: Pillow encodes the GIFs,
+    pygame renders the classic-control and Box2D tasks."""
+    import importlib.util
+
+    return [name for module, name in (("PIL", "pillow"), ("pygame", "pygame"))
+            if importlib.util.find_spec(module) is None]
 
 
 class Logger:
     """Writes scalars to TensorBoard and remembers them for the run summary."""
 
-    def __init__(self, run_dir: Path, cfg: LoggerConfig, purge_step: int | None = None):
+    def __init__(self, run_dir: Path, cfg: LoggerConfig, purge_step: int | None = None,
+                 checkpoint: Path | None = None):
         self.run_dir = Path(run_dir)
         self.cfg = cfg
+        self.checkpoint = checkpoint  # the run's checkpoint file, named in the NaN error
         self.series: dict[str, list[float]] = {}
         # step and wall-clock time of every point, for scalars.parquet (rlrun.core.scalars)
         self.steps: dict[str, list[int]] = {}
@@ -74,16 +90,22 @@ class Logger:
     def scalar(self, tag: str, value: float, step: int) -> None:
         value = float(value)
         if not math.isfinite(value) and tag.startswith("losses/"):
-            raise NonFiniteError(
-                f"{tag} became {value} at step {step}; the last good checkpoint is kept."
-                " Lower the learning rate or check the inputs"
-            )
+            raise NonFiniteError(f"{tag} became {value} at step {step}; {self._kept()}."
+                                 " Lower the learning rate or check the inputs")
         self.series.setdefault(tag, []).append(value)
         self.steps.setdefault(tag, []).append(int(step))
         self.times.setdefault(tag, []).append(time.time())
         self.last_step[tag] = step
         if self.writer is not None:
             self.writer.add_scalar(tag, value, step)
+
+    def _kept(self) -> str:
+        """What a NaN leaves behind, said truthfully: the checkpoint from before it, or none."""
+        if self.checkpoint is None:
+            return "the run stopped"
+        if self.checkpoint.is_file():
+            return f"the last good checkpoint is kept ({self.checkpoint})"
+        return "no checkpoint was saved before it (start afresh once fixed)"
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for tag, value in values.items():

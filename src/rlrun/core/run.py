@@ -87,7 +87,8 @@ class RunContext:
             self._resume_state = load_checkpoint(self.checkpoint_path)
             purge = int(self._resume_state["step"]) + 1
             self._saved_step = int(self._resume_state["step"])
-        self.logger = Logger(self.run_dir, self.logger_cfg, purge_step=purge)
+        self.logger = Logger(self.run_dir, self.logger_cfg, purge_step=purge,
+                             checkpoint=self.checkpoint_path)
         self._last_ckpt = self._last_beat = time.monotonic()
 
     @property

@@ -53,6 +53,7 @@ class GymEnvConfig:
 
     def __post_init__(self) -> None:
         ensure_registered(self.id)
+        check_kwargs(self.id, self.kwargs)
         a = self.atari
         if min(a.noop_max + 1, a.frame_skip, a.screen_size, a.frame_stack) < 1:
             raise ConfigError("env.atari: noop_max must be >= 0; frame_skip, screen_size and"
@@ -83,6 +84,49 @@ def ensure_registered(env_id: str) -> None:
         hint = (f"; did you mean {', '.join(close)}?" if close else
                 "; python -c 'import gymnasium; gymnasium.pprint_registry()' lists them")
         raise ConfigError(f"id={env_id!r} is not a registered Gymnasium env{hint}")
+
+
+def check_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
+    """`env.kwargs` against the env constructor's signature, before any env is built: an
+    unknown name, or a value whose type differs from the default's (`+env.kwargs.g=abc`,
+    which Pendulum would only trip over mid-step), is a one-line error."""
+    import inspect
+
+    import gymnasium
+    from gymnasium.envs.registration import load_env_creator
+
+    from rlrun.core.config import did_you_mean
+
+    spec = _spec(env_id)
+    if not kwargs or spec is None:
+        return
+    try:
+        entry = spec.entry_point
+        params = inspect.signature(load_env_creator(entry) if isinstance(entry, str)
+                                   else entry).parameters
+    except (ImportError, gymnasium.error.Error, ValueError, TypeError, AttributeError):
+        return  # a missing extra: make_env names it
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    defaults = {**{n: p.default for n, p in params.items() if p.default is not p.empty},
+                **(spec.kwargs or {})}
+    for key, value in kwargs.items():
+        if key not in params and key not in ("max_episode_steps", "disable_env_checker"):
+            names = [n for n in params if n != "self"]
+            raise ConfigError(f"env.kwargs.{key}: {env_id} takes no such argument"
+                              f"{did_you_mean(str(key), names, 'env.kwargs.')}")
+        default = defaults.get(key)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int | float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"env.kwargs.{key}={value!r}: {env_id} expects a"
+                              f" {type(default).__name__}, like its default {default!r}")
 
 
 def extra_for(env_id: str) -> str | None:

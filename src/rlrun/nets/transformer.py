@@ -115,7 +115,13 @@ class Transformer(nn.Module):
         if ffn == "dense" and top_k not in (None, 1):
             raise ConfigError(f"network.top_k={top_k} needs a MoE: network.ffn=switch|mixtral")
         k = top_k if top_k is not None else (1 if ffn == "switch" else 2)
+        if ffn != "dense" and not 1 <= k <= n_experts:
+            raise ConfigError(f"network.top_k={k} must be in [1, network.n_experts={n_experts}]"
+                              f" (or null: {1 if ffn == 'switch' else 2} for ffn={ffn})")
         d_exp = d_expert if d_expert is not None else (d_ff if ffn == "switch" else d_ff // k)
+        if ffn != "dense" and d_exp < 1:
+            raise ConfigError(f"network.d_expert={d_exp} must be >= 1: raise network.d_ff"
+                              f" (d_ff / top_k gives each expert's width) or set d_expert")
         self.block_size, self.vocab_size, self.d_model = block_size, vocab_size, d_model
         self.aux_coef, self.z_coef = aux_loss_coef, z_loss_coef
 

@@ -1,0 +1,401 @@
+"""A battery of bad inputs, each answered in one line with exit code 2 and the offending key.
+
+Every case runs the real `rlrun.cli.main` in this process (a subprocess each would cost ~4 s
+of Python and torch start-up), with Hydra's global state cleared between cases; a few at the
+end run the installed console script to prove what a shell sees. Every case must fail before
+training starts: one that trains to find its error is a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from hydra._internal.hydra import Hydra
+from hydra.core.global_hydra import GlobalHydra
+
+from rlrun import cli
+from rlrun.core import logger as logger_mod
+from rlrun.core.errors import NonFiniteError
+from rlrun.core.run import RunContext
+
+from .conftest import rlrun_cli
+
+NO_GPU = not torch.cuda.is_available()
+
+# (command line, a piece of the message: the offending key or value). "{data}" is a folder
+# of prepared bad files (see `data`).
+CASES: list[tuple[list[str], str]] = [
+    # ---- root keys, syntax, groups ------------------------------------------------------
+    (["seed=-1"], "seed=-1"),
+    (["seed=99999999999999999999999"], "seed=99999999999999999999999"),
+    (["seed=abc"], "seed='abc'"),
+    (["deterministic=maybe"], "deterministic"),
+    (["checkpoint_every_s=-1"], "checkpoint_every_s=-1"),
+    (["checkpoint_every_s=nan"], "checkpoint_every_s"),
+    (["threads=0"], "threads=0"),
+    (["objective.stat=median"], "objective.stat='median'"),
+    (["objective.metric=nope/x"], "objective.metric='nope/x'"),
+    (["objective.metric=average_reward"], "objective.metric='average_reward'"),
+    (["objective.metirc=bandit/x"], "did you mean objective.metric"),
+    (["+foo=1"], "foo is not an rlrun option"),
+    (["+sed=1"], "did you mean seed"),
+    (["sed=1"], "did you mean seed"),
+    (["foo=1"], "foo is not an option of rlrun"),
+    (["=1"], "'=1'"),
+    (["="], "'='"),
+    (["seed"], "'seed'"),
+    (["algo==x"], "'algo==x'"),
+    (["algo.epsilon=[1,"], "algo.epsilon=[1,"),
+    (["~algo.foo"], "algo.foo"),
+    (["+algo.epsilon=0.2"], "algo.epsilon is already an option"),
+    (["++foo=1"], "foo is not an rlrun option"),
+    (["++algo.epsilonn=0.1"], "did you mean algo.epsilon"),
+    (["resume=/nonexistent/run"], "resume=/nonexistent/run"),
+    (["algo=foo"], "algo/foo"),
+    (["env=nope"], "env/nope"),
+    (["network=nope"], "network/nope"),
+    (["device=tpu"], "device/tpu"),
+    (["logger=wandb"], "logger/wandb"),
+    (["experiment=nope"], "experiment/nope"),
+    (["hparams_search=nope"], "hparams_search/nope"),
+    (["-m", "seed=0,1", "algo.epsilonn=0.1"], "did you mean algo.epsilon"),
+    # ---- logger --------------------------------------------------------------------------
+    (["logger.progress=bogus"], "logger.progress='bogus'"),
+    (["logger.progres=none"], "did you mean logger.progress"),
+    (["logger.video_fps=0"], "logger.video_fps=0"),
+    (["logger.print_every_s=0"], "logger.print_every_s"),
+    (["logger.tensorboard=maybe"], "logger.tensorboard"),
+    (["logger.print_every_s=inf"], "logger.print_every_s=inf"),
+    # ---- bandits: epsilon_greedy, ucb, gradient_bandit; bandit testbeds -------------------
+    (["algo.epsilon=1.5"], "algo.epsilon=1.5"),
+    (["algo.epsilon=nan"], "algo.epsilon=nan"),
+    (["algo.epsilonn=0.1"], "did you mean algo.epsilon"),
+    (["algo.step_size=-0.1"], "algo.step_size=-0.1"),
+    (["algo.initial_value=nan"], "algo.initial_value=nan"),
+    (["algo=ucb", "algo.c=nan"], "algo.c=nan"),
+    (["algo=ucb", "algo.c=-1"], "algo.c=-1"),
+    (["algo=ucb", "algo.epsilon=0.1"], "algo.epsilon is not an option of algo=ucb"),
+    (["algo=gradient_bandit", "algo.step_size=0"], "algo.step_size=0"),
+    (["algo=gradient_bandit", "algo.baselin=false"], "algo.baselin"),
+    (["env.k=0"], "env.k=0"),
+    (["env.num_runs=-3"], "env.num_runs=-3"),
+    (["env.mean=inf"], "env.mean=inf"),
+    (["env.walk_std=nan"], "env.walk_std=nan"),
+    (["env.nmu_runs=3"], "did you mean env.num_runs"),
+    (["env.nonstationary=maybe"], "env.nonstationary"),
+    (["env=contextual_bandit", "env.contexts=0"], "env.contexts=0"),
+    (["network=mlp"], "network="),
+    (["env=CartPole-v1"], "env=CartPole-v1"),
+    # ---- tabular TD control and prediction; tabular envs ---------------------------------
+    (["algo=q_learning", "algo.epsilon=2"], "algo.epsilon=2"),
+    (["algo=q_learning", "algo.step_size=0"], "algo.step_size=0"),
+    (["algo=q_learning", "algo.episodes=0"], "algo.episodes=0"),
+    (["algo=q_learning", "algo.initial_value=nan"], "algo.initial_value=nan"),
+    (["algo=q_learning", "algo.method=foo"], "algo.method"),
+    (["algo=q_learning", "env=Pendulum-v1"], "env=Pendulum-v1"),
+    (["algo=q_learning", "env=bandit_testbed"], "env=bandit_testbed"),
+    (["algo=q_learning", "env.num_runs=0"], "env.num_runs=0"),
+    (["algo=q_learning", "env.max_steps=0"], "env.max_steps=0"),
+    (["algo=q_learning", "env.id=rlrun/Nope-v0"], "env.id"),
+    (["algo=q_learning", "+env.kwargs.foo=1"], "env.kwargs"),
+    (["algo=sarsa", "algo.epsilon=-0.1"], "algo.epsilon=-0.1"),
+    (["algo=sarsa", "env=CartPole-v1"], "env=CartPole-v1"),
+    (["algo=expected_sarsa", "algo.step_size=inf"], "algo.step_size=inf"),
+    (["algo=double_q_learning", "algo.episodes=-1"], "algo.episodes=-1"),
+    (["algo=mc_constant_alpha", "algo.step_size=0"], "algo.step_size=0"),
+    (["algo=td0", "algo.method=td2"], "algo.method='td2'"),
+    (["algo=td0", "algo.step_size=nan"], "algo.step_size=nan"),
+    (["algo=td0", "env.walk_std=nan"], "env.walk_std"),
+    (["algo=td0", "algo.initial_value=inf"], "algo.initial_value=inf"),
+    (["algo=td0", "objective.metric=charts/episodic_return"], "objective.metric"),
+    # ---- SAC -----------------------------------------------------------------------------
+    (["algo=sac", "algo.batch_size=1000", "algo.buffer_size=100"], "algo.batch_size=1000"),
+    (["algo=sac", "algo.learning_starts=100", "algo.total_steps=50"],
+     "algo.learning_starts=100"),
+    (["algo=sac", "algo.tau=0"], "tau=0"),
+    (["algo=sac", "algo.alpha=nan"], "algo.alpha=nan"),
+    (["algo=sac", "algo.variant=v3"], "algo.variant='v3'"),
+    (["algo=sac", "algo.noise_rho=1.0"], "algo.noise_rho=1.0"),
+    (["algo=sac", "algo.polcy_lr=1"], "did you mean algo.policy_lr"),
+    (["algo=sac", "env=CartPole-v1"], "env=CartPole-v1"),
+    (["algo=sac", "network=unet"], "network=unet"),
+    (["algo=sac", "network=transformer"], "network=transformer"),
+    (["algo=sac", "network.hidden_sizes=[0]"], "network.hidden_sizes"),
+    (["algo=sac", "network.activation=nope"], "network.activation"),
+    (["algo=sac", "objective.metric=bandit/average_reward"], "objective.metric"),
+    (["algo=sac", "env.id=Pendulum-v9"], "Pendulum-v9"),
+    # ---- DQN -----------------------------------------------------------------------------
+    (["algo=dqn", "algo.batch_size=1000", "algo.buffer_size=100"], "algo.batch_size=1000"),
+    (["algo=dqn", "algo.learning_starts=100", "algo.total_steps=100"],
+     "algo.learning_starts=100"),
+    (["algo=dqn", "algo.start_e=2"], "algo.start_e=2"),
+    (["algo=dqn", "algo.learning_rate=nan"], "algo.learning_rate=nan"),
+    (["algo=dqn", "algo.gamma=inf"], "algo.gamma=inf"),
+    (["algo=dqn", "env=Pendulum-v1"], "env=Pendulum-v1"),
+    (["algo=dqn", "network=unet"], "network=unet"),
+    # ---- TD3 / DDPG ----------------------------------------------------------------------
+    (["algo=td3", "algo.batch_size=1000", "algo.buffer_size=100"], "algo.batch_size=1000"),
+    (["algo=td3", "algo.learning_starts=30000", "algo.total_steps=20000"],
+     "algo.learning_starts=30000"),
+    (["algo=td3", "algo.exploration_noise=-1"], "algo.exploration_noise=-1"),
+    (["algo=td3", "algo.policy_noise=nan"], "algo.policy_noise=nan"),
+    (["algo=td3", "env=CartPole-v1"], "env=CartPole-v1"),
+    (["algo=ddpg", "algo.batch_size=1000", "algo.buffer_size=100"], "algo.batch_size=1000"),
+    (["algo=ddpg", "algo.learning_starts=20000", "algo.total_steps=20000"],
+     "algo.learning_starts=20000"),
+    (["algo=ddpg", "network=transformer"], "network=transformer"),
+    # ---- PPO -----------------------------------------------------------------------------
+    (["algo=ppo", "algo.num_minibatches=1000", "algo.num_steps=4"],
+     "algo.num_minibatches=1000"),
+    (["algo=ppo", "algo.gae_lambda=2"], "gae_lambda"),
+    (["algo=ppo", "algo.target_kl=-1"], "algo.target_kl=-1"),
+    (["algo=ppo", "algo.learning_rate=inf"], "algo.learning_rate=inf"),
+    (["algo=ppo", "algo.ent_coef=nan"], "algo.ent_coef=nan"),
+    (["algo=ppo", "network=transformer"], "network=transformer"),
+    (["algo=ppo", "env=bandit_testbed"], "env=bandit_testbed"),
+    (["algo=ppo", "env.num_envs=0"], "env.num_envs=0"),
+    (["algo=ppo", "env.vectorization=threads"], "env.vectorization='threads'"),
+    (["algo=ppo", "objective.metric=moe/aux_loss"], "objective.metric"),
+    # ---- A2C -----------------------------------------------------------------------------
+    (["algo=a2c", "algo.optimizer=sgd"], "algo.optimizer='sgd'"),
+    (["algo=a2c", "algo.num_steps=0"], "algo.num_steps=0"),
+    (["algo=a2c", "algo.gamma=nan"], "algo.gamma=nan"),
+    (["algo=a2c", "network=unet"], "network=unet"),
+    (["algo=a2c", "env=stdlib_docs"], "env=stdlib_docs"),
+    # ---- Gymnasium envs ------------------------------------------------------------------
+    (["algo=sac", "env=gym", "env.id=null"], "env.id=null"),
+    (["algo=ppo", "env=gym", "env.id=NoSuchEnv-v0"], "NoSuchEnv-v0"),
+    (["algo=sac", "env=gym", "env.id=Pendulum-v1", "+env.kwargs.g=abc"], "env.kwargs.g='abc'"),
+    (["algo=sac", "env=gym", "env.id=Pendulum-v1", "+env.kwargs.gg=1"],
+     "did you mean env.kwargs.g"),
+    (["algo=ppo", "env=CartPole-v1", "+env.kwargs.sutton_barto_reward=yes"],
+     "env.kwargs.sutton_barto_reward='yes'"),
+    (["algo=ppo", "env=gym", "env.atari.frame_skip=0"], "env.atari"),
+    (["algo=ppo", "env=gym", "env.id=CartPole-v1", "env.kwargs=5"], "env.kwargs"),
+    (["algo=ppo", "env=CartPole-v1", "env.foo=1"], "env.foo"),
+    # ---- LM on text; transformer / MoE networks -----------------------------------------
+    (["algo=lm", "algo.lr=0"], "algo.lr=0.0"),
+    (["algo=lm", "algo.sample_temperature=nan"], "algo.sample_temperature=nan"),
+    (["algo=lm", "algo.flop_budget=inf"], "algo.flop_budget=inf"),
+    (["algo=lm", "network.ffn=mixtral", "network.top_k=0"], "network.top_k=0"),
+    (["algo=lm", "network.ffn=mixtral", "network.top_k=9"], "network.top_k=9"),
+    (["algo=lm", "network.top_k=2"], "network.top_k=2"),
+    (["algo=lm", "network.ffn=foo"], "network.ffn='foo'"),
+    (["algo=lm", "network.n_heads=3"], "network.d_model"),
+    (["algo=lm", "network.d_model=nan"], "network.d_model=nan"),
+    (["algo=lm", "network.n_experts=0", "network.ffn=mixtral"], "network.n_experts=0"),
+    (["algo=lm", "network.capacity_factor=-1", "network.ffn=switch"],
+     "network.capacity_factor=-1"),
+    (["algo=lm", "network=mlp"], "network=mlp"),
+    (["algo=lm", "network=unet"], "network=unet"),
+    (["algo=lm", "env=digits"], "env=digits"),
+    (["algo=lm", "env=text_file"], "env.path"),
+    (["algo=lm", "env=text_file", "env.path=/nonexistent/file.txt"], "/nonexistent/file.txt"),
+    (["algo=lm", "env=text_file", "env.path={data}"], "env.path="),
+    (["algo=lm", "env=text_file", "env.path={data}/empty.txt"], "empty.txt"),
+    (["algo=lm", "env=text_file", "env.path={data}/binary.bin"], "binary.bin"),
+    (["algo=lm", "env=text_file", "env.path={data}/short.txt"], "short.txt"),
+    (["algo=lm", "env.val_fraction=2"], "env.val_fraction=2"),
+    (["algo=lm", "env.split_block=0"], "env.split_block=0"),
+    (["algo=lm", "objective.metric=eval/return"], "objective.metric='eval/return'"),
+    # ---- DDPM on images; UNet ------------------------------------------------------------
+    (["algo=ddpm", "algo.schedule=foo"], "algo.schedule='foo'"),
+    (["algo=ddpm", "algo.beta_end=nan"], "algo.beta_end=nan"),
+    (["algo=ddpm", "algo.ema_decay=2"], "algo.ema_decay=2"),
+    (["algo=ddpm", "algo.sampler=foo"], "algo.sampler='foo'"),
+    (["algo=ddpm", "algo.lr=-1"], "algo.lr=-1"),
+    (["algo=ddpm", "algo.eta=nan"], "algo.eta=nan"),
+    (["algo=ddpm", "env.size=7"], "env.size"),
+    (["algo=ddpm", "env.channels=2"], "env.channels=2"),
+    (["algo=ddpm", "env.fit=stretch"], "env.fit='stretch'"),
+    (["algo=ddpm", "env.dataset=cifar"], "env.dataset='cifar'"),
+    (["algo=ddpm", "env=mnist"], "env.path"),
+    (["algo=ddpm", "env=mnist", "env.path={data}"], "env.path="),
+    (["algo=ddpm", "env=image_folder"], "env.path"),
+    (["algo=ddpm", "env=image_folder", "env.path=/nonexistent/images"], "/nonexistent/images"),
+    (["algo=ddpm", "env=image_folder", "env.path={data}/no_images"], "no_images"),
+    (["algo=ddpm", "env=image_folder", "env.path={data}/corrupt"], "bad.png"),
+    (["algo=ddpm", "env=image_folder", "env.path={data}/empty.txt"], "empty.txt"),
+    (["algo=ddpm", "network=mlp"], "network=mlp"),
+    (["algo=ddpm", "network=transformer"], "network=transformer"),
+    (["algo=ddpm", "network.groups=5"], "network.groups"),
+    (["algo=ddpm", "network.ch_mult=[]"], "ch_mult"),
+    (["algo=ddpm", "network.activation=nope"], "network.activation"),
+    (["algo=ddpm", "network.ch=nan"], "network.ch"),
+    (["algo=ddpm", "env=stdlib_docs"], "env=stdlib_docs"),
+    # ---- nature_cnn ----------------------------------------------------------------------
+    (["algo=dqn", "network=nature_cnn"], "network=nature_cnn"),
+    (["algo=ppo", "env=Pendulum-v1", "network=nature_cnn"], "network=nature_cnn"),
+    # ---- devices -------------------------------------------------------------------------
+    (["device.index=abc"], "device.index"),
+    (["algo=q_learning", "device=cpu", "device.index=-1"], "device"),
+    # ---- launchers and sweepers ----------------------------------------------------------
+    (["hydra/launcher=nonexistent"], "hydra/launcher/nonexistent"),
+    (["-m", "hydra/launcher=nonexistent"], "hydra/launcher/nonexistent"),
+    (["-m", "hydra/sweeper=nonexistent"], "hydra/sweeper/nonexistent"),
+    (["-m", "hydra/launcher=ray"], "rlrun[ray]"),
+    (["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=abc"], "hydra.launcher.n_jobs"),
+    (["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=abc"], "hydra.sweeper.n_trials"),
+    (["-m", "hydra/launcher=submitit_local", "hydra.launcher.nodes=abc"],
+     "hydra.launcher.nodes"),
+    (["-m", "seed=0,,1"], "seed=0,,1"),
+]
+SUBPROCESS_CASES = [
+    (["algo.epsilonn=0.1"], "did you mean algo.epsilon"),
+    (["=1"], "'=1'"),
+    (["seed=99999999999999999999999"], "seed=99999999999999999999999"),
+    (["algo=sac", "network=unet"], "network=unet"),
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """Bad data files: an empty file, non-UTF-8 bytes, too little text, a folder without
+    images, a folder with a file that is not an image."""
+    root = tmp_path_factory.mktemp("bad_data")
+    (root / "empty.txt").write_text("")
+    (root / "binary.bin").write_bytes(bytes(range(256)) * 8)
+    (root / "short.txt").write_text("too short")
+    (root / "no_images").mkdir()
+    (root / "no_images" / "notes.txt").write_text("no images here")
+    (root / "corrupt").mkdir()
+    (root / "corrupt" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return root
+
+
+def run_main(argv: list[str], run_dir: Path, capfd) -> tuple[int, str]:
+    """`rlrun.cli.main(argv)` in this process; returns (exit code, stderr)."""
+    keys = {a.lstrip("+~").split("=")[0] for a in argv}
+    extra = [f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={run_dir}"]
+    if "resume" not in keys:  # resume= takes no other overrides
+        extra += ["hydra.output_subdir=null"]  # train() saves the config: one file, not three
+        extra += [f"{k}={v}" for k, v in (("logger.progress", "none"), ("threads", "1"))
+                  if k not in keys]
+    GlobalHydra.instance().clear()
+    capfd.readouterr()
+    try:
+        cli.main([*argv, *extra])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    finally:
+        GlobalHydra.instance().clear()
+    return code, capfd.readouterr().err
+
+
+START_PROGRESS = RunContext.start_progress
+
+
+class Trained(BaseException):
+    """Raised where a loop starts training: no bad input may get that far."""
+
+
+def _refuse_training(self, *args, **kwargs):
+    raise Trained(f"{self.algo_name} on {self.env_name} started training")
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """Keep what `cli.main` changes globally (argv, env, torch threads) inside the test, and
+    make a loop that starts training fail the test."""
+    monkeypatch.setattr("sys.argv", ["rlrun"])
+    monkeypatch.setattr(RunContext, "start_progress", _refuse_training)
+    # Hydra composes every config twice: once to read hydra.mode, once to run. No case here
+    # sets hydra.mode in a config (-m says it), so the first one is skipped: 2.5x faster.
+    monkeypatch.setattr(Hydra, "get_mode", lambda self, config_name, overrides: None)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _check(code: int, err: str, expected: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    assert len(err.strip().splitlines()) <= 3, err
+    assert err.strip().splitlines()[-1].startswith("rlrun: error: "), err
+    assert expected in err, err
+    assert "To append to your config" not in err and "use +" not in err, err
+
+
+def _id(case: tuple[list[str], str]) -> str:
+    return " ".join(case[0]) or "(none)"
+
+
+@pytest.mark.parametrize("argv, expected", CASES, ids=[_id(c) for c in CASES])
+def test_bad_input_one_line_exit_2(argv, expected, data, tmp_path, capfd, in_process):
+    if "device=cuda" in argv and not NO_GPU:
+        pytest.skip("this machine has a GPU")
+    argv = [a.replace("{data}", str(data)) for a in argv]
+    code, err = run_main(argv, tmp_path / "run", capfd)
+    _check(code, err, expected.replace("{data}", str(data)))
+
+
+def test_battery_is_large_and_distinct():
+    assert len({tuple(a) for a, _ in CASES}) == len(CASES) >= 150
+
+
+def test_video_without_its_extra_fails_before_training(tmp_path, capfd, in_process,
+                                                        monkeypatch):
+    monkeypatch.setattr(logger_mod, "missing_video_modules", lambda: ["pygame"])
+    code, err = run_main(["algo=ppo", "env=CartPole-v1", "logger.video=true"],
+                         tmp_path / "run", capfd)
+    _check(code, err, "logger.video=true needs the video extra")
+    assert "rlrun[video]" in err
+    run = tmp_path / "run"  # refused before the run began: a failed record, nothing else
+    assert json.loads((run / "results.json").read_text())["status"] == "failed"
+    assert not (run / "checkpoints").exists() and not list(run.glob("events.*"))
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+DOC_EXAMPLES = re.findall(r"^ *\$ rlrun (.+)\n *(rlrun: error: .+)$", DOCS.read_text(), re.M)
+
+
+@pytest.mark.parametrize("command, answer", DOC_EXAMPLES)
+def test_docs_examples_say_what_they_show(command, answer, tmp_path, capfd, in_process):
+    code, err = run_main(command.split(), tmp_path / "run", capfd)
+    assert code == 2 and err.strip() == answer.strip()
+
+
+def test_docs_have_examples():
+    assert len(DOC_EXAMPLES) >= 3
+
+
+@pytest.mark.parametrize("saved", [False, True])
+def test_nan_loss_error_says_whether_a_checkpoint_is_kept(tmp_path, saved):
+    ckpt = tmp_path / "checkpoints" / "last.pt"
+    if saved:
+        ckpt.parent.mkdir()
+        ckpt.write_bytes(b"saved before")
+    log = logger_mod.Logger(tmp_path, logger_mod.LoggerConfig(tensorboard=False),
+                            checkpoint=ckpt)
+    log.scalar("losses/policy", 1.0, 1)
+    with pytest.raises(NonFiniteError) as e:
+        log.scalar("losses/policy", float("nan"), 2)
+    kept = "the last good checkpoint is kept" in str(e.value)
+    assert kept == saved and ("no checkpoint was saved" in str(e.value)) != saved
+
+
+def test_objective_metric_never_logged_fails_the_run(tmp_path, capfd, in_process,
+                                                    monkeypatch):
+    """A tag of a group the algorithm logs, but not one it logged: known only at the end."""
+    monkeypatch.setattr(RunContext, "start_progress", START_PROGRESS)  # this one trains
+    code, err = run_main(["env.steps=10", "env.num_runs=5", "objective.metric=bandit/nope"],
+                         tmp_path / "run", capfd)
+    _check(code, err, "objective.metric='bandit/nope' was never logged")
+
+
+@pytest.mark.parametrize("argv, expected", SUBPROCESS_CASES,
+                         ids=[_id(c) for c in SUBPROCESS_CASES])
+def test_console_script_one_line_exit_2(argv, expected, tmp_path, monkeypatch):
+    # this checkout's code, even where another checkout is the installed one
+    monkeypatch.setenv("PYTHONPATH", str(Path(cli.__file__).resolve().parents[1]))
+    out = rlrun_cli([*argv, "logger.progress=none", f"hydra.run.dir={tmp_path / 'run'}"],
+                    cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith("rlrun: error: "), out.stderr
+    assert expected in out.stderr
