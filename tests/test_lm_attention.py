@@ -146,8 +146,9 @@ def test_head_stats_against_a_hand_computation():
                       [0.7, 0.1, 0.1, 0.1]])
     uniform = torch.ones(4, 4).tril() / torch.arange(1, 5)[:, None]
     ent, diag = head_stats(torch.stack([p, uniform])[None], window=1)
-    rows = [0.0, math.log(2), -(0.2 * math.log(0.2) + 0.3 * math.log(0.3)
-                                + 0.5 * math.log(0.5)), -(0.7 * math.log(0.7) + 0.3 * math.log(0.1))]
+    rows = [0.0, math.log(2),
+            -(0.2 * math.log(0.2) + 0.3 * math.log(0.3) + 0.5 * math.log(0.5)),
+            -(0.7 * math.log(0.7) + 0.3 * math.log(0.1))]
     assert ent[0].item() == pytest.approx(sum(rows) / 4, abs=1e-6)
     assert diag[0].item() == pytest.approx((1 + 1 + 0.8 + 0.2) / 4, abs=1e-6)
     assert ent[1].item() == pytest.approx(uniform_entropy(4), abs=1e-6)

@@ -70,12 +70,13 @@ def _sdpa_has_enable_gqa() -> bool:
         return False
 
 
-# How K/V heads reach their query heads when n_kv_heads < n_heads: "expand" copies them with
-# repeat_interleave before SDPA, "enable_gqa" lets SDPA (torch >= 2.5) broadcast them.
-# scripts/bench_lm_decode.py times both; on this CPU build expand was as fast or faster
-# (see docs/lm.md), so it is the default and enable_gqa is kept for the benchmark.
+# How K/V heads reach their query heads when n_kv_heads < n_heads: "enable_gqa" lets SDPA
+# (torch >= 2.5) broadcast them, "expand" copies them with repeat_interleave first.
+# scripts/bench_lm_decode.py times both: on this CPU build (torch 2.13) enable_gqa took
+# 0.78-0.85x expand's time for a training step's attention and no more for a decode step
+# (docs/lm.md), so it is the default where it exists.
 GQA_MODES = ("expand", "enable_gqa") if _sdpa_has_enable_gqa() else ("expand",)
-GQA_MODE = "expand"
+GQA_MODE = GQA_MODES[-1]
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int = 0,
