@@ -40,7 +40,8 @@ from rlrun.nets.transformer import rope_tables, sinusoidal_table
 def jobs(dirs: list[Path]) -> list[dict]:
     out = []
     for d in dirs:
-        for res in sorted(Path(d).glob("*/results.json")):
+        found = [Path(d) / "results.json"] if (Path(d) / "results.json").is_file() else []
+        for res in found or sorted(Path(d).glob("*/results.json")):
             cfg = OmegaConf.load(res.parent / ".hydra" / "config.yaml")
             r = json.loads(res.read_text())
             if r.get("status") == "completed":
@@ -126,7 +127,8 @@ def trained_qk(model, idx: torch.Tensor) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("dirs", type=Path, nargs="+", help="sweep directories (multirun/...)")
+    ap.add_argument("dirs", type=Path, nargs="+", help="sweep directories (multirun/...) or"
+                    " run directories")
     ap.add_argument("--out", type=Path, default=None, help="where the PNGs go (default: the"
                     " first sweep dir)")
     a = ap.parse_args(argv)
