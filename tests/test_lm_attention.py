@@ -29,6 +29,16 @@ TINY = ["threads=1", "checkpoint_every_s=0", "algo=lm", "network.d_model=32",
         "algo.sample_chars=10"]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Direct model calls on one thread: on a shared 2-core machine torch's spinning OpenMP
+    threads made these tests 10x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _model(seed: int = 0, scale: float = 0.3, **kw) -> Transformer:
     """A small model with larger-than-init weights, so attention is far from uniform and
     greedy decoding is not one repeated character."""
@@ -202,3 +212,36 @@ def test_a_run_logs_head_statistics_and_maps_and_they_can_be_switched_off(tmp_pa
     off = run_train(tmp_path, [*TINY, "algo.total_steps=2", "algo.attention_stats=false"],
                     "off")
     assert not any(k.startswith("attention/") for k in off["metrics"])
+
+
+# ---- scripts -----------------------------------------------------------------------------------
+def _script(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_lm_decode_agrees_and_measures_the_formula(capsys):
+    mod = _script("bench_lm_decode")
+    mod.cache_sizes(tokens=16)
+    mod.decode_speed([12], rounds=1)
+    out = capsys.readouterr().out
+    rows = [r.split(" | ") for r in out.splitlines() if r.startswith(("| MHA", "| GQA", "| MQA"))]
+    assert len(rows) == 6 and all(r[3] == r[4] for r in rows)  # measured == formula
+    assert "| True |" in out  # same greedy tokens with and without the cache
+
+
+def test_attention_report_tabulates_runs_and_draws_the_figures(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for pos in ("rope", "sinusoidal"):
+        run_train(sweep, [*TINY, f"network.pos_encoding={pos}", "algo.total_steps=2"], pos)
+    assert _script("lm_attention_report").main([str(sweep), "--out", str(tmp_path / "f")]) == 0
+    out = capsys.readouterr().out
+    assert "| MHA (4 q / 4 kv heads), rope | 1 | 2 |" in out and "sinusoidal | 1 | 2 |" in out
+    assert {p.name for p in (tmp_path / "f").iterdir()} == {
+        "lm_qk_distance.png", "lm_attention_maps_layer0.png", "lm_attention_maps_layer1.png"}
