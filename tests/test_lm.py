@@ -201,8 +201,10 @@ def test_flop_budget_ends_the_run_first(tmp_path):
 
 
 def test_resume_continues_exactly(tmp_path, monkeypatch):
+    # MQA and the attention statistics and KV-cache samples of each evaluation included
     args = [*TINY, "deterministic=true", "network.ffn=switch", "network.jitter=0.05",
-            "algo.total_steps=30", "algo.eval_every=10", "algo.log_every=5"]
+            "network.n_kv_heads=1", "algo.total_steps=30", "algo.eval_every=10",
+            "algo.log_every=5"]
     a = run_train(tmp_path, args, "a")
     b = interrupt_and_resume(tmp_path, monkeypatch, args, 13)
     assert read_results(tmp_path / "b")["status"] == "completed"
