@@ -150,11 +150,13 @@ def test_no_information_flows_from_future_characters(ffn, cf):
     assert not torch.allclose(a[:, t:], b[:, t:], atol=1e-3)  # the change is seen after t
 
 
-@pytest.mark.parametrize("ffn", ["dense", "mixtral", "switch"])
-def test_flop_counter_matches_the_matmuls(ffn):
+@pytest.mark.parametrize("ffn, kv", [("dense", None), ("mixtral", None), ("switch", None),
+                                     ("dense", 1)])
+def test_flop_counter_matches_the_matmuls(ffn, kv):
     torch.manual_seed(0)
     b, t, d, layers = 3, 16, 32, 2
-    m = Transformer(50, d_model=d, n_layers=layers, n_heads=2, block_size=t, ffn=ffn, d_ff=64)
+    m = Transformer(50, d_model=d, n_layers=layers, n_heads=2, block_size=t, ffn=ffn, d_ff=64,
+                    n_kv_heads=kv)
     x = torch.randint(0, 50, (b, t))
     with FlopCounterMode(display=False) as fc:
         m(x).sum().backward()
