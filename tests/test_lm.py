@@ -150,11 +150,13 @@ def test_no_information_flows_from_future_characters(ffn, cf):
     assert not torch.allclose(a[:, t:], b[:, t:], atol=1e-3)  # the change is seen after t
 
 
-@pytest.mark.parametrize("ffn", ["dense", "mixtral", "switch"])
-def test_flop_counter_matches_the_matmuls(ffn):
+@pytest.mark.parametrize("ffn, kv", [("dense", None), ("mixtral", None), ("switch", None),
+                                     ("dense", 1)])
+def test_flop_counter_matches_the_matmuls(ffn, kv):
     torch.manual_seed(0)
     b, t, d, layers = 3, 16, 32, 2
-    m = Transformer(50, d_model=d, n_layers=layers, n_heads=2, block_size=t, ffn=ffn, d_ff=64)
+    m = Transformer(50, d_model=d, n_layers=layers, n_heads=2, block_size=t, ffn=ffn, d_ff=64,
+                    n_kv_heads=kv)
     x = torch.randint(0, 50, (b, t))
     with FlopCounterMode(display=False) as fc:
         m(x).sum().backward()
@@ -201,8 +203,10 @@ def test_flop_budget_ends_the_run_first(tmp_path):
 
 
 def test_resume_continues_exactly(tmp_path, monkeypatch):
+    # MQA and the attention statistics and KV-cache samples of each evaluation included
     args = [*TINY, "deterministic=true", "network.ffn=switch", "network.jitter=0.05",
-            "algo.total_steps=30", "algo.eval_every=10", "algo.log_every=5"]
+            "network.n_kv_heads=1", "algo.total_steps=30", "algo.eval_every=10",
+            "algo.log_every=5"]
     a = run_train(tmp_path, args, "a")
     b = interrupt_and_resume(tmp_path, monkeypatch, args, 13)
     assert read_results(tmp_path / "b")["status"] == "completed"

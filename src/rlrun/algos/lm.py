@@ -16,7 +16,10 @@ matmul FLOPs the model counts itself (backward: one matmul for the input gradien
 the weight gradient per forward matmul); MoE layers count only the assignments they kept.
 
 Evaluation (every `algo.eval_every` steps and at the end) scores fixed validation windows
-(`eval/val_loss`, nats per character, and `eval/val_ppl`) and logs a generated text sample.
+(`eval/val_loss`, nats per character, and `eval/val_ppl`), logs what the attention heads do
+on the first of them (`attention/*`, `rlrun.nets.attention_stats`; `algo.attention_stats`)
+and a text sample decoded with a KV cache (`rlrun.nets.decode`). Attention variants
+(`network.n_kv_heads`, `network.pos_encoding`) are the network's: see docs/lm.md.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import torch.nn.functional as F
 from rlrun.core.errors import ConfigError
 from rlrun.data.text import CharCorpus, eval_batches, random_batch
 from rlrun.nets import build_network
+from rlrun.nets.attention_stats import log_attention
+from rlrun.nets.decode import generate
 
 MOE_TAGS = ("entropy", "top1_share", "dropped_fraction", "aux_loss", "z_loss")
 
@@ -66,6 +71,7 @@ class LMConfig:
     sample_chars: int = 200  # length of the text sample at each evaluation; 0: none
     sample_temperature: float = 0.8
     sample_prompt: str = "The "
+    attention_stats: bool = True  # per-head entropy, diagonal score, maps at each evaluation
 
     def __post_init__(self) -> None:
         for key in ("total_steps", "batch_size", "eval_batches", "log_every"):
@@ -113,22 +119,6 @@ def evaluate(model: torch.nn.Module, batches: list, dev: torch.device) -> float:
         total += float(F.cross_entropy(logits.flatten(0, 1), y.to(dev).flatten()))
     model.train()
     return total / len(batches)
-
-
-@torch.no_grad()
-def generate(model: torch.nn.Module, prompt: list[int], n: int, temperature: float,
-             seed: int, dev: torch.device) -> list[int]:
-    """Sample `n` characters after `prompt` with its own generator (the training RNGs are
-    left alone, so sampling does not change what a resumed run computes)."""
-    model.eval()
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    ids = torch.tensor([prompt or [0]], device=dev)
-    for _ in range(n):
-        logits = model(ids[:, -model.block_size:])[:, -1] / temperature
-        nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen)
-        ids = torch.cat([ids, nxt], 1)
-    model.train()
-    return ids[0, len(prompt or [0]):].tolist()
 
 
 def log_moe(log: Any, model: torch.nn.Module, step: int) -> None:
@@ -217,9 +207,12 @@ def run(ctx) -> None:
             ppl = math.exp(vl)
             log.scalars({"eval/val_loss": vl, "eval/val_ppl": ppl,
                          "eval/flops": st["flops"]}, step)
-            if cfg.sample_chars:
+            if cfg.attention_stats:  # the first 8 validation windows, explicit attention
+                log_attention(log, model, val[0][0][:8].to(dev), step)
+            if cfg.sample_chars:  # KV-cache decoding, its own RNG (training's is untouched)
+                g = torch.Generator(device=dev).manual_seed(ctx.seed + step)
                 text = corpus.decode(generate(model, prompt, cfg.sample_chars,
-                                              cfg.sample_temperature, ctx.seed + step, dev))
+                                              cfg.sample_temperature, g))
                 log.text("eval/sample", "    " + (cfg.sample_prompt + text)
                          .replace("\n", "\n    "), step)
             t_log = time.perf_counter()  # evaluation time is not training throughput

@@ -1,11 +1,14 @@
 """A decoder-only character transformer (RMSNorm, RoPE, causal SDPA, SwiGLU) whose feed-forward
-block is dense or a sparse mixture of experts (`network.ffn=dense|switch|mixtral`).
+block is dense or a sparse mixture of experts (`network.ffn=dense|switch|mixtral`), attention
+multi-head, grouped-query or multi-query (`network.n_kv_heads=null|divisor|1`), and the
+position encoding rotary, sinusoidal or absent (`network.pos_encoding=rope|sinusoidal|none`).
 
 Built by the LM loop once the vocabulary is known:
 `build_network(cfg.network, vocab_size=V)`. `forward(idx)` returns the logits; the MoE
 losses (already multiplied by their coefficients) are in `model.aux_loss` after a call, the
 per-layer routing statistics in `model.moe_stats()`, and the forward matmul FLOPs of the last
 call in `model.last_flops` (an explicit count, checked against torch's FLOP counter in tests).
+`forward(idx, cache)` continues a sequence held in a KV cache (`rlrun.nets.decode`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from rlrun.core.errors import ConfigError
 from rlrun.nets.moe import MoE
 
 FFNS = ("dense", "switch", "mixtral")
+POS_ENCODINGS = ("rope", "sinusoidal", "none")
 
 
 class RMSNorm(nn.Module):
@@ -38,26 +42,97 @@ def rope_tables(head_dim: int, max_len: int, base: float = 10000.0):
     return ang.cos(), ang.sin()
 
 
+def sinusoidal_table(max_len: int, d: int, scale: float = 0.02, base: float = 10000.0):
+    """Vaswani et al.'s absolute encoding (max_len, d): sin on even, cos on odd dimensions,
+    scaled so its per-dimension RMS equals the embeddings' initial std (`scale`): added to
+    token embeddings of std 0.02, an unscaled table (RMS 0.71) would drown the tokens."""
+    inv = 1.0 / base ** (torch.arange(0, d, 2, dtype=torch.float32) / d)
+    ang = torch.outer(torch.arange(max_len, dtype=torch.float32), inv)
+    pe = torch.stack((ang.sin(), ang.cos()), -1).flatten(-2)
+    return pe * (scale * 2 ** 0.5)
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x[2i], x[2i+1]) of x (B, H, T, Dh) by position-dependent angles."""
+    """Rotate pairs (x[2i], x[2i+1]) of x (B, H, T, Dh) by position-dependent angles; cos and
+    sin hold the rows of x's positions (the first T rows when they are longer)."""
     t = x.shape[-2]
     x1, x2 = x[..., 0::2], x[..., 1::2]
     c, s = cos[:t].to(x.dtype), sin[:t].to(x.dtype)
     return torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), -1).flatten(-2)
 
 
+def _sdpa_has_enable_gqa() -> bool:
+    try:
+        q = torch.zeros(1, 2, 1, 2)
+        F.scaled_dot_product_attention(q, q[:, :1], q[:, :1], enable_gqa=True)
+        return True
+    except TypeError:
+        return False
+
+
+# How K/V heads reach their query heads when n_kv_heads < n_heads: "enable_gqa" lets SDPA
+# (torch >= 2.5) broadcast them, "expand" copies them with repeat_interleave first.
+# scripts/bench_lm_decode.py times both: on this CPU build (torch 2.13) enable_gqa took
+# 0.78-0.85x expand's time for a training step's attention and no more for a decode step
+# (docs/lm.md), so it is the default where it exists.
+GQA_MODES = ("expand", "enable_gqa") if _sdpa_has_enable_gqa() else ("expand",)
+GQA_MODE = GQA_MODES[-1]
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int = 0,
+           mode: str | None = None) -> torch.Tensor:
+    """Causal SDPA of q (B, H, T, Dh) over k, v (B, KV, past + T, Dh), KV dividing H: query
+    head j reads K/V head j // (H / KV). `past` keys precede the queries (a KV cache), so
+    query i sees keys 0..past + i: SDPA's `is_causal` aligns the mask top-left, which is
+    right only without a past; one new token (T = 1) sees everything."""
+    groups = q.shape[1] // k.shape[1]
+    t = q.shape[-2]
+    kw: dict = {}
+    if groups > 1:
+        if (mode or GQA_MODE) == "enable_gqa":
+            kw["enable_gqa"] = True
+        else:
+            k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    if past == 0:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, **kw)
+    mask = None if t == 1 else torch.ones(t, past + t, dtype=torch.bool,
+                                          device=q.device).tril(past)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **kw)
+
+
 class Attention(nn.Module):
-    def __init__(self, d: int, n_heads: int):
+    """Multi-head attention with n_kv_heads K/V heads: n_heads (MHA), 1 (MQA) or a divisor
+    (GQA). One fused projection holds [q | k | v]; with n_kv_heads = n_heads its layout is
+    the MHA one, so MHA checkpoints load unchanged."""
+
+    def __init__(self, d: int, n_heads: int, n_kv_heads: int | None = None):
         super().__init__()
-        self.h = n_heads
-        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.h, self.kv, self.hd = n_heads, n_kv_heads or n_heads, d // n_heads
+        self.qkv = nn.Linear(d, d + 2 * self.kv * self.hd, bias=False)
         self.proj = nn.Linear(d, d, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def project(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None):
+        """q (B, H, T, Dh) and k, v (B, KV, T, Dh), rotary embeddings (when cos is given)
+        applied to q and k: K is rotated before it is cached, so a cached key never moves."""
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).split([self.h * self.hd, self.kv * self.hd, self.kv * self.hd],
+                                    -1)
+        q = q.view(b, t, self.h, self.hd).transpose(1, 2)
+        k = k.view(b, t, self.kv, self.hd).transpose(1, 2)
+        v = v.view(b, t, self.kv, self.hd).transpose(1, 2)
+        if cos is not None:
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None,
+                cache=None, layer: int = 0) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        q, k, v = self.project(x, cos, sin)
+        past = 0
+        if cache is not None:  # write this step's K/V, attend over everything cached so far
+            past = cache.length
+            k, v = cache.update(layer, k, v)
+        y = attend(q, k, v, past)
         return self.proj(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -76,12 +151,13 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, d: int, n_heads: int, ffn: nn.Module):
+    def __init__(self, d: int, n_heads: int, ffn: nn.Module, n_kv_heads: int | None = None):
         super().__init__()
-        self.n1, self.attn, self.n2, self.ffn = RMSNorm(d), Attention(d, n_heads), RMSNorm(d), ffn
+        self.n1, self.attn = RMSNorm(d), Attention(d, n_heads, n_kv_heads)
+        self.n2, self.ffn = RMSNorm(d), ffn
 
-    def forward(self, x, cos, sin):
-        x = x + self.attn(self.n1(x), cos, sin)
+    def forward(self, x, cos, sin, cache=None, layer: int = 0):
+        x = x + self.attn(self.n1(x), cos, sin, cache, layer)
         return x + self.ffn(self.n2(x))
 
 
@@ -93,7 +169,8 @@ class Transformer(nn.Module):
                  top_k: int | None = None, d_expert: int | None = None,
                  capacity_factor: float | None = None, jitter: float = 0.0,
                  aux_loss_coef: float = 0.01, z_loss_coef: float = 0.001,
-                 moe_every: int = 1):
+                 moe_every: int = 1, n_kv_heads: int | None = None,
+                 pos_encoding: str = "rope"):
         super().__init__()
         if ffn not in FFNS:
             raise ConfigError(f"network.ffn={ffn!r}: use one of {', '.join(FFNS)}")
@@ -102,9 +179,15 @@ class Transformer(nn.Module):
                        ("moe_every", moe_every)):
             if v < 1:
                 raise ConfigError(f"network.{key}={v} must be >= 1")
+        if pos_encoding not in POS_ENCODINGS:
+            raise ConfigError(f"network.pos_encoding={pos_encoding!r}: use one of"
+                              f" {', '.join(POS_ENCODINGS)}")
         if d_model % n_heads or (d_model // n_heads) % 2:
             raise ConfigError(f"network.d_model={d_model} must split into n_heads={n_heads}"
                               " heads of even size (rotary embeddings rotate pairs)")
+        if n_kv_heads is not None and (n_kv_heads < 1 or n_heads % n_kv_heads):
+            raise ConfigError(f"network.n_kv_heads={n_kv_heads} must divide network.n_heads="
+                              f"{n_heads} (null: MHA, 1: MQA, a divisor: GQA)")
         if capacity_factor is not None and capacity_factor < 0:
             raise ConfigError(f"network.capacity_factor={capacity_factor} must be >= 0 or null")
         if capacity_factor is None:  # the papers' defaults: Switch drops, Mixtral does not
@@ -123,6 +206,8 @@ class Transformer(nn.Module):
             raise ConfigError(f"network.d_expert={d_exp} must be >= 1: raise network.d_ff"
                               f" (d_ff / top_k gives each expert's width) or set d_expert")
         self.block_size, self.vocab_size, self.d_model = block_size, vocab_size, d_model
+        self.n_heads, self.n_kv_heads = n_heads, n_kv_heads or n_heads
+        self.head_dim, self.pos_encoding = d_model // n_heads, pos_encoding
         self.aux_coef, self.z_coef = aux_loss_coef, z_loss_coef
 
         def make_ffn(i: int) -> nn.Module:
@@ -131,13 +216,14 @@ class Transformer(nn.Module):
             return MoE(d_model, d_exp, n_experts, ffn, k, capacity_factor or None, jitter)
 
         self.emb = nn.Embedding(vocab_size, d_model)
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, make_ffn(i))
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, make_ffn(i), n_kv_heads)
                                     for i in range(n_layers))
         self.norm = RMSNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         cos, sin = rope_tables(d_model // n_heads, block_size)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
+        self.register_buffer("pe", sinusoidal_table(block_size, d_model), persistent=False)
         self.moe_layers = [b.ffn for b in self.blocks if isinstance(b.ffn, MoE)]
         self.aux_loss = torch.zeros(())
         self.last_flops = 0
@@ -148,27 +234,46 @@ class Transformer(nn.Module):
             if name.endswith(("proj.weight", "w2.weight", "ffn.w2")):
                 nn.init.normal_(p, std=0.02 / (2 * n_layers) ** 0.5)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        b, t = idx.shape
-        if t > self.block_size:
-            raise ValueError(f"sequence of {t} > block_size {self.block_size}")
+    def embed(self, idx: torch.Tensor, start: int = 0):
+        """Token embeddings of idx (B, T) at positions start.. (plus the sinusoidal table),
+        and the rotary cos/sin rows of those positions (None unless pos_encoding=rope)."""
+        t = idx.shape[1]
+        if start + t > self.block_size:
+            raise ValueError(f"positions up to {start + t} > block_size {self.block_size}")
         x = self.emb(idx)
-        for blk in self.blocks:
-            x = blk(x, self.cos, self.sin)
+        if self.pos_encoding == "sinusoidal":
+            x = x + self.pe[start:start + t].to(x.dtype)
+        if self.pos_encoding != "rope":
+            return x, None, None
+        return x, self.cos[start:start + t], self.sin[start:start + t]
+
+    def forward(self, idx: torch.Tensor, cache=None) -> torch.Tensor:
+        """Logits (B, T, V). With a `rlrun.nets.decode.KVCache`, idx continues the cached
+        sequence: positions (RoPE angles, the sinusoidal rows) start at the cache's length,
+        each layer appends its K/V and attends over all cached keys."""
+        b, t = idx.shape
+        past = cache.length if cache is not None else 0
+        x, cos, sin = self.embed(idx, past)
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, cos, sin, cache, i)
+        if cache is not None:
+            cache.length += t
         logits = self.head(self.norm(x))
         aux = logits.new_zeros((), dtype=torch.float32)
         for m in self.moe_layers:
             aux = aux + self.aux_coef * m.stats["aux_loss"] + self.z_coef * m.stats["z_loss"]
         self.aux_loss = aux
-        self.last_flops = self.forward_flops(b, t)
+        self.last_flops = self.forward_flops(b, t, past)
         return logits
 
-    def forward_flops(self, b: int, t: int) -> int:
-        """Matmul FLOPs (2 per multiply-add) of the last forward at batch b, length t: q/k/v
-        and output projections, the two attention matmuls (full t x t, as SDPA computes
-        them), each FFN (MoE: router + the assignments actually kept) and the head."""
+    def forward_flops(self, b: int, t: int, past: int = 0) -> int:
+        """Matmul FLOPs (2 per multiply-add) of the last forward at batch b, length t after
+        `past` cached positions: q/k/v (K and V have n_kv_heads heads) and output
+        projections, the two attention matmuls (t x (past + t), as SDPA computes them), each
+        FFN (MoE: router + the assignments actually kept) and the head."""
         n, d = b * t, self.d_model
-        attn = 2 * n * d * 4 * d + 2 * 2 * b * t * t * d
+        kv = self.n_kv_heads * self.head_dim
+        attn = 2 * n * d * (2 * d + 2 * kv) + 2 * 2 * b * t * (past + t) * d
         total = 2 * n * d * self.vocab_size
         for blk in self.blocks:
             f = blk.ffn
