@@ -49,9 +49,8 @@ def train_steps(model, opt, batch, steps: int, dev: torch.device) -> float:
     sync(dev)
     t = time.perf_counter()
     for _ in range(steps):
-        logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()) \
-            + model.aux_loss
+        logits, aux = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()) + aux.loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

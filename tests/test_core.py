@@ -13,7 +13,7 @@ import torch
 from rlrun.core import checkpoint as ckpt
 from rlrun.core.device import resolve_device
 from rlrun.core.errors import CheckpointError, ConfigError, DeviceError, NonFiniteError
-from rlrun.core.logger import Logger, LoggerConfig, higher_is_better
+from rlrun.core.logger import Logger, LoggerConfig, lower_is_better
 from rlrun.core.progress import Progress
 from rlrun.core.seeding import rng_state, seed_everything, set_rng_state
 
@@ -95,7 +95,8 @@ def test_logger_summary_and_directions(tmp_path):
     assert s["charts/episodic_return"] == {"last": 19.0, "tail_mean": 18.5, "best": 19.0,
                                            "count": 20, "step": 19}
     assert s["losses/q"]["best"] == 81.0  # lower is better for losses
-    assert not higher_is_better("eval/val_ppl") and higher_is_better("bandit/optimal_action")
+    assert lower_is_better("eval/val_ppl", ("eval/val_ppl",))  # declared by the algorithm
+    assert not lower_is_better("eval/val_ppl") and not lower_is_better("bandit/optimal_action")
     with pytest.raises(NonFiniteError, match="losses/q became nan"):
         log.scalar("losses/q", float("nan"), 21)
     restored = Logger(tmp_path, LoggerConfig(tensorboard=False))

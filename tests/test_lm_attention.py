@@ -59,7 +59,7 @@ def test_gqa_with_as_many_kv_heads_as_heads_is_mha():
                       n_kv_heads=4).eval()
     gqa.load_state_dict(mha.state_dict())  # same parameter names and shapes
     x = torch.randint(0, 30, (3, 16))
-    assert torch.equal(gqa(x), mha(x))
+    assert torch.equal(gqa(x)[0], mha(x)[0])
 
 
 @pytest.mark.parametrize("mode", tr.GQA_MODES)
@@ -78,7 +78,7 @@ def test_gqa_equals_mha_with_each_kv_head_copied_to_its_query_group(monkeypatch,
         state[f"blocks.{i}.attn.qkv.weight"] = torch.cat([q, *expand])
     mha.load_state_dict(state)
     x = torch.randint(0, 30, (2, 16))
-    assert torch.allclose(gqa(x), mha(x), atol=1e-5)
+    assert torch.allclose(gqa(x)[0], mha(x)[0], atol=1e-5)
     assert gqa.blocks[0].attn.qkv.weight.shape == (d + 2 * kv * hd, d)
 
 
@@ -103,8 +103,8 @@ def test_greedy_decoding_with_the_cache_gives_the_tokens_without_it(kv, pos):
     # and a prompt in pieces through the cache gives the full forward's logits
     x = torch.randint(0, 30, (2, 16))
     c = KVCache.for_model(m, batch=2)
-    pieces = torch.cat([m(x[:, :5], c), m(x[:, 5:6], c), m(x[:, 6:], c)], 1)
-    assert c.length == 16 and torch.allclose(pieces, m(x), atol=1e-5)
+    pieces = torch.cat([m(x[:, :5], c)[0], m(x[:, 5:6], c)[0], m(x[:, 6:], c)[0]], 1)
+    assert c.length == 16 and torch.allclose(pieces, m(x)[0], atol=1e-5)
     with pytest.raises(ValueError, match="block_size"):
         m(x[:, :1], c)
 
@@ -185,7 +185,7 @@ def test_only_sinusoidal_positions_tell_repeated_characters_apart():
     # rows added to the input make the positions differ
     x = torch.full((1, 16), 7)
     for pos, same in (("none", True), ("rope", True), ("sinusoidal", False)):
-        out = _model(pos_encoding=pos)(x)[0]
+        out = _model(pos_encoding=pos)(x)[0][0]
         assert torch.allclose(out, out[:1].expand_as(out), atol=1e-5) == same, pos
 
 

@@ -91,6 +91,16 @@ def test_runs_write_scalars_parquet_matching_results(mixed):
         assert (count, step) == (m["count"], m["step"]) and last == pytest.approx(m["last"])
 
 
+def test_runs_declare_the_direction_of_their_objective(mixed, capsys):
+    """The report reads the direction each algorithm declares; it guesses none by name."""
+    modes = {r["algo"]: (r["objective_mode"], r["minimize"]) for r in
+             (read_results(p.parent) for p in mixed.rglob("results.json")) if "minimize" in r}
+    assert modes["lm"][0] == "min" and "moe/dropped_fraction*" in modes["lm"][1]
+    assert modes["ddpm"][0] == "min" and modes["ppo"][0] == "max"
+    rows = _sql(mixed, "SELECT algo, minimize FROM runs WHERE algo = 'lm'", capsys)
+    assert "eval/val_ppl" in json.loads(rows[0]["minimize"])
+
+
 def test_mixed_root_summary_tables_and_pngs(mixed, tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(mixed), "--out", str(out)]) == 0
@@ -98,7 +108,7 @@ def test_mixed_root_summary_tables_and_pngs(mixed, tmp_path, capsys):
     rows = _csv(out / "summary.csv")
     metrics = {r["metric"] for r in rows}
     # each algorithm's declared objective, one summary for all
-    assert {"bandit/average_reward_all_steps", "eval/return", "eval/val_loss",
+    assert {"bandit/average_reward_all_steps", "eval/return", "eval/val_ppl",
             "eval/fid"} <= metrics
     bandit = {r["setting"]: r for r in rows if r["metric"] == "bandit/average_reward_all_steps"}
     # algo.epsilon=0 and 0.0 are one group of three seeds; the stale copy is counted as stale

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from rlrun.core.logger import higher_is_better
+from rlrun.core.logger import lower_is_better
 from rlrun.report.stats import (
     aggregate_iqm,
     bootstrap_ci,
@@ -113,10 +113,18 @@ def test_curve_band_per_step():
     assert centre[1] == pytest.approx(5.0)
 
 
-def test_direction_of_tags():
-    assert not higher_is_better("moe/dropped_fraction")  # was guessed higher-is-better
-    assert not higher_is_better("eval/fid") and not higher_is_better("eval/val_loss")
-    assert higher_is_better("eval/return") and higher_is_better("moe/top1_share")
+def test_direction_of_tags_is_what_each_algorithm_declares():
+    from rlrun.algos.ddpm import DDPMConfig
+    from rlrun.algos.lm import LMConfig
+    from rlrun.algos.sac import SACConfig
+
+    assert lower_is_better("moe/dropped_fraction", LMConfig.minimize)  # a regex got it wrong
+    assert lower_is_better("moe/dropped_fraction/layer1", LMConfig.minimize)
+    assert lower_is_better("eval/fid", DDPMConfig.minimize)
+    assert lower_is_better("eval/val_ppl", LMConfig.minimize)
+    assert not lower_is_better("moe/top1_share", LMConfig.minimize)
+    assert not lower_is_better("eval/return", getattr(SACConfig, "minimize", ()))
+    assert lower_is_better("losses/actor")  # losses: always
 
 
 def test_probability_of_improvement_ci_is_the_bootstrap_of_the_explicit_resamples():

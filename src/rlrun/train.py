@@ -127,6 +127,7 @@ def _train(cfg: DictConfig, run_dir: Path, resuming: bool,
         deterministic=bool(cfg.deterministic), logger_cfg=logger_cfg, headline=headline,
         checkpoint_every_s=float(cfg.checkpoint_every_s), resuming=resuming,
         network=cfg.get("network"), objective_tag=objective,
+        minimize=tuple(getattr(schema, "minimize", ())),
         objective_stat=str(obj_cfg.get("stat") or "last"),
     )
     if not resuming:

@@ -38,6 +38,8 @@ class DDPMConfig:
     uses_network: ClassVar[bool] = True
     headline: ClassVar[str] = "losses/noise_mse"
     objective: ClassVar[str] = "eval/fid"
+    minimize: ClassVar[tuple[str, ...]] = ("eval/fid", "eval/fid_floor",
+                                           "eval/sampling_s_per_image")
     # the scalar tags it logs, as patterns (objective.metric is checked up front)
     logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/*")
     # what build_network passes: a network= that takes other shapes cannot fit

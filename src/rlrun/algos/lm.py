@@ -48,7 +48,9 @@ class LMConfig:
     uses_torch: ClassVar[bool] = True
     uses_network: ClassVar[bool] = True
     headline: ClassVar[str] = "eval/val_ppl"
-    objective: ClassVar[str] = "eval/val_loss"
+    objective: ClassVar[str] = "eval/val_ppl"
+    minimize: ClassVar[tuple[str, ...]] = ("eval/val_loss", "eval/val_ppl", "moe/dropped_fraction*",
+                                           "moe/aux_loss*", "moe/z_loss*")
     # the scalar tags it logs, as patterns (objective.metric is checked up front)
     logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/val_*", "eval/flops",
                                               "model/*", "data/*", "moe/*")
@@ -115,15 +117,14 @@ def evaluate(model: torch.nn.Module, batches: list, dev: torch.device) -> float:
     model.eval()
     total = 0.0
     for x, y in batches:
-        logits = model(x.to(dev))
+        logits, _ = model(x.to(dev))
         total += float(F.cross_entropy(logits.flatten(0, 1), y.to(dev).flatten()))
     model.train()
     return total / len(batches)
 
 
-def log_moe(log: Any, model: torch.nn.Module, step: int) -> None:
-    """Routing statistics of the last forward, per MoE layer and averaged over layers."""
-    stats = model.moe_stats()
+def log_moe(log: Any, stats: list[dict[str, torch.Tensor]], step: int) -> None:
+    """Routing statistics of a forward (`aux.moe`), per MoE layer and averaged over layers."""
     if not stats:
         return
     for tag in MOE_TAGS:
@@ -152,18 +153,9 @@ def run(ctx) -> None:
     prompt = corpus.encode(cfg.sample_prompt)
     st = {"step": 0, "flops": 0, "tokens": 0}
 
-    def state() -> dict[str, Any]:
-        return {"model": model.state_dict(), "opt": opt.state_dict(),
-                "gen": gen.get_state(), **st}
-
-    saved = ctx.restore()
+    ctx.track(model=model, opt=opt, gen=gen, counters=st)
     log = ctx.logger
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        gen.set_state(saved["gen"])
-        st.update({k: int(saved[k]) for k in st})
-    else:
+    if not ctx.resume():
         total, active = model.num_params()
         log.scalars({"model/params": total, "model/active_params": active,
                      "data/unigram_entropy": corpus.unigram_entropy()}, 0)
@@ -180,27 +172,27 @@ def run(ctx) -> None:
             g["lr"] = lr
         x, y = random_batch(corpus.train, cfg.batch_size, block, gen)
         x, y = x.to(dev), y.to(dev)
-        logits = model(x)
+        logits, aux = model(x)
         ce = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        loss = ce + model.aux_loss
+        loss = ce + aux.loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         st["step"] = step = step + 1
-        st["flops"] += 3 * model.last_flops
+        st["flops"] += 3 * aux.flops
         st["tokens"] += x.numel()
         done = step >= cfg.total_steps or st["flops"] >= budget
         if step % cfg.log_every == 0 or done:
             now = time.perf_counter()
             log.scalars({"losses/train": float(ce.detach()),
-                         "losses/router": float(model.aux_loss.detach()),
+                         "losses/router": float(aux.loss.detach()),
                          "charts/learning_rate": lr, "charts/flops": st["flops"],
                          "charts/tokens": st["tokens"],
                          "charts/tokens_per_s": (st["tokens"] - tok_log) / max(now - t_log,
                                                                                 1e-9)}, step)
-            log_moe(log, model, step)
+            log_moe(log, aux.moe, step)
             t_log, tok_log = now, st["tokens"]
         if (cfg.eval_every and step % cfg.eval_every == 0) or done:
             vl = evaluate(model, val, dev)
@@ -216,7 +208,6 @@ def run(ctx) -> None:
                 log.text("eval/sample", "    " + (cfg.sample_prompt + text)
                          .replace("\n", "\n    "), step)
             t_log = time.perf_counter()  # evaluation time is not training throughput
-        if ctx.tick(step, ppl, state):
+        if ctx.tick(step, ppl):
             break
-    else:
-        ctx.save(st["step"], state())
+    ctx.finish()

@@ -28,6 +28,7 @@ class TDPredictionConfig:
     uses_network: ClassVar[bool] = False
     headline: ClassVar[str] = "td/rms_error"
     objective: ClassVar[str] = "td/rms_error"
+    minimize: ClassVar[tuple[str, ...]] = ("td/rms_error",)
     # the scalar tags it logs, as patterns (objective.metric is checked up front)
     logged_tags: ClassVar[tuple[str, ...]] = ("td/*",)
 

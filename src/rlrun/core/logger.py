@@ -6,8 +6,8 @@ travels in checkpoints, so a resumed run summarises its whole history.
 
 from __future__ import annotations
 
+import fnmatch
 import math
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +15,14 @@ from typing import Any
 
 from rlrun.core.errors import ConfigError, NonFiniteError
 
-# Scalars for which lower is better; everything else is "higher is better". `dropped`: the
-# MoE's share of tokens over capacity (moe/dropped_fraction), a cost like a loss.
-_LOWER_IS_BETTER = re.compile(
-    r"(^losses/|loss|ppl|perplexity|fid|error|regret|mse|kl$|dropped)")
+# Tags for which lower is better in every run: losses. Each algorithm declares the rest in its
+# schema (`minimize`: fnmatch patterns such as "eval/fid"); everything else is maximised.
+ALWAYS_MINIMIZED = ("losses/*",)
 
 
-def higher_is_better(tag: str) -> bool:
-    """Direction used for `best` in results.json (losses, perplexities, FIDs: lower wins)."""
-    return _LOWER_IS_BETTER.search(tag) is None
+def lower_is_better(tag: str, minimize: tuple[str, ...] | list[str] = ()) -> bool:
+    """Whether `best` of `tag` is its minimum: a loss, or a tag the algorithm declares."""
+    return any(fnmatch.fnmatchcase(tag, p) for p in (*ALWAYS_MINIMIZED, *minimize))
 
 
 @dataclass
@@ -69,9 +68,10 @@ class Logger:
     """Writes scalars to TensorBoard and remembers them for the run summary."""
 
     def __init__(self, run_dir: Path, cfg: LoggerConfig, purge_step: int | None = None,
-                 checkpoint: Path | None = None):
+                 checkpoint: Path | None = None, minimize: tuple[str, ...] = ()):
         self.run_dir = Path(run_dir)
         self.cfg = cfg
+        self.minimize = tuple(minimize)  # the algorithm's lower-is-better tags (patterns)
         self.checkpoint = checkpoint  # the run's checkpoint file, named in the NaN error
         self.series: dict[str, list[float]] = {}
         # step and wall-clock time of every point, for scalars.parquet (rlrun.core.scalars)
@@ -175,7 +175,7 @@ class Logger:
             out[tag] = {
                 "last": values[-1],
                 "tail_mean": sum(tail) / len(tail),
-                "best": max(values) if higher_is_better(tag) else min(values),
+                "best": min(values) if lower_is_better(tag, self.minimize) else max(values),
                 "count": len(values),
                 "step": self.last_step[tag],
             }

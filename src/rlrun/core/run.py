@@ -35,7 +35,7 @@ from typing import Any
 from rlrun.core import results as results_file
 from rlrun.core import state as tracked_state
 from rlrun.core.checkpoint import load_checkpoint, remove_stray_temp_files, save_checkpoint
-from rlrun.core.logger import Logger, LoggerConfig
+from rlrun.core.logger import ALWAYS_MINIMIZED, Logger, LoggerConfig, lower_is_better
 from rlrun.core.progress import Progress
 from rlrun.core.scalars import write_scalars
 from rlrun.core.seeding import rng_state, set_rng_state
@@ -65,6 +65,7 @@ class RunContext:
     heartbeat_s: float = HEARTBEAT_S
     objective_tag: str | None = None  # the scalar results.json reports as `objective`
     objective_stat: str = "last"
+    minimize: tuple[str, ...] = ()  # tags the algorithm minimises (its schema's `minimize`)
     resuming: bool = False
     step: int = 0
     wall_time_prev_s: float = 0.0
@@ -88,7 +89,7 @@ class RunContext:
             purge = int(self._resume_state["step"]) + 1
             self._saved_step = int(self._resume_state["step"])
         self.logger = Logger(self.run_dir, self.logger_cfg, purge_step=purge,
-                             checkpoint=self.checkpoint_path)
+                             checkpoint=self.checkpoint_path, minimize=self.minimize)
         self._last_ckpt = self._last_beat = time.monotonic()
 
     @property
@@ -191,6 +192,9 @@ class RunContext:
         if tag and tag in metrics:
             extra["objective"] = metrics[tag][self.objective_stat]
             extra["objective_metric"] = f"{tag} ({self.objective_stat})"
+        if tag:  # the declared direction, for sweepers and reports (no guessing by name)
+            extra["objective_mode"] = "min" if lower_is_better(tag, self.minimize) else "max"
+        extra["minimize"] = [*ALWAYS_MINIMIZED, *self.minimize]
         if error:
             extra["error"] = error
         rec = results_file.build(algo=self.algo_name, env=self.env_name, seed=self.seed,

@@ -90,9 +90,9 @@ def generate(model, prompt: list[int], n: int, temperature: float = 1.0,
             if kv is not None:
                 kv.reset()
         if kv is not None:  # only the characters the cache has not seen yet
-            logits = model(torch.tensor([ids[start + kv.length:]], device=dev), kv)[0, -1]
+            logits = model(torch.tensor([ids[start + kv.length:]], device=dev), kv)[0][0, -1]
         else:
-            logits = model(torch.tensor([ids[start:]], device=dev))[0, -1]
+            logits = model(torch.tensor([ids[start:]], device=dev))[0][0, -1]
         if greedy:
             nxt = int(logits.argmax())
         else:

@@ -4,14 +4,16 @@ multi-head, grouped-query or multi-query (`network.n_kv_heads=null|divisor|1`), 
 position encoding rotary, sinusoidal or absent (`network.pos_encoding=rope|sinusoidal|none`).
 
 Built by the LM loop once the vocabulary is known:
-`build_network(cfg.network, vocab_size=V)`. `forward(idx)` returns the logits; the MoE
-losses (already multiplied by their coefficients) are in `model.aux_loss` after a call, the
-per-layer routing statistics in `model.moe_stats()`, and the forward matmul FLOPs of the last
-call in `model.last_flops` (an explicit count, checked against torch's FLOP counter in tests).
+`build_network(cfg.network, vocab_size=V)`. `forward(idx)` returns `(logits, aux)`: `aux.loss`
+holds the MoE router losses (already multiplied by their coefficients), `aux.moe` the per-layer
+routing statistics and `aux.flops` the forward matmul FLOPs of the call (an explicit count,
+checked against torch's FLOP counter in tests). Nothing of a call is left on the module.
 `forward(idx, cache)` continues a sequence held in a KV cache (`rlrun.nets.decode`).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,15 @@ from torch import nn
 
 from rlrun.core.errors import ConfigError
 from rlrun.nets.moe import MoE
+
+
+class ForwardAux(NamedTuple):
+    """What a forward pass returns beside the logits."""
+
+    loss: torch.Tensor  # router losses, weighted by aux_loss_coef and z_loss_coef (0 if dense)
+    moe: list[dict[str, torch.Tensor]]  # routing statistics per MoE layer
+    flops: int  # forward matmul FLOPs of this call
+
 
 FFNS = ("dense", "switch", "mixtral")
 POS_ENCODINGS = ("rope", "sinusoidal", "none")
@@ -225,8 +236,6 @@ class Transformer(nn.Module):
         self.register_buffer("sin", sin, persistent=False)
         self.register_buffer("pe", sinusoidal_table(block_size, d_model), persistent=False)
         self.moe_layers = [b.ffn for b in self.blocks if isinstance(b.ffn, MoE)]
-        self.aux_loss = torch.zeros(())
-        self.last_flops = 0
         for name, p in self.named_parameters():  # GPT-2 style small init
             if p.dim() < 2 or "router" in name:  # the router keeps its own small init
                 continue
@@ -247,10 +256,11 @@ class Transformer(nn.Module):
             return x, None, None
         return x, self.cos[start:start + t], self.sin[start:start + t]
 
-    def forward(self, idx: torch.Tensor, cache=None) -> torch.Tensor:
-        """Logits (B, T, V). With a `rlrun.nets.decode.KVCache`, idx continues the cached
-        sequence: positions (RoPE angles, the sinusoidal rows) start at the cache's length,
-        each layer appends its K/V and attends over all cached keys."""
+    def forward(self, idx: torch.Tensor, cache=None) -> tuple[torch.Tensor, ForwardAux]:
+        """Logits (B, T, V) and the call's `ForwardAux`. With a `rlrun.nets.decode.KVCache`,
+        idx continues the cached sequence: positions (RoPE angles, the sinusoidal rows)
+        start at the cache's length, each layer appends its K/V and attends over all cached
+        keys."""
         b, t = idx.shape
         past = cache.length if cache is not None else 0
         x, cos, sin = self.embed(idx, past)
@@ -262,9 +272,8 @@ class Transformer(nn.Module):
         aux = logits.new_zeros((), dtype=torch.float32)
         for m in self.moe_layers:
             aux = aux + self.aux_coef * m.stats["aux_loss"] + self.z_coef * m.stats["z_loss"]
-        self.aux_loss = aux
-        self.last_flops = self.forward_flops(b, t, past)
-        return logits
+        return logits, ForwardAux(aux, [m.stats for m in self.moe_layers],
+                                  self.forward_flops(b, t, past))
 
     def forward_flops(self, b: int, t: int, past: int = 0) -> int:
         """Matmul FLOPs (2 per multiply-add) of the last forward at batch b, length t after
@@ -279,9 +288,6 @@ class Transformer(nn.Module):
             f = blk.ffn
             total += attn + (f.flops if isinstance(f, MoE) else 2 * n * d * 3 * f.d_ff)
         return total
-
-    def moe_stats(self) -> list[dict[str, torch.Tensor]]:
-        return [m.stats for m in self.moe_layers]
 
     def num_params(self) -> tuple[int, int]:
         """(total, active per token): experts count k/N of their weights as active."""

@@ -39,6 +39,7 @@ class RunRow:
     metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
     has_config: bool = True
     metric_counts: dict[str, int] = field(default_factory=dict)
+    minimize: tuple[str, ...] = ()  # tags its algorithm declares lower-is-better
 
 
 @dataclass
@@ -77,15 +78,16 @@ def load_runs(con: Any) -> list[RunRow]:
         met.setdefault(run_dir, {})[tag] = {"last": last, "tail_mean": tail, "best": best}
         counts.setdefault(run_dir, {})[tag] = int(count or 0)
     rows = con.execute("SELECT run_dir, root, rel, algo, env, seed, status, error, label, "
-                       "objective_tag, headline FROM runs").fetchall()
+                       "objective_tag, headline, minimize FROM runs").fetchall()
     out = []
     one_root = len({r[1] for r in rows}) == 1
-    for (run_dir, root, rel, algo, env, seed, status, error, label, obj, head) in rows:
+    for (run_dir, root, rel, algo, env, seed, status, error, label, obj, head, mini) in rows:
         c = cfg.get(run_dir, {})
         out.append(RunRow(run_dir, rel if one_root else
                           f"{root.rsplit('/', 1)[-1]}/{rel}", algo, env, seed, status, error,
                           label, obj, head, c, met.get(run_dir, {}), has_config=bool(c),
-                          metric_counts=counts.get(run_dir, {})))
+                          metric_counts=counts.get(run_dir, {}),
+                          minimize=tuple(json.loads(mini)) if mini else ()))
     return sorted(out, key=lambda r: natural_key(r.run_dir))
 
 

@@ -35,12 +35,12 @@ from typing import Any
 from rlrun.core.scalars import SCALARS_FILE
 
 INDEX_FILE = ".rlrun-index.duckdb"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `minimize` (the tags a run declares lower-is-better)
 
 # Columns of `runs` that come from results.json; config keys of the same name are left out.
 RUN_COLUMNS = ("run_dir", "root", "rel", "algo", "env", "seed", "status", "steps",
                "wall_time_s", "headline", "objective", "objective_tag", "error", "label",
-               "overrides")
+               "overrides", "minimize")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (version INTEGER);
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS run_info (
     run_dir VARCHAR, root VARCHAR, rel VARCHAR, algo VARCHAR, env VARCHAR, seed BIGINT,
     raw_status VARCHAR, steps BIGINT, wall_time_s DOUBLE, headline VARCHAR, objective DOUBLE,
     objective_tag VARCHAR, error VARCHAR, label VARCHAR, overrides VARCHAR, pid BIGINT,
-    pid_start BIGINT, host VARCHAR, heartbeat DOUBLE, heartbeat_s DOUBLE);
+    pid_start BIGINT, host VARCHAR, heartbeat DOUBLE, heartbeat_s DOUBLE, minimize VARCHAR);
 CREATE TABLE IF NOT EXISTS config (run_dir VARCHAR, key VARCHAR, num DOUBLE, text VARCHAR);
 CREATE TABLE IF NOT EXISTS metrics (run_dir VARCHAR, tag VARCHAR, last DOUBLE,
     tail_mean DOUBLE, best DOUBLE, count DOUBLE);
@@ -183,6 +183,9 @@ def read_run(run_dir: Path, root: Path) -> dict[str, Any]:
         "pid": _int(results.get("pid")), "pid_start": _int(results.get("pid_start")),
         "host": results.get("host"), "heartbeat": _float(results.get("heartbeat")),
         "heartbeat_s": _float(results.get("heartbeat_s")),
+        # the run's declared lower-is-better tags (JSON list; null for runs of older rlrun)
+        "minimize": json.dumps(results["minimize"]) if isinstance(results.get("minimize"), list)
+        else None,
         "_config": flat, "_metrics": results.get("metrics") or {},
     }
 

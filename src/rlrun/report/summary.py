@@ -1,7 +1,7 @@
 """From indexed runs to answers: per-task tables, cross-task statistics, summary.md/.csv, PNGs.
 
 One summary holds every metric asked for (default: each algorithm's declared objective, e.g.
-`eval/return` for deep RL, `eval/val_loss` for the LM, `eval/fid` for DDPM, the bandits'
+`eval/return` for deep RL, `eval/val_ppl` for the LM, `eval/fid` for DDPM, the bandits'
 average reward over all steps), so a second `--metric` adds a section instead of replacing
 the file. Only `completed` runs enter the statistics; failed, stale and still-running runs
 are counted per setting and listed with their errors.
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from rlrun.core.logger import higher_is_better
+from rlrun.core.logger import lower_is_better
 from rlrun.report.groups import RUNNING, Group, RunRow
 from rlrun.report.stats import (
     MIN_SEEDS,
@@ -115,7 +115,8 @@ def values_of(group: Group, metric: str, stat: str) -> list[float]:
 
 def build_section(groups: Sequence[Group], runs: Sequence[RunRow], metric: str, stat: str,
                   scores: dict[str, dict[str, Any]]) -> MetricSection:
-    higher = higher_is_better(metric)
+    # the direction the runs' algorithms declare (schema `minimize`), never guessed by name
+    higher = not any(lower_is_better(metric, r.minimize) for r in runs if metric in r.metrics)
     algos_with = {r.algo for r in runs if metric in r.metrics}
     shown = [g for g in groups if _shows(g, metric, algos_with)]
     tables = []
