@@ -57,11 +57,16 @@ def _task(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from rlrun.core.cluster import slurm_job
     from rlrun.core.errors import RlrunError
     from rlrun.train import Interrupted, train
 
     try:
-        results = train(cfg, overrides=list(_resume_overrides) if cfg.get("resume") else None)
+        # A SLURM job: a requeued one continues its own run; submitit's requeue signal saves
+        # a checkpoint first (rlrun.core.cluster). Outside SLURM, cfg as it is.
+        with slurm_job(cfg, HydraConfig.get().runtime.output_dir) as cfg:
+            results = train(cfg, overrides=list(_resume_overrides) if cfg.get("resume")
+                            else None)
     except Interrupted as e:
         print(f"rlrun: {e}", file=sys.stderr)
         sys.exit(130)  # a sweep stops too: Ctrl-C means stop
