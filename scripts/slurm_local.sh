@@ -77,6 +77,8 @@ AccountingStorageHost=$HOST
 JobCompType=jobcomp/none
 KillWait=30
 MinJobAge=300
+# The main scheduler runs every 60 s by default: a requeued job would wait that long.
+SchedulerParameters=sched_interval=2
 NodeName=$HOST CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=local Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
@@ -109,7 +111,8 @@ start_munge() {
 }
 
 start_db() {
-    # A MariaDB of our own (datadir under $DIR), on the default socket, root by socket auth.
+    # A MariaDB of our own (datadir under $DIR), on the default socket only (no TCP port),
+    # root by socket auth.
     if [ ! -d "$DIR/db/mysql" ]; then
         mariadb-install-db --user=mysql --datadir="$DIR/db" --auth-root-authentication-method=socket \
             >"$DIR/log/mariadb-install.log" 2>&1 || die "mariadb-install-db failed: see $DIR/log"
@@ -117,8 +120,9 @@ start_db() {
     chown -R mysql:mysql "$DIR/db"
     mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
     if ! mariadb-admin ping >/dev/null 2>&1; then
-        (mariadbd --user=mysql --datadir="$DIR/db" --skip-networking=0 --bind-address=127.0.0.1 \
-            --pid-file=/run/mysqld/rlrun-slurm.pid --log-error="$DIR/db/mariadb.log" &)
+        (mariadbd --user=mysql --datadir="$DIR/db" --skip-networking \
+            --pid-file=/run/mysqld/rlrun-slurm.pid --log-error="$DIR/db/mariadb.log" \
+            >/dev/null 2>&1 &)
         for _ in $(seq 60); do mariadb-admin ping >/dev/null 2>&1 && break; sleep 0.5; done
         mariadb-admin ping >/dev/null 2>&1 || die "MariaDB did not start: see $DIR/db/mariadb.log"
     fi

@@ -1,0 +1,97 @@
+"""A run as a SLURM job (rlrun.core.cluster), without a cluster: SLURM's environment and
+submitit's signal handler are stood in for. tests/test_slurm.py runs the real thing."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from rlrun.core.cluster import requeued_run, slurm_job
+from rlrun.core.run import RunContext
+from rlrun.train import Interrupted, train
+from tests.conftest import compose_cfg, interrupt, read_results, run_train
+
+BANDIT = ["algo=ucb", "env.num_runs=50", "env.steps=400", "logger.progress=none"]
+
+
+def _requeued(monkeypatch, restarts: int = 1) -> None:
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", str(restarts))
+
+
+def test_a_requeued_job_continues_its_own_interrupted_run(tmp_path, monkeypatch):
+    ref = run_train(tmp_path, BANDIT, "ref")
+    run_dir = interrupt(tmp_path, monkeypatch, BANDIT, stop=150)
+    assert read_results(run_dir)["status"] == "interrupted"
+    cfg = compose_cfg(BANDIT)
+
+    assert not requeued_run(cfg, run_dir)  # not a SLURM job
+    _requeued(monkeypatch, restarts=0)
+    assert not requeued_run(cfg, run_dir)  # a SLURM job, but its first run
+    _requeued(monkeypatch)
+    assert not requeued_run(compose_cfg([*BANDIT, "seed=1"]), run_dir)  # another config
+    assert requeued_run(cfg, run_dir)
+
+    with slurm_job(cfg, run_dir) as job_cfg:
+        assert job_cfg.resume == str(run_dir)
+        out = train(job_cfg)
+    assert out["status"] == "completed" and out["steps"] == ref["steps"]
+    assert out["metrics"] == ref["metrics"]
+    assert not requeued_run(cfg, run_dir)  # completed: nothing left to continue
+
+
+class SignalHandler:
+    """Stands in for submitit's handler (same class name): records the call, then exits as
+    submitit does after requeueing the job."""
+
+    calls: list[int] = []
+
+    def checkpoint_and_try_requeue(self, signum, frame=None):
+        self.calls.append(signum)
+        raise SystemExit(-1)
+
+
+def test_submitits_requeue_signal_saves_a_checkpoint_before_submitit_requeues(
+        tmp_path, monkeypatch):
+    ref = run_train(tmp_path, BANDIT, "ref")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    original = RunContext.tick
+
+    def usr2_at_200(self, step, value, state_fn):
+        if step == 200:
+            os.kill(os.getpid(), signal.SIGUSR2)  # submitit's --signal=USR2@<delay>
+        return original(self, step, value, state_fn)
+
+    monkeypatch.setattr(RunContext, "tick", usr2_at_200)
+    fake = SignalHandler()
+    old = signal.signal(signal.SIGUSR2, fake.checkpoint_and_try_requeue)
+    run_dir = tmp_path / "b"
+    try:
+        cfg = compose_cfg(BANDIT)
+        with pytest.raises(SystemExit), slurm_job(cfg, run_dir) as job_cfg:
+            train(job_cfg, run_dir=run_dir)
+        assert signal.getsignal(signal.SIGUSR2) == fake.checkpoint_and_try_requeue
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+    assert fake.calls == [signal.SIGUSR2]
+    rec = read_results(run_dir)
+    assert rec["status"] == "interrupted" and 200 <= rec["steps"] < ref["steps"]
+
+    monkeypatch.setattr(RunContext, "tick", original)
+    _requeued(monkeypatch)
+    with slurm_job(cfg, run_dir) as job_cfg:
+        out = train(job_cfg)
+    assert out["status"] == "completed" and out["metrics"] == ref["metrics"]
+
+
+def test_outside_slurm_the_config_and_signals_are_left_alone(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    cfg = compose_cfg(BANDIT)
+    before = signal.getsignal(signal.SIGUSR2)
+    with slurm_job(cfg, tmp_path) as job_cfg:
+        assert job_cfg is cfg
+        assert signal.getsignal(signal.SIGUSR2) == before
+    with pytest.raises(Interrupted), slurm_job(cfg, tmp_path):
+        raise Interrupted(tmp_path, 3)
