@@ -5,6 +5,7 @@ fails loudly when it cannot."""
 from __future__ import annotations
 
 import glob
+import os
 import shutil
 import subprocess
 import sys
@@ -25,9 +26,10 @@ def _cluster_up() -> bool:
         return False
 
 
-pytestmark = [pytest.mark.slurm,
-              pytest.mark.skipif(not _cluster_up(), reason="no SLURM cluster: sinfo fails"
-                                 " (start one with: sudo scripts/slurm_local.sh start)")]
+NO_CLUSTER = "no SLURM cluster: sinfo fails (start one with: sudo scripts/slurm_local.sh start)"
+if os.environ.get("RLRUN_SLURM_REQUIRED") == "1" and not _cluster_up():  # CI: fail, loudly
+    raise RuntimeError(NO_CLUSTER)
+pytestmark = [pytest.mark.slurm, pytest.mark.skipif(not _cluster_up(), reason=NO_CLUSTER)]
 
 # Long enough (~6 s) to be stopped in the middle, deterministic, CPU only.
 LONG = ["algo=ucb", "env.num_runs=500", "env.steps=20000", "seed=0", "logger.progress=none"]
