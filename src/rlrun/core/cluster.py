@@ -29,6 +29,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rlrun.core import results as results_file
+from rlrun.core.errors import ConfigError
 from rlrun.core.status import effective_status
 
 log = logging.getLogger("rlrun")
@@ -67,6 +68,22 @@ def requeued_run(cfg: DictConfig, run_dir: str | Path) -> bool:
     return OmegaConf.to_container(saved, resolve=False) == ours
 
 
+def check_one_task() -> None:
+    """submitit starts `tasks_per_node x nodes` copies of each job (one per SLURM task).
+    rlrun's loops train in one process: more copies would race for one run dir."""
+    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm":
+        return
+    try:
+        ntasks = int(os.environ.get("SLURM_NTASKS") or 1)
+    except ValueError:
+        return
+    if ntasks > 1:
+        raise ConfigError(
+            f"this SLURM job has {ntasks} tasks, but an rlrun run is one process: use"
+            " hydra.launcher.tasks_per_node=1 and hydra.launcher.nodes=1 (one job per run;"
+            " give a run more CPUs with hydra.launcher.cpus_per_task)")
+
+
 class _ForwardUsr2:
     """SIGUSR2 -> SIGTERM (rlrun's stop with a checkpoint), remembered for submitit."""
 
@@ -89,6 +106,7 @@ def slurm_job(cfg: DictConfig, run_dir: str | Path) -> Iterator[DictConfig]:
     if not os.environ.get("SLURM_JOB_ID"):
         yield cfg
         return
+    check_one_task()
     if requeued_run(cfg, run_dir):
         log.info("requeued SLURM job %s (restart %d): continuing the run in %s",
                  os.environ.get("SLURM_JOB_ID"), restart_count(), run_dir)
