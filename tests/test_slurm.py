@@ -109,3 +109,30 @@ def test_a_job_stopped_by_slurm_is_requeued_and_ends_with_the_same_numbers(tmp_p
     assert rec["metrics"] == ref["metrics"]
     _wait(lambda: _sacct(job_id) == {job_id: "COMPLETED"}, 60,
           f"sacct to show job {job_id} COMPLETED (now {_sacct(job_id)})")
+
+
+def test_a_job_cancelled_with_sigterm_says_so_in_one_line_and_continues_when_requeued(
+        tmp_path):
+    ref = run_train(tmp_path, LONG, "ref")
+    sweep = tmp_path / "sweep"
+    cli = subprocess.Popen([sys.executable, "-m", "rlrun", "-m", "hydra/launcher=slurm", *LONG,
+                            f"hydra.sweep.dir={sweep}"], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        job_id = _wait(lambda: _loop_started(sweep), 120, "the job's loop to start")
+        time.sleep(1.0)
+        subprocess.run(["scancel", "--signal=TERM", job_id], check=True, timeout=30)
+        _, err = cli.communicate(timeout=180)  # not requeued: the sweep command gives up
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 1 and err.count("\n") == 1, err[-3000:]
+    assert "(state: FAILED); the job said: interrupted at step" in err
+    (run_dir,) = [p for p in sweep.iterdir() if (p / "results.json").is_file()]
+    assert read_results(run_dir)["status"] == "interrupted"
+
+    subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
+    _wait(lambda: _sacct(job_id) == {job_id: "COMPLETED"}, 120,
+          f"the requeued job {job_id} to complete")
+    rec = read_results(run_dir)
+    assert rec["status"] == "completed" and rec["metrics"] == ref["metrics"]

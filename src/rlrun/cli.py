@@ -144,6 +144,13 @@ def _main() -> None:
         _fail(msg)
     except OSError as e:  # Hydra making the run dir or writing .hydra/ (read-only, full)
         _fail(describe_os_error(e))
+    except Exception as e:
+        if type(e).__name__ != "UncompletedJobError":  # submitit's, for a job with no result
+            raise
+        from rlrun.core.cluster import describe_uncompleted
+
+        print(f"rlrun: error: {describe_uncompleted(str(e))}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _fail(message: str) -> None:

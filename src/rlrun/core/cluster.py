@@ -84,6 +84,17 @@ def check_one_task() -> None:
             " give a run more CPUs with hydra.launcher.cpus_per_task)")
 
 
+def describe_uncompleted(message: str) -> str:
+    """submitit's UncompletedJobError (a SLURM job that ended without a result: cancelled,
+    killed, or stopped and not requeued) in one line, with what rlrun said in the job."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    out = " ".join(lines[:2])
+    said = [ln[len("rlrun: "):] for ln in lines if ln.startswith("rlrun: ")]
+    if said:
+        out += f"; the job said: {said[-1]}"
+    return out + "; the sweep's other jobs are left to run (squeue)"
+
+
 class _ForwardUsr2:
     """SIGUSR2 -> SIGTERM (rlrun's stop with a checkpoint), remembered for submitit."""
 
