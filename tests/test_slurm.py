@@ -35,6 +35,12 @@ pytestmark = [pytest.mark.slurm, pytest.mark.skipif(not _cluster_up(), reason=NO
 LONG = ["algo=ucb", "env.num_runs=500", "env.steps=20000", "seed=0", "logger.progress=none"]
 
 
+@pytest.fixture(scope="module")
+def ref(tmp_path_factory) -> dict:
+    """`LONG` run here, never stopped: what a stopped and requeued job must end with."""
+    return run_train(tmp_path_factory.mktemp("ref"), LONG)
+
+
 def _sacct(job_id: str) -> dict[str, str]:
     """State of each job (array element) of `job_id`, from SLURM's accounting."""
     out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", job_id],
@@ -84,8 +90,7 @@ def _loop_started(sweep: Path) -> str | None:
     ["scontrol", "requeue"],          # SIGTERM, as on preemption; SLURM requeues it
     ["scancel", "--signal=USR2"],     # submitit's time-limit warning; submitit requeues it
 ])
-def test_a_job_stopped_by_slurm_is_requeued_and_ends_with_the_same_numbers(tmp_path, stop):
-    ref = run_train(tmp_path, LONG, "ref")
+def test_a_job_stopped_by_slurm_is_requeued_and_ends_with_the_same_numbers(tmp_path, stop, ref):
     sweep = tmp_path / "sweep"
     cli = subprocess.Popen(
         [sys.executable, "-m", "rlrun", "-m",
@@ -112,8 +117,7 @@ def test_a_job_stopped_by_slurm_is_requeued_and_ends_with_the_same_numbers(tmp_p
 
 
 def test_a_job_cancelled_with_sigterm_says_so_in_one_line_and_continues_when_requeued(
-        tmp_path):
-    ref = run_train(tmp_path, LONG, "ref")
+        tmp_path, ref):
     sweep = tmp_path / "sweep"
     cli = subprocess.Popen([sys.executable, "-m", "rlrun", "-m", "hydra/launcher=slurm", *LONG,
                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path, stdout=subprocess.PIPE,
