@@ -109,3 +109,24 @@ def test_a_submitit_job_with_several_tasks_is_refused_in_one_line(tmp_path, monk
     monkeypatch.setenv("SLURM_NTASKS", "1")
     with slurm_job(compose_cfg(BANDIT), tmp_path) as cfg:
         assert not cfg.get("resume")
+
+
+def test_the_slurm_launcher_defaults_fit_a_small_node(monkeypatch):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from rlrun.core.config import config_dir
+
+    def launcher():
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+        return cfg.hydra.launcher
+
+    monkeypatch.delenv("RLRUN_SLURM_PARTITION", raising=False)
+    got = launcher()
+    assert got.partition is None  # the cluster's default partition
+    assert got.cpus_per_task == 1 and got.mem_gb is None and got.tasks_per_node == 1
+    assert got.max_num_timeout > 0  # a job past its time limit is requeued from its checkpoint
+    monkeypatch.setenv("RLRUN_SLURM_PARTITION", "gpu")
+    assert launcher().partition == "gpu"
