@@ -3,8 +3,10 @@ submitit's signal handler are stood in for. tests/test_slurm.py runs the real th
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -32,6 +34,10 @@ def test_a_requeued_job_continues_its_own_interrupted_run(tmp_path, monkeypatch)
     assert not requeued_run(cfg, run_dir)  # a SLURM job, but its first run
     _requeued(monkeypatch)
     assert not requeued_run(compose_cfg([*BANDIT, "seed=1"]), run_dir)  # another config
+    assert requeued_run(cfg, run_dir)
+    rec = read_results(run_dir)  # killed on another node a moment ago: not yet `stale`
+    (run_dir / "results.json").write_text(json.dumps(
+        {**rec, "status": "running", "host": "node-b", "pid": 1, "heartbeat": time.time()}))
     assert requeued_run(cfg, run_dir)
 
     with slurm_job(cfg, run_dir) as job_cfg:

@@ -35,8 +35,10 @@ from rlrun.core.status import effective_status
 log = logging.getLogger("rlrun")
 
 # Statuses of a run that a requeued job continues: stopped with a checkpoint, or killed
-# without a word (SIGKILL after SLURM's KillWait, a lost node).
-_RESUMABLE = ("interrupted", "stale")
+# without a word (SIGKILL after SLURM's KillWait, a lost node). `running` too: SLURM starts
+# a requeued job once its previous run has ended, perhaps on another node, before that
+# node's last heartbeat is old enough to call it stale (the run dir's lock still guards it).
+_RESUMABLE = ("interrupted", "stale", "running")
 
 
 def restart_count() -> int:
@@ -99,7 +101,6 @@ class _ForwardUsr2:
     """SIGUSR2 -> SIGTERM (rlrun's stop with a checkpoint), remembered for submitit."""
 
     def __init__(self) -> None:
-        self.old: Any = None
         self.pending: tuple[int, Any] | None = None
 
     def handler(self, signum: int, frame: Any) -> None:
