@@ -3,6 +3,7 @@ interrupt and resume. These run the real console entry in subprocesses."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from rlrun.core.errors import CheckpointError
 from .conftest import read_results, rlrun_cli, run_train
 
 QUICK = ["env.num_runs=100", "env.steps=120", "logger.progress=none"]
+_RAY = importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is not None
 
 
 def test_single_run_layout_results_and_tensorboard(tmp_path):
@@ -95,7 +97,8 @@ def test_sweep_layout(tmp_path):
     (["experiment=nope"], "sutton_barto/ex6_2, sutton_barto/fig2_2"),
     (["algo.epsilon=[1,"], "no viable alternative"),
     (["seed=abc"], "seed='abc' must be a non-negative integer"),
-    (["-m", "hydra/launcher=ray"], "Install it with: pip install 'rlrun[ray]'"),
+    pytest.param(["-m", "hydra/launcher=ray"], "Install it with: pip install 'rlrun[ray]'",
+                 marks=pytest.mark.skipif(_RAY, reason="the ray extra is installed")),
     (["objective.stat=median"], "objective.stat='median' must be last, tail_mean or best"),
     (["checkpoint_every_s=-1"], "checkpoint_every_s=-1 must be a number >= 0"),
 ])

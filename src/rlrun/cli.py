@@ -123,11 +123,16 @@ def _task(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from rlrun.core.cluster import slurm_job
     from rlrun.core.errors import RlrunError
     from rlrun.train import Interrupted, train
 
     try:
-        results = train(cfg, overrides=list(_resume_overrides) if cfg.get("resume") else None)
+        # A SLURM job: a requeued one continues its own run; submitit's requeue signal saves
+        # a checkpoint first (rlrun.core.cluster). Outside SLURM, cfg as it is.
+        with slurm_job(cfg, HydraConfig.get().runtime.output_dir) as cfg:
+            results = train(cfg, overrides=list(_resume_overrides) if cfg.get("resume")
+                            else None)
     except Interrupted as e:
         print(f"rlrun: {e}", file=sys.stderr)
         sys.exit(130)  # a sweep stops too: Ctrl-C means stop
@@ -212,6 +217,13 @@ def _main() -> None:
         _fail(_one_line(text))
     except OSError as e:  # Hydra making the run dir or writing .hydra/ (read-only, full)
         _fail(describe_os_error(e))
+    except Exception as e:
+        if type(e).__name__ != "UncompletedJobError":  # submitit's, for a job with no result
+            raise
+        from rlrun.core.cluster import describe_uncompleted
+
+        print(f"rlrun: error: {describe_uncompleted(str(e))}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _fail(message: str) -> None:

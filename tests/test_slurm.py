@@ -1,0 +1,142 @@
+"""`hydra/launcher=slurm` against a real SLURM: `scripts/slurm_local.sh start` (as root), then
+`pytest -m slurm`. Skipped when no cluster answers (`sinfo` fails); .ci/run starts one and
+fails loudly when it cannot."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import read_results, rlrun_cli, run_train
+
+
+def _cluster_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+NO_CLUSTER = "no SLURM cluster: sinfo fails (start one with: sudo scripts/slurm_local.sh start)"
+if os.environ.get("RLRUN_SLURM_REQUIRED") == "1" and not _cluster_up():  # CI: fail, loudly
+    raise RuntimeError(NO_CLUSTER)
+pytestmark = [pytest.mark.slurm, pytest.mark.skipif(not _cluster_up(), reason=NO_CLUSTER)]
+
+# Long enough (~6 s) to be stopped in the middle, deterministic, CPU only.
+LONG = ["algo=ucb", "env.num_runs=500", "env.steps=20000", "seed=0", "logger.progress=none"]
+
+
+@pytest.fixture(scope="module")
+def ref(tmp_path_factory) -> dict:
+    """`LONG` run here, never stopped: what a stopped and requeued job must end with."""
+    return run_train(tmp_path_factory.mktemp("ref"), LONG)
+
+
+def _sacct(job_id: str) -> dict[str, str]:
+    """State of each job (array element) of `job_id`, from SLURM's accounting."""
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", job_id],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return dict(line.split("|")[:2] for line in out.splitlines() if line)
+
+
+def _job_ids(sweep: Path) -> list[str]:
+    names = (p.name.split("_")[0] for p in (sweep / ".submitit").iterdir() if p.is_dir())
+    return sorted({n for n in names if n.isdigit()})
+
+
+def _wait(cond, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_sweep_runs_as_slurm_jobs_with_the_default_launcher_settings(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = rlrun_cli(["-m", "hydra/launcher=slurm", "algo=ucb", "seed=0,1,2",
+                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "sweep done: 3 jobs, 0 failed" in proc.stdout
+    jobs = sorted(p for p in sweep.iterdir() if (p / "results.json").is_file())
+    assert [read_results(j)["status"] for j in jobs] == ["completed"] * 3
+    assert sorted(read_results(j)["seed"] for j in jobs) == [0, 1, 2]
+    (job_id,) = _job_ids(sweep)  # one job array
+    # submitit returns once each job wrote its result; SLURM records the end a moment later.
+    _wait(lambda: sorted(_sacct(job_id).values()) == ["COMPLETED"] * 3, 60,
+          f"sacct to show the 3 jobs of {job_id} COMPLETED (now {_sacct(job_id)})")
+
+
+def _loop_started(sweep: Path) -> str | None:
+    """The SLURM job id once the job's training loop has started (its log says so)."""
+    for log in glob.glob(str(sweep / ".submitit" / "*" / "*_log.out")):
+        if "run ucb on bandit_testbed" in Path(log).read_text():
+            return Path(log).parent.name
+    return None
+
+
+@pytest.mark.parametrize("stop", [
+    ["scontrol", "requeue"],          # SIGTERM, as on preemption; SLURM requeues it
+    ["scancel", "--signal=USR2"],     # submitit's time-limit warning; submitit requeues it
+])
+def test_a_job_stopped_by_slurm_is_requeued_and_ends_with_the_same_numbers(tmp_path, stop, ref):
+    sweep = tmp_path / "sweep"
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "rlrun", "-m",
+         "hydra/launcher=slurm", *LONG, f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        job_id = _wait(lambda: _loop_started(sweep), 120, "the job's loop to start")
+        time.sleep(1.0)
+        subprocess.run([*stop, job_id], check=True, timeout=30)
+        out, _ = cli.communicate(timeout=240)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            subprocess.run(["scancel", "--full", job_id], timeout=30)
+    assert cli.returncode == 0, out[-3000:]
+    (run_dir,) = [p for p in sweep.iterdir() if (p / "results.json").is_file()]
+    logs = "".join(Path(p).read_text() for p in glob.glob(str(sweep / ".submitit/*/*_log.*")))
+    assert f"requeued SLURM job {job_id} (restart 1)" in logs, logs[-3000:]
+    rec = read_results(run_dir)
+    assert rec["status"] == "completed" and rec["steps"] == ref["steps"]
+    assert rec["metrics"] == ref["metrics"]
+    _wait(lambda: _sacct(job_id) == {job_id: "COMPLETED"}, 60,
+          f"sacct to show job {job_id} COMPLETED (now {_sacct(job_id)})")
+
+
+def test_a_job_cancelled_with_sigterm_says_so_in_one_line_and_continues_when_requeued(
+        tmp_path, ref):
+    sweep = tmp_path / "sweep"
+    cli = subprocess.Popen([sys.executable, "-m", "rlrun", "-m", "hydra/launcher=slurm", *LONG,
+                            f"hydra.sweep.dir={sweep}"], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        job_id = _wait(lambda: _loop_started(sweep), 120, "the job's loop to start")
+        time.sleep(1.0)
+        subprocess.run(["scancel", "--signal=TERM", job_id], check=True, timeout=30)
+        _, err = cli.communicate(timeout=180)  # not requeued: the sweep command gives up
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 1 and err.count("\n") == 1, err[-3000:]
+    assert "(state: FAILED); the job said: interrupted at step" in err
+    (run_dir,) = [p for p in sweep.iterdir() if (p / "results.json").is_file()]
+    assert read_results(run_dir)["status"] == "interrupted"
+
+    subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
+    _wait(lambda: _sacct(job_id) == {job_id: "COMPLETED"}, 120,
+          f"the requeued job {job_id} to complete")
+    rec = read_results(run_dir)
+    assert rec["status"] == "completed" and rec["metrics"] == ref["metrics"]
