@@ -18,7 +18,9 @@ the replay buffer on the device, and no `.item()` host syncs except when logging
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -125,16 +127,8 @@ def build(net_cfg: Any, obs_dim: int, act_dim: int, low: np.ndarray, high: np.nd
         nets["vf"] = QEnsemble([body(obs_dim, 1)])
     for name in list(nets):
         if name != "actor":
-            nets[name + "_target"] = _frozen_copy(nets[name])
+            nets[name + "_target"] = copy.deepcopy(nets[name]).requires_grad_(False)
     return {k: v.to(device) for k, v in nets.items()}
-
-
-def _frozen_copy(net: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    target = copy.deepcopy(net)
-    target.requires_grad_(False)
-    return target
 
 
 def critic_loss(nets: dict, b: dict, log_alpha: torch.Tensor, gamma: float,
@@ -212,10 +206,7 @@ def run(ctx) -> None:
     if ctx.resume():
         obs = vec.observation(obs)
 
-    def policy(o: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return nets["actor"](torch.as_tensor(o, device=dev, dtype=torch.float32))[2] \
-                .cpu().numpy()
+    policy = actor_policy(nets["actor"], dev)
 
     log, last_return, losses = ctx.logger, None, None
     sps = SPSMeter(st["step"])
@@ -261,6 +252,27 @@ def run(ctx) -> None:
         if ctx.tick(step, last_return):
             break
     ctx.finish(close=(evaluator, envs))
+
+
+def actor_policy(actor: torch.nn.Module, dev: Any, deterministic: bool = True
+                 ) -> Callable[[np.ndarray], np.ndarray]:
+    """The actor's mean action, squashed to the box (or a sample): how SAC is evaluated."""
+    def policy(o: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = actor(torch.as_tensor(o, device=dev, dtype=torch.float32))
+        return out[2 if deterministic else 0].cpu().numpy()
+
+    return policy
+
+
+def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """rlrun-eval's hook: the saved actor (all nets are built: `nets` holds them all)."""
+    space = env.action_space
+    nets = build(ctx.network, int(np.prod(env.observation_space.shape)), int(space.shape[0]),
+                 space.low, space.high, ctx.algo, ctx.device)
+    ctx.track(nets=nets)  # the loop's name
+    ctx.resume()
+    return actor_policy(nets["actor"], torch.device(ctx.device), deterministic)
 
 
 def ndtr(x: np.ndarray) -> np.ndarray:
