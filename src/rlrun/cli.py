@@ -43,11 +43,9 @@ def _one_line(text: str) -> str:
     else:
         missing = re.search(r"Could not find '([\w/]+)/([^'/]+)'", out)
         if missing:  # Hydra lists no options for nested groups such as experiment presets
-            from rlrun.core.config import config_dir, group_options
+            from rlrun.core.config import group_options
 
-            found = []
-            if (config_dir() / missing.group(1)).is_dir():
-                found = group_options(missing.group(1))
+            found = group_options(missing.group(1))  # rlrun's, plugins' and --config-dir's
             if found:
                 out = _sentences([out, f"Available: {', '.join(found)}"])
     return out
