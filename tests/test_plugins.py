@@ -162,3 +162,22 @@ def test_help_lists_an_unpackaged_dirs_options(tmp_path, capsys, monkeypatch):
     algo_line = next(ln for ln in capsys.readouterr().out.splitlines()
                      if ln.startswith("  algo:"))
     assert " my_ucb," in algo_line and " ucb" in algo_line
+
+
+def test_a_broken_plugin_is_one_line_naming_it(tmp_path, monkeypatch):
+    from rlrun.core import plugins
+
+    info = tmp_path / "bad_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bad-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[rlrun.plugins]\nbad = no_such_module_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins.plugin_config_dirs.cache_clear()
+    try:
+        with pytest.raises(plugins.PluginError) as e:
+            plugins.plugin_config_dirs()
+        assert "plugin 'bad'" in str(e.value) and "uninstall bad-plugin" in str(e.value)
+        assert "\n" not in str(e.value)
+    finally:
+        monkeypatch.undo()
+        plugins.plugin_config_dirs.cache_clear()
