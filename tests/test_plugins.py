@@ -38,6 +38,7 @@ def test_help_lists_the_plugins_options(tmp_path):
               for line in out.stdout.splitlines() if line.startswith("  ") and ":" in line}
     assert " reinforce," in groups["algo"]
     assert " corridor," in groups["env"]
+    assert groups["network"].strip().startswith("linear, mlp,")
     assert " ppo," in groups["algo"]  # ours are still there
 
 
@@ -65,7 +66,8 @@ def test_the_plugins_tuned_values_apply_like_ours():
 @needs_plugin
 def test_a_plugins_code_is_trusted_on_resume_and_other_code_is_not():
     check_references({"algo": {"loop": "rlrun_reinforce.reinforce.run",
-                               "schema": "rlrun_reinforce.reinforce.ReinforceConfig"}}, "r")
+                               "schema": "rlrun_reinforce.reinforce.ReinforceConfig"},
+                      "network": {"_target_": "rlrun_reinforce.nets.Linear"}}, "r")
     with pytest.raises(CheckpointError, match="is not code that"):
         check_references({"algo": {"loop": "rlrun_reinforce.os.system"}}, "r")
 

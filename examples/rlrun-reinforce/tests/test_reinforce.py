@@ -75,6 +75,11 @@ def test_a_short_run_learns_the_corridor_and_logs_what_rlrun_expects(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
 
 
+def test_the_linear_network_is_a_tabular_softmax_policy(tmp_path):
+    res = run(tmp_path, [*FAST, "network=linear", "algo.total_steps=1500"])
+    assert res["metrics"]["eval/return"]["last"] == pytest.approx(0.92)
+
+
 def test_interrupt_and_resume_is_exact(tmp_path, monkeypatch):
     original = RunContext.tick
 
