@@ -8,6 +8,7 @@ point), then call `rlrun.train.train` in a temp dir.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 
 import gymnasium
@@ -21,7 +22,9 @@ if not any(ep.name == "reinforce" for ep in importlib.metadata.entry_points(grou
 import torch  # noqa: E402 - after the skip above
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from rlrun_reinforce.reinforce import returns_to_go  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from rlrun_reinforce import CONFIG_DIR  # noqa: E402
+from rlrun_reinforce.reinforce import ReinforceConfig, returns_to_go  # noqa: E402
 
 from rlrun.core.config import config_dir, register_resolvers  # noqa: E402
 from rlrun.core.run import RunContext  # noqa: E402
@@ -42,6 +45,13 @@ def compose_cfg(overrides: list[str]):
 def run(tmp_path, overrides: list[str], name: str = "run") -> dict:
     cfg = compose_cfg(["logger.progress=none", "threads=1", *overrides])
     return train(cfg, run_dir=tmp_path / name)
+
+
+def test_the_algo_config_and_the_schema_agree():
+    """Every default is written twice (the YAML users read, the dataclass): keep them equal."""
+    node = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "algo" / "reinforce.yaml"))
+    values = {k: v for k, v in node.items() if k not in ("defaults", "name", "loop", "schema")}
+    assert values == dataclasses.asdict(ReinforceConfig())
 
 
 def test_corridor_rewards_the_shortest_walk():

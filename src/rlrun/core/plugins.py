@@ -63,16 +63,14 @@ def _source_dir(path: str, scheme: str) -> Path | None:
     """The local directory of one Hydra config source (file:// or pkg://), if any."""
     if scheme == "file":
         return Path(path).resolve()
-    if scheme == "pkg":
-        module, _, sub = path.partition("/")
+    if scheme == "pkg":  # pkg://my_pkg.conf (Hydra also reads my_pkg/conf): a package dir
         try:
-            spec = importlib.util.find_spec(module)
+            spec = importlib.util.find_spec(path.replace("/", ".").rstrip("."))
         except (ImportError, ValueError):
             return None
         if spec is None or not spec.submodule_search_locations:
             return None
-        base = Path(next(iter(spec.submodule_search_locations)))
-        return (base / sub).resolve() if sub else base.resolve()
+        return Path(next(iter(spec.submodule_search_locations))).resolve()
     return None
 
 
