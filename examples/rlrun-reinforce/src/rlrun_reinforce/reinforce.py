@@ -49,7 +49,7 @@ class ReinforceConfig:
     default_num_envs: ClassVar[int] = 8  # episodes per update when env.num_envs is null
 
     total_steps: int = 100_000  # env steps learned from (all envs together)
-    learning_rate: float = 1e-2  # the policy's Adam step size
+    learning_rate: float = 5e-3  # the policy's Adam step size
     baseline_learning_rate: float = 1e-2  # the value baseline's
     gamma: float = 0.99
     baseline: bool = True  # false: plain REINFORCE, G_t itself weighs log pi
