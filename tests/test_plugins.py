@@ -19,7 +19,7 @@ from rlrun.core.errors import CheckpointError, ConfigError, PairingError
 from rlrun.core.trust import check_references
 from rlrun.train import _algorithms_by_kind, train
 
-from .conftest import compose_cfg, read_results, rlrun_cli, run_train
+from .conftest import compose_cfg, interrupt_and_resume, read_results, rlrun_cli, run_train
 
 INSTALLED = any(ep.name == "reinforce"
                 for ep in importlib.metadata.entry_points(group="rlrun.plugins"))
@@ -80,6 +80,21 @@ def test_gymnasium_module_id_form_runs_the_plugins_env(tmp_path):
     assert res["status"] == "completed" and res["steps"] >= 300
     assert res["env"] == "rlrun_reinforce.envs:Corridor-v0"
     assert res["metrics"]["eval/length"]["last"] <= 400
+
+
+@needs_plugin
+def test_our_algorithms_run_on_the_plugins_env_and_resume_exactly(tmp_path, monkeypatch):
+    """PPO carries Corridor episodes across updates: the env's plain attributes (its cell,
+    its generator) are saved mid-episode and restored."""
+    args = ["threads=1", "checkpoint_every_s=0", "deterministic=true", "algo=ppo",
+            "env=corridor", "env.kwargs.slip=0.2", "env.num_envs=2", "algo.num_steps=64",
+            "algo.total_steps=768", "network.hidden_sizes=[16]",
+            "algo.eval_every=256", "algo.eval_episodes=1"]
+    a = run_train(tmp_path, args, "a")
+    b = interrupt_and_resume(tmp_path, monkeypatch, args, 300)
+    for r in (a, b):
+        r["metrics"].pop("charts/SPS")
+    assert b["metrics"] == a["metrics"] and a["env"] == "corridor"
 
 
 # ---- module:EnvId without any plugin ---------------------------------------------------------
