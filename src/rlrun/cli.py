@@ -17,7 +17,7 @@ _HYDRA_SIDE = re.compile(r"^(resume=|hydra\.|hydra/|-)")
 _resume_overrides: list[str] = []
 # Hydra's flags that take their value as the next argument.
 _FLAGS_WITH_VALUE = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn",
-                     "--package", "-p", "--info", "-i", "--experimental-rerun")
+                     "--package", "-p", "--experimental-rerun")
 
 
 def _sentences(lines: list[str]) -> str:
