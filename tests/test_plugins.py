@@ -9,6 +9,7 @@ resume trust list. An unpackaged config dir works through `--config-dir` and
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import sys
 import textwrap
 from pathlib import Path
@@ -130,6 +131,23 @@ class _Sink:
 
 
 # ---- an unpackaged config dir ----------------------------------------------------------------
+@pytest.fixture
+def in_process_cli(monkeypatch):
+    """`rlrun.cli.main` in this process; Hydra's job logging (handlers on pytest's captured
+    streams) is taken off the root logger afterwards."""
+    from rlrun.cli import main
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    monkeypatch.setattr(sys, "argv", ["rlrun"])  # main() sets it; restored after the test
+    yield main
+    for h in root.handlers[:]:
+        if h not in handlers:
+            root.removeHandler(h)
+            h.close()
+    root.setLevel(level)
+
+
 def _user_dir(tmp_path: Path) -> Path:
     """A config dir and a module of the user's own, outside any package: an algorithm
     `my_ucb` whose loop and schema live in my_algos.py (here they wrap rlrun's UCB)."""
@@ -149,12 +167,10 @@ def _user_dir(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("how", ["--config-dir", "hydra.searchpath"])
-def test_an_unpackaged_config_dir_works(tmp_path, monkeypatch, how):
-    from rlrun.cli import main
-
+def test_an_unpackaged_config_dir_works(tmp_path, monkeypatch, in_process_cli, how):
+    main = in_process_cli
     conf = _user_dir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path / "code"))
-    monkeypatch.setattr(sys, "argv", ["rlrun"])  # main() sets it; restored after the test
     where = ["--config-dir", str(conf)] if how == "--config-dir" \
         else [f"hydra.searchpath=[file://{conf}]"]
     run = tmp_path / "run"
@@ -168,11 +184,9 @@ def test_an_unpackaged_config_dir_works(tmp_path, monkeypatch, how):
         train(compose_cfg([f"resume={run}"]), overrides=["env.steps=50"])
 
 
-def test_help_lists_an_unpackaged_dirs_options(tmp_path, capsys, monkeypatch):
-    from rlrun.cli import main
-
+def test_help_lists_an_unpackaged_dirs_options(tmp_path, capsys, in_process_cli):
+    main = in_process_cli
     conf = _user_dir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["rlrun"])
     with pytest.raises(SystemExit) as e:
         main(["--help", "--config-dir", str(conf)])
     assert e.value.code == 0
