@@ -212,3 +212,30 @@ def test_a_broken_plugin_is_one_line_naming_it(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         plugins.plugin_config_dirs.cache_clear()
+
+
+@pytest.mark.parametrize("value", ["my_cfg_plugin", "my_cfg_plugin:config_dir",
+                                   "my_cfg_plugin:CONFIG_PATH_STR"])
+def test_an_entry_point_may_name_a_module_a_function_or_a_path(tmp_path, monkeypatch, value):
+    from rlrun.core import plugins
+
+    conf = _user_dir(tmp_path)
+    (tmp_path / "my_cfg_plugin.py").write_text(
+        f"CONFIG_DIR = {str(conf)!r}\nCONFIG_PATH_STR = CONFIG_DIR\n"
+        "def config_dir():\n    return CONFIG_DIR\n")
+    info = tmp_path / "my_cfg_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-cfg-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[rlrun.plugins]\nmine = {value}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+    plugins.plugin_config_dirs.cache_clear()
+    try:
+        assert ("mine", conf.resolve()) in plugins.plugin_config_dirs()
+        assert compose_cfg(["algo=my_ucb"]).algo.loop == "my_algos.run"
+        assert _algorithms_by_kind()["my_ucb"] == ("bandit",)
+    finally:
+        monkeypatch.undo()
+        plugins.plugin_config_dirs.cache_clear()
+        for name in ("my_cfg_plugin", "my_algos"):  # the next case writes its own
+            sys.modules.pop(name, None)
