@@ -79,7 +79,8 @@ def test_help_lists_groups(tmp_path):
     out = rlrun_cli(["--help"], cwd=tmp_path)
     assert out.returncode == 0
     for line in ("algo: a2c, ddpg, ddpm, double_q_learning, dqn, epsilon_greedy, expected_sarsa",
-                 "device: auto, cpu, cuda", "env: ", "logger: tensorboard", "network: mlp",
+                 "device: auto, cpu, cuda", "env: ", "logger: tensorboard", "network: ",
+                 "mlp, mlp_small, nature_cnn",  # after any installed plugin's (linear)
                  "experiment: ", "sutton_barto/ex6_2, sutton_barto/fig2_2", "resume"):
         assert line in out.stdout
     assert "fig2_6_ucb_" not in out.stdout  # single curves of presets are not options to pick
