@@ -79,7 +79,8 @@ def test_help_lists_groups(tmp_path):
     out = rlrun_cli(["--help"], cwd=tmp_path)
     assert out.returncode == 0
     for line in ("algo: a2c, ddpg, ddpm, double_q_learning, dqn, epsilon_greedy, expected_sarsa",
-                 "device: auto, cpu, cuda", "env: ", "logger: tensorboard", "network: mlp",
+                 "device: auto, cpu, cuda", "env: ", "logger: tensorboard", "network: ",
+                 "mlp, mlp_small, nature_cnn",  # after any installed plugin's (linear)
                  "experiment: ", "sutton_barto/ex6_2, sutton_barto/fig2_2", "resume"):
         assert line in out.stdout
     assert "fig2_6_ucb_" not in out.stdout  # single curves of presets are not options to pick
@@ -93,3 +94,44 @@ def test_help_lists_groups(tmp_path):
 def test_each_algorithm_brings_its_usual_task_and_env_overrides_win(algo, env):
     assert compose_cfg([f"algo={algo}"]).env.name == env
     assert compose_cfg([f"algo={algo}", "env=Taxi-v4"]).env.name == "Taxi-v4"
+
+
+def test_yaml_defaults_agree_with_the_schema_dataclasses():
+    """A default is written twice (the algorithm's YAML, for the CLI and --cfg; its dataclass,
+    for code and tests). Where one YAML stands for a schema, the two must agree key by key,
+    and the YAML must list every field (else Hydra refuses to override it without '+').
+    Variants that share a schema (ddpg on TD3's, sarsa on TD control's) differ on purpose."""
+    import dataclasses
+    import importlib
+
+    import yaml
+
+    from rlrun.core.config import config_dir
+
+    files = sorted((config_dir() / "algo").glob("*.yaml"))
+    nodes = {p.stem: yaml.safe_load(p.read_text()) for p in files}
+    by_schema: dict[str, list[str]] = {}
+    for name, node in nodes.items():
+        by_schema.setdefault(node["schema"], []).append(name)
+
+    def disagreements(name: str) -> list[str]:
+        node = nodes[name]
+        module, _, cls_name = node["schema"].rpartition(".")
+        cls = getattr(importlib.import_module(module), cls_name)
+        out = []
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            default = dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default
+            if f.name not in node:
+                out.append(f"configs/algo/{name}.yaml lacks {f.name}")
+            elif node[f.name] != default:
+                out.append(f"configs/algo/{name}.yaml: {f.name}={node[f.name]!r},"
+                           f" dataclass {default!r}")
+        return out
+
+    for schema, names in by_schema.items():
+        # one YAML per schema (the base; variants such as ddpg or sarsa differ on purpose)
+        # must agree with the dataclass on every field
+        problems = {n: disagreements(n) for n in names}
+        assert any(not p for p in problems.values()), (schema, problems)
+    assert len(by_schema) >= 10

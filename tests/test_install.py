@@ -20,6 +20,7 @@ def test_wheel_ships_configs_and_runs_from_anywhere(tmp_path):
     assert "rlrun/configs/train.yaml" in names
     assert "rlrun/configs/experiment/sutton_barto/fig2_2.yaml" in names
     assert "rlrun/configs/hydra/help/rlrun.yaml" in names
+    assert "hydra_plugins/rlrun_plugins/rlrun_plugins.py" in names  # plugins' config dirs
 
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",

@@ -15,6 +15,9 @@ import sys
 # fail with Hydra's "use +key" advice for keys the default algorithm lacks.
 _HYDRA_SIDE = re.compile(r"^(resume=|hydra\.|hydra/|-)")
 _resume_overrides: list[str] = []
+# Hydra's flags that take their value as the next argument.
+_FLAGS_WITH_VALUE = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn",
+                     "--package", "-p", "--experimental-rerun")
 
 
 def _sentences(lines: list[str]) -> str:
@@ -55,11 +58,9 @@ def _one_line(text: str) -> str:
     else:
         missing = re.search(r"Could not find '([\w/]+)/([^'/]+)'", out)
         if missing:  # Hydra lists no options for nested groups such as experiment presets
-            from rlrun.core.config import config_dir, group_options
+            from rlrun.core.config import group_options
 
-            found = []
-            if (config_dir() / missing.group(1)).is_dir():
-                found = group_options(missing.group(1))
+            found = group_options(missing.group(1))  # rlrun's, plugins' and --config-dir's
             if found:
                 out = _sentences([out, f"Available: {', '.join(found)}"])
     return out
@@ -186,8 +187,13 @@ def _main() -> None:
 
     _resume_overrides.clear()
     if any(a.startswith("resume=") for a in args):
-        _resume_overrides.extend(a for a in args if not _HYDRA_SIDE.match(a.lstrip("+~")))
-        sys.argv = [sys.argv[0], *(a for a in args if a not in _resume_overrides)]
+        hydra_side = []
+        for i, a in enumerate(args):  # a flag's value (`--config-dir DIR`) goes with it
+            if _HYDRA_SIDE.match(a.lstrip("+~")) or i and args[i - 1] in _FLAGS_WITH_VALUE:
+                hydra_side.append(a)
+            else:
+                _resume_overrides.append(a)
+        sys.argv = [sys.argv[0], *hydra_side]
     # Let Hydra's own errors reach us (instead of a multi-line report and exit 1).
     os.environ["HYDRA_FULL_ERROR"] = "1"
     import hydra

@@ -24,7 +24,7 @@ from rlrun.checks import (
 )
 from rlrun.core import results as results_file
 from rlrun.core import runlock
-from rlrun.core.config import check_finite, config_dir, import_object, register_resolvers, validate
+from rlrun.core.config import check_finite, import_object, register_resolvers, validate
 from rlrun.core.device import resolve_device
 from rlrun.core.errors import (
     CheckpointError,
@@ -247,15 +247,23 @@ def _check_pairing(cfg: DictConfig, schema: type, env: Any = None) -> None:
 
 
 def _algorithms_by_kind() -> dict[str, tuple[str, ...]]:
-    """Algorithm name -> task kinds it accepts, read from the packaged algo configs."""
-    out = {}
-    for path in sorted((config_dir() / "algo").glob("*.yaml")):
-        node = OmegaConf.load(path)
-        try:
-            out[path.stem] = tuple(getattr(import_object(str(node.schema), "schema"),
-                                           "task_kinds", ()))
-        except ConfigError:
+    """Algorithm name -> task kinds it accepts, read from the algo configs of rlrun, of the
+    installed plugins and of the user's config dirs (the first of a name wins, as in Hydra)."""
+    from rlrun.core.plugins import config_dirs
+
+    out: dict[str, tuple[str, ...]] = {}
+    seen: set[str] = set()
+    for path in [p for d in config_dirs() for p in sorted((d / "algo").glob("*.yaml"))]:
+        if path.stem in seen:
             continue
+        seen.add(path.stem)
+        try:
+            schema = OmegaConf.load(path).get("schema")
+            if schema is not None:
+                out[path.stem] = tuple(getattr(import_object(str(schema), "schema"),
+                                               "task_kinds", ()))
+        except (ConfigError, OmegaConfBaseException, yaml.YAMLError, AttributeError):
+            continue  # another dir's half-written config is not this run's problem
     return out
 
 

@@ -75,17 +75,31 @@ def _sqlite(path: str) -> str:
     return f"sqlite:///{p}"
 
 
-def group_options(group: str) -> list[str]:
-    """Options of a config group, nested presets as paths (`sutton_barto/fig2_2`); the
-    `points/` folders hold single curves of presets and are not listed."""
-    root = config_dir() / group
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("**/*.yaml")
-                  if "points" not in p.relative_to(root).parts)
+def group_options(group: str, dirs: list[Path] | None = None) -> list[str]:
+    """Options of a config group across every config dir (rlrun's, installed plugins', the
+    user's `--config-dir` / `hydra.searchpath`), nested presets as paths
+    (`sutton_barto/fig2_2`); the `points/` folders hold single curves of presets and are
+    not listed."""
+    from rlrun.core.plugins import config_dirs
+
+    found: set[str] = set()
+    for d in config_dirs() if dirs is None else dirs:
+        root = d / group
+        found.update(str(p.relative_to(root).with_suffix("")) for p in root.glob("**/*.yaml")
+                     if "points" not in p.relative_to(root).parts)
+    return sorted(found)
 
 
-def _groups_help() -> str:
+def _groups_help(sources: Any = None) -> str:
+    """The `Config groups` block of `rlrun --help`; `sources` are Hydra's config sources of
+    this invocation (so plugins and `--config-dir` options are listed too)."""
+    from rlrun.core.plugins import config_dirs
+
+    if sources is not None and not isinstance(sources, list):
+        sources = OmegaConf.to_container(sources, resolve=True)
+    dirs = config_dirs(sources or None)
     groups = ("algo", "env", "network", "device", "logger", "experiment", "hparams_search")
-    return "\n".join(f"  {g}: {', '.join(group_options(g))}" for g in groups)
+    return "\n".join(f"  {g}: {', '.join(group_options(g, dirs))}" for g in groups)
 
 
 def register_resolvers() -> None:

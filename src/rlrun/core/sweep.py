@@ -21,11 +21,11 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from rlrun.core.run_keys import run_only
+
 ENV_VAR = "RLRUN_SWEEP_KEYS"
 # group overrides (`algo=ppo`) name a config group; its flat config key is `<group>.name`
 GROUPS = ("algo", "env", "network", "device", "logger")
-# overrides that change how a run is run, not what it learns: never an HParams column
-NOT_HPARAMS = ("threads", "resume", "experiment", "checkpoint_every_s", "hparams_search")
 
 
 def swept_keys(task_overrides: Iterable[str], sweeper_params: Iterable[str] = ()) -> list[str]:
@@ -94,7 +94,8 @@ def job_name(label: Any, task_overrides: Iterable[str], exclude: Iterable[str] =
     overrides stay in `.hydra/overrides.yaml`. Over `max_len`, the name is cut and an
     8-character hash of the whole name keeps it unique."""
     excluded = {str(k) for k in exclude}
-    items = [kv for o in task_overrides if (kv := _split(str(o))) and kv[0] not in excluded]
+    items = [kv for o in task_overrides if (kv := _split(str(o))) and kv[0] not in excluded
+             and not run_only(kv[0])]
     swept = current_keys()
     if swept:
         items = [kv for kv in items if kv[0] in swept]
@@ -120,7 +121,7 @@ def sweep_hparams(flat: dict[str, Any],
     keys = current_keys()
     if keys is None:
         keys = [kv[0] for o in task_overrides or () if (kv := _split(str(o)))
-                and kv[0] not in NOT_HPARAMS and not kv[0].startswith(("logger.", "hydra."))]
+                and not run_only(kv[0])]
     wanted = ["algo.name", "env.name"]
     for k in keys:
         k = f"{k}.name" if k in GROUPS else k

@@ -5,8 +5,10 @@
 instantiates nested `_target_` nodes too, so a crafted config could otherwise call any
 importable function (`builtins.eval`, `os.system` reached through a module attribute...).
 A resumed config may therefore only name what the installed configs themselves name:
-every `loop`, `schema` and `_target_` value found in rlrun's config files. Fresh runs are
-composed from configs the user chose, and are not restricted.
+every `loop`, `schema` and `_target_` value found in rlrun's config files, in the installed
+plugins' config dirs (entry points `rlrun.plugins`: installing a package is trusting it), and
+in the dirs the user names on this command line (`--config-dir`, `hydra.searchpath`). Fresh
+runs are composed from configs the user chose, and are not restricted.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ CODE_KEYS = ("loop", "schema", "_target_")
 
 
 @functools.cache
-def trusted_references(root: Path | None = None) -> frozenset[str]:
-    """Every `loop`/`schema`/`_target_` value in the config files under `root`."""
-    from rlrun.core.config import config_dir
+def trusted_references(roots: tuple[Path, ...] | None = None) -> frozenset[str]:
+    """Every `loop`/`schema`/`_target_` value in the config files under `roots` (default:
+    every config dir of the search path, `rlrun.core.plugins.config_dirs`)."""
+    if roots is None:
+        from rlrun.core.plugins import config_dirs
 
+        roots = tuple(config_dirs())
     found: set[str] = set()
 
     def walk(node: Any) -> None:
@@ -39,7 +44,7 @@ def trusted_references(root: Path | None = None) -> frozenset[str]:
             for v in node:
                 walk(v)
 
-    for path in sorted((root or config_dir()).glob("**/*.yaml")):
+    for path in sorted(p for root in roots for p in root.glob("**/*.yaml")):
         try:
             walk(yaml.safe_load(path.read_text()))
         except (OSError, yaml.YAMLError):
@@ -48,9 +53,11 @@ def trusted_references(root: Path | None = None) -> frozenset[str]:
 
 
 def check_references(cfg: dict[str, Any], where: str) -> None:
-    """CheckpointError if `cfg` (a plain, unresolved container) names code that rlrun's
-    own configs do not."""
-    trusted = trusted_references()
+    """CheckpointError if `cfg` (a plain, unresolved container) names code that no config
+    of rlrun, of its plugins or of this command line's config dirs names."""
+    from rlrun.core.plugins import config_dirs
+
+    trusted = trusted_references(tuple(config_dirs()))
 
     def walk(node: Any, path: str) -> None:
         if isinstance(node, dict):

@@ -10,6 +10,7 @@ come from Gymnasium's `RecordEpisodeStatistics` wrapper.
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,10 +68,19 @@ class GymEnvConfig:
 
 
 def ensure_registered(env_id: str) -> None:
-    """Register ALE ids on demand; unknown ids get a one-line error with close matches."""
+    """Register ALE ids on demand, and `module:EnvId` ids (Gymnasium's own form) by
+    importing the module, which registers its envs; unknown ids and missing modules get a
+    one-line error (with close matches)."""
     import gymnasium
 
     registry = gymnasium.envs.registry
+    module, env_id = split_id(env_id)
+    if module is not None:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ConfigError(f"id={module}:{env_id}: module {module!r} cannot be imported"
+                              f" ({e}); install the package that provides it") from None
     if is_atari(env_id) and env_id not in registry:
         try:
             import ale_py
@@ -83,7 +93,14 @@ def ensure_registered(env_id: str) -> None:
         close = difflib.get_close_matches(env_id, list(registry), n=3)
         hint = (f"; did you mean {', '.join(close)}?" if close else
                 "; python -c 'import gymnasium; gymnasium.pprint_registry()' lists them")
-        raise ConfigError(f"id={env_id!r} is not a registered Gymnasium env{hint}")
+        where = f" (after importing {module})" if module else ""
+        raise ConfigError(f"id={env_id!r} is not a registered Gymnasium env{where}{hint}")
+
+
+def split_id(env_id: str) -> tuple[str | None, str]:
+    """`"pkg.mod:Corridor-v0"` -> ("pkg.mod", "Corridor-v0"); a plain id -> (None, id)."""
+    module, sep, name = env_id.partition(":")
+    return (module, name) if sep else (None, env_id)
 
 
 def check_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
@@ -137,11 +154,11 @@ def extra_for(env_id: str) -> str | None:
 def _spec(env_id: str) -> Any:
     import gymnasium
 
-    return gymnasium.envs.registry.get(env_id)
+    return gymnasium.envs.registry.get(split_id(env_id)[1])
 
 
 def is_atari(env_id: str) -> bool:
-    return env_id.startswith("ALE/")
+    return split_id(env_id)[1].startswith("ALE/")
 
 
 def make_env(cfg: GymEnvConfig, render: bool = False) -> Any:

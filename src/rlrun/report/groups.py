@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-IGNORED_KEYS = ("seed", "resume", "threads", "checkpoint_every_s", "algo.loop", "algo.schema")
-IGNORED_PREFIXES = ("hydra.", "logger.", "objective.")
+from rlrun.core.run_keys import identifies_configuration
+
 RUNNING = ("running", "interrupted", "pending")
 
 
@@ -60,7 +60,7 @@ class Group:
 
 
 def _ignored(key: str) -> bool:
-    return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
+    return not identifies_configuration(key)
 
 
 def load_runs(con: Any) -> list[RunRow]:

@@ -1,0 +1,168 @@
+"""REINFORCE with a learned baseline (Williams 1992), the simplest policy gradient.
+
+    rlrun algo=reinforce env=CartPole-v1            # tuned: configs/tuned/reinforce/
+    rlrun algo=reinforce env=corridor               # this package's own env
+    rlrun algo=reinforce algo.baseline=false        # plain REINFORCE, no baseline
+
+Each update plays one whole episode in each of `env.num_envs` envs (reset from seeds drawn
+by the run's own generator), then takes one gradient step on
+
+    -mean_t (G_t - b(s_t)) log pi(a_t|s_t)  -  ent_coef H(pi(.|s_t))
+
+where G_t = sum_k gamma^k r_{t+k} is the Monte Carlo return to the end of the episode and
+b(s) a value network fitted to G_t by squared error (its own Adam parameter group, so the
+two losses can be summed). Episodes cut by a time limit end there too: REINFORCE has
+nothing to bootstrap from. Envs that finish early wait (masked) for the longest episode.
+
+Written against rlrun's loop contract (rlrun.core.run): `ctx.track(...)` names what a
+checkpoint holds, `ctx.resume()` loads it back, `ctx.tick(...)` once per update, and
+`ctx.finish(...)` at the end. Updates start from fresh resets, so a checkpoint between
+two updates holds no env state at all and a resume is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlrun.core.errors import ConfigError
+from rlrun.envs.gym import make_vector_env
+from rlrun.nets import build_network
+from rlrun.rl.evaluation import Evaluator
+
+
+@dataclass
+class ReinforceConfig:
+    # What rlrun reads before the run: the tasks and action spaces it learns (pairing
+    # errors), whether it needs torch and a network, and the metrics it reports.
+    task_kinds: ClassVar[tuple[str, ...]] = ("gym",)
+    action_spaces: ClassVar[tuple[str, ...]] = ("discrete",)
+    suggest: ClassVar[dict[str, str]] = {"continuous": "ppo (or sac)"}
+    uses_torch: ClassVar[bool] = True
+    uses_network: ClassVar[bool] = True
+    headline: ClassVar[str] = "charts/episodic_return"  # shown in the progress bar
+    objective: ClassVar[str] = "eval/return"  # results.json's `objective`, maximised
+    default_num_envs: ClassVar[int] = 8  # episodes per update when env.num_envs is null
+
+    total_steps: int = 100_000  # env steps learned from (all envs together)
+    learning_rate: float = 5e-3  # the policy's Adam step size
+    baseline_learning_rate: float = 1e-2  # the value baseline's
+    gamma: float = 0.99
+    baseline: bool = True  # false: plain REINFORCE, G_t itself weighs log pi
+    normalize_advantage: bool = True  # (G_t - b) / std over the batch
+    ent_coef: float = 0.0
+    max_grad_norm: float = 1.0  # per network; 0: no clipping
+    eval_every: int = 10_000  # env steps between deterministic evaluations (0: end only)
+    eval_episodes: int = 10
+
+    def __post_init__(self) -> None:
+        for key in ("total_steps", "eval_episodes"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
+        for key in ("learning_rate", "baseline_learning_rate"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"{key}={getattr(self, key)} must be > 0")
+        if not 0 <= self.gamma <= 1:
+            raise ConfigError(f"gamma={self.gamma} must be in [0, 1]")
+        if min(self.ent_coef, self.max_grad_norm, self.eval_every) < 0:
+            raise ConfigError("ent_coef, max_grad_norm and eval_every must be >= 0")
+
+
+def returns_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
+    """G_t = r_t + gamma G_{t+1} along dim 0 (rewards after an episode's end are zero)."""
+    out = torch.zeros_like(rewards)
+    g = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        g = rewards[t] + gamma * g
+        out[t] = g
+    return out
+
+
+def run(ctx) -> None:
+    cfg, dev = ctx.algo, torch.device(ctx.device)
+    n_envs = ctx.env.num_envs or ReinforceConfig.default_num_envs
+    envs = make_vector_env(ctx.env, n_envs, ctx.seed)
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    n_actions = int(envs.single_action_space.n)
+    policy = build_network(ctx.network, in_dim=obs_dim, out_dim=n_actions).to(dev)
+    value = build_network(ctx.network, in_dim=obs_dim, out_dim=1).to(dev)
+    opt = torch.optim.Adam([
+        {"params": policy.parameters(), "lr": cfg.learning_rate},
+        {"params": value.parameters(), "lr": cfg.baseline_learning_rate},
+    ])
+    evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
+    rng = np.random.default_rng(ctx.seed)  # the seeds of each update's resets
+    st = {"step": 0, "update": 0, "next_eval": cfg.eval_every or cfg.total_steps}
+
+    ctx.track(policy=policy, value=value, opt=opt, rng=rng, counters=st)
+    ctx.resume()
+
+    def greedy(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            logits = policy(torch.as_tensor(obs, dtype=torch.float32, device=dev))
+        return logits.argmax(-1).cpu().numpy()
+
+    log = ctx.logger
+    ctx.start_progress(cfg.total_steps, st["step"])
+    while st["step"] < cfg.total_steps:
+        # ---- play one whole episode per env with the current stochastic policy
+        obs, _ = envs.reset(seed=rng.integers(2**31, size=n_envs).tolist())
+        alive = np.ones(n_envs, dtype=bool)
+        batch_obs, batch_act, batch_rew, batch_mask = [], [], [], []
+        while alive.any():
+            o = torch.as_tensor(obs.reshape(n_envs, -1), dtype=torch.float32, device=dev)
+            with torch.no_grad():
+                action = torch.distributions.Categorical(logits=policy(o)).sample()
+            obs, reward, term, trunc, _ = envs.step(action.cpu().numpy())
+            batch_obs.append(o)
+            batch_act.append(action)
+            batch_rew.append(np.where(alive, reward, 0.0))
+            batch_mask.append(alive.copy())
+            alive &= ~(term | trunc)
+        obs_t = torch.stack(batch_obs)  # (T, n_envs, obs_dim)
+        act_t = torch.stack(batch_act)
+        rew_t = torch.as_tensor(np.stack(batch_rew), dtype=torch.float32, device=dev)
+        mask = torch.as_tensor(np.stack(batch_mask), dtype=torch.float32, device=dev)
+        n_steps = int(mask.sum().item())
+
+        # ---- one gradient step on the policy gradient and the baseline's regression
+        g = returns_to_go(rew_t, cfg.gamma)
+        dist = torch.distributions.Categorical(logits=policy(obs_t))
+        logp, entropy = dist.log_prob(act_t), dist.entropy()
+        v = value(obs_t).squeeze(-1)
+        adv = g - v.detach() if cfg.baseline else g
+        if cfg.normalize_advantage:
+            mean = (adv * mask).sum() / n_steps
+            std = (((adv - mean) ** 2 * mask).sum() / max(n_steps - 1, 1)).sqrt()
+            adv = (adv - mean) / (std + 1e-8)
+        policy_loss = -(adv * logp * mask).sum() / n_steps
+        entropy_mean = (entropy * mask).sum() / n_steps
+        value_loss = ((g - v) ** 2 * mask).sum() / n_steps if cfg.baseline else 0.0 * v.sum()
+        opt.zero_grad(set_to_none=True)
+        (policy_loss - cfg.ent_coef * entropy_mean + value_loss).backward()
+        if cfg.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            nn.utils.clip_grad_norm_(value.parameters(), cfg.max_grad_norm)
+        opt.step()
+
+        # ---- log, evaluate, tick
+        st["step"] += n_steps
+        st["update"] += 1
+        step = st["step"]
+        episode_returns = rew_t.sum(0).cpu().numpy()
+        for ret, length in zip(episode_returns, mask.sum(0).cpu().numpy(), strict=True):
+            log.scalar("charts/episodic_return", float(ret), step)
+            log.scalar("charts/episodic_length", float(length), step)
+        log.scalars({"losses/policy": float(policy_loss.detach()),
+                     "losses/value": float(value_loss.detach()),
+                     "losses/entropy": float(entropy_mean.detach())}, step)
+        if step >= st["next_eval"] or step >= cfg.total_steps:
+            evaluator.run(greedy, log, step)
+            st["next_eval"] += cfg.eval_every or cfg.total_steps
+        if ctx.tick(step, float(episode_returns.mean())):
+            break
+    ctx.finish(close=(evaluator, envs))
