@@ -78,7 +78,8 @@ class ObsNormalizer:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.rms.mean, self.rms.var = np.asarray(s["mean"]).copy(), np.asarray(s["var"]).copy()
-        self.rms.count = float(np.asarray(s["count"]))
+        # checkpoints written before core/checkpoint.py kept 0-d arrays 0-d hold shape (1,)
+        self.rms.count = float(np.asarray(s["count"]).reshape(-1)[0])
 
 
 def adam(params: Any, lr: float, device: str, eps: float = 1e-8) -> Any:
