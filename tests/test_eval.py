@@ -131,6 +131,22 @@ def test_video_without_pillow_is_one_line(trained, monkeypatch):
         evaluate(trained("ppo"), {"video": True})
 
 
+def test_video_of_an_env_that_cannot_render_is_one_line(trained, monkeypatch):
+    import rlrun.envs.gym as gym_envs
+
+    real = gym_envs.make_env
+
+    def no_frames(cfg, render=False):
+        env = real(cfg)
+        env.metadata = {**env.metadata, "render_modes": []}
+        return env
+
+    monkeypatch.setattr(gym_envs, "make_env", no_frames)
+    with pytest.raises(ConfigError, match=r"^video=true, but env CartPole-v1 cannot render"
+                                          r" rgb_array frames: set video=false$"):
+        evaluate(trained("ppo"), {"video": True})
+
+
 def test_the_console_script(trained, tmp_path):
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["rlrun-eval"] == "rlrun.eval:main"
