@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,9 +85,12 @@ rl-zoo's enjoy. Deep RL runs play episodes and print the mean and std of the ret
 runs generate text; DDPM runs write a sample grid. Results go to RUN_DIR/{EVAL_FILE}
 (every episode's return and length, or the text, plus the settings used).
 
-options (key=value):
-""" + "\n".join(f"  {k}=  [{MODE_WHAT[o.mode] if o.mode else 'all runs'}] {o.help}"
-                for k, o in OPTIONS.items()) + f"""
+options (key=value), by what the run's algorithm does:
+""" + "\n".join(
+    f"  {MODE_WHAT.get(mode, 'all runs')}:\n" + "\n".join(
+        textwrap.fill(o.help, 92, initial_indent=f"    {k + '=':<15}", subsequent_indent=" " * 19)
+        for k, o in OPTIONS.items() if o.mode == mode)
+    for mode in (*MODE_WHAT, None)) + f"""
 
 examples:
   {PROG} outputs/ppo/CartPole-v1/2026-12-01_10-00-00
