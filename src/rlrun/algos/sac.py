@@ -19,7 +19,6 @@ the replay buffer on the device, and no `.item()` host syncs except when logging
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -33,7 +32,7 @@ from rlrun.nets import build_network
 from rlrun.nets.actor_critic import QEnsemble, SquashedGaussianActor
 from rlrun.rl.buffers import ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
-from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
+from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, ndtr, real_next_obs
 from rlrun.rl.vec_env import VecEnvState
 
 LOGGED = ("qf1", "qf2", "actor", "alpha", "value", "q_values")
@@ -273,11 +272,6 @@ def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray
     ctx.track(nets=nets)  # the loop's name
     ctx.resume()
     return actor_policy(nets["actor"], torch.device(ctx.device), deterministic)
-
-
-def ndtr(x: np.ndarray) -> np.ndarray:
-    """The standard normal CDF: maps a N(0, 1) draw to a U(0, 1) one."""
-    return 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
 
 
 def _update(nets, rb, cfg, q_opt, pi_opt, log_alpha, target_entropy, c_loss, a_loss,

@@ -3,6 +3,7 @@ observation normalisation, and the optimiser and compile switches."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -99,3 +100,9 @@ def maybe_compile(fn: Callable, enabled: bool, device: str) -> Callable:
 
     mode = "reduce-overhead" if device.startswith("cuda") else "default"
     return torch.compile(fn, mode=mode, dynamic=False)
+
+
+def ndtr(x: np.ndarray) -> np.ndarray:
+    """The standard normal CDF: maps a N(0, 1) draw to a U(0, 1) one (SAC's correlated
+    exploration noise before learning starts)."""
+    return 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
