@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlrun.core.errors import CheckpointError, ConfigError
+from rlrun.core.errors import CheckpointError, ConfigError, DeviceError
 from rlrun.eval import evaluate, main, parse_args
 
 from .conftest import read_results, run_train
@@ -286,6 +286,23 @@ def test_bad_run_dirs(trained, tmp_path, capsys):
     assert "algo.loop='os.system' is not code that rlrun's configs name" in \
         _fails([str(evil)], capsys)
     assert not (evil / "eval.json").exists()
+
+
+def test_a_gpu_run_replays_on_the_cpu(trained, tmp_path, monkeypatch):
+    import torch
+
+    gpu = tmp_path / "gpu"  # as if trained with device=cuda
+    shutil.copytree(trained("a2c"), gpu)
+    cfg = (gpu / ".hydra" / "config.yaml").read_text()
+    assert "device:\n  type: auto" in cfg
+    (gpu / ".hydra" / "config.yaml").write_text(cfg.replace("device:\n  type: auto",
+                                                            "device:\n  type: cuda"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match=r"^the run's own device: device=cuda requested but"
+                                          r" .*use device=cpu"):
+        evaluate(gpu)
+    assert evaluate(gpu, {"device": "cpu"})["return_mean"] == \
+        read_results(gpu)["metrics"]["eval/return"]["last"]
 
 
 def test_an_algorithm_with_nothing_to_replay(tmp_path, capsys):

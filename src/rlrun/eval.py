@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlrun.core.errors import CheckpointError, ConfigError, RlrunError
+from rlrun.core.errors import CheckpointError, ConfigError, DeviceError, RlrunError
 from rlrun.core.run import RunContext
 
 PROG = "rlrun-eval"
@@ -224,8 +224,13 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
                               " before saving one, so there is nothing to evaluate")
     algo = validate(cfg.algo, import_object(str(cfg.algo.schema), "algo.schema"), "algo")
     env = validate(cfg.env, import_object(str(cfg.env.schema), "env.schema"), "env")
-    device = (resolve_device(opts["device"]) if "device" in opts else
-              resolve_device(str(cfg.device.type), cfg.device.get("index")))
+    if "device" in opts:
+        device = resolve_device(opts["device"])
+    else:
+        try:
+            device = resolve_device(str(cfg.device.type), cfg.device.get("index"))
+        except DeviceError as e:  # trained on a GPU, replayed where there is none
+            raise DeviceError(f"the run's own device: {e}") from None
     if cfg.get("threads"):
         import torch
 
