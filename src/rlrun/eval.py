@@ -221,7 +221,8 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
                               f" evaluated by {MODE_WHAT[mode]} and takes {takes}")
     if not (run_dir / "checkpoints" / "last.pt").is_file():
         raise CheckpointError(f"{run_dir}: no checkpoint (checkpoints/last.pt): the run stopped"
-                              " before saving one, so there is nothing to evaluate")
+                              " (or, if it is live, has not yet got) before saving one, so there"
+                              " is nothing to evaluate")
     algo = validate(cfg.algo, import_object(str(cfg.algo.schema), "algo.schema"), "algo")
     env = validate(cfg.env, import_object(str(cfg.env.schema), "env.schema"), "env")
     if "device" in opts:
