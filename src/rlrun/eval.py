@@ -220,9 +220,9 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
             raise ConfigError(f"{key}= is for {MODE_WHAT[OPTIONS[key].mode]}; algo={name} is"
                               f" evaluated by {MODE_WHAT[mode]} and takes {takes}")
     if not (run_dir / "checkpoints" / "last.pt").is_file():
-        raise CheckpointError(f"{run_dir}: no checkpoint (checkpoints/last.pt): the run stopped"
-                              " (or, if it is live, has not yet got) before saving one, so there"
-                              " is nothing to evaluate")
+        raise CheckpointError(f"{run_dir}: no checkpoint (checkpoints/last.pt): the run has not"
+                              " saved one (it stopped before its first, or is still starting),"
+                              " so there is nothing to evaluate")
     algo = validate(cfg.algo, import_object(str(cfg.algo.schema), "algo.schema"), "algo")
     env = validate(cfg.env, import_object(str(cfg.env.schema), "env.schema"), "env")
     if "device" in opts:
