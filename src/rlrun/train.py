@@ -20,6 +20,8 @@ from rlrun.core.errors import CheckpointError, ConfigError, PairingError
 from rlrun.core.logger import LoggerConfig
 from rlrun.core.run import RunContext, StopOnSignal
 from rlrun.core.seeding import seed_everything
+from rlrun.core.threads import set_threads
+from rlrun.core.threads import valid as valid_threads
 
 log = logging.getLogger("rlrun")
 
@@ -67,10 +69,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     if not resuming:
         _prepare_fresh_dir(run_dir, cfg)
     seed_everything(int(cfg.seed), bool(cfg.deterministic))
-    if cfg.get("threads"):
-        import torch
-
-        torch.set_num_threads(int(cfg.threads))
+    set_threads(cfg.get("threads"), schema)  # default auto: see core/threads.py
 
     headline = getattr(schema, "headline", "charts/episodic_return")
     obj_cfg = cfg.get("objective") or {}
@@ -125,8 +124,7 @@ def _check_root(cfg: DictConfig) -> None:
     checks = (("seed", int, lambda v: v >= 0, "a non-negative integer"),
               ("deterministic", bool, lambda v: True, "true or false"),
               ("checkpoint_every_s", (int, float), lambda v: v >= 0, "a number >= 0"),
-              ("threads", (int, type(None)), lambda v: v is None or v >= 1,
-               "null or an integer >= 1"))
+              ("threads", (int, str, type(None)), valid_threads, "auto, null or an integer >= 1"))
     for key, types, ok, what in checks:
         value = cfg.get(key)
         if isinstance(value, bool) and types is not bool or not isinstance(value, types) \
