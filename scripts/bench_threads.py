@@ -14,10 +14,10 @@ The pace is read from the run's TensorBoard events: steps per second between the
 (`charts/SPS`; the LM: `charts/tokens_per_s`) past warm-up and the last one, so process
 start-up, set-up and the final evaluation do not count. A run still going after
 --run-timeout seconds is stopped and timed on its points so far (0 if it had none). Within
-a round the settings alternate, so load from elsewhere hits them alike; "loaded" repeats
-them while a busy-loop process (one core's worth of someone else's work, left to the
-scheduler unless --pin-hog) runs beside them. The table gives the median over rounds and
-the ratio to the best setting of its group.
+a round the settings alternate, each round starting one setting later, so load from elsewhere
+hits them alike; "loaded" repeats them while a busy-loop process (one core's worth of someone
+else's work, left to the scheduler unless --pin-hog) runs beside them. The table gives the
+median over rounds and the ratio to the best setting of its group.
 """
 
 from __future__ import annotations
@@ -101,12 +101,13 @@ def main() -> None:
     p.add_argument("--algos", nargs="+", default=["ppo", "sac"], choices=list(ALGOS))
     p.add_argument("--conditions", nargs="+", default=["idle", "loaded"],
                    choices=["idle", "loaded"])
-    p.add_argument("--run-timeout", type=float, default=45,
+    p.add_argument("--run-timeout", type=float, default=30,
                    help="seconds before a run is stopped and timed on its points so far")
     p.add_argument("--pin-hog", action="store_true", help="pin the hog to the first CPU")
     args = p.parse_args()
 
     results: dict[tuple[str, str, str], list[float]] = {}
+    runs = 0
     t0 = time.perf_counter()
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,8 +116,10 @@ def main() -> None:
             try:
                 for r in range(args.rounds):
                     for algo in args.algos:
-                        for s in args.settings:
-                            out = Path(tmp) / f"{condition}_{r}_{algo}_{len(results)}"
+                        k = r % len(args.settings)  # each round starts one setting later
+                        for s in args.settings[k:] + args.settings[:k]:
+                            runs += 1
+                            out = Path(tmp) / f"run{runs}"
                             sps = run_once(algo, s, args, out)
                             results.setdefault((algo, condition, s), []).append(sps)
                             print(f"  {condition:6} round {r} {algo} {s:30} {sps:8.0f} steps/s",
