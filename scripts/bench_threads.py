@@ -101,7 +101,7 @@ def main() -> None:
     p.add_argument("--algos", nargs="+", default=["ppo", "sac"], choices=list(ALGOS))
     p.add_argument("--conditions", nargs="+", default=["idle", "loaded"],
                    choices=["idle", "loaded"])
-    p.add_argument("--run-timeout", type=float, default=30,
+    p.add_argument("--run-timeout", type=float, default=60,
                    help="seconds before a run is stopped and timed on its points so far")
     p.add_argument("--pin-hog", action="store_true", help="pin the hog to the first CPU")
     args = p.parse_args()

@@ -67,6 +67,7 @@ def first_line(example: Example, cwd: Path) -> str:
     args = shlex.split(example.command, comments=True)[1:]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
+    env.pop("OMP_NUM_THREADS", None)  # the docs show what threads=auto says without it
     proc = subprocess.Popen([sys.executable, "-m", "rlrun", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

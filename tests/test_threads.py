@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -67,3 +71,16 @@ def test_auto_counts_idle_cpus_for_large_operators(monkeypatch):
 def test_cpu_times_reads_proc_stat():
     times = threads._cpu_times(threads._cpus())
     assert times and all(0 <= busy <= total for busy, total in times.values())
+
+
+@pytest.mark.slow
+def test_bench_threads_script_prints_its_table():
+    """scripts/bench_threads.py, cut down to one short PPO run next to its CPU hog."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bench_threads.py"
+    done = subprocess.run([sys.executable, str(script), "--rounds", "1", "--algos", "ppo",
+                           "--conditions", "loaded", "--settings", "threads=1",
+                           "--ppo-steps", "4096"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    row = [ln for ln in done.stdout.splitlines() if ln.startswith("| PPO CartPole-v1 |")]
+    assert len(row) == 1 and "| loaded | `threads=1` |" in row[0] and row[0].endswith("| 1.00 |")
+    assert float(row[0].split("|")[4]) > 0

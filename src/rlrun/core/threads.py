@@ -3,9 +3,9 @@
 Why not torch's own default (one thread per core): its OpenMP threads spin while they wait for
 each other, and every operator needs all of them. When another process is busy on one of the
 cores, each operator waits for a time slice of that core. On a 2-core machine with one busy
-loop beside the run this made PPO on CartPole 4x and SAC on Pendulum 4.5-13x slower than one
-thread, and the small LM 12x slower under heavier sharing; idle, two threads were at most
-1.05-1.3x faster, and PPO was faster on one (`scripts/bench_threads.py`, docs/performance.md).
+loop beside the run, two threads made PPO on CartPole 3.6x and SAC on Pendulum 13x slower
+than one, and the small LM 12x slower under other jobs' load; idle, two threads made SAC 1.16x
+faster and PPO slower (0.88x). Numbers: docs/performance.md (`scripts/bench_threads.py`).
 
 So `threads=auto` (the default) uses
 - one thread for loops whose operators are small (every RL family: networks of 64-256 units
