@@ -1,6 +1,6 @@
 """Benchmark: torch CPU threads for the small-network RL loops, idle and next to a CPU hog.
 
-    python scripts/bench_threads.py                  # about 5 minutes on 2 cores
+    python scripts/bench_threads.py     # about 5 min on an otherwise idle 2-core machine
     python scripts/bench_threads.py --rounds 1 --settings threads=auto threads=null \
         "threads=2 OMP_WAIT_POLICY=PASSIVE"
     python scripts/bench_threads.py --algos lm --conditions loaded

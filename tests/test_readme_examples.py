@@ -24,6 +24,9 @@ from pathlib import Path
 
 import torch
 
+import rlrun
+
+SRC = str(Path(rlrun.__file__).resolve().parents[1])
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 TIMESTAMP = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]")
@@ -65,7 +68,9 @@ def normalise(line: str) -> str:
 def first_line(example: Example, cwd: Path) -> str:
     """Run the example; return its first line of output (stopping it there if it trains)."""
     args = shlex.split(example.command, comments=True)[1:]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # the rlrun this test imported, also when it comes from a relative PYTHONPATH=src
+    path = os.pathsep.join([SRC, *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
     env.pop("HYDRA_FULL_ERROR", None)
     env.pop("OMP_NUM_THREADS", None)  # the docs show what threads=auto says without it
     proc = subprocess.Popen([sys.executable, "-m", "rlrun", *args], cwd=cwd, env=env,
