@@ -1,11 +1,11 @@
 """Every `$ rlrun ...` example in the README and docs/*.md prints the first line shown under it.
 
-An example is a line `$ rlrun <args>` inside a ``` block; the lines after it, up to the next
-`$ ` line or the end of the block, are its output. Examples shown without output are not
-run. Each one runs through the real console script (`python -m rlrun`, as `rlrun_cli` does)
-in a temporary directory, and only its first line of output (stdout and stderr together) is
-compared, with log timestamps blanked. A run that trains is stopped once that first line is
-out, so no example costs more than its start-up.
+An example is a line `$ rlrun <args>` inside a ``` block (indented too, as in a list item);
+the lines after it, up to the next `$ ` line or the end of the block, are its output.
+Examples shown without output are not run. Each one runs through the real console script
+(`python -m rlrun`, as `rlrun_cli` does) in a temporary directory, and only its first line of
+output (stdout and stderr together) is compared, with log timestamps blanked. A run that
+trains is stopped once that first line is out, so no example costs more than its start-up.
 
 After a message changes on purpose: `RLRUN_UPDATE_DOCS=1 pytest tests/test_readme_examples.py`
 rewrites the shown first lines to what rlrun prints now (then review the diff).
@@ -47,17 +47,18 @@ def find_examples(paths: list[Path] = DOCS) -> list[Example]:
     """Every `$ rlrun ...` line in a ``` block of `paths`, with the lines shown under it."""
     found: list[Example] = []
     for path in paths:
-        in_block, current = False, None
+        in_block, current, indent = False, None, 0
         for n, line in enumerate(path.read_text().splitlines(), 1):
-            if line.startswith("```"):
-                in_block, current = not in_block, None
-            elif in_block and line.startswith("$ "):
+            text = line.lstrip()
+            if text.startswith("```"):  # also indented, in a list item
+                in_block, current, indent = not in_block, None, len(line) - len(text)
+            elif in_block and text.startswith("$ "):
                 current = None
-                if shlex.split(line[2:], comments=True)[:1] == ["rlrun"]:
-                    current = Example(path, n, line[2:], [])
+                if shlex.split(text[2:], comments=True)[:1] == ["rlrun"]:
+                    current = Example(path, n, text[2:], [])
                     found.append(current)
             elif current is not None:
-                current.output.append(line)
+                current.output.append(line[indent:])
     return found
 
 
@@ -117,5 +118,6 @@ def _rewrite(stale: list[tuple[Example, str]]) -> None:
         lines = path.read_text().splitlines(keepends=True)
         for e, got in stale:
             if e.path == path:
-                lines[e.line] = got + "\n"  # the line after the command (0-based: e.line)
+                old = lines[e.line]  # the line after the command (0-based: e.line)
+                lines[e.line] = old[:len(old) - len(old.lstrip())] + got + "\n"
         path.write_text("".join(lines))
