@@ -36,6 +36,7 @@ class DDPMConfig:
     task_kinds: ClassVar[tuple[str, ...]] = ("images",)
     uses_torch: ClassVar[bool] = True
     uses_network: ClassVar[bool] = True
+    parallel_ops: ClassVar[bool] = True  # threads=auto: one thread per idle CPU
     headline: ClassVar[str] = "losses/noise_mse"
     objective: ClassVar[str] = "eval/fid"
     minimize: ClassVar[tuple[str, ...]] = ("eval/fid", "eval/fid_floor",
