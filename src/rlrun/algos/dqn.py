@@ -30,7 +30,7 @@ from rlrun.envs.gym import (
     is_atari,
     make_vector_env,
 )
-from rlrun.nets import build_network
+from rlrun.nets import accepts_observations, build_network
 from rlrun.rl.buffers import FrameReplayBuffer, ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
 from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
@@ -138,9 +138,9 @@ def run(ctx) -> None:
     n_actions = int(envs.single_action_space.n)
     obs_shape = tuple(envs.single_observation_space.shape)
     in_dim = obs_shape if len(obs_shape) > 1 else int(np.prod(obs_shape))
-    if len(obs_shape) > 1 and "cnn" not in str(ctx.network.get("_target_", "")).lower():
-        raise ConfigError(f"env={ctx.env.id} observes images {obs_shape}: add"
-                          " network=nature_cnn")
+    if not accepts_observations(ctx.network, obs_shape):
+        raise ConfigError(f"env={ctx.env.id} observes {obs_shape}, which the network does not"
+                          " take: use network=nature_cnn for images, network=mlp for vectors")
     q_net = build_network(ctx.network, in_dim=in_dim, out_dim=n_actions).to(dev)
     target_net = copy.deepcopy(q_net).requires_grad_(False)
     opt = adam(q_net.parameters(), cfg.learning_rate, ctx.device)
