@@ -292,3 +292,18 @@ def test_real_full_and_read_only_filesystems(tmp_path):
         assert read_results(mnt / "ro")["status"] == "completed"  # left as it was
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_a_resumed_run_reports_its_steps_from_the_start(tmp_path, monkeypatch):
+    """results.json of a resumed run says how far it got before the loop's first tick."""
+    run_dir = interrupt(tmp_path, monkeypatch, ["logger.progress=none", *BANDIT], 150, "r")
+    seen = {}
+    original = RunContext.start_progress
+
+    def start_progress(self, total, start, unit="step"):
+        seen["steps"] = read_results(run_dir)["steps"]
+        return original(self, total, start, unit)
+
+    monkeypatch.setattr(RunContext, "start_progress", start_progress)
+    train(compose_cfg([f"resume={run_dir}", "logger.progress=none"]))
+    assert seen["steps"] >= 150
