@@ -259,3 +259,51 @@ def test_raising_the_budget_says_which_schedules_follow_it(tmp_path, caplog):
     assert done["steps"] == 2048
     assert "algo.anneal_lr: the learning rate now anneals to 0 at the new total_steps" \
         in caplog.text
+
+
+def test_real_full_and_read_only_filesystems(tmp_path):
+    """On a real tmpfs (root only): a full disk mid-run, then the run dir remounted read-only
+    for a resume and for a fresh run. Each is one line and exit 2; results.json says failed
+    where the disk took it."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)],
+                           capture_output=True)
+    if mount.returncode != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    try:
+        full = rlrun_cli(["algo=lm", "algo.total_steps=200", "threads=1", "checkpoint_every_s=0",
+                          "logger.progress=none", f"hydra.run.dir={mnt}/full"], cwd=tmp_path)
+        assert full.returncode == 2 and full.stderr.count("\n") == 1, full.stderr
+        assert "No space left on device (ENOSPC)" in full.stderr
+        rec = read_results(mnt / "full")
+        assert rec["status"] == "failed" and "ENOSPC" in rec["error"]
+        assert list((mnt / "full").rglob("*.tmp")) == []  # no half-written file left
+        subprocess.run(["rm", "-rf", str(mnt / "full")], check=True)
+        ok = rlrun_cli([*BANDIT, "checkpoint_every_s=0", "logger.progress=none",
+                        f"hydra.run.dir={mnt}/ro"], cwd=tmp_path)
+        assert ok.returncode == 0, ok.stderr
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        for args in ([f"resume={mnt}/ro", "env.steps=800"],
+                     [*BANDIT, f"hydra.run.dir={mnt}/fresh"]):
+            out = rlrun_cli([*args, "logger.progress=none"], cwd=tmp_path)
+            assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+            assert "Read-only file system (EROFS)" in out.stderr
+        assert read_results(mnt / "ro")["status"] == "completed"  # left as it was
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_a_resumed_run_reports_its_steps_from_the_start(tmp_path, monkeypatch):
+    """results.json of a resumed run says how far it got before the loop's first tick."""
+    run_dir = interrupt(tmp_path, monkeypatch, ["logger.progress=none", *BANDIT], 150, "r")
+    seen = {}
+    original = RunContext.start_progress
+
+    def start_progress(self, total, start, unit="step"):
+        seen["steps"] = read_results(run_dir)["steps"]
+        return original(self, total, start, unit)
+
+    monkeypatch.setattr(RunContext, "start_progress", start_progress)
+    train(compose_cfg([f"resume={run_dir}", "logger.progress=none"]))
+    assert seen["steps"] >= 150

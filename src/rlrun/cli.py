@@ -223,6 +223,10 @@ def _main() -> None:
         _fail(_one_line(text))
     except OSError as e:  # Hydra making the run dir or writing .hydra/ (read-only, full)
         _fail(describe_os_error(e))
+    except ValueError as e:  # Hydra's log file handler in a read-only or full run dir
+        if isinstance(e.__cause__, OSError):
+            _fail(describe_os_error(e.__cause__))
+        raise
     except Exception as e:
         if type(e).__name__ != "UncompletedJobError":  # submitit's, for a job with no result
             raise

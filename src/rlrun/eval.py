@@ -223,7 +223,8 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
         raise CheckpointError(f"{run_dir}: no checkpoint (checkpoints/last.pt): the run has not"
                               " saved one (it stopped before its first, or is still starting),"
                               " so there is nothing to evaluate")
-    algo = validate(cfg.algo, import_object(str(cfg.algo.schema), "algo.schema"), "algo")
+    schema = import_object(str(cfg.algo.schema), "algo.schema")
+    algo = validate(cfg.algo, schema, "algo")
     env = validate(cfg.env, import_object(str(cfg.env.schema), "env.schema"), "env")
     if "device" in opts:
         device = resolve_device(opts["device"])
@@ -232,10 +233,9 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
             device = resolve_device(str(cfg.device.type), cfg.device.get("index"))
         except DeviceError as e:  # trained on a GPU, replayed where there is none
             raise DeviceError(f"the run's own device: {e}") from None
-    if cfg.get("threads"):
-        import torch
+    from rlrun.core.threads import set_threads
 
-        torch.set_num_threads(int(cfg.threads))
+    set_threads(cfg.get("threads", "auto"), schema)  # as the run did (auto, N or null)
     seed = int(opts.get("seed", cfg.seed))
     ctx = ReadOnlyRunContext(
         run_dir=run_dir, algo=algo, env=env, algo_name=name, env_name=str(cfg.env.name),

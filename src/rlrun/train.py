@@ -38,6 +38,8 @@ from rlrun.core.logger import LoggerConfig
 from rlrun.core.run import RunContext, StopOnSignal, StopRequested
 from rlrun.core.seeding import seed_everything
 from rlrun.core.sweep import sweep_hparams
+from rlrun.core.threads import set_threads
+from rlrun.core.threads import valid as valid_threads
 from rlrun.core.trust import check_references
 
 log = logging.getLogger("rlrun")
@@ -113,10 +115,7 @@ def _train(cfg: DictConfig, run_dir: Path, resuming: bool,
     if not resuming:
         _prepare_fresh_dir(run_dir, cfg)
     seed_everything(int(cfg.seed), bool(cfg.deterministic))
-    if cfg.get("threads"):
-        import torch
-
-        torch.set_num_threads(int(cfg.threads))
+    set_threads(cfg.get("threads"), schema)  # default auto: see core/threads.py
 
     headline = getattr(schema, "headline", "charts/episodic_return")
     obj_cfg = cfg.get("objective") or {}
@@ -189,8 +188,7 @@ def _check_root(cfg: DictConfig) -> None:
     checks = (("seed", int, lambda v: 0 <= v < 2**32, "a non-negative integer below 2**32"),
               ("deterministic", bool, lambda v: True, "true or false"),
               ("checkpoint_every_s", (int, float), lambda v: v >= 0, "a number >= 0"),
-              ("threads", (int, type(None)), lambda v: v is None or v >= 1,
-               "null or an integer >= 1"))
+              ("threads", (int, str, type(None)), valid_threads, "auto, null or an integer >= 1"))
     for key, types, ok, what in checks:
         value = cfg.get(key)
         if isinstance(value, bool) and types is not bool or not isinstance(value, types) \

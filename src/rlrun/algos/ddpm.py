@@ -37,6 +37,7 @@ class DDPMConfig:
     task_kinds: ClassVar[tuple[str, ...]] = ("images",)
     uses_torch: ClassVar[bool] = True
     uses_network: ClassVar[bool] = True
+    parallel_ops: ClassVar[bool] = True  # threads=auto: one thread per idle CPU
     headline: ClassVar[str] = "losses/noise_mse"
     objective: ClassVar[str] = "eval/fid"
     minimize: ClassVar[tuple[str, ...]] = ("eval/fid", "eval/fid_floor",
@@ -100,10 +101,6 @@ class DDPMConfig:
 def build(ctx_network: Any, data: ImageData, cfg: DDPMConfig, device: str):
     """The UNet, its EMA copy and the diffusion process, on `device`."""
     c, size = data.images.shape[1], data.images.shape[-1]
-    target = str((ctx_network or {}).get("_target_", ""))
-    if "unet" not in target.lower():
-        raise ConfigError(f"algo=ddpm needs an image-to-image network, not {target or 'none'}:"
-                          " use network=unet")
     net = build_network(ctx_network, in_channels=c, image_size=size).to(device)
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     diff = Diffusion(make_betas(cfg.schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end,

@@ -31,7 +31,7 @@ from rlrun.envs.gym import (
     is_atari,
     make_vector_env,
 )
-from rlrun.nets import build_network
+from rlrun.nets import accepts_observations, build_network
 from rlrun.rl.buffers import FrameReplayBuffer, ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
 from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
@@ -134,9 +134,9 @@ def dqn_loss(q_net: nn.Module, target_net: nn.Module, b: dict[str, torch.Tensor]
 def build_q(ctx: Any, obs_shape: tuple, n_actions: int) -> nn.Module:
     """The Q network on the run's device: an MLP on vectors, a CNN on (stacked) frames."""
     in_dim = obs_shape if len(obs_shape) > 1 else int(np.prod(obs_shape))
-    if len(obs_shape) > 1 and "cnn" not in str(ctx.network.get("_target_", "")).lower():
-        raise ConfigError(f"env={ctx.env.id} observes images {obs_shape}: add"
-                          " network=nature_cnn")
+    if not accepts_observations(ctx.network, obs_shape):
+        raise ConfigError(f"env={ctx.env.id} observes {obs_shape}, which the network does not"
+                          " take: use network=nature_cnn for images, network=mlp for vectors")
     return build_network(ctx.network, in_dim=in_dim, out_dim=n_actions).to(ctx.device)
 
 

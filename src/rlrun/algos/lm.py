@@ -48,6 +48,7 @@ class LMConfig:
     task_kinds: ClassVar[tuple[str, ...]] = ("text",)
     uses_torch: ClassVar[bool] = True
     uses_network: ClassVar[bool] = True
+    parallel_ops: ClassVar[bool] = True  # threads=auto: one thread per idle CPU
     headline: ClassVar[str] = "eval/val_ppl"
     objective: ClassVar[str] = "eval/val_ppl"
     minimize: ClassVar[tuple[str, ...]] = ("eval/val_loss", "eval/val_ppl", "moe/dropped_fraction*",

@@ -87,7 +87,8 @@ class RunContext:
         if self.resuming:
             self._resume_state = load_checkpoint(self.checkpoint_path)
             purge = int(self._resume_state["step"]) + 1
-            self._saved_step = int(self._resume_state["step"])
+            self._saved_step = self.step = int(self._resume_state["step"])
+            self.wall_time_prev_s = float(self._resume_state["wall_time_s"])
         self.logger = Logger(self.run_dir, self.logger_cfg, purge_step=purge,
                              checkpoint=self.checkpoint_path, minimize=self.minimize)
         self._last_ckpt = self._last_beat = time.monotonic()

@@ -16,6 +16,8 @@ class NatureCNN(nn.Module):
     `in_dim` is the observation shape (C, H, W); uint8 pixels are scaled to [0, 1] here, so
     replay buffers keep them as bytes (a quarter of the memory of float32)."""
 
+    input_ranks = (3,)  # the observation shapes it takes: (C, H, W) images
+
     def __init__(self, in_dim: int | Sequence[int], out_dim: int, hidden: int = 512,
                  channels: Sequence[int] = (32, 64, 64)):
         super().__init__()

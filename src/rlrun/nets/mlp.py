@@ -16,6 +16,8 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU,
 class MLP(nn.Sequential):
     """Linear layers with `activation` between them; none after the output layer."""
 
+    input_ranks = (1,)  # the observation shapes it takes: flat vectors
+
     def __init__(self, in_dim: int, out_dim: int, hidden_sizes: Sequence[int] = (256, 256),
                  activation: str = "relu"):
         if activation not in ACTIVATIONS:
