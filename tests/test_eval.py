@@ -228,6 +228,7 @@ def test_ddpm_writes_the_runs_own_grid_and_others(tmp_path):
 
 # ---- bad input: one line, exit 2 -------------------------------------------------------------
 def _fails(argv: list[str], capsys) -> str:
+    capsys.readouterr()  # what training printed before (log lines, stray logging errors)
     with pytest.raises(SystemExit) as e:
         main(argv)
     err = capsys.readouterr().err
