@@ -35,6 +35,15 @@ def test_checkpoint_roundtrip_keeps_arrays_tensors_and_rng_states(tmp_path):
     set_rng_state(back["global_rng"])
 
 
+def test_checkpoint_keeps_zero_dimensional_arrays_zero_dimensional(tmp_path):
+    # np.ascontiguousarray turns a 0-d array into shape (1,): PPO's observation normaliser
+    # saves its count as one, and float() of a (1,) array is an error in NumPy 2
+    ckpt.save_checkpoint(tmp_path / "c.pt", {"count": np.asarray(3.0), "v": np.zeros((2, 0))})
+    back = ckpt.load_checkpoint(tmp_path / "c.pt")
+    assert back["count"].shape == () and float(back["count"]) == 3.0
+    assert back["v"].shape == (2, 0)
+
+
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     ckpt.save_checkpoint(path, {"v": 1})

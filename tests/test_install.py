@@ -39,3 +39,10 @@ def test_wheel_ships_configs_and_runs_from_anywhere(tmp_path):
     assert out.returncode == 0, out.stderr
     (run,) = (elsewhere / "outputs" / "ucb" / "bandit_testbed").iterdir()
     assert (run / "results.json").is_file()
+    # the installed console scripts, rlrun-eval among them (docs/eval.md)
+    help_out = subprocess.run([str(target / "bin" / "rlrun-eval"), "--help"], cwd=elsewhere,
+                              env=env, capture_output=True, text=True, timeout=300)
+    assert help_out.returncode == 0 and "usage: rlrun-eval RUN_DIR" in help_out.stdout
+    bandit = subprocess.run([str(target / "bin" / "rlrun-eval"), str(run)], cwd=elsewhere,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert bandit.returncode == 2 and "algo=ucb has no policy to replay" in bandit.stderr

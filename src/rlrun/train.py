@@ -273,7 +273,9 @@ EXTENDABLE = re.compile(r"^(algo\.total_steps|env\.steps|algo\.episodes|algo\.ev
                         r"|checkpoint_every_s)$")
 
 
-def _load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
+def read_run_config(run_dir: Path, where: str) -> DictConfig:
+    """A run dir's saved config, checked to name only code rlrun's configs name (a run dir
+    from elsewhere must not choose what to import): for `resume=` and `rlrun-eval`."""
     path = run_dir / ".hydra" / "config.yaml"
     try:
         cfg = OmegaConf.load(path)
@@ -281,9 +283,14 @@ def _load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
             raise ValueError("no algo and env sections")
     except (ValueError, OmegaConfBaseException, yaml.YAMLError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"resume={run_dir}: {path} is not a readable rlrun config"
+        raise CheckpointError(f"{where}: {path} is not a readable rlrun config"
                               f" ({first[:160]})") from None
-    check_references(OmegaConf.to_container(cfg, resolve=False), f"resume={run_dir}")
+    check_references(OmegaConf.to_container(cfg, resolve=False), where)
+    return cfg
+
+
+def _load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
+    cfg = read_run_config(run_dir, f"resume={run_dir}")
     cfg.resume = None
     extended = _apply_resume_overrides(cfg, run_dir, overrides)
     if extended:

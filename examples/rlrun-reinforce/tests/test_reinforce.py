@@ -85,6 +85,32 @@ def test_a_short_run_learns_the_corridor_and_logs_what_rlrun_expects(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
 
 
+def test_rlrun_eval_replays_a_run_through_the_load_policy_hook(tmp_path):
+    from rlrun.eval import evaluate
+
+    res = run(tmp_path, [*FAST, "network=linear", "algo.total_steps=1500"])
+    rec = evaluate(tmp_path / "run")  # what `rlrun-eval RUN_DIR` does
+    assert rec["return_mean"] == res["metrics"]["eval/return"]["last"]  # its last evaluation
+    assert len(rec["episodes"]) == 2 and rec["settings"]["deterministic"] is True
+    assert len(evaluate(tmp_path / "run", {"episodes": 3, "deterministic": False})
+               ["episodes"]) == 3
+    rec = evaluate(tmp_path / "run", {"video": True, "episodes": 1})  # Corridor renders
+    assert (tmp_path / "run" / rec["video"]).read_bytes()[:3] == b"GIF"
+
+
+def test_without_the_hook_rlrun_eval_says_what_to_define(tmp_path, monkeypatch):
+    import rlrun_reinforce.reinforce as module
+
+    from rlrun.core.errors import ConfigError
+    from rlrun.eval import evaluate
+
+    run(tmp_path, [*FAST, "algo.total_steps=300", "algo.eval_episodes=1"])
+    monkeypatch.delattr(module, "load_policy")
+    with pytest.raises(ConfigError, match=r"algo=reinforce has no policy to replay"
+                                          r" \(rlrun_reinforce.reinforce defines no load_policy"):
+        evaluate(tmp_path / "run")
+
+
 def test_the_linear_network_is_a_tabular_softmax_policy(tmp_path):
     res = run(tmp_path, [*FAST, "network=linear", "algo.total_steps=1500"])
     assert res["metrics"]["eval/return"]["last"] == pytest.approx(0.92)

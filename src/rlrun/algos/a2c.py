@@ -16,6 +16,7 @@ the state after the rollout; one gradient step on -A log pi + vf_coef (R - V)^2
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,7 +29,7 @@ from rlrun.envs.gym import make_vector_env, space_kind
 from rlrun.nets import build_network
 from rlrun.nets.actor_critic import ActorCritic, layer_init
 from rlrun.rl.evaluation import Evaluator
-from rlrun.rl.rollout import bootstrap_truncated, build_agent, gae
+from rlrun.rl.rollout import agent_policy, bootstrap_truncated, build_agent, gae
 from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile
 from rlrun.rl.vec_env import VecEnvState
 
@@ -161,10 +162,7 @@ def run(ctx) -> None:
         with torch.no_grad():
             return agent.value(torch.as_tensor(o, **f32)).cpu().numpy()
 
-    def policy(o: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            a = agent.act(torch.as_tensor(o, **f32), deterministic=True)[0].cpu().numpy()
-        return np.clip(a, low, high) if continuous else a
+    policy = agent_policy(agent, space)  # the mode, clipped to the box
 
     log, last_return, sps = ctx.logger, None, SPSMeter(st["step"])
     ctx.start_progress(n_iters * batch, st["step"])
@@ -211,3 +209,15 @@ def run(ctx) -> None:
         if ctx.tick(step, last_return):
             break
     ctx.finish(close=(evaluator, envs))
+
+
+def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """rlrun-eval's hook: the saved agent's mode (or samples from it)."""
+    space = env.action_space
+    continuous = space_kind(space) == "continuous"
+    act_dim = int(space.shape[0]) if continuous else int(space.n)
+    agent = make_agent(ctx.network, int(np.prod(env.observation_space.shape)), act_dim,
+                       continuous, ctx.algo).to(ctx.device)
+    ctx.track(agent=agent)  # the loop's name
+    ctx.resume()
+    return agent_policy(agent, space, deterministic)

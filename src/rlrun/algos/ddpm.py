@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -142,6 +143,18 @@ def save_png(grid: Any, path: Path, scale: int = 4) -> None:
     img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST).save(path)
+
+
+def load_image_sampler(ctx: Any) -> Callable[[int, str, int], torch.Tensor]:
+    """rlrun-eval's hook: `sample(n, sampler, steps) -> images` in [-1, 1] from the EMA
+    model, from the noise of the run's final grid (seed `ctx.seed`)."""
+    data = load_images(ctx.env)
+    _, ema, diff = build(ctx.network, data, ctx.algo, ctx.device)
+    ctx.track(ema=ema)  # the loop's name
+    ctx.resume()
+    shape = tuple(data.images.shape[1:])
+    return lambda n, sampler, steps: sample(ema, diff, ctx.algo, n, shape, ctx.seed, sampler,
+                                            steps)[0]
 
 
 def run(ctx) -> None:

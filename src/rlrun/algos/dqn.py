@@ -16,6 +16,7 @@ stores each frame once; vectors to the plain `ReplayBuffer`.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -130,6 +131,45 @@ def dqn_loss(q_net: nn.Module, target_net: nn.Module, b: dict[str, torch.Tensor]
     return {"td": F.smooth_l1_loss(q, target), "q_values": q.detach().mean()}
 
 
+def build_q(ctx: Any, obs_shape: tuple, n_actions: int) -> nn.Module:
+    """The Q network on the run's device: an MLP on vectors, a CNN on (stacked) frames."""
+    in_dim = obs_shape if len(obs_shape) > 1 else int(np.prod(obs_shape))
+    if not accepts_observations(ctx.network, obs_shape):
+        raise ConfigError(f"env={ctx.env.id} observes {obs_shape}, which the network does not"
+                          " take: use network=nature_cnn for images, network=mlp for vectors")
+    return build_network(ctx.network, in_dim=in_dim, out_dim=n_actions).to(ctx.device)
+
+
+def q_policy(q_net: nn.Module, n_actions: int, eps: float = 0.0,
+             seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """Greedy in Q; epsilon-greedy with its own RNG (seeded `seed`) when eps > 0."""
+    dev = next(q_net.parameters()).device
+    rng = np.random.default_rng(seed)
+
+    def greedy(o: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return q_net(torch.as_tensor(o, device=dev)).argmax(-1).cpu().numpy()
+
+    def eps_greedy(o: np.ndarray) -> np.ndarray:
+        a = greedy(o)
+        explore = rng.random(len(a)) < eps
+        return np.where(explore, rng.integers(0, n_actions, len(a)), a)
+
+    return eps_greedy if eps > 0 else greedy
+
+
+def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """rlrun-eval's hook: the run's evaluation policy (greedy, or epsilon-greedy with
+    algo.eval_epsilon, its RNG seeded as at the run's last evaluation); deterministic=false:
+    epsilon-greedy at the exploration rate the run had reached."""
+    n_actions = int(env.action_space.n)
+    q_net = build_q(ctx, tuple(env.observation_space.shape), n_actions)
+    ctx.track(q=q_net)  # the loop's name
+    ctx.resume()
+    eps = ctx.algo.eval_epsilon if deterministic else epsilon(ctx.step, ctx.algo)
+    return q_policy(q_net, n_actions, eps, ctx.seed + ctx.step)
+
+
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
     n_envs = ctx.env.num_envs or 1
@@ -137,11 +177,7 @@ def run(ctx) -> None:
     envs = make_vector_env(ctx.env, n_envs, ctx.seed, atari_vector_wrappers(ctx.env))
     n_actions = int(envs.single_action_space.n)
     obs_shape = tuple(envs.single_observation_space.shape)
-    in_dim = obs_shape if len(obs_shape) > 1 else int(np.prod(obs_shape))
-    if not accepts_observations(ctx.network, obs_shape):
-        raise ConfigError(f"env={ctx.env.id} observes {obs_shape}, which the network does not"
-                          " take: use network=nature_cnn for images, network=mlp for vectors")
-    q_net = build_network(ctx.network, in_dim=in_dim, out_dim=n_actions).to(dev)
+    q_net = build_q(ctx, obs_shape, n_actions)
     target_net = copy.deepcopy(q_net).requires_grad_(False)
     opt = adam(q_net.parameters(), cfg.learning_rate, ctx.device)
     life_terminal = pixels and ctx.env.atari.episodic_life
@@ -170,14 +206,7 @@ def run(ctx) -> None:
         if pixels and not vec.restored:  # ALE emulators restart their episodes: streams too
             rb.start(obs[:, -1])
 
-    def greedy(o: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return q_net(torch.as_tensor(o, device=dev)).argmax(-1).cpu().numpy()
-
-    def eval_policy(o: np.ndarray) -> np.ndarray:
-        a = greedy(o)
-        explore = rng_eval.random(len(a)) < cfg.eval_epsilon
-        return np.where(explore, rng_eval.integers(0, n_actions, len(a)), a)
+    greedy = q_policy(q_net, n_actions)
 
     log, last_return, losses = ctx.logger, None, None
     sps = SPSMeter(st["step"])
@@ -226,8 +255,8 @@ def run(ctx) -> None:
                 log.scalars({f"losses/{k}": float(v.detach()) for k, v in losses.items()},
                             step)
         if step >= st["next_eval"] or step >= cfg.total_steps:
-            rng_eval = np.random.default_rng(ctx.seed + step)
-            evaluator.run(eval_policy if cfg.eval_epsilon > 0 else greedy, log, step)
+            evaluator.run(q_policy(q_net, n_actions, cfg.eval_epsilon, ctx.seed + step), log,
+                          step)
             st["next_eval"] += cfg.eval_every or cfg.total_steps
         if ctx.tick(step, last_return):
             break

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -212,3 +213,21 @@ def run(ctx) -> None:
         if ctx.tick(step, ppl):
             break
     ctx.finish()
+
+
+def load_text_generator(ctx: Any) -> Callable[[str, int, float], str]:
+    """rlrun-eval's hook: `generate(prompt, chars, temperature) -> text` from the saved model,
+    decoded with the KV cache and seeded `ctx.seed + step` as the run's own samples are."""
+    corpus = CharCorpus(ctx.env, int(ctx.network.block_size))
+    model = build_network(ctx.network, vocab_size=corpus.vocab_size).to(ctx.device)
+    ctx.track(model=model)  # the loop's name
+    ctx.resume()
+
+    def gen(prompt: str, chars: int, temperature: float) -> str:
+        unknown = "".join(sorted(set(prompt) - set(corpus.stoi)))
+        if unknown:
+            raise ConfigError(f"prompt= holds characters the model never saw: {unknown!r}")
+        g = torch.Generator(device=ctx.device).manual_seed(ctx.seed + ctx.step)
+        return corpus.decode(generate(model, corpus.encode(prompt), chars, temperature, g))
+
+    return gen

@@ -22,8 +22,9 @@ tests/test_fast_paths.py checks the fast path against it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from rlrun.envs.gym import make_vector_env, space_kind
 from rlrun.nets.actor_critic import ActorCritic
 from rlrun.rl.evaluation import Evaluator
 from rlrun.rl.flat_params import FlatParams
-from rlrun.rl.rollout import bootstrap_truncated, build_agent, gae
+from rlrun.rl.rollout import agent_policy, bootstrap_truncated, build_agent, gae
 from rlrun.rl.training import ObsNormalizer, SPSMeter, adam, log_episodes, maybe_compile
 from rlrun.rl.vec_env import VecEnvState
 
@@ -190,9 +191,7 @@ def run(ctx) -> None:
         with torch.no_grad():
             return agent.value(torch.as_tensor(o, **f32)).cpu().numpy()
 
-    def policy(o: np.ndarray) -> np.ndarray:
-        a = agent.step(np.asarray(o, np.float32))[0]
-        return np.clip(a, low, high) if continuous else a
+    policy = agent_policy(agent, space, True, norm.frozen if norm else None)
 
     log, last_return, sps = ctx.logger, None, SPSMeter(st["step"])
     ctx.start_progress(n_iters * batch, st["step"])
@@ -234,11 +233,24 @@ def run(ctx) -> None:
                      "charts/explained_variance": float(explained),
                      "charts/learning_rate": lr, "charts/SPS": sps.read(step)}, step)
         if step >= st["next_eval"] or st["iteration"] == n_iters:
-            evaluator.run(policy, log, step, obs_transform=norm.frozen if norm else None)
+            evaluator.run(policy, log, step)
             st["next_eval"] += cfg.eval_every or cfg.total_steps
         if ctx.tick(step, last_return):
             break
     ctx.finish(close=(evaluator, envs))
+
+
+def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """rlrun-eval's hook: the saved agent, on observations normalised as in evaluation."""
+    space, obs_shape = env.action_space, env.observation_space.shape
+    continuous = space_kind(space) == "continuous"
+    act_dim = int(space.shape[0]) if continuous else int(space.n)
+    agent = build_agent(ctx.network, int(np.prod(obs_shape)), act_dim, continuous,
+                        ctx.algo.log_std_init).to(ctx.device)
+    norm = ObsNormalizer(obs_shape, ctx.algo.clip_obs) if ctx.algo.normalize_obs else None
+    ctx.track(agent=agent, obs_norm=norm or {})  # the loop's names
+    ctx.resume()
+    return agent_policy(agent, space, deterministic, norm.frozen if norm else None)
 
 
 def _learn(packed: FlatParams, opt, loss_fn, agent: nn.Module, flat: dict, cfg: PPOConfig,

@@ -18,7 +18,8 @@ the replay buffer on the device, and no `.item()` host syncs except when logging
 
 from __future__ import annotations
 
-import math
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,7 +32,7 @@ from rlrun.nets import build_network
 from rlrun.nets.actor_critic import QEnsemble, SquashedGaussianActor
 from rlrun.rl.buffers import ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
-from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
+from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, ndtr, real_next_obs
 from rlrun.rl.vec_env import VecEnvState
 
 LOGGED = ("qf1", "qf2", "actor", "alpha", "value", "q_values")
@@ -125,16 +126,8 @@ def build(net_cfg: Any, obs_dim: int, act_dim: int, low: np.ndarray, high: np.nd
         nets["vf"] = QEnsemble([body(obs_dim, 1)])
     for name in list(nets):
         if name != "actor":
-            nets[name + "_target"] = _frozen_copy(nets[name])
+            nets[name + "_target"] = copy.deepcopy(nets[name]).requires_grad_(False)
     return {k: v.to(device) for k, v in nets.items()}
-
-
-def _frozen_copy(net: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    target = copy.deepcopy(net)
-    target.requires_grad_(False)
-    return target
 
 
 def critic_loss(nets: dict, b: dict, log_alpha: torch.Tensor, gamma: float,
@@ -212,10 +205,7 @@ def run(ctx) -> None:
     if ctx.resume():
         obs = vec.observation(obs)
 
-    def policy(o: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return nets["actor"](torch.as_tensor(o, device=dev, dtype=torch.float32))[2] \
-                .cpu().numpy()
+    policy = actor_policy(nets["actor"], dev)
 
     log, last_return, losses = ctx.logger, None, None
     sps = SPSMeter(st["step"])
@@ -263,9 +253,25 @@ def run(ctx) -> None:
     ctx.finish(close=(evaluator, envs))
 
 
-def ndtr(x: np.ndarray) -> np.ndarray:
-    """The standard normal CDF: maps a N(0, 1) draw to a U(0, 1) one."""
-    return 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+def actor_policy(actor: torch.nn.Module, dev: Any, deterministic: bool = True
+                 ) -> Callable[[np.ndarray], np.ndarray]:
+    """The actor's mean action, squashed to the box (or a sample): how SAC is evaluated."""
+    def policy(o: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = actor(torch.as_tensor(o, device=dev, dtype=torch.float32))
+        return out[2 if deterministic else 0].cpu().numpy()
+
+    return policy
+
+
+def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """rlrun-eval's hook: the saved actor (all nets are built: `nets` holds them all)."""
+    space = env.action_space
+    nets = build(ctx.network, int(np.prod(env.observation_space.shape)), int(space.shape[0]),
+                 space.low, space.high, ctx.algo, ctx.device)
+    ctx.track(nets=nets)  # the loop's name
+    ctx.resume()
+    return actor_policy(nets["actor"], torch.device(ctx.device), deterministic)
 
 
 def _update(nets, rb, cfg, q_opt, pi_opt, log_alpha, target_entropy, c_loss, a_loss,

@@ -16,6 +16,7 @@ updates (`policy_frequency`). The critics are one fused `QEnsemble`.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -162,6 +163,31 @@ def build(net_cfg: Any, obs_dim: int, act_dim: int, low: np.ndarray, high: np.nd
     return {k: v.to(device) for k, v in nets.items()}
 
 
+def actor_policy(actor: nn.Module, dev: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """mu(s) from and to numpy: the deterministic policy that evaluation plays."""
+    def policy(o: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return actor(torch.as_tensor(o, device=dev, dtype=torch.float32)).cpu().numpy()
+
+    return policy
+
+
+def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """rlrun-eval's hook: mu(s); deterministic=false adds training's exploration noise."""
+    space = env.action_space
+    nets = build(ctx.network, int(np.prod(env.observation_space.shape)), int(space.shape[0]),
+                 space.low, space.high, ctx.algo.n_critics, ctx.device)
+    ctx.track(nets=nets)  # the loop's name
+    ctx.resume()
+    mu = actor_policy(nets["actor"], torch.device(ctx.device))
+    if deterministic:
+        return mu
+    rng, sd = np.random.default_rng(ctx.seed), ctx.algo.exploration_noise
+    half_range = (space.high - space.low) / 2
+    return lambda o: np.clip(mu(o) + rng.normal(0.0, sd, (len(o), len(half_range))) * half_range,
+                             space.low, space.high).astype(np.float32)
+
+
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
     n_envs = ctx.env.num_envs or 1
@@ -190,10 +216,7 @@ def run(ctx) -> None:
     if ctx.resume():
         obs = vec.observation(obs)
 
-    def policy(o: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return nets["actor"](torch.as_tensor(o, device=dev, dtype=torch.float32)) \
-                .cpu().numpy()
+    policy = actor_policy(nets["actor"], dev)
 
     log, last_return, losses = ctx.logger, None, {}
     sps = SPSMeter(st["step"])

@@ -22,8 +22,8 @@ _ND = "__ndarray__"
 def _pack(x: Any) -> Any:
     import torch
 
-    if isinstance(x, np.ndarray):
-        return {_ND: torch.from_numpy(np.ascontiguousarray(x))}
+    if isinstance(x, np.ndarray):  # (ascontiguousarray makes a 0-d array 1-d: reshape back)
+        return {_ND: torch.from_numpy(np.ascontiguousarray(x).reshape(x.shape))}
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, dict):

@@ -17,23 +17,40 @@ from rlrun.core.errors import ConfigError
 
 EVAL_SEED_OFFSET = 10_000
 
+
 class Evaluator:
     """Deterministic evaluation episodes on a separately seeded env (+ video)."""
 
-    def __init__(self, env_cfg: Any, seed: int, episodes: int, video: bool):
+    def __init__(self, env_cfg: Any, seed: int, episodes: int, video: bool,
+                 video_option: str = "logger.video"):
         from rlrun.envs.gym import make_env
 
         self.seed, self.episodes, self.video = seed + EVAL_SEED_OFFSET, episodes, video
         self.env = make_env(env_cfg, render=video)
-        if video and "rgb_array" not in self.env.metadata.get("render_modes", []):
-            raise ConfigError(f"logger.video=true, but env {env_cfg.id} cannot render"
-                              " rgb_array frames: set logger.video=false")
+        if video and "rgb_array" not in (self.env.metadata.get("render_modes") or []):
+            self.env.close()
+            raise ConfigError(f"{video_option}=true, but env {env_cfg.id} cannot render"
+                              f" rgb_array frames: set {video_option}=false")
 
     def run(self, policy: Callable[[np.ndarray], np.ndarray], logger: Any, step: int,
             obs_transform: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
         """Play `episodes` episodes with `policy(obs_batch) -> action_batch`; log
         `eval/return`, `eval/length` (and a video of the first); return the mean return."""
-        returns, lengths, frames = [], [], []
+        returns, lengths, frames = self.play(policy, obs_transform)
+        logger.scalar("eval/return", float(np.mean(returns)), step)
+        logger.scalar("eval/length", float(np.mean(lengths)), step)
+        if frames:
+            logger.video("eval/video", np.stack(frames), step)
+        return float(np.mean(returns))
+
+    def play(self, policy: Callable[[np.ndarray], np.ndarray],
+             obs_transform: Callable[[np.ndarray], np.ndarray] | None = None
+             ) -> tuple[list[float], list[int], list[np.ndarray]]:
+        """Every episode's return and length, and the frames of the first when recording
+        (what `run` logs and `rlrun-eval` writes to eval.json)."""
+        returns: list[float] = []
+        lengths: list[int] = []
+        frames: list[np.ndarray] = []
         for ep in range(self.episodes):
             obs, _ = self.env.reset(seed=self.seed + ep)
             total, n, done = 0.0, 0, False
@@ -49,11 +66,7 @@ class Evaluator:
                     frames.append(self.env.render())
             returns.append(total)
             lengths.append(n)
-        logger.scalar("eval/return", float(np.mean(returns)), step)
-        logger.scalar("eval/length", float(np.mean(lengths)), step)
-        if frames:
-            logger.video("eval/video", np.stack(frames), step)
-        return float(np.mean(returns))
+        return returns, lengths, frames
 
     def close(self) -> None:
         self.env.close()

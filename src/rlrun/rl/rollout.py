@@ -48,3 +48,21 @@ def bootstrap_truncated(reward: np.ndarray, term: np.ndarray, trunc: np.ndarray,
     if idx.size:
         final = np.stack(infos["final_obs"][idx])
         reward[idx] += gamma * value(transform(final) if transform else final)
+
+
+def agent_policy(agent: ActorCritic, space: Any, deterministic: bool = True,
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None
+                 ) -> Callable[[np.ndarray], np.ndarray]:
+    """An actor-critic's evaluation policy, numpy in and out: the mode of its distribution
+    (or a sample), Box actions clipped to the space; `transform` first (the frozen
+    observation normaliser). The loops evaluate with it and `load_policy` returns it, so
+    `rlrun-eval` replays exactly what the run's evaluations saw."""
+    continuous = hasattr(space, "low")
+    low, high = (space.low, space.high) if continuous else (None, None)
+
+    def policy(o: np.ndarray) -> np.ndarray:
+        o = np.asarray(transform(o) if transform else o, np.float32)
+        a = agent.step(o, None if deterministic else agent.draw_noise(len(o)))[0]
+        return np.clip(a, low, high) if continuous else a
+
+    return policy

@@ -3,6 +3,7 @@ observation normalisation, and the optimiser and compile switches."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -78,7 +79,8 @@ class ObsNormalizer:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.rms.mean, self.rms.var = np.asarray(s["mean"]).copy(), np.asarray(s["var"]).copy()
-        self.rms.count = float(np.asarray(s["count"]))
+        # checkpoints written before core/checkpoint.py kept 0-d arrays 0-d hold shape (1,)
+        self.rms.count = float(np.asarray(s["count"]).reshape(-1)[0])
 
 
 def adam(params: Any, lr: float, device: str, eps: float = 1e-8) -> Any:
@@ -98,3 +100,9 @@ def maybe_compile(fn: Callable, enabled: bool, device: str) -> Callable:
 
     mode = "reduce-overhead" if device.startswith("cuda") else "default"
     return torch.compile(fn, mode=mode, dynamic=False)
+
+
+def ndtr(x: np.ndarray) -> np.ndarray:
+    """The standard normal CDF: maps a N(0, 1) draw to a U(0, 1) one (SAC's correlated
+    exploration noise before learning starts)."""
+    return 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))

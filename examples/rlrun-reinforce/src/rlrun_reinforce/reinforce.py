@@ -17,11 +17,13 @@ nothing to bootstrap from. Envs that finish early wait (masked) for the longest 
 Written against rlrun's loop contract (rlrun.core.run): `ctx.track(...)` names what a
 checkpoint holds, `ctx.resume()` loads it back, `ctx.tick(...)` once per update, and
 `ctx.finish(...)` at the end. Updates start from fresh resets, so a checkpoint between
-two updates holds no env state at all and a resume is exact.
+two updates holds no env state at all and a resume is exact. `load_policy` is the hook
+through which `rlrun-eval RUN_DIR` replays a finished run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -82,6 +84,29 @@ def returns_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
     return out
 
 
+def act(policy: nn.Module, dev: torch.device, deterministic: bool = True
+        ) -> Callable[[np.ndarray], np.ndarray]:
+    """The most likely action (or a sample) for a batch of observations, numpy in and out."""
+    def fn(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            logits = policy(torch.as_tensor(obs, dtype=torch.float32, device=dev))
+        if deterministic:
+            return logits.argmax(-1).cpu().numpy()
+        return torch.distributions.Categorical(logits=logits).sample().cpu().numpy()
+
+    return fn
+
+
+def load_policy(ctx, env, deterministic: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """`rlrun-eval RUN_DIR`'s hook (docs/eval.md): build the policy network as `run` does,
+    track it under the loop's name, load it from the checkpoint, return how it acts."""
+    obs_dim = int(np.prod(env.observation_space.shape))
+    policy = build_network(ctx.network, in_dim=obs_dim, out_dim=int(env.action_space.n))
+    ctx.track(policy=policy.to(ctx.device))  # only what acting needs; the name run() uses
+    ctx.resume()
+    return act(policy, torch.device(ctx.device), deterministic)
+
+
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
     n_envs = ctx.env.num_envs or ReinforceConfig.default_num_envs
@@ -101,10 +126,7 @@ def run(ctx) -> None:
     ctx.track(policy=policy, value=value, opt=opt, rng=rng, counters=st)
     ctx.resume()
 
-    def greedy(obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            logits = policy(torch.as_tensor(obs, dtype=torch.float32, device=dev))
-        return logits.argmax(-1).cpu().numpy()
+    greedy = act(policy, dev)  # what evaluations play
 
     log = ctx.logger
     ctx.start_progress(cfg.total_steps, st["step"])
