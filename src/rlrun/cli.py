@@ -124,13 +124,13 @@ def _task(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from rlrun.core.cluster import slurm_job
+    from rlrun.cluster import slurm_job
     from rlrun.core.errors import RlrunError
     from rlrun.train import Interrupted, train
 
     try:
         # A SLURM job: a requeued one continues its own run; submitit's requeue signal saves
-        # a checkpoint first (rlrun.core.cluster). Outside SLURM, cfg as it is.
+        # a checkpoint first (rlrun.cluster). Outside SLURM, cfg as it is.
         with slurm_job(cfg, HydraConfig.get().runtime.output_dir) as cfg:
             results = train(cfg, overrides=list(_resume_overrides) if cfg.get("resume")
                             else None)
@@ -230,7 +230,7 @@ def _main() -> None:
     except Exception as e:
         if type(e).__name__ != "UncompletedJobError":  # submitit's, for a job with no result
             raise
-        from rlrun.core.cluster import describe_uncompleted
+        from rlrun.cluster import describe_uncompleted
 
         print(f"rlrun: error: {describe_uncompleted(str(e))}", file=sys.stderr)
         sys.exit(1)
