@@ -6,6 +6,9 @@
     python scripts/bench_deep_rl.py sac --steps 5000 --seeds 1   # quicker look
     python scripts/bench_deep_rl.py ppo --plain     # the algorithm's defaults (CleanRL's), not
                                                     # the tuned (rl-zoo) values for the task
+    python scripts/bench_deep_rl.py ppo --fast-path on,off --seeds 2 --threads 1
+                                                    # PPO's CPU fast path on and off, each seed
+                                                    # running on, off, then SB3
 
 Each seed runs rlrun (`train()` with the tuned config) and then SB3 (`model.learn()`),
 alternating, so that both see the same machine load. Both clocks cover the training loop
@@ -124,7 +127,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--plain", action="store_true",
                    help="the algorithm's default hyperparameters, without configs/tuned/")
+    p.add_argument("--fast-path", default=None, metavar="on,off",
+                   help="ppo: algo.fast_path value(s); with several, each seed runs rlrun "
+                        "once per value, then SB3 (default: the config's, auto)")
     args = p.parse_args()
+    settings = args.fast_path.split(",") if args.fast_path else [None]
+    if args.fast_path and args.algo != "ppo":
+        p.error(f"--fast-path: {args.algo} has no fast path (only ppo has)")
     register_resolvers()
     torch.set_num_threads(args.threads)
     env = args.env or TASKS[args.algo]
@@ -137,13 +146,16 @@ def main() -> None:
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo once
     clock, rows = LoopClock(), []
     for seed in range(args.seeds):
-        cfg = compose_cfg([*overrides, f"seed={seed}"])
-        steps = cfg.algo.total_steps
-        with tempfile.TemporaryDirectory() as d:
-            res = train(cfg, run_dir=Path(d) / "run")
-            wall_ours, cpu_ours = clock.seconds()
-        ours_ret = res["metrics"]["eval/return"]["last"]
-        ours_steps = res["steps"]
+        ours = {}
+        for fp in settings:
+            cfg = compose_cfg([*overrides, f"seed={seed}",
+                               *([f"algo.fast_path={fp}"] if fp else [])])
+            steps = cfg.algo.total_steps
+            with tempfile.TemporaryDirectory() as d:
+                res = train(cfg, run_dir=Path(d) / "run")
+                wall, cpu = clock.seconds()
+            ours[fp] = (res["steps"] / wall, res["steps"] / cpu,
+                        res["metrics"]["eval/return"]["last"])
         torch.manual_seed(seed)
         model = sb3_model(args.algo, cfg, seed)
         t, c = time.perf_counter(), time.process_time()
@@ -151,30 +163,37 @@ def main() -> None:
         wall_sb3, cpu_sb3 = time.perf_counter() - t, time.process_time() - c
         sb3_steps = model.num_timesteps
         sb3_ret = evaluate(lambda o, m=model: m.predict(o, deterministic=True)[0], env, seed)
-        row = {"ours": ours_steps / wall_ours, "sb3": sb3_steps / wall_sb3,
-               "ours_cpu": ours_steps / cpu_ours, "sb3_cpu": sb3_steps / cpu_sb3,
-               "ours_ret": ours_ret, "sb3_ret": sb3_ret}
+        row = {"sb3": sb3_steps / wall_sb3, "sb3_cpu": sb3_steps / cpu_sb3, "sb3_ret": sb3_ret}
+        for fp, (sps, sps_cpu, ret) in ours.items():
+            row.update({("ours", fp): sps, ("ours_cpu", fp): sps_cpu, ("ours_ret", fp): ret})
+            print(f"seed {seed}: rlrun{_label(fp)} {sps:.0f} steps/s ({sps_cpu:.0f} per CPU s, "
+                  f"eval {ret:.1f}), ratio {sps / row['sb3']:.2f} "
+                  f"(CPU time {sps_cpu / row['sb3_cpu']:.2f})", flush=True)
+        print(f"seed {seed}: SB3 {row['sb3']:.0f} steps/s ({row['sb3_cpu']:.0f} per CPU s, "
+              f"eval {sb3_ret:.1f})", flush=True)
         rows.append(row)
-        print(f"seed {seed}: rlrun {row['ours']:.0f} steps/s ({row['ours_cpu']:.0f} per CPU s, "
-              f"eval {ours_ret:.1f}), SB3 {row['sb3']:.0f} steps/s ({row['sb3_cpu']:.0f} per "
-              f"CPU s, eval {sb3_ret:.1f}), ratio {row['ours'] / row['sb3']:.2f} "
-              f"(CPU time {row['ours_cpu'] / row['sb3_cpu']:.2f})", flush=True)
 
-    def mean(key: str) -> float:
+    def mean(key) -> float:
         return statistics.mean(r[key] for r in rows)
 
-    def rets(key: str) -> str:
+    def rets(key) -> str:
         return f"{mean(key):.1f} | {', '.join(f'{r[key]:.1f}' for r in rows)}"
 
     print(f"\n{args.algo} on {env}, {steps} steps, {args.seeds} seeds, {args.threads} threads")
     print("| | steps/s (wall) | steps per CPU second | eval return (mean) | per seed |")
     print("|---|---|---|---|---|")
-    print(f"| rlrun | {mean('ours'):.0f} | {mean('ours_cpu'):.0f} | {rets('ours_ret')} |")
+    for fp in settings:
+        print(f"| rlrun{_label(fp)} | {mean(('ours', fp)):.0f} | {mean(('ours_cpu', fp)):.0f} | "
+              f"{rets(('ours_ret', fp))} |")
     print(f"| SB3 {__import__('stable_baselines3').__version__} | {mean('sb3'):.0f} | "
           f"{mean('sb3_cpu'):.0f} | {rets('sb3_ret')} |")
-    print(f"| ratio | {mean('ours') / mean('sb3'):.2f}x | "
-          f"{mean('ours_cpu') / mean('sb3_cpu'):.2f}x | | |")
+    for fp in settings:
+        print(f"| ratio{_label(fp)} | {mean(('ours', fp)) / mean('sb3'):.2f}x | "
+              f"{mean(('ours_cpu', fp)) / mean('sb3_cpu'):.2f}x | | |")
 
+
+def _label(fast_path: str | None) -> str:
+    return f" (fast_path={fast_path})" if fast_path else ""
 
 if __name__ == "__main__":
     main()

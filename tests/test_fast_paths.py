@@ -1,8 +1,9 @@
-"""The CPU fast paths of the deep RL loops give the numbers of their plain references.
+"""PPO's CPU fast path (rlrun/fast/ppo_cpu.py) gives the numbers of the plain code.
 
-EnsembleMLP's written-out backward and numpy forward, FlatParams' packed optimiser step,
-ActorCritic.step's numpy rollout step and PPO's one-node objective are there for speed only
-(scripts/bench_deep_rl.py); each is checked here against the plain torch/autograd version.
+The hand-written network forward and backward, the numpy rollout step, the packed optimiser
+step and the one-node objective are there for speed only (scripts/bench_deep_rl.py); each
+is checked here against the plain torch/autograd version, and a short PPO run with
+`algo.fast_path=on` against the same run with `off`.
 """
 
 from __future__ import annotations
@@ -14,19 +15,32 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlrun.algos.ppo import PPOConfig, _learn, ppo_loss
-from rlrun.algos.ppo_objective import make_loss
-from rlrun.nets.actor_critic import QEnsemble
-from rlrun.nets.ensemble import EnsembleMLP, bmm, linear
+from rlrun.algos.ppo import PlainPath, PPOConfig, _learn, ppo_loss
+from rlrun.core.checkpoint import load_checkpoint
+from rlrun.core.errors import ConfigError
+from rlrun.fast import ppo_cpu
+from rlrun.fast.ppo_cpu import FastPPO, FlatParams, bmm, linear
+from rlrun.nets.ensemble import EnsembleMLP
 from rlrun.nets.mlp import MLP
-from rlrun.rl.flat_params import FlatParams
 from rlrun.rl.rollout import build_agent
 from rlrun.rl.training import adam
+
+from .conftest import compose_cfg, run_train
 
 
 def _net(hidden=(16, 16), activation="tanh"):
     return OmegaConf.create({"_target_": "rlrun.nets.mlp.MLP", "hidden_sizes": list(hidden),
                              "activation": activation})
+
+
+def _perturbed_agent(continuous, act_dim=3, seed=0):
+    """An agent away from its initial small policy outputs."""
+    torch.manual_seed(seed)
+    agent = build_agent(_net(), 4, act_dim, continuous, -0.5)
+    with torch.no_grad():
+        for p in agent.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    return agent
 
 
 @pytest.mark.parametrize("shape", [(3, 256, 64, 2), (3, 256, 4, 64), (2, 5, 7, 1), (1, 64, 9, 9)])
@@ -38,52 +52,25 @@ def test_bmm_and_linear_pick_an_orientation_but_not_the_result(shape):
     assert torch.allclose(linear(a, w, bias), a @ w.transpose(1, 2) + bias, atol=1e-5)
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize("rows", [1, 7, 300])
-def test_ensemble_values_and_gradients_match_autograd(activation, rows):
+def test_hand_forward_and_backward_match_autograd(activation, rows):
     torch.manual_seed(0)
     nets = [MLP(5, o, [32, 32], activation) for o in (3, 1)]
     ens = EnsembleMLP(nets)
-    assert ens.fused and (ens.kind is None) == (activation == "elu")
-    x = torch.randn(rows, 5, requires_grad=True)
-    y, ref = ens(x), ens.reference(x)
-    assert torch.allclose(y, ref, atol=1e-5)
-    for i, net in enumerate(nets):  # each member is its own MLP
-        assert torch.allclose(y[i, :, :net.out_dim], net(x), atol=1e-5)
-    g = torch.randn_like(y)
+    x = torch.randn(rows, 5)
+    ws, bs = list(ens.weights), list(ens.biases)
+    with torch.no_grad():  # as inside PPOObjective.forward
+        hs = ppo_cpu._forward(x.expand(2, *x.shape), ws, bs, activation)
+    ref = ens(x)
+    assert torch.allclose(hs[-1], ref, atol=1e-5)
+    g = torch.randn_like(ref)
     g[1, :, 1:] = 0  # nothing reads the critic's padding outputs
-    params = [x, *ens.parameters()]
-    got = torch.autograd.grad((y * g).sum(), params)
-    want = torch.autograd.grad((ref * g).sum(), params)
+    want = torch.autograd.grad((ref * g).sum(), list(ens.parameters()))
+    got = ppo_cpu._backward(hs, ws, g, activation)
     for a, b in zip(got, want, strict=True):
         assert torch.allclose(a, b, atol=1e-4)
-    assert torch.all(got[3][1, 1:] == 0)  # so its padding rows get no gradient
-    with torch.no_grad():  # few rows: numpy; many: torch; both the same function
-        assert torch.allclose(ens(x), ref, atol=1e-5)
-    if ens.numpy_ok(x.detach().numpy()):
-        assert np.allclose(ens.forward_numpy(x.detach().numpy()), ref.detach().numpy(),
-                           atol=1e-5)
-
-
-def test_ensemble_hand_differentiation_helpers_match_autograd():
-    torch.manual_seed(1)
-    ens = EnsembleMLP([MLP(4, 2, [8], "relu"), MLP(4, 2, [8], "relu")])
-    x = torch.randn(6, 4)
-    hs = ens.forward_saving(x)
-    g = torch.randn_like(hs[-1])
-    want = torch.autograd.grad((ens.reference(x) * g).sum(), list(ens.parameters()))
-    for a, b in zip(ens.param_grads(hs, g), want, strict=True):
-        assert torch.allclose(a, b, atol=1e-5)
-
-
-def test_critics_still_pass_gradients_to_the_actions():
-    """SAC's and TD3's actor step: dQ/da flows through the fused critics."""
-    torch.manual_seed(0)
-    q = QEnsemble([MLP(5, 1, [16, 16]) for _ in range(2)])
-    obs, act = torch.randn(9, 3), torch.randn(9, 2, requires_grad=True)
-    (got,) = torch.autograd.grad(q(obs, act).sum(), act)
-    (want,) = torch.autograd.grad(q.net.reference(torch.cat([obs, act], -1)).sum(), act)
-    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.all(got[2][1, 1:] == 0)  # so the padding rows get no gradient
 
 
 def test_packed_parameters_step_like_separate_ones():
@@ -113,24 +100,25 @@ def test_packed_parameters_step_like_separate_ones():
 
 
 @pytest.mark.parametrize("continuous", [False, True])
-def test_numpy_rollout_step_is_act_with_the_same_draws(continuous):
-    torch.manual_seed(0)
-    agent = build_agent(_net(), 4, 3, continuous, -0.5)
-    with torch.no_grad():
-        for p in agent.parameters():
-            p.add_(0.5 * torch.randn_like(p))
+def test_numpy_rollout_step_is_the_plain_step_with_the_same_draws(continuous):
+    agent = _perturbed_agent(continuous)
+    fast = FastPPO(agent)
     obs = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    assert np.allclose(fast.forward_numpy(obs), agent.body(torch.from_numpy(obs)).detach(),
+                       atol=1e-5)
     noise = agent.draw_noise(8)
-    a, logp, v = agent.step(obs, noise)
+    a, logp, v = fast.step(obs, noise)
+    ta, tlogp, tv = agent.step(obs, noise)
     with torch.no_grad():
-        ta, tlogp, tv = agent.act(torch.from_numpy(obs), noise=noise)
         elogp = agent.evaluate(torch.from_numpy(obs), torch.as_tensor(a))[0]
-    assert np.allclose(a, ta.numpy(), atol=1e-5)
-    assert np.allclose(logp, tlogp.numpy(), atol=1e-5) and np.allclose(logp, elogp, atol=1e-5)
-    assert np.allclose(v, tv.numpy(), atol=1e-5)
-    with torch.no_grad():
-        mode = agent.act(torch.from_numpy(obs), deterministic=True)[0].numpy()
-    assert np.allclose(agent.step(obs)[0], mode, atol=1e-5)
+    assert np.allclose(a, ta, atol=1e-5)
+    assert np.allclose(logp, tlogp, atol=1e-5) and np.allclose(logp, elogp, atol=1e-5)
+    assert np.allclose(v, tv, atol=1e-5)
+    assert np.allclose(fast.step(obs)[0], agent.step(obs)[0], atol=1e-5)  # the mode
+    with torch.no_grad():  # the numpy views follow the parameters' in-place updates
+        for p in agent.parameters():
+            p.mul_(0.5)
+    assert np.allclose(fast.step(obs, noise)[2], agent.step(obs, noise)[2], atol=1e-5)
 
 
 def test_gumbel_draws_sample_the_softmax():
@@ -139,9 +127,10 @@ def test_gumbel_draws_sample_the_softmax():
     with torch.no_grad():  # logits (0, 1, 2) whatever the observation
         agent.body.weights[-1].zero_()
         agent.body.biases[-1][0, 0, :3] = torch.tensor([0.0, 1.0, 2.0])
+    fast = FastPPO(agent)
     obs = np.zeros((8, 2), np.float32)
     noise = agent.draw_noise(4000, 8)
-    counts = np.bincount(np.concatenate([agent.step(obs, noise[t])[0] for t in range(4000)]),
+    counts = np.bincount(np.concatenate([fast.step(obs, noise[t])[0] for t in range(4000)]),
                          minlength=3)
     p = np.exp([0.0, 1.0, 2.0]) / np.exp([0.0, 1.0, 2.0]).sum()
     assert np.allclose(counts / counts.sum(), p, atol=0.01)
@@ -165,43 +154,77 @@ def _batch(agent, n, continuous, seed=0):
 def test_one_node_objective_matches_autograd(continuous, clip_vloss, norm_adv, ent_coef):
     torch.manual_seed(0)
     agent = build_agent(_net(), 4, 3, continuous, -0.3)
-    packed = FlatParams(agent)
+    fast = FastPPO(agent)
     with torch.no_grad():  # away from the initial small policy outputs
-        packed.param.add_(0.3 * torch.randn_like(packed.param))
+        fast.packed.param.add_(0.3 * torch.randn_like(fast.packed.param))
     b = _batch(agent, 64, continuous)
     ref = ppo_loss(agent, b, 0.2, clip_vloss, ent_coef, 0.5, norm_adv)
     want = torch.autograd.grad(ref["loss"], list(agent.parameters()))
-    fast = make_loss(agent, packed)(agent, b, 0.2, clip_vloss, ent_coef, 0.5, norm_adv)
-    packed.zero_grad()
-    fast["loss"].backward()
+    out = fast.loss(agent, b, 0.2, clip_vloss, ent_coef, 0.5, norm_adv)
+    fast.zero_grad()
+    out["loss"].backward()
     for k in ("loss", "policy", "value", "entropy", "log_ratio"):
-        assert torch.allclose(ref[k].detach(), fast[k], atol=1e-5), k
+        assert torch.allclose(ref[k].detach(), out[k], atol=1e-5), k
     for p, g in zip(agent.parameters(), want, strict=True):
         assert torch.allclose(p.grad, g, atol=1e-5)
 
 
-def test_fast_and_reference_updates_agree(monkeypatch):
+def test_fast_and_plain_updates_agree():
     """Twenty PPO epochs on one batch: the same parameters either way, up to rounding."""
-    agents = []
+    ends = []
     for fast in (True, False):
         torch.manual_seed(0)
         agent = build_agent(_net((32, 32)), 4, 2, False, 0.0)
-        packed = FlatParams(agent)
-        opt = adam([packed.param], 1e-3, "cpu", eps=1e-5)
-        loss_fn = make_loss(agent, packed) if fast else ppo_loss
+        path = FastPPO(agent) if fast else PlainPath(agent, False, "cpu")
+        opt = adam(path.params, 1e-3, "cpu", eps=1e-5)
         b = _batch(agent, 128, False, seed=1)
         cfg = PPOConfig(num_minibatches=2, update_epochs=20)
-        out = _learn(packed, opt, loss_fn, agent, b, cfg, 0.2, 64)
-        agents.append((packed.param.detach().clone(), out))
-    (p_fast, out_fast), (p_ref, out_ref) = agents
+        out = _learn(path, opt, agent, b, cfg, 0.2, 64)
+        ends.append((torch.cat([p.detach().reshape(-1) for p in agent.parameters()]), out))
+    (p_fast, out_fast), (p_ref, out_ref) = ends
     assert torch.allclose(p_fast, p_ref, atol=1e-4)
     assert math.isclose(float(out_fast["approx_kl"]), float(out_ref["approx_kl"]), abs_tol=1e-5)
 
 
-def test_fast_objective_only_where_it_applies():
-    agent = build_agent(_net(activation="elu"), 4, 2, False, 0.0)
-    assert make_loss(agent, FlatParams(agent)) is None  # no written-out elu backward
+def test_fast_path_option_auto_on_off():
+    cfg = PPOConfig()
+    assert cfg.fast_path == "auto" and compose_cfg(["algo=ppo"]).algo.fast_path == "auto"
     agent = build_agent(_net(), 4, 2, False, 0.0)
-    other = build_agent(_net(), 4, 2, False, 0.0)
-    assert make_loss(agent, FlatParams(other)) is None  # packed parameters of another agent
-    assert make_loss(agent, FlatParams(agent)) is not None
+    assert isinstance(ppo_cpu.select(cfg, agent, "cpu"), FastPPO)  # auto: on for a CPU
+    assert ppo_cpu.select(PPOConfig(fast_path="off"), agent, "cpu") is None
+    assert ppo_cpu.select(PPOConfig(compile=True), agent, "cpu") is None
+    assert ppo_cpu.select(cfg, agent, "cuda") is None  # (decided before anything moves)
+    with pytest.raises(ConfigError, match="algo.fast_path=on: it runs on the CPU only"):
+        ppo_cpu.select(PPOConfig(fast_path="on"), agent, "cuda")
+    elu = build_agent(_net(activation="elu"), 4, 2, False, 0.0)  # no written-out elu backward
+    assert ppo_cpu.select(cfg, elu, "cpu") is None
+    with pytest.raises(ConfigError, match="tanh or relu"):
+        ppo_cpu.select(PPOConfig(fast_path="on"), elu, "cpu")
+    with pytest.raises(ConfigError, match="fast_path='fast': use auto, on or off"):
+        PPOConfig(fast_path="fast")
+    with pytest.raises(ConfigError, match="fast_path=on and compile=true"):
+        PPOConfig(fast_path="on", compile=True)
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])
+def test_a_ppo_run_gives_the_same_numbers_with_the_fast_path_on_and_off(tmp_path, env):
+    """The same seed, the same draws: every logged number and the final parameters agree
+    up to float rounding (the two paths round differently, so not bit for bit)."""
+    args = ["threads=1", "checkpoint_every_s=0", "algo=ppo", f"env={env}",
+            "algo.total_steps=1024", "algo.eval_episodes=1", "algo.num_steps=64",
+            "algo.num_minibatches=2", "algo.update_epochs=4"]
+    settings = ("on", "off", "auto") if env == "CartPole-v1" else ("on", "off")
+    runs = {fp: run_train(tmp_path, [*args, f"algo.fast_path={fp}"], fp) for fp in settings}
+    on, off = runs["on"]["metrics"], runs["off"]["metrics"]
+    if "auto" in runs:  # auto is on here (a CPU and a tanh MLP): bit for bit the same run
+        auto = runs["auto"]["metrics"]
+        assert all(auto[t]["last"] == on[t]["last"] for t in on if t != "charts/SPS")
+    assert set(on) == set(off) and "losses/policy" in on
+    for tag in on:
+        if tag != "charts/SPS":
+            for k in ("last", "tail_mean"):
+                assert on[tag][k] == pytest.approx(off[tag][k], rel=1e-3, abs=1e-4), (tag, k)
+    agents = [load_checkpoint(tmp_path / fp / "checkpoints" / "last.pt")["loop"]["agent"]
+              for fp in ("on", "off")]
+    for k, v in agents[0].items():
+        assert torch.allclose(v, agents[1][k], atol=1e-4), k

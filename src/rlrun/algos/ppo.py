@@ -12,12 +12,10 @@ to the rollout policy passes `target_kl`. Learning rate (and optionally the clip
 anneal linearly to 0. A truncated episode (time limit) is bootstrapped: its last reward
 gets + gamma V(final_obs), as SB3 does, so time limits do not look like failures.
 
-Speed on a CPU: at classic-control sizes torch's per-operation overhead, not arithmetic, was
-most of the time. So a rollout step runs in numpy (`ActorCritic.step`, with the rollout's
-random draws taken in one torch call), a minibatch's loss and gradient are one written-out
-pass (ppo_objective.py) and Adam steps the parameters packed into one tensor (`FlatParams`).
-`ppo_loss` below is the plain objective: it runs on GPUs and with `algo.compile=true`, and
-tests/test_fast_paths.py checks the fast path against it.
+Speed on a CPU: `algo.fast_path` (auto: on for a CPU with a tanh or relu MLP) runs the same
+update with a fraction of the torch calls (rlrun/fast/ppo_cpu.py); the code below is the plain
+path it stands in for, which GPUs and `algo.compile=true` run and tests/test_fast_paths.py
+holds it to.
 """
 
 from __future__ import annotations
@@ -30,12 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlrun.algos.ppo_objective import make_loss
 from rlrun.core.errors import ConfigError
 from rlrun.envs.gym import make_vector_env, space_kind
+from rlrun.fast import ppo_cpu
 from rlrun.nets.actor_critic import ActorCritic
 from rlrun.rl.evaluation import Evaluator
-from rlrun.rl.flat_params import FlatParams
 from rlrun.rl.rollout import agent_policy, bootstrap_truncated, build_agent, gae
 from rlrun.rl.training import ObsNormalizer, SPSMeter, adam, log_episodes, maybe_compile
 from rlrun.rl.vec_env import VecEnvState
@@ -79,6 +76,7 @@ class PPOConfig:
     eval_every: int = 10_000  # env steps between deterministic evaluations (0: end only)
     eval_episodes: int = 10
     compile: bool = False  # torch.compile the loss (CUDA graphs on GPU)
+    fast_path: str = "auto"  # rlrun/fast/ppo_cpu.py: auto (CPU + tanh/relu MLP) | on | off
 
     def __post_init__(self) -> None:
         for key in ("total_steps", "num_steps", "num_minibatches", "update_epochs",
@@ -94,6 +92,11 @@ class PPOConfig:
             raise ConfigError(f"target_kl={self.target_kl} must be > 0 (or null)")
         if self.eval_every < 0 or self.ent_coef < 0 or self.vf_coef < 0:
             raise ConfigError("eval_every, ent_coef and vf_coef must be >= 0")
+        if self.fast_path not in ("auto", "on", "off"):
+            raise ConfigError(f"fast_path={self.fast_path!r}: use auto, on or off")
+        if self.fast_path == "on" and self.compile:
+            raise ConfigError("fast_path=on and compile=true: the fast path is not compiled; "
+                              "use fast_path=auto or off")
 
 
 def ppo_loss(agent: ActorCritic, b: dict[str, torch.Tensor], clip: float | torch.Tensor,
@@ -127,6 +130,22 @@ def ratio_stats(log_ratio: torch.Tensor, clip: float) -> dict[str, torch.Tensor]
             "clipfrac": ((ratio - 1).abs() > clip).float().mean()}
 
 
+class PlainPath:
+    """A rollout step, the minibatch loss and the gradient bookkeeping in plain torch.
+    `ppo_cpu.FastPPO` has the same methods and numbers, with fewer, fused calls."""
+
+    def __init__(self, agent: ActorCritic, compiled: bool, device: str):
+        self.params, self.step = list(agent.parameters()), agent.step
+        self.loss = maybe_compile(ppo_loss, compiled, device)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        return nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
+
+
 def _wrappers(cfg: PPOConfig) -> tuple:
     import gymnasium as gym
 
@@ -156,12 +175,9 @@ def run(ctx) -> None:
     act_dim = int(space.shape[0]) if continuous else int(space.n)
     agent = build_agent(ctx.network, int(np.prod(obs_shape)), act_dim, continuous,
                         cfg.log_std_init).to(dev)
-    packed = FlatParams(agent)  # one tensor for Adam, the clip and zero_grad
-    opt = adam([packed.param], cfg.learning_rate, ctx.device, eps=1e-5)
-    # on the CPU, loss and gradient in one written-out pass (ppo_objective.py); elsewhere, or
-    # compiled, the plain autograd objective
-    loss_fn = None if cfg.compile else make_loss(agent, packed)
-    loss_fn = loss_fn or maybe_compile(ppo_loss, cfg.compile, ctx.device)
+    # algo.fast_path: the same update in fewer torch calls on a CPU (rlrun/fast/ppo_cpu.py)
+    path = ppo_cpu.select(cfg, agent, ctx.device) or PlainPath(agent, cfg.compile, ctx.device)
+    opt = adam(path.params, cfg.learning_rate, ctx.device, eps=1e-5)
     norm = ObsNormalizer(obs_shape, cfg.clip_obs) if cfg.normalize_obs else None
     evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
     T, batch = cfg.num_steps, cfg.num_steps * n_envs
@@ -203,7 +219,7 @@ def run(ctx) -> None:
         noise = agent.draw_noise(T, n_envs)  # the rollout's sampling draws, in one call
         for t in range(T):  # ---- rollout
             buf["obs"][t] = obs
-            a, buf["logp"][t], buf["values"][t] = agent.step(buf["obs"][t], noise[t])
+            a, buf["logp"][t], buf["values"][t] = path.step(buf["obs"][t], noise[t])
             buf["actions"][t] = a
             raw_obs, reward, term, trunc, infos = envs.step(np.clip(a, low, high)
                                                             if continuous else a)
@@ -221,7 +237,7 @@ def run(ctx) -> None:
                            cfg.gamma, cfg.gae_lambda)
         flat = {k: torch.as_tensor(v.reshape(batch, *v.shape[2:]), device=dev)
                 for k, v in {**buf, "adv": adv, "returns": returns}.items()}
-        out = _learn(packed, opt, loss_fn, agent, flat, cfg, clip, mb_size)
+        out = _learn(path, opt, agent, flat, cfg, clip, mb_size)
         st["iteration"] += 1
         step = st["step"]
         y, v = flat["returns"], flat["values"]
@@ -253,8 +269,8 @@ def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray
     return agent_policy(agent, space, deterministic, norm.frozen if norm else None)
 
 
-def _learn(packed: FlatParams, opt, loss_fn, agent: nn.Module, flat: dict, cfg: PPOConfig,
-           clip: float, mb_size: int) -> dict[str, torch.Tensor]:
+def _learn(path: PlainPath | ppo_cpu.FastPPO, opt, agent: nn.Module, flat: dict,
+           cfg: PPOConfig, clip: float, mb_size: int) -> dict[str, torch.Tensor]:
     """`update_epochs` shuffled passes of minibatch steps; stops early past `target_kl`."""
     batch = flat["adv"].shape[0]
     out: dict[str, torch.Tensor] = {}
@@ -271,11 +287,11 @@ def _learn(packed: FlatParams, opt, loss_fn, agent: nn.Module, flat: dict, cfg: 
         for start in range(0, batch, mb_size):
             mb = flat if perm is None else {k: v[perm[start:start + mb_size]]
                                             for k, v in flat.items()}
-            out = loss_fn(agent, mb, clip_arg, cfg.clip_vloss, cfg.ent_coef, cfg.vf_coef,
-                          norm_adv)
-            packed.zero_grad()
+            out = path.loss(agent, mb, clip_arg, cfg.clip_vloss, cfg.ent_coef, cfg.vf_coef,
+                            norm_adv)
+            path.zero_grad()
             out["loss"].backward()
-            packed.clip_grad_norm_(cfg.max_grad_norm)
+            path.clip_grad_norm_(cfg.max_grad_norm)
             opt.step()
         if cfg.target_kl is not None:
             out.update(ratio_stats(out["log_ratio"], clip))

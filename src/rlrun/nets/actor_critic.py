@@ -1,10 +1,10 @@
 """Policy and value heads of the deep RL loops, built around `network=` MLPs.
 
 Every body comes from `build_network(cfg.network, in_dim=..., out_dim=...)`, so a user's own
-network config (`_target_` plus sizes) plugs in. Critics that are evaluated together (SAC's
-and TD3's twin Q, PPO's and A2C's actor and critic) are fused into one `EnsembleMLP`
+network config (`_target_` plus sizes) plugs in. Networks that are evaluated together (SAC's
+and TD3's twin Q, PPO's and A2C's actor and critic) are stacked into one `EnsembleMLP`
 (ensemble.py): each layer is one batched matmul over the ensemble instead of one small
-matmul per network.
+matmul per network. All of it is plain autograd.
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ class ActorCritic(nn.Module):
     are written out rather than built as `torch.distributions` objects: constructing those
     costs more than these tiny networks, and the rollout builds one every env step.
     Categorical actions are drawn by Gumbel-max (argmax of logits + Gumbel noise), so a
-    rollout's draws can be taken in one call (`draw_noise`) and replayed by `act` or `step`.
+    rollout's draws can be taken in one call (`draw_noise`) and replayed by `act`, `step` or
+    PPO's CPU fast path alike: the same seed then gives the same actions on either path.
     """
 
     def __init__(self, actor: nn.Module, critic: nn.Module, continuous: bool, act_dim: int,
@@ -148,29 +149,11 @@ class ActorCritic(nn.Module):
 
     def step(self, obs: np.ndarray, noise: torch.Tensor | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """act() from and to numpy, for a rollout or evaluation step (noise None: the mode).
-
-        On the CPU with a fused body (EnsembleMLP.numpy_ok) it runs in numpy on the
-        parameters' own memory: for a few envs, torch's per-call dispatch was most of a rollout
-        step (~25 us instead of ~90). Same draws, same numbers as `act`, up to rounding."""
-        body = getattr(self, "body", None)
-        if not (isinstance(body, EnsembleMLP) and body.numpy_ok(obs)):
-            with torch.no_grad():
-                x = torch.as_tensor(obs, dtype=torch.float32, device=self.param_device())
-                a, logp, v = self.act(x, noise is None, noise)
-            return a.cpu().numpy(), logp.cpu().numpy(), v.cpu().numpy()
-        y = body.forward_numpy(obs)
-        out, value = y[0, :, :self.act_dim], y[1, :, 0]
-        if self.continuous:
-            log_std = self.log_std.detach().numpy()
-            z = np.zeros_like(out) if noise is None else noise.numpy()
-            a = out + np.exp(log_std) * z  # so (a - out) / std = z
-            logp = (-0.5 * z * z - log_std).sum(-1) - 0.5 * math.log(2 * math.pi) * out.shape[1]
-            return a, logp.astype(np.float32), value
-        top = out.max(-1, keepdims=True)
-        log_z = top[:, 0] + np.log(np.exp(out - top).sum(-1))  # logsumexp
-        a = (out if noise is None else out + noise.numpy()).argmax(-1)
-        return a, out[np.arange(len(a)), a] - log_z, value
+        """act() from and to numpy, for a rollout or evaluation step (noise None: the mode)."""
+        with torch.no_grad():
+            x = torch.as_tensor(obs, dtype=torch.float32, device=self.param_device())
+            a, logp, v = self.act(x, noise is None, noise)
+        return a.cpu().numpy(), logp.cpu().numpy(), v.cpu().numpy()
 
     def evaluate(self, obs: torch.Tensor, actions: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
