@@ -34,23 +34,15 @@ from rlrun.envs.gym import (
 from rlrun.nets import accepts_observations, build_network
 from rlrun.rl.buffers import FrameReplayBuffer, ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
+from rlrun.rl.schema import GymAlgorithm
 from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
 from rlrun.rl.vec_env import VecEnvState
 
 
 @dataclass
-class DQNConfig:
-    task_kinds: ClassVar[tuple[str, ...]] = ("gym",)
+class DQNConfig(GymAlgorithm):
     action_spaces: ClassVar[tuple[str, ...]] = ("discrete",)
     suggest: ClassVar[dict[str, str]] = {"continuous": "td3 (or sac, ddpg)"}
-    uses_torch: ClassVar[bool] = True
-    uses_network: ClassVar[bool] = True
-    headline: ClassVar[str] = "charts/episodic_return"
-    objective: ClassVar[str] = "eval/return"
-    # the scalar tags it logs, as patterns (objective.metric is checked up front)
-    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/return", "eval/length")
-    # what build_network passes: a network= that takes other shapes cannot fit
-    network_inputs: ClassVar[tuple[str, ...]] = ("in_dim", "out_dim")
 
     total_steps: int = 500_000  # env steps
     buffer_size: int = 100_000

@@ -34,22 +34,14 @@ from rlrun.fast import ppo_cpu
 from rlrun.nets.actor_critic import ActorCritic
 from rlrun.rl.evaluation import Evaluator
 from rlrun.rl.rollout import agent_policy, bootstrap_truncated, build_agent, gae
+from rlrun.rl.schema import GymAlgorithm
 from rlrun.rl.training import ObsNormalizer, SPSMeter, adam, log_episodes, maybe_compile
 from rlrun.rl.vec_env import VecEnvState
 
 
 @dataclass
-class PPOConfig:
-    task_kinds: ClassVar[tuple[str, ...]] = ("gym",)
+class PPOConfig(GymAlgorithm):
     action_spaces: ClassVar[tuple[str, ...]] = ("discrete", "continuous")
-    uses_torch: ClassVar[bool] = True
-    uses_network: ClassVar[bool] = True
-    headline: ClassVar[str] = "charts/episodic_return"
-    objective: ClassVar[str] = "eval/return"
-    # the scalar tags it logs, as patterns (objective.metric is checked up front)
-    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/return", "eval/length")
-    # what build_network passes: a network= that takes other shapes cannot fit
-    network_inputs: ClassVar[tuple[str, ...]] = ("in_dim", "out_dim")
     default_num_envs: ClassVar[int] = 4  # when env.num_envs is null
 
     total_steps: int = 100_000  # env steps, all envs together

@@ -32,6 +32,7 @@ from rlrun.nets import build_network
 from rlrun.nets.actor_critic import QEnsemble, SquashedGaussianActor
 from rlrun.rl.buffers import ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
+from rlrun.rl.schema import GymAlgorithm
 from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, ndtr, real_next_obs
 from rlrun.rl.vec_env import VecEnvState
 
@@ -39,18 +40,9 @@ LOGGED = ("qf1", "qf2", "actor", "alpha", "value", "q_values")
 
 
 @dataclass
-class SACConfig:
-    task_kinds: ClassVar[tuple[str, ...]] = ("gym",)
+class SACConfig(GymAlgorithm):
     action_spaces: ClassVar[tuple[str, ...]] = ("continuous",)
     suggest: ClassVar[dict[str, str]] = {"discrete": "ppo"}
-    uses_torch: ClassVar[bool] = True
-    uses_network: ClassVar[bool] = True
-    headline: ClassVar[str] = "charts/episodic_return"
-    objective: ClassVar[str] = "eval/return"
-    # the scalar tags it logs, as patterns (objective.metric is checked up front)
-    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/return", "eval/length")
-    # what build_network passes: a network= that takes other shapes cannot fit
-    network_inputs: ClassVar[tuple[str, ...]] = ("in_dim", "out_dim")
 
     variant: str = "v2"  # v2: twin Q + targets + auto entropy; v1: adds a soft V network
     total_steps: int = 20_000  # env steps

@@ -30,23 +30,15 @@ from rlrun.nets import build_network
 from rlrun.nets.actor_critic import QEnsemble
 from rlrun.rl.buffers import ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
+from rlrun.rl.schema import GymAlgorithm
 from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
 from rlrun.rl.vec_env import VecEnvState
 
 
 @dataclass
-class TD3Config:
-    task_kinds: ClassVar[tuple[str, ...]] = ("gym",)
+class TD3Config(GymAlgorithm):
     action_spaces: ClassVar[tuple[str, ...]] = ("continuous",)
     suggest: ClassVar[dict[str, str]] = {"discrete": "dqn (or ppo, a2c)"}
-    uses_torch: ClassVar[bool] = True
-    uses_network: ClassVar[bool] = True
-    headline: ClassVar[str] = "charts/episodic_return"
-    objective: ClassVar[str] = "eval/return"
-    # the scalar tags it logs, as patterns (objective.metric is checked up front)
-    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/return", "eval/length")
-    # what build_network passes: a network= that takes other shapes cannot fit
-    network_inputs: ClassVar[tuple[str, ...]] = ("in_dim", "out_dim")
 
     total_steps: int = 1_000_000  # env steps
     buffer_size: int = 1_000_000
