@@ -16,6 +16,7 @@ from rlrun.core.errors import ConfigError, DataError
 from rlrun.data.text_classification import (
     LabelledText,
     TextClassificationConfig,
+    classify,
     read_imdb,
     read_table,
     split_rows,
@@ -141,6 +142,8 @@ def test_switch_learns_above_the_majority_baseline_and_logs_router_metrics(tmp_p
     assert r["objective_mode"] == "max" and "eval/loss" in r["minimize"]
     vocab = json.loads((tmp_path / "run" / "vocab.json").read_text())
     assert vocab["labels"] == ["cold", "neutral", "warm"] and "red" in vocab["tokens"]
+    texts = ["apple red stone music", "blue river", "grey tower paper north"]
+    assert classify(tmp_path / "run", texts) == ["warm", "cold", "neutral"]
 
 
 def test_resume_continues_exactly(tmp_path, monkeypatch):

@@ -235,6 +235,15 @@ def tokens(text: str, kind: str) -> list[str]:
     return re.findall(r"\w+", text.replace("<br />", " ").lower())
 
 
+def encode(texts: list[str], stoi: dict[str, int], kind: str, max_len: int) -> torch.Tensor:
+    """Ids (N, max_len): known tokens, OOV for the rest, cut or padded at the end."""
+    out = torch.full((len(texts), max_len), PAD, dtype=torch.long)
+    for i, text in enumerate(texts):
+        ids = [stoi.get(t, OOV) for t in tokens(text, kind)][:max_len]
+        out[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
+
+
 class LabelledText:
     """The three splits as id tensors (N, max_len) and label tensors, with the vocabulary
     and the label names; `to_json()` is what the run saves as vocab.json."""
@@ -267,11 +276,7 @@ class LabelledText:
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         """Ids (N, max_len): known tokens, OOV for the rest, cut or padded at the end."""
-        out = torch.full((len(texts), self.max_len), PAD, dtype=torch.long)
-        for i, text in enumerate(texts):
-            ids = [self.stoi.get(t, OOV) for t in tokens(text, self.kind)][:self.max_len]
-            out[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return out
+        return encode(texts, self.stoi, self.kind, self.max_len)
 
     def _encode(self, rows: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
         return (self.encode([t for t, _ in rows]),
@@ -284,3 +289,33 @@ class LabelledText:
     def to_json(self) -> dict:
         return {"tokenizer": self.kind, "max_len": self.max_len, "pad": PAD, "unknown": OOV,
                 "labels": self.labels, "tokens": self.vocab}
+
+
+def classify(run_dir: str | Path, texts: list[str]) -> list[str]:
+    """Label new texts with a finished (or interrupted) `algo=text_classifier` run: its
+    vocab.json, .hydra/config.yaml and checkpoints/last.pt. The config may only name code
+    that rlrun's own configs name (`rlrun.core.trust`), as for `resume=`."""
+    from omegaconf import OmegaConf
+
+    from rlrun.core import state as tracked_state
+    from rlrun.core.checkpoint import load_checkpoint
+    from rlrun.core.trust import check_references
+    from rlrun.nets import build_network
+    from rlrun.nets.classifier import SequenceClassifier
+
+    run = Path(run_dir)
+    for need in ("vocab.json", ".hydra/config.yaml", "checkpoints/last.pt"):
+        if not (run / need).is_file():
+            raise DataError(f"{run_dir}: no {need}; give the dir of an algo=text_classifier run")
+    vocab = json.loads((run / "vocab.json").read_text())
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    check_references(OmegaConf.to_container(cfg, resolve=False), str(run_dir))
+    encoder = build_network(cfg.network, vocab_size=len(vocab["tokens"]), lm_head=False,
+                            block_size=vocab["max_len"])
+    model = SequenceClassifier(encoder, len(vocab["labels"]), 0.0)
+    tracked_state.load(model, load_checkpoint(run / "checkpoints" / "last.pt")["loop"]["model"])
+    model.eval()
+    stoi = {tok: i for i, tok in enumerate(vocab["tokens"])}
+    with torch.no_grad():
+        logits, _ = model(encode(texts, stoi, vocab["tokenizer"], vocab["max_len"]))
+    return [vocab["labels"][i] for i in logits.argmax(-1).tolist()]
