@@ -83,6 +83,15 @@ def test_imdb_reader_reads_the_aclimdb_layout_and_skips_unsup(tmp_path):
     assert ids.shape == (1, 6) and ids[0, 1] == data.stoi["great"]
 
 
+def test_the_keras_io_imdb_preset_runs_on_a_generated_aclimdb_folder(tmp_path):
+    root = make_imdb(tmp_path / "aclImdb", 30)
+    r = run_train(tmp_path, ["threads=1", "checkpoint_every_s=0", "experiment=switch/imdb",
+                             f"env.path={root}", "algo.total_steps=6", "algo.eval_every=0"])
+    m = r["metrics"]
+    assert m["data/classes"]["last"] == 2 and m["data/test"]["last"] == 60
+    assert "moe/dropped_fraction/layer0" in m and "test/accuracy" in m
+
+
 def test_csv_and_jsonl_map_string_labels_to_sorted_ids(tmp_path):
     rows = make_rows(60)
     p = write_csv(tmp_path / "d.csv", rows, "review", "stars")

@@ -63,7 +63,8 @@ class TextClassifierConfig:
     beta1: float = 0.9
     beta2: float = 0.98
     grad_clip: float = 1.0  # 0: off
-    dropout: float = 0.1  # before the classification head
+    dropout: float = 0.1  # before the classification head (and its hidden layer)
+    head_hidden: int = 0  # 0: a linear head; N: a ReLU layer of width N first (keras-io: 32)
     eval_every: int = 100  # steps; 0: only at the end
     eval_batch_size: int = 256
     log_every: int = 20  # steps between training scalars (losses, tokens/s, moe/*)
@@ -78,6 +79,8 @@ class TextClassifierConfig:
         if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"lr={self.lr} must be > 0 and min_lr_ratio={self.min_lr_ratio}"
                               " in [0, 1]")
+        if self.head_hidden < 0:
+            raise ConfigError(f"head_hidden={self.head_hidden} must be >= 0")
         if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1 or not 0 <= self.dropout < 1:
             raise ConfigError("beta1, beta2 and dropout must be in [0, 1)")
 
@@ -155,7 +158,7 @@ def run(ctx) -> None:
     data = LabelledText(ctx.env)
     encoder = build_network(ctx.network, vocab_size=len(data.vocab), lm_head=False,
                             block_size=data.max_len)
-    model = SequenceClassifier(encoder, data.n_classes, cfg.dropout).to(dev)
+    model = SequenceClassifier(encoder, data.n_classes, cfg.dropout, hidden=cfg.head_hidden).to(dev)
     opt = make_optimizer(model, cfg)
     x_train, y_train = data.splits["train"]
     n_train = len(x_train)
