@@ -137,6 +137,22 @@ def test_the_encoder_sees_later_tokens_and_the_decoder_does_not():
         assert changed == (not causal)
 
 
+@pytest.mark.parametrize("ffn", ["dense", "switch"])
+def test_masked_padding_changes_nothing_the_real_tokens_see(ffn):
+    """With keep=, a text's hidden states do not depend on how much padding follows it, and
+    the MoE routes only the real tokens."""
+    torch.manual_seed(0)
+    m = Transformer(20, d_model=16, n_layers=2, n_heads=2, block_size=10, d_ff=16, ffn=ffn,
+                    n_experts=4, capacity_factor=0.0, causal=False, lm_head=False).eval()
+    short, padded = torch.tensor([[3, 4, 5]]), torch.tensor([[3, 4, 5, 0, 0, 0, 0]])
+    a, _ = m.hidden(short, keep=short != 0)
+    b, aux = m.hidden(padded, keep=padded != 0)
+    assert torch.allclose(a, b[:, :3], atol=1e-5)
+    if ffn == "switch":
+        assert int(aux.moe[0]["counts"].sum()) == 3
+    assert not torch.allclose(a, m.hidden(padded)[0][:, :3], atol=1e-5)  # unmasked differs
+
+
 # ---- training -------------------------------------------------------------------------------
 def test_switch_learns_above_the_majority_baseline_and_logs_router_metrics(tmp_path):
     p = write_csv(tmp_path / "d.csv", make_rows(300))

@@ -65,6 +65,7 @@ class TextClassifierConfig:
     grad_clip: float = 1.0  # 0: off
     dropout: float = 0.1  # before the classification head (and its hidden layer)
     head_hidden: int = 0  # 0: a linear head; N: a ReLU layer of width N first (keras-io: 32)
+    mask_padding: bool = True  # padding out of attention and the FFNs (keras-io: false)
     eval_every: int = 100  # steps; 0: only at the end
     eval_batch_size: int = 256
     log_every: int = 20  # steps between training scalars (losses, tokens/s, moe/*)
@@ -158,7 +159,8 @@ def run(ctx) -> None:
     data = LabelledText(ctx.env)
     encoder = build_network(ctx.network, vocab_size=len(data.vocab), lm_head=False,
                             block_size=data.max_len)
-    model = SequenceClassifier(encoder, data.n_classes, cfg.dropout, hidden=cfg.head_hidden).to(dev)
+    model = SequenceClassifier(encoder, data.n_classes, cfg.dropout, hidden=cfg.head_hidden,
+                               mask_padding=cfg.mask_padding).to(dev)
     opt = make_optimizer(model, cfg)
     x_train, y_train = data.splits["train"]
     n_train = len(x_train)

@@ -313,7 +313,8 @@ def classify(run_dir: str | Path, texts: list[str]) -> list[str]:
     encoder = build_network(cfg.network, vocab_size=len(vocab["tokens"]), lm_head=False,
                             block_size=vocab["max_len"])
     model = SequenceClassifier(encoder, len(vocab["labels"]), 0.0,
-                               hidden=int(cfg.algo.get("head_hidden", 0)))
+                               hidden=int(cfg.algo.get("head_hidden", 0)),
+                               mask_padding=bool(cfg.algo.get("mask_padding", True)))
     tracked_state.load(model, load_checkpoint(run / "checkpoints" / "last.pt")["loop"]["model"])
     model.eval()
     stoi = {tok: i for i, tok in enumerate(vocab["tokens"])}

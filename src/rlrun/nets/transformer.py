@@ -91,12 +91,14 @@ GQA_MODE = GQA_MODES[-1]
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int = 0,
-           mode: str | None = None, causal: bool = True) -> torch.Tensor:
+           mode: str | None = None, causal: bool = True,
+           key_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Causal SDPA of q (B, H, T, Dh) over k, v (B, KV, past + T, Dh), KV dividing H: query
     head j reads K/V head j // (H / KV). `past` keys precede the queries (a KV cache), so
     query i sees keys 0..past + i: SDPA's `is_causal` aligns the mask top-left, which is
     right only without a past; one new token (T = 1) sees everything. `causal=False` (an
-    encoder, `network.causal=false`): every query sees every key."""
+    encoder, `network.causal=false`): every query sees every key, or, with `key_mask`
+    (B, T) bool, every key where it is True (padding left out)."""
     groups = q.shape[1] // k.shape[1]
     t = q.shape[-2]
     kw: dict = {}
@@ -105,8 +107,13 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int = 0,
             kw["enable_gqa"] = True
         else:
             k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
-    if past == 0 or not causal:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal and past == 0, **kw)
+    if not causal:
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **kw)
+    if key_mask is not None:
+        raise ValueError("key_mask is for encoders (causal=False)")
+    if past == 0:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, **kw)
     mask = None if t == 1 else torch.ones(t, past + t, dtype=torch.bool,
                                           device=q.device).tril(past)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **kw)
@@ -139,14 +146,14 @@ class Attention(nn.Module):
         return q, k, v
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None,
-                cache=None, layer: int = 0) -> torch.Tensor:
+                cache=None, layer: int = 0, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.project(x, cos, sin)
         past = 0
         if cache is not None:  # write this step's K/V, attend over everything cached so far
             past = cache.length
             k, v = cache.update(layer, k, v)
-        y = attend(q, k, v, past, causal=self.causal)
+        y = attend(q, k, v, past, causal=self.causal, key_mask=key_mask)
         return self.proj(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -171,9 +178,15 @@ class Block(nn.Module):
         self.n1, self.attn = RMSNorm(d), Attention(d, n_heads, n_kv_heads, causal)
         self.n2, self.ffn = RMSNorm(d), ffn
 
-    def forward(self, x, cos, sin, cache=None, layer: int = 0):
-        x = x + self.attn(self.n1(x), cos, sin, cache, layer)
-        return x + self.ffn(self.n2(x))
+    def forward(self, x, cos, sin, cache=None, layer: int = 0, keep=None):
+        """`keep` (B, T) bool, an encoder's non-padding positions: attention reads only
+        those keys and the FFN (a MoE's router, capacity and statistics) sees only those
+        tokens; the others get no FFN update."""
+        x = x + self.attn(self.n1(x), cos, sin, cache, layer, keep)
+        if keep is None:
+            return x + self.ffn(self.n2(x))
+        h = self.n2(x)
+        return x + torch.zeros_like(h).index_put((keep,), self.ffn(h[keep]))
 
 
 class Transformer(nn.Module):
@@ -275,36 +288,47 @@ class Transformer(nn.Module):
         h, aux = self.hidden(idx, cache)
         return self.head(h), aux
 
-    def hidden(self, idx: torch.Tensor, cache=None) -> tuple[torch.Tensor, ForwardAux]:
+    def hidden(self, idx: torch.Tensor, cache=None,
+               keep: torch.Tensor | None = None) -> tuple[torch.Tensor, ForwardAux]:
         """The final normalised hidden states (B, T, d_model) and the call's `ForwardAux`
         (its FLOPs include the LM head when there is one): what `forward` feeds its head,
-        and what an encoder's own head (a classifier's pooling) reads."""
+        and what an encoder's own head (a classifier's pooling) reads. An encoder may pass
+        `keep` (B, T) bool, the positions that are not padding: attention and the FFNs then
+        ignore the others (a text of padding only keeps all its positions)."""
         b, t = idx.shape
+        if keep is not None:
+            if self.causal or cache is not None:
+                raise ValueError("keep= is for encoders (causal=False) without a cache")
+            keep = keep | ~keep.any(1, keepdim=True)
         past = cache.length if cache is not None else 0
         x, cos, sin = self.embed(idx, past)
         for i, blk in enumerate(self.blocks):
-            x = blk(x, cos, sin, cache, i)
+            x = blk(x, cos, sin, cache, i, keep)
         if cache is not None:
             cache.length += t
         h = self.norm(x)
         aux = h.new_zeros((), dtype=torch.float32)
         for m in self.moe_layers:
             aux = aux + self.aux_coef * m.stats["aux_loss"] + self.z_coef * m.stats["z_loss"]
+        ffn_tokens = None if keep is None else int(keep.sum())
         return h, ForwardAux(aux, [m.stats for m in self.moe_layers],
-                             self.forward_flops(b, t, past))
+                             self.forward_flops(b, t, past, ffn_tokens))
 
-    def forward_flops(self, b: int, t: int, past: int = 0) -> int:
+    def forward_flops(self, b: int, t: int, past: int = 0,
+                      ffn_tokens: int | None = None) -> int:
         """Matmul FLOPs (2 per multiply-add) of the last forward at batch b, length t after
         `past` cached positions: q/k/v (K and V have n_kv_heads heads) and output
         projections, the two attention matmuls (t x (past + t), as SDPA computes them), each
-        FFN (MoE: router + the assignments actually kept) and the head."""
+        FFN (MoE: router + the assignments actually kept; dense: `ffn_tokens`, all b * t
+        unless padding was left out) and the head."""
         n, d = b * t, self.d_model
         kv = self.n_kv_heads * self.head_dim
         attn = 2 * n * d * (2 * d + 2 * kv) + 2 * 2 * b * t * (past + t) * d
         total = 2 * n * d * self.vocab_size if self.head is not None else 0
         for blk in self.blocks:
             f = blk.ffn
-            total += attn + (f.flops if isinstance(f, MoE) else 2 * n * d * 3 * f.d_ff)
+            nf = n if ffn_tokens is None else ffn_tokens
+            total += attn + (f.flops if isinstance(f, MoE) else 2 * nf * d * 3 * f.d_ff)
         return total
 
     def num_params(self) -> tuple[int, int]:
