@@ -125,6 +125,7 @@ CASES: list[tuple[list[str], str]] = [
     (["algo=sac", "env=CartPole-v1"], "env=CartPole-v1"),
     (["algo=sac", "network=unet"], "network=unet"),
     (["algo=sac", "network=transformer"], "network=transformer"),
+    (["algo=sac", "network=encoder"], "network=encoder"),
     (["algo=sac", "network.hidden_sizes=[0]"], "network.hidden_sizes"),
     (["algo=sac", "network.activation=nope"], "network.activation"),
     (["algo=sac", "objective.metric=bandit/average_reward"], "objective.metric"),
