@@ -21,6 +21,7 @@ from rlrun import cli
 from rlrun.core import logger as logger_mod
 from rlrun.core.errors import NonFiniteError
 from rlrun.core.run import RunContext
+from rlrun.data.text_classification import split_rows
 
 from .conftest import rlrun_cli
 
@@ -124,6 +125,7 @@ CASES: list[tuple[list[str], str]] = [
     (["algo=sac", "env=CartPole-v1"], "env=CartPole-v1"),
     (["algo=sac", "network=unet"], "network=unet"),
     (["algo=sac", "network=transformer"], "network=transformer"),
+    (["algo=sac", "network=encoder"], "network=encoder"),
     (["algo=sac", "network.hidden_sizes=[0]"], "network.hidden_sizes"),
     (["algo=sac", "network.activation=nope"], "network.activation"),
     (["algo=sac", "objective.metric=bandit/average_reward"], "objective.metric"),
@@ -202,6 +204,24 @@ CASES: list[tuple[list[str], str]] = [
     (["algo=lm", "env.val_fraction=2"], "env.val_fraction=2"),
     (["algo=lm", "env.split_block=0"], "env.split_block=0"),
     (["algo=lm", "objective.metric=eval/return"], "objective.metric='eval/return'"),
+    # ---- text classification -------------------------------------------------------------
+    (["algo=text_classifier", "network.causal=true"], "network.causal=true"),
+    (["algo=text_classifier", "network=transformer"], "network.causal=true"),
+    (["algo=lm", "network.causal=false"], "network.causal=false"),
+    (["algo=text_classifier", "env=imdb"], "env.path"),
+    (["algo=text_classifier", "env=imdb", "env.path=/nonexistent/aclImdb"], "/nonexistent"),
+    (["algo=text_classifier", "env=imdb", "env.path={data}/no_images"], "train/ holds no"),
+    (["algo=text_classifier", "env=text_csv"], "env.path"),
+    (["algo=text_classifier", "env=text_csv", "env.path={data}/labels.csv",
+      "env.text_column=review"], "env.text_column='review'"),
+    (["algo=text_classifier", "env=text_csv", "env.path={data}/one_class.csv"], "two classes"),
+    (["algo=text_classifier", "env=text_csv", "env.path={data}/unseen.csv"], "never occur"),
+    (["algo=text_classifier", "env=text_csv", "env.path={data}/binary.bin"], "binary.bin"),
+    (["algo=text_classifier", "env.tokenizer=bpe"], "env.tokenizer='bpe'"),
+    (["algo=text_classifier", "env.max_len=0"], "env.max_len=0"),
+    (["algo=text_classifier", "env.packages=[nosuchpkg,email]"], "nosuchpkg"),
+    (["algo=text_classifier", "env=stdlib_docs"], "env=stdlib_docs"),
+    (["algo=lm", "env=stdlib_docstrings"], "env=stdlib_docstrings"),
     # ---- DDPM on images; UNet ------------------------------------------------------------
     (["algo=ddpm", "algo.schedule=foo"], "algo.schedule='foo'"),
     (["algo=ddpm", "algo.beta_end=nan"], "algo.beta_end=nan"),
@@ -255,7 +275,8 @@ SUBPROCESS_CASES = [
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """Bad data files: an empty file, non-UTF-8 bytes, too little text, a folder without
-    images, a folder with a file that is not an image."""
+    images, a folder with a file that is not an image; labelled CSVs with one class and with
+    labels that only validation and test hold."""
     root = tmp_path_factory.mktemp("bad_data")
     (root / "empty.txt").write_text("")
     (root / "binary.bin").write_bytes(bytes(range(256)) * 8)
@@ -264,6 +285,13 @@ def data(tmp_path_factory) -> Path:
     (root / "no_images" / "notes.txt").write_text("no images here")
     (root / "corrupt").mkdir()
     (root / "corrupt" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    rows = [(f"text number {i} about {'cats' if i % 2 else 'dogs'}", "ab"[i % 2])
+            for i in range(200)]
+    (root / "labels.csv").write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows))
+    (root / "one_class.csv").write_text("text,label\n" + "".join(f"{t},a\n" for t, _ in rows))
+    held_out = {t for part in split_rows(rows, 0.1, 0.1)[1:] for t, _ in part}
+    (root / "unseen.csv").write_text("text,label\n" + "".join(
+        f"{t},{'new' if t in held_out else lab}\n" for t, lab in rows))
     return root
 
 

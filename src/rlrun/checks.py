@@ -41,16 +41,21 @@ def check_network_fits(cfg: DictConfig, schema: type) -> None:
     target = cfg.network.get("_target_")
     if not inputs or not target or _network_takes(str(target), inputs):
         return
-    names, fits = {}, []
+    # configs sharing a class (network=transformer, network=encoder): the one most like this
+    names: dict[str, tuple[str, int]] = {}
+    fits: list[str] = []
     for path in sorted((config_dir() / "network").glob("*.yaml")):
-        node_target = str(OmegaConf.load(path).get("_target_"))
-        names.setdefault(node_target, path.stem)
+        node = OmegaConf.load(path)
+        node_target = str(node.get("_target_"))
+        same = sum(1 for k, v in node.items() if cfg.network.get(k) == v)
+        if same > names.get(node_target, ("", -1))[1]:
+            names[node_target] = (path.stem, same)
         try:
             if _network_takes(node_target, inputs):
                 fits.append(path.stem)
         except ConfigError:
             continue
-    name = names.get(str(target), str(target))
+    name = names.get(str(target), (str(target), 0))[0]
     hint = f"use network={' or network='.join(fits)}" if fits else "no packaged network fits"
     raise ConfigError(f"network={name} does not fit algo={cfg.algo.name}, which builds its"
                       f" networks from {', '.join(inputs)}: {hint}")

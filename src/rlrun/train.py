@@ -52,6 +52,7 @@ TASK_KINDS = {
     "gym": ("a Gymnasium task without a transition table", "e.g. env=CartPole-v1"),
     "text": ("a text corpus", "e.g. env=stdlib_docs, env=text_file env.path=..."),
     "images": ("an image data set", "e.g. env=digits, env=image_folder env.path=..."),
+    "text_classification": ("labelled text", "e.g. env=stdlib_docstrings, env=imdb env.path=..."),
 }
 
 

@@ -146,6 +146,9 @@ def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
     if ctx.network is None or "block_size" not in ctx.network:
         raise ConfigError("algo=lm needs network=transformer")
+    if not ctx.network.get("causal", True):
+        raise ConfigError("network.causal=false: a language model predicts the next character"
+                          " and must not see it; algo=lm needs network.causal=true")
     block = int(ctx.network.block_size)
     corpus = CharCorpus(ctx.env, block)
     model = build_network(ctx.network, vocab_size=corpus.vocab_size).to(dev)

@@ -91,11 +91,14 @@ GQA_MODE = GQA_MODES[-1]
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int = 0,
-           mode: str | None = None) -> torch.Tensor:
+           mode: str | None = None, causal: bool = True,
+           key_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Causal SDPA of q (B, H, T, Dh) over k, v (B, KV, past + T, Dh), KV dividing H: query
     head j reads K/V head j // (H / KV). `past` keys precede the queries (a KV cache), so
     query i sees keys 0..past + i: SDPA's `is_causal` aligns the mask top-left, which is
-    right only without a past; one new token (T = 1) sees everything."""
+    right only without a past; one new token (T = 1) sees everything. `causal=False` (an
+    encoder, `network.causal=false`): every query sees every key, or, with `key_mask`
+    (B, T) bool, every key where it is True (padding left out)."""
     groups = q.shape[1] // k.shape[1]
     t = q.shape[-2]
     kw: dict = {}
@@ -104,6 +107,11 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int = 0,
             kw["enable_gqa"] = True
         else:
             k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    if not causal:
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **kw)
+    if key_mask is not None:
+        raise ValueError("key_mask is for encoders (causal=False)")
     if past == 0:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, **kw)
     mask = None if t == 1 else torch.ones(t, past + t, dtype=torch.bool,
@@ -116,9 +124,11 @@ class Attention(nn.Module):
     (GQA). One fused projection holds [q | k | v]; with n_kv_heads = n_heads its layout is
     the MHA one, so MHA checkpoints load unchanged."""
 
-    def __init__(self, d: int, n_heads: int, n_kv_heads: int | None = None):
+    def __init__(self, d: int, n_heads: int, n_kv_heads: int | None = None,
+                 causal: bool = True):
         super().__init__()
         self.h, self.kv, self.hd = n_heads, n_kv_heads or n_heads, d // n_heads
+        self.causal = causal
         self.qkv = nn.Linear(d, d + 2 * self.kv * self.hd, bias=False)
         self.proj = nn.Linear(d, d, bias=False)
 
@@ -136,14 +146,14 @@ class Attention(nn.Module):
         return q, k, v
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None,
-                cache=None, layer: int = 0) -> torch.Tensor:
+                cache=None, layer: int = 0, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.project(x, cos, sin)
         past = 0
         if cache is not None:  # write this step's K/V, attend over everything cached so far
             past = cache.length
             k, v = cache.update(layer, k, v)
-        y = attend(q, k, v, past)
+        y = attend(q, k, v, past, causal=self.causal, key_mask=key_mask)
         return self.proj(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -162,18 +172,29 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, d: int, n_heads: int, ffn: nn.Module, n_kv_heads: int | None = None):
+    def __init__(self, d: int, n_heads: int, ffn: nn.Module, n_kv_heads: int | None = None,
+                 causal: bool = True):
         super().__init__()
-        self.n1, self.attn = RMSNorm(d), Attention(d, n_heads, n_kv_heads)
+        self.n1, self.attn = RMSNorm(d), Attention(d, n_heads, n_kv_heads, causal)
         self.n2, self.ffn = RMSNorm(d), ffn
 
-    def forward(self, x, cos, sin, cache=None, layer: int = 0):
-        x = x + self.attn(self.n1(x), cos, sin, cache, layer)
-        return x + self.ffn(self.n2(x))
+    def forward(self, x, cos, sin, cache=None, layer: int = 0, keep=None):
+        """`keep` (B, T) bool, an encoder's non-padding positions: attention reads only
+        those keys and the FFN (a MoE's router, capacity and statistics) sees only those
+        tokens; the others get no FFN update."""
+        x = x + self.attn(self.n1(x), cos, sin, cache, layer, keep)
+        if keep is None:
+            return x + self.ffn(self.n2(x))
+        h = self.n2(x)
+        return x + torch.zeros_like(h).index_put((keep,), self.ffn(h[keep]))
 
 
 class Transformer(nn.Module):
-    """Token embedding -> n_layers blocks -> RMSNorm -> linear head (untied)."""
+    """Token embedding -> n_layers blocks -> RMSNorm -> linear head (untied).
+
+    `causal=False` makes it an encoder (bidirectional attention, `network.causal=false`);
+    `lm_head=False` (passed by loops that put their own head on `hidden`, e.g.
+    `rlrun.nets.classifier`) leaves out the vocabulary-sized output layer."""
 
     def __init__(self, vocab_size: int, d_model: int = 128, n_layers: int = 2, n_heads: int = 4,
                  block_size: int = 64, ffn: str = "dense", d_ff: int = 384, n_experts: int = 8,
@@ -181,7 +202,7 @@ class Transformer(nn.Module):
                  capacity_factor: float | None = None, jitter: float = 0.0,
                  aux_loss_coef: float = 0.01, z_loss_coef: float = 0.001,
                  moe_every: int = 1, n_kv_heads: int | None = None,
-                 pos_encoding: str = "rope"):
+                 pos_encoding: str = "rope", causal: bool = True, lm_head: bool = True):
         super().__init__()
         if ffn not in FFNS:
             raise ConfigError(f"network.ffn={ffn!r}: use one of {', '.join(FFNS)}")
@@ -217,6 +238,7 @@ class Transformer(nn.Module):
             raise ConfigError(f"network.d_expert={d_exp} must be >= 1: raise network.d_ff"
                               f" (d_ff / top_k gives each expert's width) or set d_expert")
         self.block_size, self.vocab_size, self.d_model = block_size, vocab_size, d_model
+        self.causal = bool(causal)
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads or n_heads
         self.head_dim, self.pos_encoding = d_model // n_heads, pos_encoding
         self.aux_coef, self.z_coef = aux_loss_coef, z_loss_coef
@@ -227,10 +249,10 @@ class Transformer(nn.Module):
             return MoE(d_model, d_exp, n_experts, ffn, k, capacity_factor or None, jitter)
 
         self.emb = nn.Embedding(vocab_size, d_model)
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, make_ffn(i), n_kv_heads)
-                                    for i in range(n_layers))
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, make_ffn(i), n_kv_heads,
+                                          self.causal) for i in range(n_layers))
         self.norm = RMSNorm(d_model)
-        self.head = nn.Linear(d_model, vocab_size, bias=False)
+        self.head = nn.Linear(d_model, vocab_size, bias=False) if lm_head else None
         cos, sin = rope_tables(d_model // n_heads, block_size)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
@@ -261,32 +283,52 @@ class Transformer(nn.Module):
         idx continues the cached sequence: positions (RoPE angles, the sinusoidal rows)
         start at the cache's length, each layer appends its K/V and attends over all cached
         keys."""
+        if self.head is None:
+            raise ValueError("built with lm_head=False: call hidden() and apply your own head")
+        h, aux = self.hidden(idx, cache)
+        return self.head(h), aux
+
+    def hidden(self, idx: torch.Tensor, cache=None,
+               keep: torch.Tensor | None = None) -> tuple[torch.Tensor, ForwardAux]:
+        """The final normalised hidden states (B, T, d_model) and the call's `ForwardAux`
+        (its FLOPs include the LM head when there is one): what `forward` feeds its head,
+        and what an encoder's own head (a classifier's pooling) reads. An encoder may pass
+        `keep` (B, T) bool, the positions that are not padding: attention and the FFNs then
+        ignore the others (a text of padding only keeps all its positions)."""
         b, t = idx.shape
+        if keep is not None:
+            if self.causal or cache is not None:
+                raise ValueError("keep= is for encoders (causal=False) without a cache")
+            keep = keep | ~keep.any(1, keepdim=True)
         past = cache.length if cache is not None else 0
         x, cos, sin = self.embed(idx, past)
         for i, blk in enumerate(self.blocks):
-            x = blk(x, cos, sin, cache, i)
+            x = blk(x, cos, sin, cache, i, keep)
         if cache is not None:
             cache.length += t
-        logits = self.head(self.norm(x))
-        aux = logits.new_zeros((), dtype=torch.float32)
+        h = self.norm(x)
+        aux = h.new_zeros((), dtype=torch.float32)
         for m in self.moe_layers:
             aux = aux + self.aux_coef * m.stats["aux_loss"] + self.z_coef * m.stats["z_loss"]
-        return logits, ForwardAux(aux, [m.stats for m in self.moe_layers],
-                                  self.forward_flops(b, t, past))
+        ffn_tokens = None if keep is None else int(keep.sum())
+        return h, ForwardAux(aux, [m.stats for m in self.moe_layers],
+                             self.forward_flops(b, t, past, ffn_tokens))
 
-    def forward_flops(self, b: int, t: int, past: int = 0) -> int:
+    def forward_flops(self, b: int, t: int, past: int = 0,
+                      ffn_tokens: int | None = None) -> int:
         """Matmul FLOPs (2 per multiply-add) of the last forward at batch b, length t after
         `past` cached positions: q/k/v (K and V have n_kv_heads heads) and output
         projections, the two attention matmuls (t x (past + t), as SDPA computes them), each
-        FFN (MoE: router + the assignments actually kept) and the head."""
+        FFN (MoE: router + the assignments actually kept; dense: `ffn_tokens`, all b * t
+        unless padding was left out) and the head."""
         n, d = b * t, self.d_model
         kv = self.n_kv_heads * self.head_dim
         attn = 2 * n * d * (2 * d + 2 * kv) + 2 * 2 * b * t * (past + t) * d
-        total = 2 * n * d * self.vocab_size
+        total = 2 * n * d * self.vocab_size if self.head is not None else 0
         for blk in self.blocks:
             f = blk.ffn
-            total += attn + (f.flops if isinstance(f, MoE) else 2 * n * d * 3 * f.d_ff)
+            nf = n if ffn_tokens is None else ffn_tokens
+            total += attn + (f.flops if isinstance(f, MoE) else 2 * nf * d * 3 * f.d_ff)
         return total
 
     def num_params(self) -> tuple[int, int]:

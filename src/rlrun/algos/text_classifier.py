@@ -1,0 +1,225 @@
+"""Text classification with a dense or mixture-of-experts transformer encoder: the keras-io
+example "Text classification with Switch Transformer", ported.
+
+    rlrun algo=text_classifier                            # stdlib docstrings -> their package
+    rlrun algo=text_classifier network.ffn=switch         # top-1 over 8 experts, capacity 1.25
+    rlrun algo=text_classifier env=text_csv env.path=reviews.csv env.label_column=stars
+    rlrun experiment=switch/imdb env.path=/data/aclImdb   # the keras-io hyperparameters
+    rlrun -m experiment=switch/compare                    # dense vs Switch vs Mixtral, 3 seeds
+
+One loop, top to bottom: shuffled epochs over the training split (each epoch's order is drawn
+from the seed and the epoch number, so a resumed run sees the same batches), cross-entropy
+plus the router losses (`aux.loss`, already weighted by `network.aux_loss_coef` and
+`network.z_loss_coef`), AdamW with warm-up and cosine decay, gradient clipping. The encoder is
+`network=encoder` (the transformer with `causal=false`), its `block_size` set to `env.max_len`;
+`rlrun.nets.classifier` mean-pools it and puts a linear head on top.
+
+Every `algo.eval_every` steps and at the end the validation split is scored (`eval/accuracy`,
+`eval/macro_f1`, `eval/loss`, `eval/majority_baseline`: the validation share of training's
+most frequent class, what always answering it scores; `eval/confusion`, an image: rows are
+true classes, columns predictions, each row normalised). At the end the test split is
+scored the same way under `test/*`. Routing statistics are `moe/*`, as for `algo=lm`. The
+vocabulary and label names are saved as `<run>/vocab.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from rlrun.algos.lm import log_moe
+from rlrun.core.errors import ConfigError
+from rlrun.data.text_classification import LabelledText
+from rlrun.nets import build_network
+from rlrun.nets.classifier import SequenceClassifier
+
+
+@dataclass
+class TextClassifierConfig:
+    task_kinds: ClassVar[tuple[str, ...]] = ("text_classification",)
+    uses_torch: ClassVar[bool] = True
+    uses_network: ClassVar[bool] = True
+    parallel_ops: ClassVar[bool] = True
+    headline: ClassVar[str] = "eval/accuracy"
+    objective: ClassVar[str] = "eval/accuracy"
+    minimize: ClassVar[tuple[str, ...]] = ("eval/loss", "test/loss", "moe/dropped_fraction*",
+                                           "moe/aux_loss*", "moe/z_loss*")
+    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/*", "test/*",
+                                              "model/*", "data/*", "moe/*")
+    network_inputs: ClassVar[tuple[str, ...]] = ("vocab_size",)
+
+    total_steps: int = 400  # optimizer steps
+    batch_size: int = 32
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1  # cosine decay down to lr * min_lr_ratio
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.98
+    grad_clip: float = 1.0  # 0: off
+    dropout: float = 0.1  # before the classification head (and its hidden layer)
+    head_hidden: int = 0  # 0: a linear head; N: a ReLU layer of width N first (keras-io: 32)
+    mask_padding: bool = True  # padding out of attention and the FFNs (keras-io: false)
+    eval_every: int = 100  # steps; 0: only at the end
+    eval_batch_size: int = 256
+    log_every: int = 20  # steps between training scalars (losses, tokens/s, moe/*)
+
+    def __post_init__(self) -> None:
+        for key in ("total_steps", "batch_size", "eval_batch_size", "log_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
+        for key in ("warmup_steps", "eval_every", "weight_decay", "grad_clip"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
+        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"lr={self.lr} must be > 0 and min_lr_ratio={self.min_lr_ratio}"
+                              " in [0, 1]")
+        if self.head_hidden < 0:
+            raise ConfigError(f"head_hidden={self.head_hidden} must be >= 0")
+        if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1 or not 0 <= self.dropout < 1:
+            raise ConfigError("beta1, beta2 and dropout must be in [0, 1)")
+
+
+def learning_rate(cfg: TextClassifierConfig, step: int) -> float:
+    """Linear warm-up over `warmup_steps`, then cosine to lr * min_lr_ratio at the end."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, step / cfg.total_steps)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cos)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TextClassifierConfig) -> torch.optim.AdamW:
+    """AdamW; matrices (and expert stacks) decay, norms, biases and the router do not."""
+    decay, keep = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "router" not in name else keep).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": keep, "weight_decay": 0.0}],
+                             lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def scores(confusion: torch.Tensor) -> tuple[float, float]:
+    """(accuracy, macro-F1) of a confusion matrix (rows true, columns predicted); the F1
+    mean runs over the classes that occur as truth or prediction (as scikit-learn's)."""
+    tp = confusion.diag().double()
+    true, pred = confusion.sum(1).double(), confusion.sum(0).double()
+    f1 = 2 * tp / (true + pred).clamp(min=1)
+    present = (true + pred) > 0
+    return float(tp.sum() / confusion.sum()), float(f1[present].mean())
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes: int,
+             batch: int, dev: torch.device) -> tuple[float, torch.Tensor]:
+    """Mean cross-entropy over a split and its confusion matrix."""
+    model.eval()
+    loss, conf = 0.0, torch.zeros(n_classes, n_classes, dtype=torch.long)
+    for i in range(0, len(x), batch):
+        logits, _ = model(x[i:i + batch].to(dev))
+        yb = y[i:i + batch]
+        loss += float(F.cross_entropy(logits.float().cpu(), yb, reduction="sum"))
+        conf += torch.bincount(yb * n_classes + logits.argmax(-1).cpu(),
+                               minlength=n_classes ** 2).view(n_classes, n_classes)
+    model.train()
+    return loss / len(x), conf
+
+
+def confusion_image(conf: torch.Tensor) -> torch.Tensor:
+    """(1, H, W) in [0, 1]: each row (true class) normalised, one square block per cell."""
+    rows = conf.double() / conf.sum(1, keepdim=True).clamp(min=1)
+    scale = max(1, 256 // len(conf))
+    return rows.repeat_interleave(scale, 0).repeat_interleave(scale, 1)[None].float()
+
+
+def log_split(log: Any, prefix: str, model, data: LabelledText, split: str, majority: int,
+              cfg: TextClassifierConfig, dev: torch.device, step: int) -> float:
+    """Score one split under `prefix/*`; returns its accuracy."""
+    x, y = data.splits[split]
+    loss, conf = evaluate(model, x, y, data.n_classes, cfg.eval_batch_size, dev)
+    acc, f1 = scores(conf)
+    log.scalars({f"{prefix}/accuracy": acc, f"{prefix}/macro_f1": f1, f"{prefix}/loss": loss,
+                 f"{prefix}/majority_baseline": float((y == majority).double().mean())}, step)
+    log.image(f"{prefix}/confusion", confusion_image(conf), step)
+    return acc
+
+
+def run(ctx) -> None:
+    cfg, dev = ctx.algo, torch.device(ctx.device)
+    if ctx.network is None or "causal" not in ctx.network:
+        raise ConfigError("algo=text_classifier needs network=encoder (a transformer)")
+    if ctx.network.causal:
+        raise ConfigError("network.causal=true: algo=text_classifier reads the whole text at"
+                          " once; use network.causal=false (network=encoder)")
+    data = LabelledText(ctx.env)
+    encoder = build_network(ctx.network, vocab_size=len(data.vocab), lm_head=False,
+                            block_size=data.max_len)
+    model = SequenceClassifier(encoder, data.n_classes, cfg.dropout, hidden=cfg.head_hidden,
+                               mask_padding=cfg.mask_padding).to(dev)
+    opt = make_optimizer(model, cfg)
+    x_train, y_train = data.splits["train"]
+    n_train = len(x_train)
+    per_epoch = max(1, n_train // cfg.batch_size)  # the last partial batch of an epoch waits
+    majority = int(torch.bincount(y_train).argmax())
+    st = {"step": 0, "tokens": 0}
+
+    ctx.track(model=model, opt=opt, counters=st)
+    log = ctx.logger
+    if not ctx.resume():
+        total, active = model.num_params()
+        log.scalars({"model/params": total, "model/active_params": active,
+                     "data/train": n_train, "data/val": len(data.splits["val"][1]),
+                     "data/test": len(data.splits["test"][1]), "data/classes": data.n_classes,
+                     "data/vocab": len(data.vocab)}, 0)
+        log.text("data/labels", ", ".join(data.labels), 0)
+    (ctx.run_dir / "vocab.json").write_text(json.dumps(data.to_json()))
+
+    acc = None
+    order = torch.empty(0, dtype=torch.long)
+    t_log, tok_log = time.perf_counter(), st["tokens"]
+    ctx.start_progress(cfg.total_steps, st["step"])
+    while st["step"] < cfg.total_steps:
+        step = st["step"]
+        epoch, pos = divmod(step, per_epoch)
+        if pos == 0 or len(order) == 0:  # this epoch's order: a function of seed and epoch
+            g = torch.Generator().manual_seed(ctx.seed * 1_000_003 + epoch)
+            order = torch.randperm(n_train, generator=g)
+        idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+        lr = learning_rate(cfg, step)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x, y = x_train[idx].to(dev), y_train[idx].to(dev)
+        logits, aux = model(x)
+        ce = F.cross_entropy(logits, y)
+        loss = ce + aux.loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        st["step"] = step = step + 1
+        st["tokens"] += x.numel()
+        done = step >= cfg.total_steps
+        if step % cfg.log_every == 0 or done:
+            now = time.perf_counter()
+            log.scalars({"losses/train": float(ce.detach()),
+                         "losses/router": float(aux.loss.detach()),
+                         "charts/learning_rate": lr, "charts/epoch": step / per_epoch,
+                         "charts/tokens": st["tokens"],
+                         "charts/tokens_per_s": (st["tokens"] - tok_log) / max(now - t_log,
+                                                                                1e-9)}, step)
+            log_moe(log, aux.moe, step)
+            t_log, tok_log = now, st["tokens"]
+        if (cfg.eval_every and step % cfg.eval_every == 0) or done:
+            acc = log_split(log, "eval", model, data, "val", majority, cfg, dev, step)
+            if done:
+                log_split(log, "test", model, data, "test", majority, cfg, dev, step)
+            t_log = time.perf_counter()  # evaluation time is not training throughput
+        if ctx.tick(step, acc):
+            break
+    ctx.finish()

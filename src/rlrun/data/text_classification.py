@@ -1,0 +1,323 @@
+"""Labelled text for `algo=text_classifier`: readers, the split, and keras-io tokenisation.
+
+Three sources (`env.source`, set by the env config):
+- `stdlib` (`env=stdlib_docstrings`, the offline default): the docstrings of modules, classes
+  and functions in the standard-library source files of the running Python, read with `ast`
+  (nothing is imported), labelled by the top-level package they document (`env.packages`).
+  Test folders are skipped and docstrings shorter than `env.min_chars` dropped.
+- `imdb` (`env=imdb env.path=DIR`): the `aclImdb/` layout, `train|test/<label>/*.txt`; every
+  label folder of `train/` is a class except `unsup` (IMDB's unlabelled reviews).
+- `csv` (`env=text_csv env.path=FILE`): a CSV file, or JSONL when the name ends in `.jsonl`
+  or `.json`, with `env.text_column` and `env.label_column`.
+
+The split is deterministic and holds no duplicate across splits: texts are normalised
+(lower case, whitespace collapsed), duplicates dropped (the first kept), then each text goes
+to test, validation or train by the SHA-1 of its normalised form (`env.test_fraction`,
+`env.val_fraction`): the same text always lands in the same split, whatever the order or
+the rest of the data. IMDB keeps its own test folder; validation comes out of `train/` by
+the same hash, and training texts that also occur in test are dropped.
+
+Tokenisation follows the keras-io example: a vocabulary of the `env.vocab_size` most frequent
+tokens of the training split (id 0 pads, id 1 stands for any other token; ties broken
+alphabetically), every text cut or padded to `env.max_len` ids. `env.tokenizer=word` splits
+lower-cased text into `\\w+` words (IMDB's `<br />` removed first); `char` takes characters.
+Unlike keras' `pad_sequences` (which keeps the end and pads in front), the first `max_len`
+tokens are kept and padding goes at the end; the classifier's pooling ignores padding.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+import sysconfig
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from rlrun.core.errors import ConfigError, DataError
+
+SOURCES = ("stdlib", "imdb", "csv")
+TOKENIZERS = ("word", "char")
+PAD, OOV = 0, 1
+# Present in CPython 3.11-3.13 as pure-Python packages (no optional build parts needed).
+STDLIB_PACKAGES = ["asyncio", "collections", "concurrent", "email", "http", "importlib",
+                   "logging", "multiprocessing", "unittest", "urllib", "xml"]
+
+
+@dataclass
+class TextClassificationConfig:
+    """`env=stdlib_docstrings|imdb|text_csv`: where the labelled text comes from, how it is
+    split and tokenised."""
+
+    source: str = "stdlib"  # stdlib | imdb | csv
+    path: str | None = None  # imdb: the aclImdb folder; csv: the file; stdlib: unused
+    text_column: str = "text"  # csv/jsonl only
+    label_column: str = "label"  # csv/jsonl only
+    packages: list[str] = field(default_factory=lambda: list(STDLIB_PACKAGES))  # stdlib
+    min_chars: int = 20  # stdlib: shorter docstrings are dropped
+    tokenizer: str = "word"  # word | char
+    vocab_size: int = 8000  # ids, including padding (0) and out-of-vocabulary (1)
+    max_len: int = 64  # ids per text: longer texts are cut, shorter ones padded
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1  # not used by imdb, which has its own test folder
+    limit: int | None = None  # at most N texts per split (quick tries and tests)
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ConfigError(f"env.source={self.source!r}: use one of {', '.join(SOURCES)}")
+        if self.tokenizer not in TOKENIZERS:
+            raise ConfigError(f"env.tokenizer={self.tokenizer!r}: use word or char")
+        if self.vocab_size < 3:
+            raise ConfigError(f"env.vocab_size={self.vocab_size} must be >= 3 (padding,"
+                              " unknown and at least one token)")
+        if self.max_len < 1 or self.min_chars < 0:
+            raise ConfigError(f"env.max_len={self.max_len} must be >= 1, env.min_chars >= 0")
+        for key in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(self, key) < 0.5:
+                raise ConfigError(f"env.{key}={getattr(self, key)} must be in (0, 0.5)")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"env.limit={self.limit} must be >= 1 (or null)")
+        if self.source == "stdlib" and not self.packages:
+            raise ConfigError("env.packages=[]: name at least two standard-library packages")
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _bucket(text: str) -> float:
+    """A number in [0, 1) fixed by the normalised text: which split it belongs to."""
+    return int(hashlib.sha1(normalise(text).encode()).hexdigest()[:8], 16) / 16 ** 8
+
+
+# ---- readers: lists of (text, label) --------------------------------------------------------
+@lru_cache(maxsize=4)
+def stdlib_docstrings(packages: tuple[str, ...], min_chars: int) -> list[tuple[str, str]]:
+    """(docstring, package) for every module, class and function docstring of the named
+    standard-library packages, in file and source order (test folders skipped)."""
+    import ast
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    out = []
+    for pkg in packages:
+        folder = root / pkg
+        if not folder.is_dir():
+            raise DataError(f"env.packages: {pkg} is not a standard-library package of this"
+                            f" Python ({root}); name others, e.g. {', '.join(STDLIB_PACKAGES)}")
+        for f in sorted(folder.rglob("*.py")):
+            if {"test", "tests", "idle_test"} & set(f.relative_to(root).parts):
+                continue
+            try:
+                tree = ast.parse(f.read_text(encoding="utf-8"))
+            except (SyntaxError, UnicodeDecodeError, ValueError):
+                continue  # e.g. lib2to3's deliberately broken fixtures
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                     ast.AsyncFunctionDef)):
+                    doc = ast.get_docstring(node)
+                    if doc and len(doc) >= min_chars:
+                        out.append((doc, pkg))
+    return out
+
+
+def _folder_texts(folder: Path) -> list[tuple[str, str]]:
+    out = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and p.name != "unsup"):
+        for f in sorted(sub.glob("*.txt")):
+            out.append((f.read_text(encoding="utf-8", errors="replace"), sub.name))
+    return out
+
+
+def read_imdb(path: str | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(train, test) of an `aclImdb/` folder: `train|test/<label>/*.txt`."""
+    if not path:
+        raise DataError("env=imdb needs the aclImdb folder: env.path=/path/to/aclImdb")
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"env.path={path}: no such folder; give the aclImdb folder"
+                        " (train/ and test/ with one folder of .txt files per label)")
+    parts = []
+    for split in ("train", "test"):
+        texts = _folder_texts(root / split) if (root / split).is_dir() else []
+        if not texts:
+            raise DataError(f"env.path={path}: {split}/ holds no <label>/*.txt files; expected"
+                            " the aclImdb layout train|test/pos|neg/*.txt")
+        parts.append(texts)
+    return parts[0], parts[1]
+
+
+def read_table(path: str | None, text_col: str, label_col: str) -> list[tuple[str, str]]:
+    """(text, label) rows of a CSV file, or JSONL (one object per line) by its suffix."""
+    if not path:
+        raise DataError("env=text_csv needs a file: env.path=/path/to/data.csv (or .jsonl)")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"env.path={path}: no such file; give a CSV or JSONL file")
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"env.path={path} is not UTF-8 text ({e.reason} at byte"
+                        f" {e.start})") from None
+    if p.suffix.lower() in (".jsonl", ".json"):
+        rows = []
+        for i, line in enumerate(raw.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"env.path={path}: line {i} is not JSON ({e.msg})") from None
+                if not isinstance(rows[-1], dict):
+                    raise DataError(f"env.path={path}: line {i} is not a JSON object")
+        columns = sorted({k for r in rows for k in r})
+    else:
+        reader = csv.DictReader(raw.splitlines())
+        rows = list(reader)
+        columns = list(reader.fieldnames or [])
+    if not rows:
+        raise DataError(f"env.path={path} holds no rows")
+    for key, col in (("env.text_column", text_col), ("env.label_column", label_col)):
+        missing = sum(col not in r or r[col] is None for r in rows)
+        if missing:
+            raise DataError(f"{key}={col!r}: {missing} of {len(rows)} rows of {path} lack it;"
+                            f" its columns are {', '.join(map(str, columns)) or 'none'}")
+    return [(str(r[text_col]), str(r[label_col])) for r in rows]
+
+
+# ---- the split --------------------------------------------------------------------------------
+def dedupe(rows: list[tuple[str, str]], drop: set[str] = frozenset()) -> list[tuple[str, str]]:
+    """Rows whose normalised text is new (and not in `drop`), first occurrence kept."""
+    seen, out = set(drop), []
+    for text, label in rows:
+        key = normalise(text)
+        if key and key not in seen:
+            seen.add(key)
+            out.append((text, label))
+    return out
+
+
+def split_rows(rows: list[tuple[str, str]], val: float, test: float | None):
+    """(train, validation, test) by the hash of each normalised text; `test=None`: no test
+    part (IMDB's comes from its own folder)."""
+    parts: tuple[list, list, list] = ([], [], [])
+    t = test or 0.0
+    for row in dedupe(rows):
+        b = _bucket(row[0])
+        parts[2 if b < t else 1 if b < t + val else 0].append(row)
+    return parts
+
+
+def load_splits(cfg: TextClassificationConfig):
+    """(train, validation, test) lists of (text, label), deduplicated across splits."""
+    if cfg.source == "imdb":
+        train, test = read_imdb(cfg.path)
+        test = dedupe(test)
+        train, val, _ = split_rows(dedupe(train, {normalise(t) for t, _ in test}),
+                                   cfg.val_fraction, None)
+    else:
+        rows = (read_table(cfg.path, cfg.text_column, cfg.label_column)
+                if cfg.source == "csv"
+                else stdlib_docstrings(tuple(cfg.packages), cfg.min_chars))
+        train, val, test = split_rows(rows, cfg.val_fraction, cfg.test_fraction)
+    if cfg.limit:
+        train, val, test = train[:cfg.limit], val[:cfg.limit], test[:cfg.limit]
+    return train, val, test
+
+
+# ---- tokenisation ----------------------------------------------------------------------------
+def tokens(text: str, kind: str) -> list[str]:
+    if kind == "char":
+        return list(text)
+    return re.findall(r"\w+", text.replace("<br />", " ").lower())
+
+
+def encode(texts: list[str], stoi: dict[str, int], kind: str, max_len: int) -> torch.Tensor:
+    """Ids (N, max_len): known tokens, OOV for the rest, cut or padded at the end."""
+    out = torch.full((len(texts), max_len), PAD, dtype=torch.long)
+    for i, text in enumerate(texts):
+        ids = [stoi.get(t, OOV) for t in tokens(text, kind)][:max_len]
+        out[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
+
+
+class LabelledText:
+    """The three splits as id tensors (N, max_len) and label tensors, with the vocabulary
+    and the label names; `to_json()` is what the run saves as vocab.json."""
+
+    def __init__(self, cfg: TextClassificationConfig):
+        where = cfg.path or "the standard-library docstrings"
+        train, val, test = load_splits(cfg)
+        for name, part in (("training", train), ("validation", val), ("test", test)):
+            if not part:
+                raise DataError(f"{where}: the {name} split is empty ({len(train)} training,"
+                                f" {len(val)} validation, {len(test)} test texts after"
+                                " removing duplicates); give more data")
+        self.labels = sorted({lab for _, lab in train})
+        if len(self.labels) < 2:
+            raise DataError(f"{where}: every training text has the label {self.labels[0]!r};"
+                            " a classifier needs at least two classes")
+        for name, part in (("validation", val), ("test", test)):
+            unseen = sorted({lab for _, lab in part} - set(self.labels))
+            if unseen:
+                raise DataError(f"{where}: labels {unseen[:5]} of the {name} split never occur"
+                                " in training, so no model can predict them")
+        self.kind, self.max_len = cfg.tokenizer, cfg.max_len
+        counts = Counter(tok for text, _ in train for tok in tokens(text, self.kind))
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:cfg.vocab_size - 2]
+        self.vocab = ["<pad>", "<unk>", *(tok for tok, _ in top)]
+        self.stoi = {tok: i for i, tok in enumerate(self.vocab)}
+        self.lab_id = {lab: i for i, lab in enumerate(self.labels)}
+        self.splits = {name: self._encode(part)
+                       for name, part in (("train", train), ("val", val), ("test", test))}
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """Ids (N, max_len): known tokens, OOV for the rest, cut or padded at the end."""
+        return encode(texts, self.stoi, self.kind, self.max_len)
+
+    def _encode(self, rows: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.encode([t for t, _ in rows]),
+                torch.tensor([self.lab_id[lab] for _, lab in rows], dtype=torch.long))
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.labels)
+
+    def to_json(self) -> dict:
+        return {"tokenizer": self.kind, "max_len": self.max_len, "pad": PAD, "unknown": OOV,
+                "labels": self.labels, "tokens": self.vocab}
+
+
+def classify(run_dir: str | Path, texts: list[str]) -> list[str]:
+    """Label new texts with a finished (or interrupted) `algo=text_classifier` run: its
+    vocab.json, .hydra/config.yaml and checkpoints/last.pt. The config may only name code
+    that rlrun's own configs name (`rlrun.core.trust`), as for `resume=`."""
+    from omegaconf import OmegaConf
+
+    from rlrun.core import state as tracked_state
+    from rlrun.core.checkpoint import load_checkpoint
+    from rlrun.core.trust import check_references
+    from rlrun.nets import build_network
+    from rlrun.nets.classifier import SequenceClassifier
+
+    run = Path(run_dir)
+    for need in ("vocab.json", ".hydra/config.yaml", "checkpoints/last.pt"):
+        if not (run / need).is_file():
+            raise DataError(f"{run_dir}: no {need}; give the dir of an algo=text_classifier run")
+    vocab = json.loads((run / "vocab.json").read_text())
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    check_references(OmegaConf.to_container(cfg, resolve=False), str(run_dir))
+    encoder = build_network(cfg.network, vocab_size=len(vocab["tokens"]), lm_head=False,
+                            block_size=vocab["max_len"])
+    model = SequenceClassifier(encoder, len(vocab["labels"]), 0.0,
+                               hidden=int(cfg.algo.get("head_hidden", 0)),
+                               mask_padding=bool(cfg.algo.get("mask_padding", True)))
+    tracked_state.load(model, load_checkpoint(run / "checkpoints" / "last.pt")["loop"]["model"])
+    model.eval()
+    stoi = {tok: i for i, tok in enumerate(vocab["tokens"])}
+    with torch.no_grad():
+        logits, _ = model(encode(texts, stoi, vocab["tokenizer"], vocab["max_len"]))
+    return [vocab["labels"][i] for i in logits.argmax(-1).tolist()]
