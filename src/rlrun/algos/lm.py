@@ -48,6 +48,7 @@ class LMConfig:
     uses_torch: ClassVar[bool] = True
     uses_network: ClassVar[bool] = True
     parallel_ops: ClassVar[bool] = True  # threads=auto: one thread per idle CPU
+    data_parallel: ClassVar[bool] = True  # runs under torchrun (core/distributed.py)
     headline: ClassVar[str] = "eval/val_ppl"
     objective: ClassVar[str] = "eval/val_ppl"
     minimize: ClassVar[tuple[str, ...]] = ("eval/val_loss", "eval/val_ppl", "moe/dropped_fraction*",
@@ -142,14 +143,16 @@ def log_moe(log: Any, stats: list[dict[str, torch.Tensor]], step: int) -> None:
 
 
 def run(ctx) -> None:
-    cfg, dev = ctx.algo, torch.device(ctx.device)
+    cfg, dev, dist = ctx.algo, torch.device(ctx.device), ctx.dist  # dist: ranks (torchrun)
     if ctx.network is None or "block_size" not in ctx.network:
         raise ConfigError("algo=lm needs network=transformer")
     block = int(ctx.network.block_size)
     corpus = CharCorpus(ctx.env, block)
     model = build_network(ctx.network, vocab_size=corpus.vocab_size).to(dev)
     opt = make_optimizer(model, cfg)
-    gen = torch.Generator().manual_seed(ctx.seed)
+    # DDP under torchrun (the model itself on one process); MoE: experts may go unused
+    ddp = dist.wrap(model, find_unused=bool(getattr(model, "moe_layers", ())))
+    gen = torch.Generator().manual_seed(dist.seed(ctx.seed))  # each rank its own batches
     val = eval_batches(corpus.val, cfg.batch_size, block, cfg.eval_batches)
     prompt = corpus.encode(cfg.sample_prompt)
     st = {"step": 0, "flops": 0, "tokens": 0}
@@ -171,9 +174,9 @@ def run(ctx) -> None:
         lr = learning_rate(cfg, step, max(step / cfg.total_steps, st["flops"] / budget))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y = random_batch(corpus.train, cfg.batch_size, block, gen)
+        x, y = random_batch(corpus.train, cfg.batch_size, block, gen)  # per rank
         x, y = x.to(dev), y.to(dev)
-        logits, aux = model(x)
+        logits, aux = ddp(x)
         ce = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         loss = ce + aux.loss
         opt.zero_grad(set_to_none=True)
@@ -182,20 +185,20 @@ def run(ctx) -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         st["step"] = step = step + 1
-        st["flops"] += 3 * aux.flops
-        st["tokens"] += x.numel()
+        st["flops"] += 3 * dist.sum(aux.flops)  # all ranks' (the same on one process)
+        st["tokens"] += x.numel() * dist.world_size
         done = step >= cfg.total_steps or st["flops"] >= budget
         if step % cfg.log_every == 0 or done:
             now = time.perf_counter()
-            log.scalars({"losses/train": float(ce.detach()),
-                         "losses/router": float(aux.loss.detach()),
+            log.scalars({"losses/train": dist.mean(ce.detach()),  # over ranks
+                         "losses/router": dist.mean(aux.loss.detach()),
                          "charts/learning_rate": lr, "charts/flops": st["flops"],
                          "charts/tokens": st["tokens"],
                          "charts/tokens_per_s": (st["tokens"] - tok_log) / max(now - t_log,
                                                                                 1e-9)}, step)
             log_moe(log, aux.moe, step)
             t_log, tok_log = now, st["tokens"]
-        if (cfg.eval_every and step % cfg.eval_every == 0) or done:
+        if ((cfg.eval_every and step % cfg.eval_every == 0) or done) and dist.is_main:
             vl = evaluate(model, val, dev)
             ppl = math.exp(vl)
             log.scalars({"eval/val_loss": vl, "eval/val_ppl": ppl,
