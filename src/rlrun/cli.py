@@ -137,7 +137,7 @@ def _task(cfg) -> float:
                             else None)
     except Interrupted as e:
         if rank() == 0:  # under torchrun every rank stopped at this step: one line
-            print(f"rlrun: {e}", file=sys.stderr)
+            print(f"rlrun: {_resume_hint(str(e))}", file=sys.stderr)
         sys.exit(130)  # a sweep stops too: Ctrl-C means stop
     except RlrunError as e:
         if not cfg.get("resume") and rank() == 0:  # a resumed run's dir keeps its results
@@ -149,6 +149,17 @@ def _task(cfg) -> float:
         return float("nan")
     objective = results.get("objective")
     return float("nan") if objective is None else float(objective)
+
+
+def _resume_hint(message: str) -> str:
+    """Under torchrun, the resume command is a torchrun one with the same processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return message
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    nodes = f"--nnodes={world // per_node} " if per_node != world else ""
+    return message.replace("rlrun resume=",
+                           f"torchrun {nodes}--nproc_per_node={per_node} -m rlrun resume=")
 
 
 def _record_failed_job(cfg, error: Exception) -> None:

@@ -82,7 +82,10 @@ def shared_time() -> float:
 
 
 def teardown() -> None:
-    if is_distributed():
+    """Leave the process group (torch warns at exit otherwise); nothing if never joined."""
+    import sys
+
+    if is_distributed() and "torch.distributed" in sys.modules:
         import torch.distributed as dist
 
         if dist.is_initialized():
