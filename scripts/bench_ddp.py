@@ -69,13 +69,13 @@ def main() -> None:
                     v = run_once(algo, procs, Path(tmp) / f"{algo}_{procs}_{r}")
                     results.setdefault((algo, procs), []).append(v)
                     print(f"round {r}: {algo} {procs} process(es): {v:,.0f}", flush=True)
-    print(f"\n{'workload':<8} {'1 process':>14} {'2 processes':>14} {'ratio':>7}"
+    print(f"\n{'workload':<16} {'1 process':>10} {'2 processes':>12} {'ratio':>6}"
           f"   (median of {args.rounds}; global throughput)")
     for algo in args.algos:
         one = statistics.median(results[(algo, 1)])
         two = statistics.median(results[(algo, 2)])
-        unit = WORKLOADS[algo][2]
-        print(f"{algo:<8} {one:>10,.0f} {unit:<3} {two:>10,.0f} {unit:<3} {two / one:>6.2f}x")
+        label = f"{algo} ({WORKLOADS[algo][2]})"
+        print(f"{label:<16} {one:>10,.0f} {two:>12,.0f} {two / one:>5.2f}x")
     print(f"\nCPU cores here: {os.cpu_count()}; CPU scaling on shared cores is not the point.\n"
           "On a GPU machine (one rank per GPU, batch_size per rank):\n"
           "  torchrun --standalone --nproc_per_node=8 -m rlrun algo=lm device=cuda\n"
