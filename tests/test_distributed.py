@@ -136,9 +136,10 @@ def _wait_for_steps(run_dir_parent: Path, proc: subprocess.Popen, timeout: float
 @pytest.mark.slow
 def test_sigint_to_torchrun_stops_both_ranks_at_one_step_and_resume_is_exact(tmp_path):
     """Ctrl-C to the torchrun agent: every rank stops at the same step, one checkpoint, status
-    interrupted; `torchrun ... rlrun resume=DIR` then ends where an uninterrupted run does."""
+    interrupted; `torchrun ... rlrun resume=DIR` then ends where an uninterrupted run does
+    (an MoE LM: its router losses are part of each rank's loss)."""
     args = [*TINY_LM, "algo.total_steps=400", "algo.batch_size=4", "algo.log_every=5",
-            "checkpoint_every_s=0.5"]
+            "checkpoint_every_s=0.5", "network.ffn=mixtral", "network.n_experts=4"]  # MoE
     (tmp_path / "a").mkdir()
     proc = torchrun(args, tmp_path / "a", background=True)
     run_dir = _wait_for_steps(tmp_path / "a" / "outputs", proc)

@@ -150,8 +150,7 @@ def run(ctx) -> None:
     corpus = CharCorpus(ctx.env, block)
     model = build_network(ctx.network, vocab_size=corpus.vocab_size).to(dev)
     opt = make_optimizer(model, cfg)
-    # DDP under torchrun (the model itself on one process); MoE: experts may go unused
-    ddp = dist.wrap(model, find_unused=bool(getattr(model, "moe_layers", ())))
+    ddp = dist.wrap(model)  # DDP under torchrun (averages gradients); the model on 1 process
     gen = torch.Generator().manual_seed(dist.seed(ctx.seed))  # each rank its own batches
     val = eval_batches(corpus.val, cfg.batch_size, block, cfg.eval_batches)
     prompt = corpus.encode(cfg.sample_prompt)

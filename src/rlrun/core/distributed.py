@@ -163,18 +163,18 @@ class Dist:
             return f"cuda:{self.local_rank}"
         return device
 
-    def wrap(self, module: Any, find_unused: bool = False) -> Any:
+    def wrap(self, module: Any) -> Any:
         """DDP around `module` (gradients averaged across ranks in backward); the module
-        itself on one process. Checkpoints keep tracking the module, not the wrapper.
-        `find_unused`: parameters may get no gradient in a step (MoE experts no token
-        reached), which plain DDP would wait for forever."""
+        itself on one process. Checkpoints keep tracking the module, not the wrapper. Every
+        parameter must take part in each forward (the MoE layers' experts are stacked
+        tensors: an expert no token reached still gets a zero gradient)."""
         if not self.enabled:
             return module
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         dev = next(module.parameters()).device
         ids = [dev.index] if dev.type == "cuda" else None
-        return DDP(module, device_ids=ids, find_unused_parameters=find_unused)
+        return DDP(module, device_ids=ids)
 
     def _reduce(self, values: list[float], op: str) -> list[float]:
         import torch
