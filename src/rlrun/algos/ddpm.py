@@ -4,6 +4,7 @@
     rlrun experiment=ddpm/digits                      # the CPU preset: digits in minutes
     rlrun algo=ddpm algo.sampler=ddim algo.sample_steps=50 algo.eta=0
     rlrun algo=ddpm env=mnist env.path=~/data/mnist algo.schedule=cosine
+    torchrun --standalone --nproc_per_node=2 -m rlrun experiment=ddpm/digits  # docs/scaling.md
 
 A UNet (`network=unet`) learns to predict the noise added by the forward process (the
 simple epsilon-MSE objective, uniform t, Adam with a linear warm-up, gradient clipping).

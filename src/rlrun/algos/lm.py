@@ -5,6 +5,7 @@
     rlrun algo=lm network.ffn=switch network.capacity_factor=1.0 network.jitter=0.01
     rlrun algo=lm algo.flop_budget=2e13                  # stop at a training-FLOP budget
     rlrun algo=lm env=text_file env.path=book.txt
+    torchrun --standalone --nproc_per_node=2 -m rlrun algo=lm   # data-parallel: docs/scaling.md
 
 One loop, top to bottom, as in nanoGPT: random windows of the training text, next-character
 cross-entropy plus the MoE router losses (already weighted by `network.aux_loss_coef` and
