@@ -125,6 +125,7 @@ def _task(cfg) -> float:
     from hydra.types import RunMode
 
     from rlrun.cluster import slurm_job
+    from rlrun.core.distributed import rank
     from rlrun.core.errors import RlrunError
     from rlrun.train import Interrupted, train
 
@@ -135,10 +136,11 @@ def _task(cfg) -> float:
             results = train(cfg, overrides=list(_resume_overrides) if cfg.get("resume")
                             else None)
     except Interrupted as e:
-        print(f"rlrun: {e}", file=sys.stderr)
+        if rank() == 0:  # under torchrun every rank stopped at this step: one line
+            print(f"rlrun: {_resume_hint(str(e))}", file=sys.stderr)
         sys.exit(130)  # a sweep stops too: Ctrl-C means stop
     except RlrunError as e:
-        if not cfg.get("resume"):  # a resumed run's dir keeps its own results
+        if not cfg.get("resume") and rank() == 0:  # a resumed run's dir keeps its results
             _record_failed_job(cfg, e)
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             _fail(str(e))  # exits here, before Hydra prints its "Error executing job" line
@@ -147,6 +149,17 @@ def _task(cfg) -> float:
         return float("nan")
     objective = results.get("objective")
     return float("nan") if objective is None else float(objective)
+
+
+def _resume_hint(message: str) -> str:
+    """Under torchrun, the resume command is a torchrun one with the same processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return message
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    nodes = f"--nnodes={world // per_node} " if per_node != world else ""
+    return message.replace("rlrun resume=",
+                           f"torchrun {nodes}--nproc_per_node={per_node} -m rlrun resume=")
 
 
 def _record_failed_job(cfg, error: Exception) -> None:
@@ -172,11 +185,17 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `rlrun` console script."""
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
+    from rlrun.core import distributed
+
     try:
         _main()
     except KeyboardInterrupt:  # before a run started (imports, composing): nothing to save
-        print("rlrun: interrupted before the run started; nothing was saved", file=sys.stderr)
+        if distributed.rank() == 0:
+            print("rlrun: interrupted before the run started; nothing was saved",
+                  file=sys.stderr)
         sys.exit(130)
+    finally:
+        distributed.teardown()
 
 
 def _main() -> None:
@@ -194,6 +213,10 @@ def _main() -> None:
             else:
                 _resume_overrides.append(a)
         sys.argv = [sys.argv[0], *hydra_side]
+    from rlrun.core import distributed
+
+    if distributed.is_distributed():
+        _start_distributed()
     # Let Hydra's own errors reach us (instead of a multi-line report and exit 1).
     os.environ["HYDRA_FULL_ERROR"] = "1"
     import hydra
@@ -228,6 +251,8 @@ def _main() -> None:
             _fail(describe_os_error(e.__cause__))
         raise
     except Exception as e:
+        if distributed.is_distributed():
+            _fail_rank(e)
         if type(e).__name__ != "UncompletedJobError":  # submitit's, for a job with no result
             raise
         from rlrun.cluster import describe_uncompleted
@@ -236,7 +261,43 @@ def _main() -> None:
         sys.exit(1)
 
 
+def _start_distributed() -> None:
+    """Under torchrun: join the process group before Hydra composes, so that every rank
+    names the same run dir (rank 0's clock), and keep ranks > 0 quiet (no Hydra log file,
+    no log lines): rank 0 speaks and writes for the run (rlrun.core.distributed)."""
+    from rlrun.core import config, distributed
+
+    if any(a in ("-m", "--multirun") or a.startswith("hydra.mode=") for a in sys.argv[1:]):
+        _fail("a sweep (-m) does not run under torchrun: launch one torchrun per run, or sweep"
+              " with a launcher (docs/scaling.md)")
+    distributed.setup()
+    config.shared_start_time = distributed.shared_time()
+    if distributed.rank() > 0:
+        sys.argv += ["hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+
+
+def _fail_rank(error: BaseException) -> None:
+    """A bug under torchrun: one line, from the rank that failed first (its peers then lose
+    their link and fail too, silently); the traceback goes to torchrun's error file."""
+    from rlrun.core import distributed
+
+    r = distributed.rank()
+    first = distributed.first_error(f"rank {r}: {type(error).__name__}: {error}")
+    if first.startswith(f"rank {r}: "):
+        print(f"rlrun: error: {first.splitlines()[0]}", file=sys.stderr)
+        from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+        ErrorHandler().record_exception(error)  # for torchrun's summary, when it asks
+    sys.exit(1)
+
+
 def _fail(message: str) -> None:
+    from rlrun.core import distributed
+
+    if distributed.is_distributed():  # the same error on every rank: rank 0 says it
+        distributed.report_error(f"rank {distributed.rank()}: {message}")
+        if distributed.rank() > 0:
+            sys.exit(2)
     print(f"rlrun: error: {message}", file=sys.stderr)
     sys.exit(2)
 

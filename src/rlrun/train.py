@@ -26,6 +26,7 @@ from rlrun.core import results as results_file
 from rlrun.core import runlock
 from rlrun.core.config import check_finite, import_object, register_resolvers, validate
 from rlrun.core.device import resolve_device
+from rlrun.core.distributed import Dist, first_error
 from rlrun.core.errors import (
     CheckpointError,
     ConfigError,
@@ -94,10 +95,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     run_dir = Path(run_dir).resolve()
     if resuming and not (run_dir / ".hydra" / "config.yaml").is_file():
         raise CheckpointError(f"resume={run_dir}: no run there (.hydra/config.yaml is missing)")
+    dist = Dist.from_env()  # rank 0 of 1 outside torchrun
     try:
-        runlock.acquire(run_dir)
+        if dist.is_main:  # under torchrun rank 0 holds the lock for all ranks
+            runlock.acquire(run_dir)
         try:
-            return _train(cfg, run_dir, resuming, overrides or [])
+            return _train(cfg, run_dir, resuming, overrides or [], dist)
         finally:
             runlock.release(run_dir)
     except OSError as e:
@@ -105,7 +108,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
 
 
 def _train(cfg: DictConfig, run_dir: Path, resuming: bool,
-           overrides: list[str]) -> dict[str, Any]:
+           overrides: list[str], dist: Dist) -> dict[str, Any]:
     if resuming:
         cfg = _load_run_config(run_dir, overrides)
     _check_root(cfg)
@@ -113,7 +116,9 @@ def _train(cfg: DictConfig, run_dir: Path, resuming: bool,
     _check_pairing(cfg, schema, env)
     device = resolve_device(str(cfg.device.type), cfg.device.get("index"),
                             uses_torch=getattr(schema, "uses_torch", True))
-    if not resuming:
+    if dist.enabled:
+        device = _distributed_device(cfg, schema, device, dist)
+    if not resuming and dist.is_main:
         _prepare_fresh_dir(run_dir, cfg)
     seed_everything(int(cfg.seed), bool(cfg.deterministic))
     set_threads(cfg.get("threads"), schema)  # default auto: see core/threads.py
@@ -128,7 +133,7 @@ def _train(cfg: DictConfig, run_dir: Path, resuming: bool,
         checkpoint_every_s=float(cfg.checkpoint_every_s), resuming=resuming,
         network=cfg.get("network"), objective_tag=objective,
         minimize=tuple(getattr(schema, "minimize", ())),
-        objective_stat=str(obj_cfg.get("stat") or "last"),
+        objective_stat=str(obj_cfg.get("stat") or "last"), dist=dist,
     )
     if not resuming:
         ctx.logger.text("config", _yaml_block(cfg))
@@ -169,6 +174,8 @@ def _train(cfg: DictConfig, run_dir: Path, resuming: bool,
     finally:
         with contextlib.suppress(OSError):
             ctx.close()
+        if error and dist.enabled:  # the first rank's failure, not its peers' lost links
+            error = first_error(f"rank {dist.rank}: {error}")
         if status is not None:
             try:
                 results = ctx.write_results(status, error)
@@ -176,11 +183,24 @@ def _train(cfg: DictConfig, run_dir: Path, resuming: bool,
                 log.error("results.json not written: %s", describe_os_error(e))
     if status == "interrupted":
         raise Interrupted(run_dir, ctx.step, ctx.has_checkpoint)
+    if not dist.is_main:  # rank 0 writes and reports
+        return results
     if obj_cfg.get("metric") and results.get("objective") is None:
         raise objective_missing(str(objective), results["metrics"], ctx.algo_name)
     log.info("done: %s = %.4g (results in %s)", headline,
              results["metrics"].get(headline, {}).get("last", float("nan")), run_dir)
     return results
+
+
+def _distributed_device(cfg: DictConfig, schema: type, device: str, dist: Dist) -> str:
+    """Under torchrun: only the data-parallel loops, each rank on its own GPU."""
+    if not getattr(schema, "data_parallel", False):
+        raise ConfigError(f"algo={cfg.algo.name} does not train data-parallel: run it without"
+                          " torchrun (algo=lm and algo=ddpm do)")
+    if device.startswith("cuda") and cfg.device.get("index") is not None:
+        raise ConfigError("device.index does not apply under torchrun: each rank uses"
+                          " cuda:LOCAL_RANK (pick GPUs with CUDA_VISIBLE_DEVICES)")
+    return dist.device(device)
 
 
 def _check_root(cfg: DictConfig) -> None:

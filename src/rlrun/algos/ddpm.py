@@ -4,6 +4,7 @@
     rlrun experiment=ddpm/digits                      # the CPU preset: digits in minutes
     rlrun algo=ddpm algo.sampler=ddim algo.sample_steps=50 algo.eta=0
     rlrun algo=ddpm env=mnist env.path=$HOME/data/mnist algo.schedule=cosine
+    torchrun --standalone --nproc_per_node=2 -m rlrun experiment=ddpm/digits  # docs/scaling.md
 
 A UNet (`network=unet`) learns to predict the noise added by the forward process (the
 simple epsilon-MSE objective, uniform t, Adam with a linear warm-up, gradient clipping).
@@ -38,6 +39,7 @@ class DDPMConfig:
     uses_torch: ClassVar[bool] = True
     uses_network: ClassVar[bool] = True
     parallel_ops: ClassVar[bool] = True  # threads=auto: one thread per idle CPU
+    data_parallel: ClassVar[bool] = True  # runs under torchrun (core/distributed.py)
     headline: ClassVar[str] = "losses/noise_mse"
     objective: ClassVar[str] = "eval/fid"
     minimize: ClassVar[tuple[str, ...]] = ("eval/fid", "eval/fid_floor",
@@ -159,7 +161,7 @@ def load_image_sampler(ctx: Any) -> Callable[[int, str, int], torch.Tensor]:
 
 def run(ctx) -> None:
     cfg: DDPMConfig = ctx.algo
-    dev = torch.device(ctx.device)
+    dev, dist = torch.device(ctx.device), ctx.dist  # dist: ranks under torchrun
     data = load_images(ctx.env)
     if cfg.eval_samples:
         from rlrun.data.fid import check_labels
@@ -168,6 +170,9 @@ def run(ctx) -> None:
     x_all = data.images.to(dev)
     shape = tuple(x_all.shape[1:])
     net, ema, diff = build(ctx.network, data, cfg, ctx.device)
+    ddp = dist.wrap(net)  # DDP under torchrun; net itself on one process
+    if dist.enabled:  # each rank its own batches, noise and t (the net is synced by DDP)
+        torch.manual_seed(dist.seed(ctx.seed))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
@@ -182,27 +187,28 @@ def run(ctx) -> None:
     net.train()
     while st["step"] < cfg.total_steps:
         idx = torch.randint(0, len(x_all), (cfg.batch_size,), device=dev)
-        loss = diff.loss(net, x_all[idx])
+        loss = diff.loss(ddp, x_all[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         opt.step()
         sched.step()
-        ema.update_parameters(net)
+        ema.update_parameters(net)  # net is the same on every rank: so is the EMA
         st["loss_sum"] = st["loss_sum"] + loss.detach()
         st["loss_n"] += 1
         st["step"] = step = st["step"] + 1
         if step % cfg.log_every == 0 or step == cfg.total_steps:
-            last_loss = float(st["loss_sum"]) / st["loss_n"]  # mean since the last log
+            last_loss = dist.mean(st["loss_sum"]) / st["loss_n"]  # since the last log, ranks
             now = time.perf_counter()
             log.scalars({"losses/noise_mse": last_loss,
                          "charts/images_per_s": (step - step_last) * cfg.batch_size
-                         / max(now - t_last, 1e-9),
+                         * dist.world_size / max(now - t_last, 1e-9),
                          "charts/learning_rate": sched.get_last_lr()[0]}, step)
             st.update(loss_sum=torch.zeros((), device=dev), loss_n=0)
             t_last, step_last = now, step
-        if cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.total_steps:
+        if cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.total_steps \
+                and dist.is_main:
             grid = image_grid(sample(ema, diff, cfg, cfg.grid_samples, shape, ctx.seed)[0])
             log.image("diffusion/samples", grid, step)
             net.train()

@@ -5,6 +5,7 @@
     rlrun algo=lm network.ffn=switch network.capacity_factor=1.0 network.jitter=0.01
     rlrun algo=lm algo.flop_budget=2e13                  # stop at a training-FLOP budget
     rlrun algo=lm env=text_file env.path=book.txt
+    torchrun --standalone --nproc_per_node=2 -m rlrun algo=lm   # data-parallel: docs/scaling.md
 
 One loop, top to bottom, as in nanoGPT: random windows of the training text, next-character
 cross-entropy plus the MoE router losses (already weighted by `network.aux_loss_coef` and
@@ -49,6 +50,7 @@ class LMConfig:
     uses_torch: ClassVar[bool] = True
     uses_network: ClassVar[bool] = True
     parallel_ops: ClassVar[bool] = True  # threads=auto: one thread per idle CPU
+    data_parallel: ClassVar[bool] = True  # runs under torchrun (core/distributed.py)
     headline: ClassVar[str] = "eval/val_ppl"
     objective: ClassVar[str] = "eval/val_ppl"
     minimize: ClassVar[tuple[str, ...]] = ("eval/val_loss", "eval/val_ppl", "moe/dropped_fraction*",
@@ -143,7 +145,7 @@ def log_moe(log: Any, stats: list[dict[str, torch.Tensor]], step: int) -> None:
 
 
 def run(ctx) -> None:
-    cfg, dev = ctx.algo, torch.device(ctx.device)
+    cfg, dev, dist = ctx.algo, torch.device(ctx.device), ctx.dist  # dist: ranks (torchrun)
     if ctx.network is None or "block_size" not in ctx.network:
         raise ConfigError("algo=lm needs network=transformer")
     if not ctx.network.get("causal", True):
@@ -153,7 +155,8 @@ def run(ctx) -> None:
     corpus = CharCorpus(ctx.env, block)
     model = build_network(ctx.network, vocab_size=corpus.vocab_size).to(dev)
     opt = make_optimizer(model, cfg)
-    gen = torch.Generator().manual_seed(ctx.seed)
+    ddp = dist.wrap(model)  # DDP under torchrun (averages gradients); the model on 1 process
+    gen = torch.Generator().manual_seed(dist.seed(ctx.seed))  # each rank its own batches
     val = eval_batches(corpus.val, cfg.batch_size, block, cfg.eval_batches)
     prompt = corpus.encode(cfg.sample_prompt)
     st = {"step": 0, "flops": 0, "tokens": 0}
@@ -175,9 +178,9 @@ def run(ctx) -> None:
         lr = learning_rate(cfg, step, max(step / cfg.total_steps, st["flops"] / budget))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y = random_batch(corpus.train, cfg.batch_size, block, gen)
+        x, y = random_batch(corpus.train, cfg.batch_size, block, gen)  # per rank
         x, y = x.to(dev), y.to(dev)
-        logits, aux = model(x)
+        logits, aux = ddp(x)
         ce = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         loss = ce + aux.loss
         opt.zero_grad(set_to_none=True)
@@ -186,20 +189,20 @@ def run(ctx) -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         st["step"] = step = step + 1
-        st["flops"] += 3 * aux.flops
-        st["tokens"] += x.numel()
+        st["flops"] += 3 * dist.sum(aux.flops)  # all ranks' (the same on one process)
+        st["tokens"] += x.numel() * dist.world_size
         done = step >= cfg.total_steps or st["flops"] >= budget
         if step % cfg.log_every == 0 or done:
             now = time.perf_counter()
-            log.scalars({"losses/train": float(ce.detach()),
-                         "losses/router": float(aux.loss.detach()),
+            log.scalars({"losses/train": dist.mean(ce.detach()),  # over ranks
+                         "losses/router": dist.mean(aux.loss.detach()),
                          "charts/learning_rate": lr, "charts/flops": st["flops"],
                          "charts/tokens": st["tokens"],
                          "charts/tokens_per_s": (st["tokens"] - tok_log) / max(now - t_log,
                                                                                 1e-9)}, step)
             log_moe(log, aux.moe, step)
             t_log, tok_log = now, st["tokens"]
-        if (cfg.eval_every and step % cfg.eval_every == 0) or done:
+        if ((cfg.eval_every and step % cfg.eval_every == 0) or done) and dist.is_main:
             vl = evaluate(model, val, dev)
             ppl = math.exp(vl)
             log.scalars({"eval/val_loss": vl, "eval/val_ppl": ppl,

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import importlib
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +47,33 @@ def _run_dir(resume: Any, fresh: str) -> str:
     return str(resume) if resume not in (None, "", "None", "null") else fresh
 
 
+# Under torchrun, rank 0's start time (set by the CLI before Hydra composes): every rank then
+# names the same run dir. None: the current time, as Hydra's `${now:...}`.
+shared_start_time: float | None = None
+
+
+def _now(pattern: str) -> str:
+    """`${rlrun_now:%Y-%m-%d_%H-%M-%S}`: the run dir's timestamp, the same on every rank."""
+    import datetime
+
+    t = shared_start_time if shared_start_time is not None else time.time()
+    return datetime.datetime.fromtimestamp(t).strftime(pattern)
+
+
 def _output_subdir(resume: Any, output_dir: Any = None) -> str | None:
     """Where Hydra saves the job's config, or None for "nowhere".
 
     A resumed run keeps the .hydra/ of its first launch: that is the config it continues.
     Hydra writes .hydra/ before rlrun's code runs, so the run dir's lock is taken here,
     first: a second process aimed at a live run's dir (or at a dir that already holds a
-    run) writes nothing there, and `train()` then refuses it with one line.
+    run) writes nothing there, and `train()` then refuses it with one line. Under torchrun
+    only rank 0 writes it.
     """
     if resume not in (None, "", "None", "null"):
+        return None
+    from rlrun.core.distributed import rank
+
+    if rank() > 0:  # under torchrun rank 0 alone writes (and locks) the run dir
         return None
     if output_dir not in (None, "", "???"):
         from rlrun.core import runlock
@@ -104,7 +123,7 @@ def _groups_help(sources: Any = None) -> str:
 
 def register_resolvers() -> None:
     """OmegaConf resolvers used by configs/train.yaml (run and sweep dirs) and --help."""
-    for name, fn in (("rlrun_slug", _slug), ("rlrun_run_dir", _run_dir),
+    for name, fn in (("rlrun_slug", _slug), ("rlrun_run_dir", _run_dir), ("rlrun_now", _now),
                      ("rlrun_output_subdir", _output_subdir), ("rlrun_groups", _groups_help),
                      ("rlrun_sqlite", _sqlite)):
         if not OmegaConf.has_resolver(name):

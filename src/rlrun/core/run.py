@@ -25,6 +25,7 @@ already holds everything, and a resume redoes only what is left.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import time
 from collections.abc import Callable
@@ -35,6 +36,8 @@ from typing import Any
 from rlrun.core import results as results_file
 from rlrun.core import state as tracked_state
 from rlrun.core.checkpoint import load_checkpoint, remove_stray_temp_files, save_checkpoint
+from rlrun.core.distributed import Dist
+from rlrun.core.errors import CheckpointError
 from rlrun.core.logger import ALWAYS_MINIMIZED, Logger, LoggerConfig, lower_is_better
 from rlrun.core.progress import Progress
 from rlrun.core.scalars import write_scalars
@@ -70,6 +73,7 @@ class RunContext:
     step: int = 0
     wall_time_prev_s: float = 0.0
     stop_requested: bool = False
+    dist: Dist = field(default_factory=Dist)  # rank and world size under torchrun
     restoring: bool = field(default=False, init=False)  # from restore() to start_progress()
     logger: Logger = field(init=False)
     _progress: Progress | None = field(default=None, init=False)
@@ -83,9 +87,19 @@ class RunContext:
     def __post_init__(self) -> None:
         self._resume_state = None
         purge = None
-        remove_stray_temp_files(self.checkpoint_path)  # left by a kill in mid-save
+        if self.dist.is_main:
+            remove_stray_temp_files(self.checkpoint_path)  # left by a kill in mid-save
+        else:  # rank 0 alone writes event files and shows progress
+            self.logger_cfg = dataclasses.replace(self.logger_cfg, tensorboard=False,
+                                                  progress="none", video=False)
         if self.resuming:
             self._resume_state = load_checkpoint(self.checkpoint_path)
+            saved_world = int(self._resume_state.get("world_size", 1))
+            if saved_world != self.dist.world_size:
+                raise CheckpointError(
+                    f"resume={self.run_dir}: it was trained by {saved_world} process(es) and"
+                    f" this launch has {self.dist.world_size}; resume it with the same number"
+                    " (torchrun --nproc_per_node=...): each rank's data stream depends on it")
             purge = int(self._resume_state["step"]) + 1
             self._saved_step = self.step = int(self._resume_state["step"])
             self.wall_time_prev_s = float(self._resume_state["wall_time_s"])
@@ -116,6 +130,8 @@ class RunContext:
         missing = sorted(set(self._tracked) - set(saved))
         if missing:
             raise KeyError(f"the checkpoint lacks {', '.join(missing)}")
+        if self.dist.enabled:  # this rank's own RNGs and counters (see save())
+            saved = {**saved, **self._resume_state["ranks"][self.dist.rank]["loop"]}
         for name, item in self._tracked.items():
             loaded = tracked_state.load(item, saved[name], name)
             if loaded is not item and not isinstance(item, tuple):
@@ -139,7 +155,7 @@ class RunContext:
             if self._saved_step != self.step or not self.has_checkpoint:
                 self.save(self.step)
             if not self.stop_requested:
-                if final is not None:
+                if final is not None and self.dist.is_main:  # evaluation: rank 0 alone
                     final()
                 self.finished = True
         finally:
@@ -154,7 +170,7 @@ class RunContext:
             return None
         self.restoring = True  # an error until start_progress() means the state did not fit
         self.logger.load_state_dict(s["logger"])
-        set_rng_state(s["rng"])
+        set_rng_state(s["ranks"][self.dist.rank]["rng"] if self.dist.enabled else s["rng"])
         self.step = int(s["step"])
         self.wall_time_prev_s = float(s["wall_time_s"])
         return s["loop"]
@@ -165,9 +181,21 @@ class RunContext:
         self.step = step
         if loop_state is None:
             loop_state = self.state_dict()
+        extra: dict[str, Any] = {}
+        if self.dist.enabled:
+            # Networks and optimisers are the same on every rank (DDP); RNGs and counters
+            # (anything without a state_dict) are each rank's own: rank 0 saves them all.
+            own = [n for n, item in self._tracked.items()
+                   if n in loop_state and not tracked_state.shared(item)]
+            ranks = self.dist.gather({"rng": rng_state(),
+                                      "loop": {n: loop_state[n] for n in own}})
+            if not self.dist.is_main:
+                self._saved_step, self._last_ckpt = step, time.monotonic()
+                return
+            extra = {"world_size": self.dist.world_size, "ranks": ranks}
         save_checkpoint(self.checkpoint_path, {
             "step": step, "loop": loop_state, "logger": self.logger.state_dict(),
-            "rng": rng_state(), "wall_time_s": self.wall_time_s,
+            "rng": rng_state(), "wall_time_s": self.wall_time_s, **extra,
         })
         self._saved_step = step
         self._last_ckpt = time.monotonic()
@@ -185,7 +213,10 @@ class RunContext:
             raise StopRequested
 
     def write_results(self, status: str, error: str | None = None) -> dict[str, Any]:
-        """Write `results.json` with the summary of every logged scalar; return it."""
+        """Write `results.json` with the summary of every logged scalar; return it.
+        Under torchrun rank 0 writes it; the others return {}."""
+        if not self.dist.is_main:
+            return {}
         metrics = self.logger.summary()
         extra: dict[str, Any] = {"device": self.device, "headline": self.headline,
                                  "objective": None}
@@ -196,6 +227,8 @@ class RunContext:
         if tag:  # the declared direction, for sweepers and reports (no guessing by name)
             extra["objective_mode"] = "min" if lower_is_better(tag, self.minimize) else "max"
         extra["minimize"] = [*ALWAYS_MINIMIZED, *self.minimize]
+        if self.dist.enabled:
+            extra["world_size"] = self.dist.world_size
         if error:
             extra["error"] = error
         rec = results_file.build(algo=self.algo_name, env=self.env_name, seed=self.seed,
@@ -225,11 +258,15 @@ class RunContext:
         self.step = step
         if self._progress is not None:
             self._progress.update(step, value)
+        now = time.monotonic()
+        due = self.checkpoint_every_s > 0 and now - self._last_ckpt >= self.checkpoint_every_s
+        if self.dist.enabled:  # every rank stops, and saves, at the same step
+            stop, due = self.dist.agree(self.stop_requested, due)
+            self.stop_requested = stop
         if self.stop_requested:
             self.save(step, state_fn())
             return True
-        now = time.monotonic()
-        if self.checkpoint_every_s > 0 and now - self._last_ckpt >= self.checkpoint_every_s:
+        if due:
             self.save(step, state_fn())
         elif now - self._last_beat >= self.heartbeat_s:
             self.write_results("running")

@@ -100,6 +100,13 @@ def load(x: Any, saved: Any, name: str = "state") -> Any:
     return saved
 
 
+def shared(x: Any) -> bool:
+    """Whether a tracked item is the same on every rank of a data-parallel run (networks,
+    optimisers, schedulers: anything with a state_dict), rather than each rank's own (RNGs,
+    counters)."""
+    return _stateful(x)
+
+
 def check_trackable(name: str, x: Any) -> None:
     """A plain value at the top level could not be restored into the loop's variable."""
     if not (_stateful(x) or isinstance(x, np.random.Generator | dict | list | np.ndarray)

@@ -1,0 +1,231 @@
+"""Data-parallel runs under `torchrun`: the process group, DDP, per-rank seeds, reductions.
+
+    torchrun --standalone --nproc_per_node=2 -m rlrun algo=lm        # docs/scaling.md
+
+torchrun starts one rlrun process per rank and sets RANK, LOCAL_RANK and WORLD_SIZE; without
+them (a plain `rlrun`) everything here is a no-op and a run is exactly what it always was.
+Under torchrun:
+
+- the process group is initialised before Hydra composes the config (`setup`), with gloo
+  for CPU tensors and, where CUDA exists, NCCL for CUDA ones; each rank then uses
+  `cuda:LOCAL_RANK`;
+- rank 0's clock names the run dir (`shared_time`): every rank composes its own config, and
+  Hydra's `${now:...}` could otherwise differ by a second between ranks;
+- the loops wrap their network in DDP (`Dist.wrap`), which averages gradients across ranks;
+  each rank draws its own batches from `Dist.seed(seed)` (the seed itself on one process);
+- `algo.batch_size` is per rank: the global batch is batch_size x WORLD_SIZE;
+- only rank 0 writes (run dir, TensorBoard, results.json, checkpoint, lock);
+- `Dist.agree` combines the per-rank stop / checkpoint-due flags once per tick, so every
+  rank stops, and saves, at the same step.
+
+torch is imported only when a process group is used.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+ERROR_KEY = "rlrun/error"  # set in the rendezvous store by the first rank that fails
+
+
+def env_world() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) without it."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        return 0, 0, 1
+    return (rank, local, world) if world > 1 else (0, 0, 1)
+
+
+def is_distributed() -> bool:
+    return env_world()[2] > 1
+
+
+def rank() -> int:
+    return env_world()[0]
+
+
+def setup() -> None:
+    """Join the process group (once; no-op outside torchrun). Called before Hydra composes
+    the config, so the backend is picked before the device is known: gloo for CPU tensors,
+    plus NCCL for CUDA tensors where CUDA exists (one process group serves both)."""
+    r, local, world = env_world()
+    if world == 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    backend = "gloo"
+    if torch.cuda.is_available() and torch.cuda.device_count() > local:
+        torch.cuda.set_device(local)
+        backend = "cpu:gloo,cuda:nccl"
+    dist.init_process_group(backend=backend, rank=r, world_size=world)
+
+
+def shared_time() -> float:
+    """Rank 0's wall clock, the same on every rank (names the run dir)."""
+    now = time.time()
+    if not is_distributed():
+        return now
+    import torch.distributed as dist
+
+    box = [now]
+    dist.broadcast_object_list(box, src=0)
+    return float(box[0])
+
+
+def teardown() -> None:
+    """Leave the process group (torch warns at exit otherwise); nothing if never joined."""
+    import sys
+
+    if is_distributed() and "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def report_error(message: str) -> None:
+    """Leave `message` in the rendezvous store for rank 0 (best effort): the ranks that then
+    lose their peers report it instead of a connection error."""
+    try:
+        import torch.distributed as dist
+        from torch.distributed.distributed_c10d import _get_default_store
+
+        if dist.is_initialized():
+            store = _get_default_store()
+            store.compare_set(ERROR_KEY, "", message)  # the first failure wins
+    except Exception:  # noqa: BLE001 - the store may be gone with the agent
+        pass
+
+
+def peer_error() -> str | None:
+    """The failure another rank reported (`report_error`), if any."""
+    try:
+        import torch.distributed as dist
+        from torch.distributed.distributed_c10d import _get_default_store
+
+        if not dist.is_initialized():
+            return None
+        store = _get_default_store()
+        if store.check([ERROR_KEY]):
+            value = store.get(ERROR_KEY).decode()
+            return value or None
+    except Exception:  # noqa: BLE001
+        return None
+    return None
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a data-parallel run (rank 0 of 1 outside torchrun)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_env(cls) -> Dist:
+        r, local, world = env_world()
+        if world > 1:
+            setup()
+        return cls(r, local, world)
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one that writes."""
+        return self.rank == 0
+
+    def seed(self, seed: int) -> int:
+        """This rank's data seed: `seed` itself on one process; on several, distinct per
+        rank and per `seed` (no two (seed, rank) pairs share a stream)."""
+        if not self.enabled:
+            return seed
+        import numpy as np
+
+        return int(np.random.SeedSequence([seed, self.rank]).generate_state(1, np.uint64)[0]
+                   % 2**63)
+
+    def device(self, device: str) -> str:
+        """`cuda` becomes this rank's GPU, `cuda:LOCAL_RANK`."""
+        if self.enabled and device.startswith("cuda"):
+            return f"cuda:{self.local_rank}"
+        return device
+
+    def wrap(self, module: Any) -> Any:
+        """DDP around `module` (gradients averaged across ranks in backward); the module
+        itself on one process. Checkpoints keep tracking the module, not the wrapper. Every
+        parameter must take part in each forward (the MoE layers' experts are stacked
+        tensors: an expert no token reached still gets a zero gradient)."""
+        if not self.enabled:
+            return module
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        dev = next(module.parameters()).device
+        ids = [dev.index] if dev.type == "cuda" else None
+        return DDP(module, device_ids=ids)
+
+    def _reduce(self, values: list[float], op: str) -> list[float]:
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op])
+        return t.tolist()
+
+    def mean(self, x: float) -> float:
+        """The mean of `x` over ranks (losses, which are per-rank averages)."""
+        return self._reduce([float(x)], "sum")[0] / self.world_size if self.enabled \
+            else float(x)
+
+    def sum(self, x: float) -> float:
+        """The sum of `x` over ranks (FLOPs, tokens, images)."""
+        if not self.enabled:
+            return x
+        total = self._reduce([float(x)], "sum")[0]
+        return int(total) if isinstance(x, int) else total
+
+    def agree(self, *flags: bool) -> tuple[bool, ...]:
+        """Each flag true on every rank when it is true on any (stop, checkpoint due)."""
+        if not self.enabled:
+            return flags
+        return tuple(v > 0 for v in self._reduce([float(f) for f in flags], "max"))
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """Every rank's `obj` on rank 0 (None on the others); [obj] on one process."""
+        if not self.enabled:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(_to_cpu(obj), out, dst=0)
+        return out
+
+
+def _to_cpu(x: Any) -> Any:
+    """Tensors moved to the CPU (pickled CUDA tensors would land on the sender's GPU)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        return x.detach().cpu()
+    if isinstance(x, dict):
+        return {k: _to_cpu(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(_to_cpu(v) for v in x)
+    return x
+
+
+def first_error(message: str) -> str:
+    """Report `message` as this rank's failure and return the run's first one: a rank whose
+    peer crashed fails too (its collective loses the link), and names the peer's error."""
+    report_error(message)
+    return peer_error() or message

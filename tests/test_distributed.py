@@ -1,0 +1,220 @@
+"""Data-parallel runs under torchrun (gloo on the CPU, 2 processes; docs/scaling.md).
+
+Each torchrun launch starts three Python processes (the agent and two ranks, each importing
+torch), so there are few of them: one in the default run (the DDP-equals-doubled-batch check,
+which also checks what rank 0 alone writes and the world-size refusal), the rest `slow`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlrun.core.config import _now
+from rlrun.core.distributed import Dist
+from rlrun.data import text
+
+from .conftest import read_results, rlrun_cli, run_train
+
+TINY_LM = ["algo=lm", "threads=1", "checkpoint_every_s=0", "network.d_model=32",
+           "network.n_layers=1", "network.n_heads=2", "network.block_size=16",
+           "network.d_ff=64", "env.max_chars=20000", "algo.eval_every=0",
+           "algo.eval_batches=1", "algo.sample_chars=0", "algo.attention_stats=false",
+           "algo.log_every=1", "logger.progress=none"]
+
+
+def torchrun(args: list[str], cwd: Path, timeout: float = 120,
+             **kw) -> subprocess.Popen | subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node=2 -m rlrun ARGS` (the module form of torchrun,
+    which needs no console script on PATH)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "rlrun", *args]
+    env = dict(kw.pop("env", None) or {**os.environ, "PYTHONUNBUFFERED": "1"})
+    env.pop("HYDRA_FULL_ERROR", None)
+    if kw.pop("background", False):
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def params(run_dir: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    return ckpt["loop"]["model"]
+
+
+def test_ddp_on_two_ranks_equals_one_process_with_both_ranks_batches(tmp_path, monkeypatch):
+    """After K steps, 2 ranks x batch 4 (DDP averages the gradients) hold the parameters of
+    one process with batch 8 made of the two ranks' batches. Rank 0 alone writes, into one
+    run dir named the same by both ranks; a different world size cannot resume it."""
+    steps, batch = 3, 4
+    out = torchrun([*TINY_LM, f"algo.total_steps={steps}", f"algo.batch_size={batch}"],
+                   tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = list((tmp_path / "outputs" / "lm" / "stdlib_docs").iterdir())
+    assert len(runs) == 1  # both ranks named the same dir (rank 0's clock)
+    ddp_dir = runs[0]
+    rec = read_results(ddp_dir)
+    assert rec["status"] == "completed" and rec["world_size"] == 2 and rec["steps"] == steps
+    assert rec["metrics"]["charts/tokens"]["last"] == steps * 2 * batch * 16
+    assert len(list(ddp_dir.glob("events.out.tfevents.*"))) == 1  # one TensorBoard writer
+    assert sorted(p.name for p in (ddp_dir / ".hydra").iterdir()) == \
+        ["config.yaml", "hydra.yaml", "overrides.yaml"]
+    assert len(list(ddp_dir.glob("*.log"))) == 1
+
+    # The reference: one process, batch 8 = rank 0's 4 sequences then rank 1's 4.
+    seeds = [Dist(r, r, 2).seed(0) for r in (0, 1)]
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    draw = text.random_batch
+
+    def both_ranks(data, b, block, gen):
+        parts = [draw(data, b // 2, block, g) for g in gens]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    monkeypatch.setattr("rlrun.algos.lm.random_batch", both_ranks)
+    run_train(tmp_path, [*TINY_LM, f"algo.total_steps={steps}",
+                         f"algo.batch_size={2 * batch}"], "single")
+    ref, got = params(tmp_path / "single"), params(ddp_dir)
+    assert ref.keys() == got.keys()
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-4, atol=1e-5, msg=k)
+    # ... and not by accident: a step on rank 0's batch alone lands elsewhere
+    monkeypatch.setattr("rlrun.algos.lm.random_batch",
+                        lambda data, b, block, gen: draw(data, b // 2, block, gens[0]))
+    gens[0].manual_seed(seeds[0])
+    run_train(tmp_path, [*TINY_LM, f"algo.total_steps={steps}",
+                         f"algo.batch_size={2 * batch}"], "rank0_only")
+    assert any(not torch.allclose(params(tmp_path / "rank0_only")[k], got[k], atol=1e-5)
+               for k in got)
+
+    # A plain rlrun (world size 1) may not continue a 2-process run: one line, exit 2.
+    bad = rlrun_cli([f"resume={ddp_dir}", "algo.total_steps=5"], tmp_path)
+    assert bad.returncode == 2, bad.stderr[-2000:]
+    line = bad.stderr.strip().splitlines()[-1]
+    assert "trained by 2 process(es) and this launch has 1" in line
+    assert "Traceback" not in bad.stderr
+    assert read_results(ddp_dir)["status"] == "completed"  # untouched
+
+
+def test_the_run_dir_timestamp_follows_the_shared_start_time(monkeypatch):
+    import rlrun.core.config as config
+
+    monkeypatch.setattr(config, "shared_start_time", 86400.0 * 365)
+    assert _now("%Y-%m-%d_%H-%M-%S") == _now("%Y-%m-%d_%H-%M-%S")
+    assert _now("%Y").startswith("1971")
+
+
+def test_rank_seeds_are_distinct_and_the_seed_itself_on_one_process():
+    assert Dist().seed(7) == 7
+    seeds = {Dist(r, r, 2).seed(s) for r in (0, 1) for s in (0, 1)}
+    assert len(seeds) == 4
+
+
+def _wait_for_steps(run_dir_parent: Path, proc: subprocess.Popen, timeout: float = 60) -> Path:
+    """The run dir once rank 0 has logged a few training steps."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        for res in run_dir_parent.glob("*/*/*/results.json"):
+            try:
+                if json.loads(res.read_text())["metrics"].get("losses/train"):
+                    return res.parent
+            except (ValueError, KeyError):
+                pass
+        time.sleep(0.2)
+    raise AssertionError("the run did not start")
+
+
+@pytest.mark.slow
+def test_sigint_to_torchrun_stops_both_ranks_at_one_step_and_resume_is_exact(tmp_path):
+    """Ctrl-C to the torchrun agent: every rank stops at the same step, one checkpoint, status
+    interrupted; `torchrun ... rlrun resume=DIR` then ends where an uninterrupted run does
+    (an MoE LM: its router losses are part of each rank's loss)."""
+    args = [*TINY_LM, "algo.total_steps=1000", "algo.batch_size=4", "algo.log_every=5",
+            "checkpoint_every_s=0.5", "network.ffn=mixtral", "network.n_experts=4"]  # MoE
+    (tmp_path / "a").mkdir()
+    proc = torchrun(args, tmp_path / "a", background=True)
+    run_dir = _wait_for_steps(tmp_path / "a" / "outputs", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode != 0
+    rec = read_results(run_dir)
+    assert rec["status"] == "interrupted", err[-3000:]
+    assert 0 < rec["steps"] < 1000
+    assert err.count("rlrun: interrupted at step") == 1, err[-3000:]  # rank 0 says it
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["step"] == rec["steps"]
+    assert [r["loop"]["counters"]["step"] for r in ckpt["ranks"]] == [ckpt["step"]] * 2
+
+    out = torchrun([f"resume={run_dir}"], tmp_path)
+    assert out.returncode == 0, out.stderr[:3000] + out.stderr[-1500:]
+    assert read_results(run_dir)["status"] == "completed"
+    (tmp_path / "b").mkdir()
+    full = torchrun(args, tmp_path / "b")
+    assert full.returncode == 0, full.stderr[-3000:]
+    full_dir = next((tmp_path / "b" / "outputs").glob("*/*/*"))
+    ref, got = params(full_dir), params(run_dir)
+    for k in ref:
+        assert torch.equal(got[k], ref[k]), k
+    a, b = read_results(run_dir), read_results(full_dir)
+    assert a["metrics"]["losses/train"]["last"] == b["metrics"]["losses/train"]["last"]
+
+
+@pytest.mark.slow
+def test_ddpm_runs_on_two_ranks_with_one_ema_and_rank0_writing(tmp_path):
+    out = torchrun(["experiment=ddpm/digits", "threads=1", "algo.total_steps=4",
+                    "algo.batch_size=8", "algo.log_every=2", "algo.eval_samples=0",
+                    "algo.grid_samples=4", "algo.strip_rows=2", "algo.strip_columns=2",
+                    "algo.timesteps=20", "algo.sample_every=0", "logger.progress=none",
+                    "checkpoint_every_s=0"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs").glob("*/*/*")
+    rec = read_results(run_dir)
+    assert rec["status"] == "completed" and rec["world_size"] == 2
+    assert (run_dir / "samples.png").is_file()
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    ema = ckpt["loop"]["ema"]
+    assert int(ema["n_averaged"]) == 4
+
+
+CRASH_ON_RANK1 = """
+import os
+if os.environ.get("RANK") == "1":
+    import rlrun.data.text as text
+    draw, calls = text.random_batch, []
+
+    def random_batch(*args):
+        calls.append(1)
+        if len(calls) > 2:
+            raise ValueError("boom on rank 1")
+        return draw(*args)
+
+    text.random_batch = random_batch
+"""
+
+
+@pytest.mark.slow
+def test_a_crashing_rank_fails_the_run_in_one_line_naming_it(tmp_path):
+    """Rank 1 raises at its third batch (a bug, through a sitecustomize that only rank 1
+    obeys): rank 1 says so in one line, rank 0 (whose collective then loses its peer) says
+    nothing more, and results.json records rank 1's error."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_ON_RANK1)
+    path = os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])
+    out = torchrun([*TINY_LM, "algo.total_steps=50", "algo.batch_size=4"], tmp_path,
+                   env={**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"})
+    assert out.returncode != 0
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("rlrun: ")]
+    assert lines == ["rlrun: error: rank 1: ValueError: boom on rank 1"], out.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs").glob("*/*/*")
+    rec = read_results(run_dir)
+    assert rec["status"] == "failed" and rec["error"] == "rank 1: ValueError: boom on rank 1"
