@@ -169,6 +169,11 @@ def test_switch_learns_above_the_majority_baseline_and_logs_router_metrics(tmp_p
     assert vocab["labels"] == ["cold", "neutral", "warm"] and "red" in vocab["tokens"]
     texts = ["apple red stone music", "blue river", "grey tower paper north"]
     assert classify(tmp_path / "run", texts) == ["warm", "cold", "neutral"]
+    from rlrun.eval import evaluate  # rlrun-eval RUN text=... labels new text the same way
+
+    rec = evaluate(tmp_path / "run", {"text": texts[0]})
+    assert rec["label"] == "warm" and rec["mode"] == "labels"
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["label"] == "warm"
 
 
 def test_resume_continues_exactly(tmp_path, monkeypatch):

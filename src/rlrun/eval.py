@@ -37,9 +37,10 @@ from rlrun.core.run import RunContext
 PROG = "rlrun-eval"
 # hook name -> what it does (the "mode" of a run)
 HOOKS = {"load_policy": "policy", "load_text_generator": "text",
-         "load_image_sampler": "images"}
+         "load_image_sampler": "images", "load_text_classifier": "labels"}
 MODE_WHAT = {"policy": "playing episodes (deep RL)", "text": "text generation (algo=lm)",
-             "images": "image sampling (algo=ddpm)"}
+             "images": "image sampling (algo=ddpm)",
+             "labels": "text classification (algo=text_classifier)"}
 EVAL_FILE, VIDEO_FILE, SAMPLES_FILE = "eval.json", "eval_video.gif", "eval_samples.png"
 
 
@@ -72,6 +73,7 @@ OPTIONS = {
                       " algo.sampler)", choices=("ddpm", "ddim")),
     "steps": Option(int, "images", "DDIM steps, with sampler=ddim (default: the run's"
                     " algo.sample_steps)", low=1),
+    "text": Option(str, "labels", "the text to classify (required)"),
     "seed": Option(int, None, "default: the run's seed, which replays the run's own last"
                    " evaluation (episodes are seeded seed + 10000 + i)", low=0),
     "device": Option(str, None, "cpu, cuda or auto (default: the run's device)",
@@ -97,6 +99,7 @@ examples:
   {PROG} RUN episodes=20 deterministic=false video=true
   {PROG} LM_RUN prompt="The " chars=300 temperature=0.7
   {PROG} DDPM_RUN samples=16 sampler=ddim steps=50
+  {PROG} CLASSIFIER_RUN text="Return the value of the named header field."
 
 A plugin algorithm supports {PROG} by defining a hook in its loop's module: docs/eval.md.
 Bad input is one line on stderr and exit code 2."""
@@ -250,6 +253,8 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
         _play(ctx, hook, opts, rec, fps, echo)
     elif mode == "text":
         _text(ctx, hook, opts, rec, echo)
+    elif mode == "labels":
+        _labels(ctx, hook, opts, rec, echo)
     else:
         _images(ctx, hook, opts, rec, echo)
     from rlrun.core.checkpoint import atomic_write_json
@@ -330,6 +335,18 @@ def _text(ctx: ReadOnlyRunContext, hook: Callable, opts: dict[str, Any], rec: di
     rec["settings"].update(prompt=prompt, chars=chars, temperature=temperature)
     rec["text"] = text
     echo(prompt + text)
+    echo(f"wrote {ctx.run_dir / EVAL_FILE}")
+
+
+def _labels(ctx: ReadOnlyRunContext, hook: Callable, opts: dict[str, Any],
+            rec: dict[str, Any], echo: Callable[[str], None]) -> None:
+    if "text" not in opts:
+        raise ConfigError(f"algo={ctx.algo_name} classifies text: give text=\"...\"")
+    predict = _load(ctx, hook)
+    label = predict([opts["text"]])[0]
+    rec["settings"].update(text=opts["text"])
+    rec["label"] = label
+    echo(label)
     echo(f"wrote {ctx.run_dir / EVAL_FILE}")
 
 

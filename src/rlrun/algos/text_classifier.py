@@ -223,3 +223,13 @@ def run(ctx) -> None:
         if ctx.tick(step, acc):
             break
     ctx.finish()
+
+
+def load_text_classifier(ctx) -> Any:
+    """rlrun-eval's hook: the saved classifier labels new texts (`text=...`)."""
+    from rlrun.data.text_classification import saved_classifier
+
+    model, predict = saved_classifier(ctx.run_dir, ctx.network, ctx.algo)
+    ctx.track(model=model.to(ctx.device))  # the loop's name
+    ctx.resume()
+    return predict

@@ -36,6 +36,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -300,24 +301,39 @@ def classify(run_dir: str | Path, texts: list[str]) -> list[str]:
     from rlrun.core import state as tracked_state
     from rlrun.core.checkpoint import load_checkpoint
     from rlrun.core.trust import check_references
+
+    run = Path(run_dir)
+    for need in (".hydra/config.yaml", "checkpoints/last.pt"):
+        if not (run / need).is_file():
+            raise DataError(f"{run_dir}: no {need}; give the dir of an algo=text_classifier run")
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    check_references(OmegaConf.to_container(cfg, resolve=False), str(run_dir))
+    model, predict = saved_classifier(run, cfg.network, cfg.algo)
+    tracked_state.load(model, load_checkpoint(run / "checkpoints" / "last.pt")["loop"]["model"])
+    return predict(texts)
+
+
+def saved_classifier(run_dir: Path, network: Any, algo: Any) -> tuple[Any, Any]:
+    """The classifier of a run (weights not loaded yet) built from its vocab.json, and the
+    function that labels texts with it: what `classify` and rlrun-eval's hook share."""
     from rlrun.nets import build_network
     from rlrun.nets.classifier import SequenceClassifier
 
-    run = Path(run_dir)
-    for need in ("vocab.json", ".hydra/config.yaml", "checkpoints/last.pt"):
-        if not (run / need).is_file():
-            raise DataError(f"{run_dir}: no {need}; give the dir of an algo=text_classifier run")
-    vocab = json.loads((run / "vocab.json").read_text())
-    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
-    check_references(OmegaConf.to_container(cfg, resolve=False), str(run_dir))
-    encoder = build_network(cfg.network, vocab_size=len(vocab["tokens"]), lm_head=False,
+    path = Path(run_dir) / "vocab.json"
+    if not path.is_file():
+        raise DataError(f"{run_dir}: no vocab.json; give the dir of an algo=text_classifier run")
+    vocab = json.loads(path.read_text())
+    encoder = build_network(network, vocab_size=len(vocab["tokens"]), lm_head=False,
                             block_size=vocab["max_len"])
     model = SequenceClassifier(encoder, len(vocab["labels"]), 0.0,
-                               hidden=int(cfg.algo.get("head_hidden", 0)),
-                               mask_padding=bool(cfg.algo.get("mask_padding", True)))
-    tracked_state.load(model, load_checkpoint(run / "checkpoints" / "last.pt")["loop"]["model"])
-    model.eval()
+                               hidden=int(getattr(algo, "head_hidden", 0) or 0),
+                               mask_padding=bool(getattr(algo, "mask_padding", True)))
     stoi = {tok: i for i, tok in enumerate(vocab["tokens"])}
-    with torch.no_grad():
-        logits, _ = model(encode(texts, stoi, vocab["tokenizer"], vocab["max_len"]))
-    return [vocab["labels"][i] for i in logits.argmax(-1).tolist()]
+
+    def predict(texts: list[str]) -> list[str]:
+        model.eval()
+        with torch.no_grad():
+            logits, _ = model(encode(texts, stoi, vocab["tokenizer"], vocab["max_len"]))
+        return [vocab["labels"][i] for i in logits.argmax(-1).tolist()]
+
+    return model, predict
