@@ -23,6 +23,7 @@ torch is imported only when a process group is used.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -89,6 +90,10 @@ def teardown() -> None:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            # leave together: a rank that tears down while another still finishes its run
+            # (rank 0's final evaluation and save) aborted in gloo's threads now and then
+            with contextlib.suppress(Exception):
+                dist.barrier()
             dist.destroy_process_group()
 
 
