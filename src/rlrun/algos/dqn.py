@@ -34,7 +34,7 @@ from rlrun.envs.gym import (
 from rlrun.nets import accepts_observations, build_network
 from rlrun.rl.buffers import FrameReplayBuffer, ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
-from rlrun.rl.schema import GymAlgorithm
+from rlrun.rl.schema import GymAlgorithm, check_replay
 from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
 from rlrun.rl.vec_env import VecEnvState
 
@@ -83,14 +83,7 @@ class DQNConfig(GymAlgorithm):
                               " (0, 1]")
         if self.learning_starts < 0 or self.eval_every < 0:
             raise ConfigError("learning_starts and eval_every must be >= 0")
-        if self.batch_size > self.buffer_size:
-            raise ConfigError(f"batch_size={self.batch_size} is larger than algo.buffer_size="
-                              f"{self.buffer_size}: lower algo.batch_size or raise"
-                              " algo.buffer_size")
-        if self.learning_starts >= self.total_steps:
-            raise ConfigError(f"learning_starts={self.learning_starts} >= algo.total_steps="
-                              f"{self.total_steps}: it would never learn; lower"
-                              " algo.learning_starts or raise algo.total_steps")
+        check_replay(self)
 
 
 def epsilon(step: int, cfg: DQNConfig) -> float:

@@ -32,7 +32,7 @@ from rlrun.nets import build_network
 from rlrun.nets.actor_critic import QEnsemble, SquashedGaussianActor
 from rlrun.rl.buffers import ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
-from rlrun.rl.schema import GymAlgorithm
+from rlrun.rl.schema import GymAlgorithm, check_replay
 from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, ndtr, real_next_obs
 from rlrun.rl.vec_env import VecEnvState
 
@@ -93,14 +93,7 @@ class SACConfig(GymAlgorithm):
             raise ConfigError(f"noise_rho={self.noise_rho} must be in [0, 1)")
         if self.log_std_min >= self.log_std_max:
             raise ConfigError("log_std_min must be < log_std_max")
-        if self.batch_size > self.buffer_size:
-            raise ConfigError(f"batch_size={self.batch_size} is larger than algo.buffer_size="
-                              f"{self.buffer_size}: lower algo.batch_size or raise"
-                              " algo.buffer_size")
-        if self.learning_starts >= self.total_steps:
-            raise ConfigError(f"learning_starts={self.learning_starts} >= algo.total_steps="
-                              f"{self.total_steps}: it would never learn; lower"
-                              " algo.learning_starts or raise algo.total_steps")
+        check_replay(self)
 
 
 def build(net_cfg: Any, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray,

@@ -30,7 +30,7 @@ from rlrun.nets import build_network
 from rlrun.nets.actor_critic import QEnsemble
 from rlrun.rl.buffers import ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
-from rlrun.rl.schema import GymAlgorithm
+from rlrun.rl.schema import GymAlgorithm, check_replay
 from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
 from rlrun.rl.vec_env import VecEnvState
 
@@ -73,14 +73,7 @@ class TD3Config(GymAlgorithm):
                     "eval_every"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
-        if self.batch_size > self.buffer_size:
-            raise ConfigError(f"batch_size={self.batch_size} is larger than algo.buffer_size="
-                              f"{self.buffer_size}: lower algo.batch_size or raise"
-                              " algo.buffer_size")
-        if self.learning_starts >= self.total_steps:
-            raise ConfigError(f"learning_starts={self.learning_starts} >= algo.total_steps="
-                              f"{self.total_steps}: it would never learn; lower"
-                              " algo.learning_starts or raise algo.total_steps")
+        check_replay(self)
 
 
 class DeterministicActor(nn.Module):

@@ -25,7 +25,6 @@ vocabulary and label names are saved as `<run>/vocab.json`.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -33,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from rlrun.algos.lm import log_moe
+from rlrun.algos.lm import learning_rate, log_moe, make_optimizer
 from rlrun.core.errors import ConfigError
 from rlrun.data.text_classification import LabelledText
 from rlrun.nets import build_network
@@ -84,24 +83,6 @@ class TextClassifierConfig:
             raise ConfigError(f"head_hidden={self.head_hidden} must be >= 0")
         if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1 or not 0 <= self.dropout < 1:
             raise ConfigError("beta1, beta2 and dropout must be in [0, 1)")
-
-
-def learning_rate(cfg: TextClassifierConfig, step: int) -> float:
-    """Linear warm-up over `warmup_steps`, then cosine to lr * min_lr_ratio at the end."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, step / cfg.total_steps)))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cos)
-
-
-def make_optimizer(model: torch.nn.Module, cfg: TextClassifierConfig) -> torch.optim.AdamW:
-    """AdamW; matrices (and expert stacks) decay, norms, biases and the router do not."""
-    decay, keep = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and "router" not in name else keep).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": keep, "weight_decay": 0.0}],
-                             lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
 def scores(confusion: torch.Tensor) -> tuple[float, float]:
@@ -190,7 +171,7 @@ def run(ctx) -> None:
             g = torch.Generator().manual_seed(ctx.seed * 1_000_003 + epoch)
             order = torch.randperm(n_train, generator=g)
         idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
-        lr = learning_rate(cfg, step)
+        lr = learning_rate(cfg, step, step / cfg.total_steps)
         for group in opt.param_groups:
             group["lr"] = lr
         x, y = x_train[idx].to(dev), y_train[idx].to(dev)

@@ -4,7 +4,9 @@ docs/extending.md): it learns Gymnasium tasks with torch networks built from `in
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from rlrun.core.errors import ConfigError
 
 
 class GymAlgorithm:
@@ -18,3 +20,15 @@ class GymAlgorithm:
                                              "eval/length")
     # what build_network passes: a network= that takes other shapes cannot fit
     network_inputs: ClassVar[tuple[str, ...]] = ("in_dim", "out_dim")
+
+
+def check_replay(cfg: Any) -> None:
+    """The off-policy loops' (SAC, TD3/DDPG, DQN) budget checks: a batch must fit the replay
+    buffer, and learning must start before the budget runs out."""
+    if cfg.batch_size > cfg.buffer_size:
+        raise ConfigError(f"batch_size={cfg.batch_size} is larger than algo.buffer_size="
+                          f"{cfg.buffer_size}: lower algo.batch_size or raise algo.buffer_size")
+    if cfg.learning_starts >= cfg.total_steps:
+        raise ConfigError(f"learning_starts={cfg.learning_starts} >= algo.total_steps="
+                          f"{cfg.total_steps}: it would never learn; lower"
+                          " algo.learning_starts or raise algo.total_steps")
