@@ -100,15 +100,14 @@ def teardown() -> None:
 def report_error(message: str) -> None:
     """Leave `message` in the rendezvous store for rank 0 (best effort): the ranks that then
     lose their peers report it instead of a connection error."""
-    try:
+    # the store may be gone with the agent: then there is no one left to tell
+    with contextlib.suppress(Exception):
         import torch.distributed as dist
         from torch.distributed.distributed_c10d import _get_default_store
 
         if dist.is_initialized():
             store = _get_default_store()
             store.compare_set(ERROR_KEY, "", message)  # the first failure wins
-    except Exception:  # noqa: BLE001 - the store may be gone with the agent
-        pass
 
 
 def peer_error() -> str | None:

@@ -53,14 +53,7 @@ def load_text(cfg: TextConfig) -> str:
     if cfg.path is None:
         text = stdlib_docs_text()
     else:
-        p = Path(cfg.path).expanduser()
-        if not p.is_file():
-            raise DataError(f"env.path={cfg.path}: no such file; give a UTF-8 text file")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise DataError(f"env.path={cfg.path} is not UTF-8 text ({e.reason} at byte"
-                            f" {e.start}); convert it first, e.g. iconv -t utf-8") from None
+        text = read_utf8(cfg.path, "a UTF-8 text file")
         if not text.strip():
             raise DataError(f"env.path={cfg.path} is empty; give a file with some text")
     return text[:cfg.max_chars] if cfg.max_chars else text
@@ -130,3 +123,15 @@ def eval_batches(data: torch.Tensor, batch: int, length: int, n_batches: int):
 class TextFileConfig(TextConfig):
     """`env=text_file`: like the default corpus, but `path` is required (checked when the run
     loads it, so the config itself still composes and validates without one)."""
+
+
+def read_utf8(path: str, what: str) -> str:
+    """The text of the file at `env.path`; a missing or non-UTF-8 file is one DataError."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"env.path={path}: no such file; give {what}")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"env.path={path} is not UTF-8 text ({e.reason} at byte"
+                        f" {e.start}); convert it first, e.g. iconv -t utf-8") from None

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from rlrun.core.errors import ConfigError, DataError
+from rlrun.data.text import read_utf8
 
 SOURCES = ("stdlib", "imdb", "csv")
 TOKENIZERS = ("word", "char")
@@ -157,13 +158,7 @@ def read_table(path: str | None, text_col: str, label_col: str) -> list[tuple[st
     if not path:
         raise DataError("env=text_csv needs a file: env.path=/path/to/data.csv (or .jsonl)")
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise DataError(f"env.path={path}: no such file; give a CSV or JSONL file")
-    try:
-        raw = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"env.path={path} is not UTF-8 text ({e.reason} at byte"
-                        f" {e.start})") from None
+    raw = read_utf8(path, "a CSV or JSONL file")
     if p.suffix.lower() in (".jsonl", ".json"):
         rows = []
         for i, line in enumerate(raw.splitlines(), 1):
