@@ -103,20 +103,6 @@ def test_outside_slurm_the_config_and_signals_are_left_alone(tmp_path, monkeypat
         raise Interrupted(tmp_path, 3)
 
 
-def test_a_submitit_job_with_several_tasks_is_refused_in_one_line(tmp_path, monkeypatch):
-    from rlrun.core.errors import ConfigError
-
-    monkeypatch.setenv("SLURM_JOB_ID", "42")
-    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
-    monkeypatch.setenv("SLURM_NTASKS", "2")
-    with pytest.raises(ConfigError, match="has 2 tasks.*tasks_per_node=1"), \
-            slurm_job(compose_cfg(BANDIT), tmp_path):
-        pass
-    monkeypatch.setenv("SLURM_NTASKS", "1")
-    with slurm_job(compose_cfg(BANDIT), tmp_path) as cfg:
-        assert not cfg.get("resume")
-
-
 def test_the_slurm_launcher_defaults_fit_a_small_node(monkeypatch):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -1,8 +1,9 @@
 """Data-parallel runs under torchrun (gloo on the CPU, 2 processes; docs/scaling.md).
 
 Each torchrun launch starts three Python processes (the agent and two ranks, each importing
-torch), so there are few of them: one in the default run (the DDP-equals-doubled-batch check,
-which also checks what rank 0 alone writes and the world-size refusal), the rest `slow`.
+torch), so there are few of them: two in the default run (the DDP-equals-doubled-batch check,
+which also checks what rank 0 alone writes and the world-size refusal; and a crashing rank),
+the rest `slow`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,30 @@ def params(run_dir: Path) -> dict[str, torch.Tensor]:
     return ckpt["loop"]["model"]
 
 
+def both_ranks_reference(tmp_path: Path, monkeypatch, args: list[str], steps: int,
+                         batch: int) -> dict[str, torch.Tensor]:
+    """What a 2-rank LM run (seed 0, `batch` per rank) must hold after `steps`: the parameters
+    of one process whose batches of 2 x `batch` are rank 0's draw followed by rank 1's."""
+    gens = [torch.Generator().manual_seed(Dist(r, r, 2).seed(0)) for r in (0, 1)]
+    draw = text.random_batch
+
+    def both_ranks(data, b, block, gen):
+        parts = [draw(data, b // 2, block, g) for g in gens]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    with monkeypatch.context() as m:
+        m.setattr("rlrun.algos.lm.random_batch", both_ranks)
+        run_train(tmp_path, [*args, f"algo.total_steps={steps}", f"algo.batch_size={2 * batch}",
+                             "seed=0"], "single")
+    return params(tmp_path / "single")
+
+
+def assert_close_params(got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> None:
+    assert ref.keys() == got.keys()
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
 def test_ddp_on_two_ranks_equals_one_process_with_both_ranks_batches(tmp_path, monkeypatch):
     """After K steps, 2 ranks x batch 4 (DDP averages the gradients) hold the parameters of
     one process with batch 8 made of the two ranks' batches. Rank 0 alone writes, into one
@@ -71,25 +96,12 @@ def test_ddp_on_two_ranks_equals_one_process_with_both_ranks_batches(tmp_path, m
     assert len(list(ddp_dir.glob("*.log"))) == 1
 
     # The reference: one process, batch 8 = rank 0's 4 sequences then rank 1's 4.
-    seeds = [Dist(r, r, 2).seed(0) for r in (0, 1)]
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
-    draw = text.random_batch
-
-    def both_ranks(data, b, block, gen):
-        parts = [draw(data, b // 2, block, g) for g in gens]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-    monkeypatch.setattr("rlrun.algos.lm.random_batch", both_ranks)
-    run_train(tmp_path, [*TINY_LM, f"algo.total_steps={steps}",
-                         f"algo.batch_size={2 * batch}"], "single")
-    ref, got = params(tmp_path / "single"), params(ddp_dir)
-    assert ref.keys() == got.keys()
-    for k in ref:
-        torch.testing.assert_close(got[k], ref[k], rtol=1e-4, atol=1e-5, msg=k)
+    got = params(ddp_dir)
+    assert_close_params(got, both_ranks_reference(tmp_path, monkeypatch, TINY_LM, steps, batch))
     # ... and not by accident: a step on rank 0's batch alone lands elsewhere
+    draw, gen0 = text.random_batch, torch.Generator().manual_seed(Dist(0, 0, 2).seed(0))
     monkeypatch.setattr("rlrun.algos.lm.random_batch",
-                        lambda data, b, block, gen: draw(data, b // 2, block, gens[0]))
-    gens[0].manual_seed(seeds[0])
+                        lambda data, b, block, gen: draw(data, b // 2, block, gen0))
     run_train(tmp_path, [*TINY_LM, f"algo.total_steps={steps}",
                          f"algo.batch_size={2 * batch}"], "rank0_only")
     assert any(not torch.allclose(params(tmp_path / "rank0_only")[k], got[k], atol=1e-5)
@@ -102,6 +114,50 @@ def test_ddp_on_two_ranks_equals_one_process_with_both_ranks_batches(tmp_path, m
     assert "trained by 2 process(es) and this launch has 1" in line
     assert "Traceback" not in bad.stderr
     assert read_results(ddp_dir)["status"] == "completed"  # untouched
+
+
+def test_a_submitit_job_with_two_tasks_is_one_data_parallel_run(tmp_path, monkeypatch):
+    """`hydra.launcher.tasks_per_node=2`: submitit's two tasks are the two ranks of one run,
+    as under torchrun (submitit_local here; tests/test_slurm.py does it under SLURM): the
+    same parameters as one process with both ranks' batches, and rank 0 alone writes."""
+    steps, batch = 3, 4
+    sweep = tmp_path / "sweep"
+    out = rlrun_cli(["-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
+                     f"hydra.sweep.dir={sweep}", *TINY_LM, f"algo.total_steps={steps}",
+                     f"algo.batch_size={batch}"], tmp_path, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "sweep done: 1 jobs, 0 failed" in out.stdout, out.stdout[-2000:]
+    (run_dir,) = [p for p in sweep.iterdir() if (p / "results.json").is_file()]
+    rec = read_results(run_dir)
+    assert rec["status"] == "completed" and rec["world_size"] == 2 and rec["steps"] == steps
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    (log,) = run_dir.glob("*.log")
+    assert log.read_text().count("run lm on") == 1  # rank 1 leaves the run's log to rank 0
+    assert_close_params(params(run_dir),
+                        both_ranks_reference(tmp_path, monkeypatch, TINY_LM, steps, batch))
+
+
+def test_ranks_come_from_torchrun_or_else_from_a_submitit_jobs_tasks(monkeypatch):
+    from rlrun.core.distributed import env_world, submitit_tasks
+
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SUBMITIT_EXECUTOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert env_world() == (0, 0, 1)  # a SLURM step outside submitit: not rlrun's ranks
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    assert env_world() == (3, 1, 4) and submitit_tasks()
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert env_world() == (0, 0, 1) and not submitit_tasks()
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")
+    monkeypatch.setenv("SUBMITIT_LOCAL_GLOBALID", "1")
+    monkeypatch.setenv("SUBMITIT_LOCAL_LOCALID", "1")
+    monkeypatch.setenv("SUBMITIT_LOCAL_NTASKS", "2")
+    assert env_world() == (1, 1, 2)
+    for name, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)  # torchrun inside a job: torchrun's ranks
+    assert env_world() == (0, 0, 2) and not submitit_tasks()
 
 
 def test_the_run_dir_timestamp_follows_the_shared_start_time(monkeypatch):
@@ -201,7 +257,6 @@ if os.environ.get("RANK") == "1":
 """
 
 
-@pytest.mark.slow
 def test_a_crashing_rank_fails_the_run_in_one_line_naming_it(tmp_path):
     """Rank 1 raises at its third batch (a bug, through a sitecustomize that only rank 1
     obeys): rank 1 says so in one line, rank 0 (whose collective then loses its peer) says

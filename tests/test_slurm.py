@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import read_results, rlrun_cli, run_train
+from tests.test_distributed import TINY_LM, assert_close_params, both_ranks_reference, params
 
 
 def _cluster_up() -> bool:
@@ -78,10 +80,10 @@ def test_a_sweep_runs_as_slurm_jobs_with_the_default_launcher_settings(tmp_path)
           f"sacct to show the 3 jobs of {job_id} COMPLETED (now {_sacct(job_id)})")
 
 
-def _loop_started(sweep: Path) -> str | None:
+def _loop_started(sweep: Path, says: str = "run ucb on bandit_testbed") -> str | None:
     """The SLURM job id once the job's training loop has started (its log says so)."""
     for log in glob.glob(str(sweep / ".submitit" / "*" / "*_log.out")):
-        if "run ucb on bandit_testbed" in Path(log).read_text():
+        if says in Path(log).read_text():
             return Path(log).parent.name
     return None
 
@@ -140,3 +142,120 @@ def test_a_job_cancelled_with_sigterm_says_so_in_one_line_and_continues_when_req
           f"the requeued job {job_id} to complete")
     rec = read_results(run_dir)
     assert rec["status"] == "completed" and rec["metrics"] == ref["metrics"]
+
+
+# Part 1's data-parallel LM as one SLURM job with 2 tasks (docs/scaling.md); an MoE LM, whose
+# router losses are part of each rank's loss.
+DDP = ["hydra/launcher=slurm", "hydra.launcher.tasks_per_node=2"]
+MOE_LM = [*TINY_LM, "algo.batch_size=4", "network.ffn=mixtral", "network.n_experts=4"]
+
+
+def _sweep(tmp_path: Path, args: list[str], name: str = "sweep", **kw):
+    sweep = tmp_path / name
+    cmd = [sys.executable, "-m", "rlrun", "-m", *args, f"hydra.sweep.dir={sweep}"]
+    if kw.pop("background", False):
+        return sweep, subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True)
+    return sweep, subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, **kw)
+
+
+def _one_run(sweep: Path) -> Path:
+    (run_dir,) = [p for p in sweep.iterdir() if (p / "results.json").is_file()]
+    return run_dir
+
+
+def test_a_job_with_two_tasks_is_one_data_parallel_run(tmp_path, monkeypatch):
+    """The tasks of the job are the ranks of one DDP run: the parameters of one process with
+    both ranks' batches; one run dir, written by rank 0; and an algorithm that does not
+    train data-parallel is refused in one line."""
+    steps, batch = 3, 4
+    sweep, out = _sweep(tmp_path, [*DDP, *TINY_LM, f"algo.total_steps={steps}",
+                                   f"algo.batch_size={batch}"], timeout=240)
+    assert out.returncode == 0 and "sweep done: 1 jobs, 0 failed" in out.stdout, \
+        out.stdout[-2000:] + out.stderr[-2000:]
+    run_dir = _one_run(sweep)
+    rec = read_results(run_dir)
+    assert rec["status"] == "completed" and rec["world_size"] == 2 and rec["steps"] == steps
+    (job_id,) = _job_ids(sweep)
+    assert {p.name for p in (sweep / ".submitit" / job_id).glob("*_result.pkl")} == \
+        {f"{job_id}_0_result.pkl", f"{job_id}_1_result.pkl"}  # two SLURM tasks
+    assert_close_params(params(run_dir),
+                        both_ranks_reference(tmp_path, monkeypatch, TINY_LM, steps, batch))
+
+    sweep, out = _sweep(tmp_path, [*DDP, "algo=ucb"], "bandit", timeout=240)
+    assert "sweep done: 1 jobs, 1 failed" in out.stdout + out.stderr, out.stderr[-2000:]
+    assert read_results(_one_run(sweep))["error"].startswith(
+        "algo=ucb does not train data-parallel: run it as one process")
+
+
+@pytest.fixture(scope="module")
+def ddp_ref(tmp_path_factory) -> Path:
+    """The 2-task MoE LM job, never stopped: what a stopped and requeued one must end with."""
+    tmp = tmp_path_factory.mktemp("ddp_ref")
+    sweep, out = _sweep(tmp, [*DDP, *MOE_LM, "algo.total_steps=600"], timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return _one_run(sweep)
+
+
+@pytest.mark.parametrize("stop", [
+    ["scontrol", "requeue"],          # SIGTERM to both tasks, as on preemption
+    ["scancel", "--signal=USR2"],     # submitit's time-limit warning; task 0 requeues
+])
+def test_a_data_parallel_job_stopped_by_slurm_is_requeued_and_ends_exactly(
+        tmp_path, stop, ddp_ref):
+    sweep, cli = _sweep(tmp_path, [*DDP, *MOE_LM, "algo.total_steps=600",
+                                   "checkpoint_every_s=0.5"], background=True)
+    try:
+        job_id = _wait(lambda: _loop_started(sweep, "run lm on stdlib_docs"), 120,
+                       "the job's loop to start")
+        time.sleep(2.0)
+        subprocess.run([*stop, job_id], check=True, timeout=30)
+        out, _ = cli.communicate(timeout=300)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            subprocess.run(["scancel", "--full", job_id], timeout=30)
+    assert cli.returncode == 0, out[-3000:]
+    run_dir = _one_run(sweep)
+    logs = "".join(Path(p).read_text() for p in glob.glob(str(sweep / ".submitit/*/*_log.*")))
+    assert f"requeued SLURM job {job_id} (restart 1)" in logs, logs[-3000:]
+    rec, ref = read_results(run_dir), read_results(ddp_ref)
+    assert rec["status"] == "completed" and rec["world_size"] == 2 and rec["steps"] == 600
+    assert rec["metrics"]["losses/train"]["last"] == ref["metrics"]["losses/train"]["last"]
+    got, want = params(run_dir), params(ddp_ref)
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+
+
+CRASH_ON_RANK1 = """
+import os
+if os.environ.get("SLURM_PROCID") == "1":
+    import rlrun.data.text as text
+    draw, calls = text.random_batch, []
+
+    def random_batch(*args):
+        calls.append(1)
+        if len(calls) > 2:
+            raise ValueError("boom on rank 1")
+        return draw(*args)
+
+    text.random_batch = random_batch
+"""
+
+
+def test_a_task_that_crashes_fails_the_job_in_one_line_naming_its_rank(tmp_path):
+    """Task 1 raises at its third batch (a bug, through a sitecustomize only task 1 obeys):
+    task 0, whose collective loses its peer, fails at once instead of waiting on it, and the
+    sweep says rank 1's error in one line, which results.json records too."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_ON_RANK1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    sweep, out = _sweep(tmp_path, [*DDP, *TINY_LM, "algo.total_steps=50", "algo.batch_size=4"],
+                        env=env, timeout=240)
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert out.stderr.splitlines()[-1] == "rlrun: error: rank 1: ValueError: boom on rank 1"
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    rec = read_results(_one_run(sweep))
+    assert rec["status"] == "failed" and rec["error"] == "rank 1: ValueError: boom on rank 1"

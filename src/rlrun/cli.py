@@ -187,15 +187,20 @@ def main(argv: list[str] | None = None) -> None:
         sys.argv = [sys.argv[0], *argv]
     from rlrun.core import distributed
 
+    together = False  # under torchrun, ranks wait for each other only on a run's clean end
     try:
         _main()
+        together = True
     except KeyboardInterrupt:  # before a run started (imports, composing): nothing to save
         if distributed.rank() == 0:
             print("rlrun: interrupted before the run started; nothing was saved",
                   file=sys.stderr)
         sys.exit(130)
+    except SystemExit as e:
+        together = e.code in (None, 0, 130)  # done, or stopped by all ranks at one step
+        raise
     finally:
-        distributed.teardown()
+        distributed.teardown(together)
 
 
 def _main() -> None:
@@ -246,16 +251,19 @@ def _main() -> None:
         _fail(_one_line(text))
     except OSError as e:  # Hydra making the run dir or writing .hydra/ (read-only, full)
         _fail(describe_os_error(e))
-    except ValueError as e:  # Hydra's log file handler in a read-only or full run dir
-        if isinstance(e.__cause__, OSError):
-            _fail(describe_os_error(e.__cause__))
-        raise
     except Exception as e:
+        # Hydra's log file handler in a read-only or full run dir
+        if isinstance(e, ValueError) and isinstance(e.__cause__, OSError):
+            _fail(describe_os_error(e.__cause__))
         if distributed.is_distributed():
             _fail_rank(e)
+        from rlrun.cluster import PeerFailed, describe_uncompleted
+
+        if isinstance(e, PeerFailed):  # a data-parallel SLURM job: the rank that failed first
+            print(f"rlrun: error: {e}", file=sys.stderr)
+            sys.exit(1)
         if type(e).__name__ != "UncompletedJobError":  # submitit's, for a job with no result
             raise
-        from rlrun.cluster import describe_uncompleted
 
         print(f"rlrun: error: {describe_uncompleted(str(e))}", file=sys.stderr)
         sys.exit(1)

@@ -28,8 +28,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from rlrun.core import distributed
 from rlrun.core import results as results_file
-from rlrun.core.errors import ConfigError
+from rlrun.core.errors import RlrunError
 from rlrun.core.status import effective_status
 
 log = logging.getLogger("rlrun")
@@ -70,20 +71,43 @@ def requeued_run(cfg: DictConfig, run_dir: str | Path) -> bool:
     return OmegaConf.to_container(saved, resolve=False) == ours
 
 
-def check_one_task() -> None:
-    """submitit starts `tasks_per_node x nodes` copies of each job (one per SLURM task).
-    rlrun's loops train in one process: more copies would race for one run dir."""
-    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm":
+@contextlib.contextmanager
+def job_tasks() -> Iterator[None]:
+    """The tasks of a submitit job with several (`hydra.launcher.tasks_per_node` x `nodes`)
+    are the ranks of one data-parallel run, as under torchrun (rlrun.core.distributed): join
+    the process group, leave the job's log file to rank 0, and leave the group together.
+    A rank whose peer failed first names the peer's error (submitit reports task 0's)."""
+    if not distributed.submitit_tasks():
+        yield
         return
+    distributed.setup()
+    r = distributed.rank()
+    if r > 0:  # rank 0 writes the run dir, its log file included
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            root.removeHandler(handler)
+            handler.close()
+    together = False
     try:
-        ntasks = int(os.environ.get("SLURM_NTASKS") or 1)
-    except ValueError:
-        return
-    if ntasks > 1:
-        raise ConfigError(
-            f"this SLURM job has {ntasks} tasks, but an rlrun run is one process: use"
-            " hydra.launcher.tasks_per_node=1 and hydra.launcher.nodes=1 (one job per run;"
-            " give a run more CPUs with hydra.launcher.cpus_per_task)")
+        yield
+        together = True
+    except Exception as e:
+        from rlrun.train import Interrupted
+
+        together = isinstance(e, Interrupted)  # every rank stopped at the same step
+        if isinstance(e, RlrunError | Interrupted):
+            raise
+        first = distributed.first_error(f"rank {r}: {type(e).__name__}: {e}")
+        if not first.startswith(f"rank {r}: "):
+            raise PeerFailed(first) from e
+        raise
+    finally:
+        distributed.teardown(together)
+
+
+class PeerFailed(RuntimeError):
+    """This rank lost its peers because another rank failed first (the message is its).
+    submitit hands task 0's outcome to the sweep, which the CLI prints as this one line."""
 
 
 def describe_uncompleted(message: str) -> str:
@@ -115,11 +139,18 @@ def slurm_job(cfg: DictConfig, run_dir: str | Path) -> Iterator[DictConfig]:
     """Around `train()` in a Hydra job: yields the config to train (with `resume=run_dir`
     when this requeued job continues its own run), and under submitit turns its warning
     signal into a checkpoint before submitit requeues the job."""
-    if not os.environ.get("SLURM_JOB_ID"):
-        yield cfg
-        return
-    check_one_task()
-    if requeued_run(cfg, run_dir):
+    with job_tasks():
+        if not os.environ.get("SLURM_JOB_ID"):
+            yield cfg
+            return
+        with _requeue_handling(cfg, run_dir) as cfg:
+            yield cfg
+
+
+@contextlib.contextmanager
+def _requeue_handling(cfg: DictConfig, run_dir: str | Path) -> Iterator[DictConfig]:
+    # Rank 0 decides for all ranks: it may already be rewriting results.json as they look.
+    if distributed.from_rank0(requeued_run(cfg, run_dir) if distributed.rank() == 0 else None):
         log.info("requeued SLURM job %s (restart %d): continuing the run in %s",
                  os.environ.get("SLURM_JOB_ID"), restart_count(), run_dir)
         cfg = cfg.copy()

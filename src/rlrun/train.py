@@ -193,10 +193,12 @@ def _train(cfg: DictConfig, run_dir: Path, resuming: bool,
 
 
 def _distributed_device(cfg: DictConfig, schema: type, device: str, dist: Dist) -> str:
-    """Under torchrun: only the data-parallel loops, each rank on its own GPU."""
+    """Under torchrun (or a SLURM job's tasks): only the data-parallel loops, each rank on
+    its own GPU."""
     if not getattr(schema, "data_parallel", False):
-        raise ConfigError(f"algo={cfg.algo.name} does not train data-parallel: run it without"
-                          " torchrun (algo=lm and algo=ddpm do)")
+        raise ConfigError(f"algo={cfg.algo.name} does not train data-parallel: run it as one"
+                          " process, without torchrun or SLURM tasks"
+                          " (hydra.launcher.tasks_per_node=1); algo=lm and algo=ddpm do")
     if device.startswith("cuda") and cfg.device.get("index") is not None:
         raise ConfigError("device.index does not apply under torchrun: each rank uses"
                           " cuda:LOCAL_RANK (pick GPUs with CUDA_VISIBLE_DEVICES)")

@@ -18,6 +18,12 @@ Under torchrun:
 - `Dist.agree` combines the per-rank stop / checkpoint-due flags once per tick, so every
   rank stops, and saves, at the same step.
 
+A SLURM job with several tasks is the same run (`hydra.launcher.tasks_per_node=N`, and
+`nodes=M` for several nodes, under `rlrun -m hydra/launcher=slurm`): submitit starts one
+process per task, and each reads its rank from SLURM's task variables instead of torchrun's,
+and meets the others at the job's first host (`_export_rendezvous`). Everything else above
+holds as under torchrun.
+
 torch is imported only when a process group is used.
 """
 
@@ -32,15 +38,32 @@ from typing import Any
 ERROR_KEY = "rlrun/error"  # set in the rendezvous store by the first rank that fails
 
 
+# A submitit job with several tasks (hydra.launcher.tasks_per_node x nodes) is one data-parallel
+# run, each task a rank: where submitit's executors keep (global rank, local rank, tasks).
+_SUBMITIT_TASKS = {
+    "slurm": ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS"),
+    "local": ("SUBMITIT_LOCAL_GLOBALID", "SUBMITIT_LOCAL_LOCALID", "SUBMITIT_LOCAL_NTASKS"),
+}
+
+
 def env_world() -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) without it."""
+    """(rank, local_rank, world_size) from torchrun's environment, or else from the tasks of a
+    submitit job (SLURM's or submitit_local's); (0, 0, 1) without either."""
+    names = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
+    if "WORLD_SIZE" not in os.environ:
+        names = _SUBMITIT_TASKS.get(os.environ.get("SUBMITIT_EXECUTOR", ""), names)
     try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+        world = int(os.environ.get(names[2]) or 1)
+        rank = int(os.environ.get(names[0]) or 0)
+        local = int(os.environ.get(names[1]) or rank)
     except ValueError:
         return 0, 0, 1
     return (rank, local, world) if world > 1 else (0, 0, 1)
+
+
+def submitit_tasks() -> bool:
+    """Whether this process is one task of a submitit job with several (not torchrun)."""
+    return "WORLD_SIZE" not in os.environ and is_distributed()
 
 
 def is_distributed() -> bool:
@@ -63,11 +86,32 @@ def setup() -> None:
 
     if dist.is_initialized():
         return
+    if submitit_tasks():  # torchrun sets these; for submitit's tasks, rank 0's host and a port
+        _export_rendezvous()
     backend = "gloo"
-    if torch.cuda.is_available() and torch.cuda.device_count() > local:
-        torch.cuda.set_device(local)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(gpu_index(local))
         backend = "cpu:gloo,cuda:nccl"
     dist.init_process_group(backend=backend, rank=r, world_size=world)
+
+
+def _export_rendezvous() -> None:
+    """MASTER_ADDR / MASTER_PORT for the tasks of a submitit job, as submitit's own
+    `TorchDistributedEnvironment` picks them (the job's first host, a port drawn from the
+    job id, so that a requeued job meets at the same place); values already set are kept."""
+    from submitit.helpers import TorchDistributedEnvironment
+
+    env = TorchDistributedEnvironment()
+    os.environ.setdefault("MASTER_ADDR", str(env.master_addr))
+    os.environ.setdefault("MASTER_PORT", str(env.master_port))
+
+
+def gpu_index(local_rank: int) -> int:
+    """This rank's GPU: `cuda:LOCAL_RANK` among the node's GPUs, or the one GPU the scheduler
+    bound to this task (SLURM's --gpus-per-task or --gpu-bind leave each task one device)."""
+    import torch
+
+    return 0 if torch.cuda.device_count() == 1 else local_rank
 
 
 def shared_time() -> float:
@@ -82,18 +126,34 @@ def shared_time() -> float:
     return float(box[0])
 
 
-def teardown() -> None:
-    """Leave the process group (torch warns at exit otherwise); nothing if never joined."""
+def from_rank0(value: Any) -> Any:
+    """Rank 0's `value` on every rank (the value itself on one process)."""
+    if not is_distributed():
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def teardown(together: bool = True) -> None:
+    """Leave the process group (torch warns at exit otherwise); nothing if never joined.
+
+    `together`: wait for every rank first. A rank that tears down while another still
+    finishes its run (rank 0's final evaluation and save) aborted in gloo's threads now and
+    then. A rank leaving on an error must not wait: its peers may be inside another
+    collective, which a barrier would never match (a hang until gloo's 30-minute timeout);
+    once it is gone their collective fails at once."""
     import sys
 
     if is_distributed() and "torch.distributed" in sys.modules:
         import torch.distributed as dist
 
         if dist.is_initialized():
-            # leave together: a rank that tears down while another still finishes its run
-            # (rank 0's final evaluation and save) aborted in gloo's threads now and then
-            with contextlib.suppress(Exception):
-                dist.barrier()
+            if together:
+                with contextlib.suppress(Exception):
+                    dist.barrier()
             dist.destroy_process_group()
 
 
@@ -162,9 +222,9 @@ class Dist:
                    % 2**63)
 
     def device(self, device: str) -> str:
-        """`cuda` becomes this rank's GPU, `cuda:LOCAL_RANK`."""
+        """`cuda` becomes this rank's GPU, `cuda:LOCAL_RANK` (`gpu_index`)."""
         if self.enabled and device.startswith("cuda"):
-            return f"cuda:{self.local_rank}"
+            return f"cuda:{gpu_index(self.local_rank)}"
         return device
 
     def wrap(self, module: Any) -> Any:
