@@ -273,3 +273,22 @@ def test_a_crashing_rank_fails_the_run_in_one_line_naming_it(tmp_path):
     (run_dir,) = (tmp_path / "outputs").glob("*/*/*")
     rec = read_results(run_dir)
     assert rec["status"] == "failed" and rec["error"] == "rank 1: ValueError: boom on rank 1"
+
+
+def test_the_resume_hint_of_a_data_parallel_run_keeps_its_number_of_processes(monkeypatch):
+    from rlrun.cli import _resume_hint
+
+    msg = "interrupted at step 5; continue with: rlrun resume=/runs/a"
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "SUBMITIT_EXECUTOR"):
+        monkeypatch.delenv(name, raising=False)
+    assert _resume_hint(msg) == msg
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")  # a SLURM job: 2 nodes x 4 tasks
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "2")
+    assert _resume_hint(msg).endswith(
+        "continue with: torchrun --nnodes=2 --nproc_per_node=4 -m rlrun resume=/runs/a")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun: its variables
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert _resume_hint(msg).endswith("continue with: torchrun --nproc_per_node=2 -m rlrun"
+                                      " resume=/runs/a")

@@ -152,11 +152,16 @@ def _task(cfg) -> float:
 
 
 def _resume_hint(message: str) -> str:
-    """Under torchrun, the resume command is a torchrun one with the same processes."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    """Under torchrun (or a SLURM job's tasks), the resume command is a torchrun one with
+    the same processes."""
+    from rlrun.core.distributed import env_world
+
+    world = env_world()[2]
     if world == 1:
         return message
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    nodes = os.environ.get("SLURM_JOB_NUM_NODES") or os.environ.get(
+        "SUBMITIT_LOCAL_JOB_NUM_NODES") or "1"
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or world // max(int(nodes), 1))
     nodes = f"--nnodes={world // per_node} " if per_node != world else ""
     return message.replace("rlrun resume=",
                            f"torchrun {nodes}--nproc_per_node={per_node} -m rlrun resume=")
