@@ -2,6 +2,8 @@
 
     python scripts/bench_ddp.py                 # 2 rounds, about 3 min on 2 cores
     python scripts/bench_ddp.py --rounds 1 --algos lm
+    python scripts/bench_ddp.py --slurm         # also 2 ranks as one SLURM job with 2 tasks
+                                                # (a cluster must be up: scripts/slurm_local.sh)
 
 What this shows on a 2-core CPU machine is the launch path and its overhead, not scaling:
 two ranks share two (often loaded) cores, each with one thread (torchrun sets
@@ -41,17 +43,32 @@ WORKLOADS = {  # name: overrides, the throughput tag, its unit
 COMMON = ["threads=1", "checkpoint_every_s=0", "logger.progress=none", "logger.tensorboard=false"]
 
 
-def run_once(algo: str, procs: int, out: Path) -> float:
+LAUNCHES = {  # name: the table's column
+    "one": "1 process",
+    "torchrun": "2 (torchrun)",
+    "slurm": "2 (SLURM tasks)",
+}
+
+
+def run_once(algo: str, launch: str, out: Path) -> float:
     overrides, tag, _ = WORKLOADS[algo]
-    launch = [sys.executable, "-m", "rlrun"] if procs == 1 else \
-        [sys.executable, "-m", "torch.distributed.run", "--standalone",
-         f"--nproc_per_node={procs}", "-m", "rlrun"]
-    cmd = [*launch, *overrides, *COMMON, f"hydra.run.dir={out}"]
+    rlrun = [sys.executable, "-m", "rlrun"]
+    where = [f"hydra.run.dir={out}"]
+    if launch == "torchrun":
+        rlrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 "--nproc_per_node=2", "-m", "rlrun"]
+    elif launch == "slurm":  # one sweep job, its 2 tasks the ranks (docs/scaling.md)
+        rlrun += ["-m", "hydra/launcher=slurm", "hydra.launcher.tasks_per_node=2"]
+        where = [f"hydra.sweep.dir={out}", "hydra.sweep.subdir=run"]
+    cmd = [*rlrun, *overrides, *COMMON, *where]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if done.returncode != 0:
+    result = out / "run" / "results.json" if launch == "slurm" else out / "results.json"
+    if done.returncode != 0 or not result.is_file():
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    rec = json.loads((out / "results.json").read_text())
+    rec = json.loads(result.read_text())
+    if rec.get("status") != "completed":
+        raise SystemExit(f"{' '.join(cmd)}: {rec.get('status')}: {rec.get('error')}")
     return float(rec["metrics"][tag]["tail_mean"])
 
 
@@ -59,23 +76,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--algos", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    ap.add_argument("--slurm", action="store_true",
+                    help="also 2 ranks as one SLURM job with 2 tasks (needs a cluster)")
     args = ap.parse_args()
-    results: dict[tuple[str, int], list[float]] = {}
+    launches = ["one", "torchrun", *(["slurm"] if args.slurm else [])]
+    results: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for algo in args.algos:
-                order = (1, 2) if r % 2 == 0 else (2, 1)
-                for procs in order:
-                    v = run_once(algo, procs, Path(tmp) / f"{algo}_{procs}_{r}")
-                    results.setdefault((algo, procs), []).append(v)
-                    print(f"round {r}: {algo} {procs} process(es): {v:,.0f}", flush=True)
-    print(f"\n{'workload':<16} {'1 process':>10} {'2 processes':>12} {'ratio':>6}"
-          f"   (median of {args.rounds}; global throughput)")
+                order = launches if r % 2 == 0 else launches[::-1]
+                for launch in order:
+                    v = run_once(algo, launch, Path(tmp) / f"{algo}_{launch}_{r}")
+                    results.setdefault((algo, launch), []).append(v)
+                    print(f"round {r}: {algo} {LAUNCHES[launch]}: {v:,.0f}", flush=True)
+    head = "".join(f" {LAUNCHES[k]:>16}" for k in launches)
+    print(f"\n{'workload':<16}{head}   (median of {args.rounds}; global throughput;"
+          " ratio to 1 process)")
     for algo in args.algos:
-        one = statistics.median(results[(algo, 1)])
-        two = statistics.median(results[(algo, 2)])
-        label = f"{algo} ({WORKLOADS[algo][2]})"
-        print(f"{label:<16} {one:>10,.0f} {two:>12,.0f} {two / one:>5.2f}x")
+        one = statistics.median(results[(algo, "one")])
+        cells = f" {one:>16,.0f}"
+        for launch in launches[1:]:
+            v = statistics.median(results[(algo, launch)])
+            cells += f" {f'{v:,.0f} ({v / one:.2f}x)':>16}"
+        print(f"{f'{algo} ({WORKLOADS[algo][2]})':<16}{cells}")
     print(f"\nCPU cores here: {os.cpu_count()}; CPU scaling on shared cores is not the point.\n"
           "On a GPU machine (one rank per GPU, batch_size per rank):\n"
           "  torchrun --standalone --nproc_per_node=8 -m rlrun algo=lm device=cuda\n"
@@ -83,7 +106,10 @@ def main() -> None:
           " device=cuda\n"
           "On N nodes (run on every node; NODE0 is the first node's host name):\n"
           "  torchrun --nnodes=N --nproc_per_node=8 --rdzv_backend=c10d"
-          " --rdzv_endpoint=NODE0:29500 --rdzv_id=myrun -m rlrun algo=lm device=cuda")
+          " --rdzv_endpoint=NODE0:29500 --rdzv_id=myrun -m rlrun algo=lm device=cuda\n"
+          "On a SLURM cluster (N nodes x 8 GPUs, a rank per task):\n"
+          "  rlrun -m hydra/launcher=slurm hydra.launcher.nodes=N"
+          " hydra.launcher.tasks_per_node=8 hydra.launcher.gpus_per_node=8 algo=lm device=cuda")
 
 
 if __name__ == "__main__":
