@@ -96,6 +96,9 @@ def test_sweep_layout(tmp_path):
     (["resume=/nonexistent/run"], "resume=/nonexistent/run: no run there"),
     (["experiment=nope"], "sutton_barto/ex6_2, sutton_barto/fig2_2"),
     (["algo.epsilon=[1,"], "no viable alternative"),
+    (["algo=lm", "env.path=~/corpus.txt"],  # Hydra's grammar refuses an unquoted ~
+     """cannot parse the override 'env.path=~/corpus.txt' at '~': quote the value for Hydra,"""
+     """ in the shell: 'env.path="~/corpus.txt"'"""),
     (["seed=abc"], "seed='abc' must be a non-negative integer"),
     pytest.param(["-m", "hydra/launcher=ray"], "Install it with: pip install 'rlrun[ray]'",
                  marks=pytest.mark.skipif(_RAY, reason="the ray extra is installed")),

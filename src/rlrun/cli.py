@@ -66,6 +66,19 @@ def _one_line(text: str) -> str:
     return out
 
 
+def _lexer_error(override: str, text: str) -> str:
+    """Hydra's `LexerNoViableAltException: key=~/x` plus a caret line: name the character
+    its grammar refuses and show the quoting that passes it through."""
+    lines = text.splitlines()
+    col = len(lines[1]) - 1 if len(lines) > 1 and lines[1].strip() == "^" else -1
+    bad = f" at {lines[0][col]!r}" if 0 <= col < len(lines[0]) else ""
+    key, eq, value = override.partition("=")
+    if not eq or not value or "'" in value:
+        return f"cannot parse the override '{override}'{bad}"
+    return (f"cannot parse the override '{override}'{bad}: quote the value for Hydra, in"
+            f" the shell: '{key}=\"{value}\"'")
+
+
 def _unknown_key(path: str, missing: str) -> str:
     """`algo.epsilonn=0.1`: name the closest keys of that node of the composed config (composed
     again without the offending override), as a `did you mean`."""
@@ -249,6 +262,8 @@ def _main() -> None:
             _fail(str(cause))
         text = str(e)
         override = getattr(e, "override", None)  # an OverrideParseException
+        if override and text.startswith("LexerNoViableAltException"):
+            _fail(_lexer_error(str(override), text))
         if override and override not in text:
             text = f"cannot parse the override '{override}': {text}"
         if isinstance(cause, OmegaConfBaseException) and str(cause) not in text:
