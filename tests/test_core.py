@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +186,18 @@ def test_core_is_the_ground_floor():
                 for alias in node.names:
                     assert not alias.name.startswith("rlrun.") or \
                         alias.name.startswith("rlrun.core"), f"{path.name}: {alias.name}"
+
+
+def test_deterministic_mode_switches_torchs_kernels_without_importing_inductor():
+    """deterministic=true sets torch's deterministic-algorithms switch, but does not pay the
+    ~2 s import of torch._inductor that torch.use_deterministic_algorithms makes (a fresh
+    interpreter: pytest may have imported inductor already)."""
+    code = ("import sys, torch\n"
+            "from rlrun.core.seeding import seed_everything\n"
+            "seed_everything(0, True)\n"
+            "print(torch.are_deterministic_algorithms_enabled(),"
+            " torch.is_deterministic_algorithms_warn_only_enabled(),"
+            " 'torch._inductor' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.split() == ["True", "False", "False"], out.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from typing import Any
 
 import numpy as np
@@ -19,9 +20,26 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         # cuBLAS needs this workspace setting for deterministic matmuls on CUDA >= 10.2.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+        deterministic_kernels(torch)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+
+
+def deterministic_kernels(torch: Any) -> None:
+    """`torch.use_deterministic_algorithms(True)`, without its import of torch._inductor.
+
+    torch's function also sets inductor's `deterministic` flag, and importing inductor for
+    that costs about 2 s of start-up in every deterministic run, most of which never
+    compile anything. The switch itself is torch's C flag; `rl.training.maybe_compile`
+    sets inductor's flag when a run does compile."""
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True)
+        return
+    switch = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if switch is None:  # another torch: the public call, import and all
+        torch.use_deterministic_algorithms(True)
+    else:
+        switch(True, warn_only=False)
 
 
 def rng_state() -> dict[str, Any]:

@@ -99,6 +99,8 @@ def maybe_compile(fn: Callable, enabled: bool, device: str) -> Callable:
     import torch
 
     mode = "reduce-overhead" if device.startswith("cuda") else "default"
+    if torch.are_deterministic_algorithms_enabled():  # deterministic=true: inductor too
+        torch.use_deterministic_algorithms(True)  # (core.seeding.deterministic_kernels)
     return torch.compile(fn, mode=mode, dynamic=False)
 
 
