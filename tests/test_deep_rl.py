@@ -174,6 +174,7 @@ def test_ppo_learns_cartpole_on_a_small_budget(tmp_path):
     assert res["metrics"]["eval/return"]["last"] >= 150  # random play scores about 20
 
 
+@pytest.mark.slow  # about 18 s on 2 cores
 def test_sac_learns_pendulum_on_a_small_budget(tmp_path):
     # 5000 steps: at 2600-3400 seed 0 had not swung up yet (seeds 1 and 2 had)
     res = run_train(tmp_path, [*FAST, "algo=sac", "algo.total_steps=5000",
