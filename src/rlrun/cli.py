@@ -167,14 +167,12 @@ def _task(cfg) -> float:
 def _resume_hint(message: str) -> str:
     """Under torchrun (or a SLURM job's tasks), the resume command is a torchrun one with
     the same processes."""
-    from rlrun.core.distributed import env_world
+    from rlrun.core.distributed import env_world, ranks_per_node
 
     world = env_world()[2]
     if world == 1:
         return message
-    nodes = os.environ.get("SLURM_JOB_NUM_NODES") or os.environ.get(
-        "SUBMITIT_LOCAL_JOB_NUM_NODES") or "1"
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or world // max(int(nodes), 1))
+    per_node = ranks_per_node()
     nodes = f"--nnodes={world // per_node} " if per_node != world else ""
     return message.replace("rlrun resume=",
                            f"torchrun {nodes}--nproc_per_node={per_node} -m rlrun resume=")

@@ -40,9 +40,11 @@ ERROR_KEY = "rlrun/error"  # set in the rendezvous store by the first rank that 
 
 # A submitit job with several tasks (hydra.launcher.tasks_per_node x nodes) is one data-parallel
 # run, each task a rank: where submitit's executors keep (global rank, local rank, tasks).
+# The last name is the job's number of nodes.
 _SUBMITIT_TASKS = {
-    "slurm": ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS"),
-    "local": ("SUBMITIT_LOCAL_GLOBALID", "SUBMITIT_LOCAL_LOCALID", "SUBMITIT_LOCAL_NTASKS"),
+    "slurm": ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS", "SLURM_JOB_NUM_NODES"),
+    "local": ("SUBMITIT_LOCAL_GLOBALID", "SUBMITIT_LOCAL_LOCALID", "SUBMITIT_LOCAL_NTASKS",
+              "SUBMITIT_LOCAL_JOB_NUM_NODES"),
 }
 
 
@@ -59,6 +61,15 @@ def env_world() -> tuple[int, int, int]:
     except ValueError:
         return 0, 0, 1
     return (rank, local, world) if world > 1 else (0, 0, 1)
+
+
+def ranks_per_node() -> int:
+    """torchrun's LOCAL_WORLD_SIZE, or a submitit job's tasks per node (1 on one process)."""
+    world = env_world()[2]
+    if "LOCAL_WORLD_SIZE" in os.environ or not submitit_tasks():
+        return int(os.environ.get("LOCAL_WORLD_SIZE") or world)
+    nodes = os.environ.get(_SUBMITIT_TASKS[os.environ["SUBMITIT_EXECUTOR"]][3]) or "1"
+    return world // max(int(nodes), 1)
 
 
 def submitit_tasks() -> bool:
@@ -89,7 +100,7 @@ def setup() -> None:
     if submitit_tasks():  # torchrun sets these; for submitit's tasks, rank 0's host and a port
         _export_rendezvous()
     backend = "gloo"
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and gpu_index(local) < torch.cuda.device_count():
         torch.cuda.set_device(gpu_index(local))
         backend = "cpu:gloo,cuda:nccl"
     dist.init_process_group(backend=backend, rank=r, world_size=world)

@@ -32,11 +32,8 @@ def deterministic_kernels(torch: Any) -> None:
     that costs about 2 s of start-up in every deterministic run, most of which never
     compile anything. The switch itself is torch's C flag; `rl.training.maybe_compile`
     sets inductor's flag when a run does compile."""
-    if "torch._inductor.config" in sys.modules:
-        torch.use_deterministic_algorithms(True)
-        return
     switch = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if switch is None:  # another torch: the public call, import and all
+    if switch is None or "torch._inductor.config" in sys.modules:  # the public call
         torch.use_deterministic_algorithms(True)
     else:
         switch(True, warn_only=False)
