@@ -241,9 +241,14 @@ def test_ddpm_runs_on_two_ranks_with_one_ema_and_rank0_writing(tmp_path):
     assert int(ema["n_averaged"]) == 4
 
 
-CRASH_ON_RANK1 = """
+def crash_on_rank1(tmp_path: Path, rank_var: str = "RANK") -> dict[str, str]:
+    """The environment for a run whose rank 1 raises at its third batch (a bug): a
+    sitecustomize that only the process with `rank_var` == 1 obeys."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(f"""
 import os
-if os.environ.get("RANK") == "1":
+if os.environ.get("{rank_var}") == "1":
     import rlrun.data.text as text
     draw, calls = text.random_batch, []
 
@@ -254,19 +259,17 @@ if os.environ.get("RANK") == "1":
         return draw(*args)
 
     text.random_batch = random_batch
-"""
+""")
+    path = os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
 
 
 def test_a_crashing_rank_fails_the_run_in_one_line_naming_it(tmp_path):
     """Rank 1 raises at its third batch (a bug, through a sitecustomize that only rank 1
     obeys): rank 1 says so in one line, rank 0 (whose collective then loses its peer) says
     nothing more, and results.json records rank 1's error."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(CRASH_ON_RANK1)
-    path = os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])
     out = torchrun([*TINY_LM, "algo.total_steps=50", "algo.batch_size=4"], tmp_path,
-                   env={**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"})
+                   env=crash_on_rank1(tmp_path))
     assert out.returncode != 0
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("rlrun: ")]
     assert lines == ["rlrun: error: rank 1: ValueError: boom on rank 1"], out.stderr[-3000:]

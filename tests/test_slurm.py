@@ -16,7 +16,13 @@ import pytest
 import torch
 
 from tests.conftest import read_results, rlrun_cli, run_train
-from tests.test_distributed import TINY_LM, assert_close_params, both_ranks_reference, params
+from tests.test_distributed import (
+    TINY_LM,
+    assert_close_params,
+    both_ranks_reference,
+    crash_on_rank1,
+    params,
+)
 
 
 def _cluster_up() -> bool:
@@ -88,29 +94,40 @@ def _loop_started(sweep: Path, says: str = "run ucb on bandit_testbed") -> str |
     return None
 
 
+def _stopped_and_requeued(tmp_path: Path, args: list[str], stop: list[str], says: str,
+                          after_s: float, timeout: float) -> tuple[str, Path]:
+    """Sweep `args` as one job, `stop` it `after_s` into its loop (its log `says` so), wait
+    for the sweep command to end, and check that the job was requeued and continued its
+    run. Returns the job id and the run dir."""
+    sweep = tmp_path / "sweep"
+    cli = subprocess.Popen([sys.executable, "-m", "rlrun", "-m", *args,
+                            f"hydra.sweep.dir={sweep}"], cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job_id = None
+    try:
+        job_id = _wait(lambda: _loop_started(sweep, says), 120, "the job's loop to start")
+        time.sleep(after_s)
+        subprocess.run([*stop, job_id], check=True, timeout=30)
+        out, _ = cli.communicate(timeout=timeout)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            if job_id:
+                subprocess.run(["scancel", "--full", job_id], timeout=30)
+    assert cli.returncode == 0, out[-3000:]
+    (run_dir,) = [p for p in sweep.iterdir() if (p / "results.json").is_file()]
+    logs = "".join(Path(p).read_text() for p in glob.glob(str(sweep / ".submitit/*/*_log.*")))
+    assert f"requeued SLURM job {job_id} (restart 1)" in logs, logs[-3000:]
+    return job_id, run_dir
+
+
 @pytest.mark.parametrize("stop", [
     ["scontrol", "requeue"],          # SIGTERM, as on preemption; SLURM requeues it
     ["scancel", "--signal=USR2"],     # submitit's time-limit warning; submitit requeues it
 ])
 def test_a_job_stopped_by_slurm_is_requeued_and_ends_with_the_same_numbers(tmp_path, stop, ref):
-    sweep = tmp_path / "sweep"
-    cli = subprocess.Popen(
-        [sys.executable, "-m", "rlrun", "-m",
-         "hydra/launcher=slurm", *LONG, f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        job_id = _wait(lambda: _loop_started(sweep), 120, "the job's loop to start")
-        time.sleep(1.0)
-        subprocess.run([*stop, job_id], check=True, timeout=30)
-        out, _ = cli.communicate(timeout=240)
-    finally:
-        if cli.poll() is None:
-            cli.kill()
-            subprocess.run(["scancel", "--full", job_id], timeout=30)
-    assert cli.returncode == 0, out[-3000:]
-    (run_dir,) = [p for p in sweep.iterdir() if (p / "results.json").is_file()]
-    logs = "".join(Path(p).read_text() for p in glob.glob(str(sweep / ".submitit/*/*_log.*")))
-    assert f"requeued SLURM job {job_id} (restart 1)" in logs, logs[-3000:]
+    job_id, run_dir = _stopped_and_requeued(tmp_path, ["hydra/launcher=slurm", *LONG], stop,
+                                            "run ucb on bandit_testbed", 1.0, 240)
     rec = read_results(run_dir)
     assert rec["status"] == "completed" and rec["steps"] == ref["steps"]
     assert rec["metrics"] == ref["metrics"]
@@ -153,9 +170,6 @@ MOE_LM = [*TINY_LM, "algo.batch_size=4", "network.ffn=mixtral", "network.n_exper
 def _sweep(tmp_path: Path, args: list[str], name: str = "sweep", **kw):
     sweep = tmp_path / name
     cmd = [sys.executable, "-m", "rlrun", "-m", *args, f"hydra.sweep.dir={sweep}"]
-    if kw.pop("background", False):
-        return sweep, subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True)
     return sweep, subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, **kw)
 
 
@@ -203,22 +217,9 @@ def ddp_ref(tmp_path_factory) -> Path:
 ])
 def test_a_data_parallel_job_stopped_by_slurm_is_requeued_and_ends_exactly(
         tmp_path, stop, ddp_ref):
-    sweep, cli = _sweep(tmp_path, [*DDP, *MOE_LM, "algo.total_steps=600",
-                                   "checkpoint_every_s=0.5"], background=True)
-    try:
-        job_id = _wait(lambda: _loop_started(sweep, "run lm on stdlib_docs"), 120,
-                       "the job's loop to start")
-        time.sleep(2.0)
-        subprocess.run([*stop, job_id], check=True, timeout=30)
-        out, _ = cli.communicate(timeout=300)
-    finally:
-        if cli.poll() is None:
-            cli.kill()
-            subprocess.run(["scancel", "--full", job_id], timeout=30)
-    assert cli.returncode == 0, out[-3000:]
-    run_dir = _one_run(sweep)
-    logs = "".join(Path(p).read_text() for p in glob.glob(str(sweep / ".submitit/*/*_log.*")))
-    assert f"requeued SLURM job {job_id} (restart 1)" in logs, logs[-3000:]
+    _, run_dir = _stopped_and_requeued(
+        tmp_path, [*DDP, *MOE_LM, "algo.total_steps=600", "checkpoint_every_s=0.5"], stop,
+        "run lm on stdlib_docs", 2.0, 300)
     rec, ref = read_results(run_dir), read_results(ddp_ref)
     assert rec["status"] == "completed" and rec["world_size"] == 2 and rec["steps"] == 600
     assert rec["metrics"]["losses/train"]["last"] == ref["metrics"]["losses/train"]["last"]
@@ -227,33 +228,12 @@ def test_a_data_parallel_job_stopped_by_slurm_is_requeued_and_ends_exactly(
         assert torch.equal(got[k], want[k]), k
 
 
-CRASH_ON_RANK1 = """
-import os
-if os.environ.get("SLURM_PROCID") == "1":
-    import rlrun.data.text as text
-    draw, calls = text.random_batch, []
-
-    def random_batch(*args):
-        calls.append(1)
-        if len(calls) > 2:
-            raise ValueError("boom on rank 1")
-        return draw(*args)
-
-    text.random_batch = random_batch
-"""
-
-
 def test_a_task_that_crashes_fails_the_job_in_one_line_naming_its_rank(tmp_path):
     """Task 1 raises at its third batch (a bug, through a sitecustomize only task 1 obeys):
     task 0, whose collective loses its peer, fails at once instead of waiting on it, and the
     sweep says rank 1's error in one line, which results.json records too."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(CRASH_ON_RANK1)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook),
-                                                        os.environ.get("PYTHONPATH", "")])}
     sweep, out = _sweep(tmp_path, [*DDP, *TINY_LM, "algo.total_steps=50", "algo.batch_size=4"],
-                        env=env, timeout=240)
+                        env=crash_on_rank1(tmp_path, "SLURM_PROCID"), timeout=240)
     assert out.returncode == 1, out.stderr[-3000:]
     assert out.stderr.splitlines()[-1] == "rlrun: error: rank 1: ValueError: boom on rank 1"
     assert "Traceback" not in out.stderr, out.stderr[-3000:]
