@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from rlrun.core.checkpoint import load_checkpoint, save_checkpoint
-from rlrun.core.errors import CheckpointError
+from rlrun.core.errors import CheckpointError, ConfigError
 from rlrun.train import train
 
 from .conftest import compose_cfg, interrupt, read_results
@@ -109,3 +109,104 @@ def test_a_saved_config_that_names_other_code_is_refused(tmp_path, interrupted_p
     msg = _resume_error(interrupted_ppo)
     assert "is not code that rlrun's configs name" in msg
     assert not marker.exists()
+
+
+# ---- round two (issue 22): env ids, resolvers, env state attributes -----------------------
+def _edit_config(run_dir, edit) -> None:
+    import yaml
+
+    path = run_dir / ".hydra" / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    edit(cfg)
+    path.write_text(yaml.safe_dump(cfg))
+
+
+@pytest.fixture
+def planted_module(tmp_path, monkeypatch):
+    """An importable module that leaves a marker when imported (as `this` prints the Zen)."""
+    pkg = tmp_path / "planted"
+    pkg.mkdir()
+    marker = tmp_path / "imported"
+    (pkg / "evil_envs.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(pkg))
+    return marker
+
+
+def test_a_saved_env_id_may_not_import_a_module_of_its_choosing(interrupted_ppo,
+                                                                 planted_module):
+    _edit_config(interrupted_ppo, lambda c: c["env"].update(id="evil_envs:CartPole-v1"))
+    msg = _resume_error(interrupted_ppo)
+    assert "env.id='evil_envs:CartPole-v1'" in msg and "module 'evil_envs'" in msg
+    assert "env.id=evil_envs:CartPole-v1" in msg  # how to trust it, if the user does
+    assert not planted_module.exists()
+
+
+def test_rlrun_eval_refuses_the_same_env_id(interrupted_ppo, planted_module):
+    from rlrun.eval import evaluate
+
+    _edit_config(interrupted_ppo, lambda c: c["env"].update(id="evil_envs:CartPole-v1"))
+    with pytest.raises(CheckpointError, match="module 'evil_envs'"):
+        evaluate(interrupted_ppo, {"episodes": 1})
+    assert not planted_module.exists()
+
+
+def test_an_env_id_the_user_names_again_is_trusted(interrupted_ppo, planted_module):
+    """The user's own module (PYTHONPATH=. rlrun env=gym env.id=my_envs:X): repeating the
+    id on the resume command line trusts it; another id is refused."""
+    _edit_config(interrupted_ppo, lambda c: c["env"].update(id="evil_envs:CartPole-v1"))
+    with pytest.raises(CheckpointError, match="module 'evil_envs'"):  # not the saved id
+        train(compose_cfg([f"resume={interrupted_ppo}"]), overrides=["env.id=CartPole-v1"])
+    assert not planted_module.exists()
+    results = train(compose_cfg([f"resume={interrupted_ppo}"]),
+                    overrides=["env.id=evil_envs:CartPole-v1"])
+    assert results["status"] == "completed" and planted_module.exists()
+
+
+def test_env_id_on_resume_only_confirms_the_task(interrupted_ppo):
+    with pytest.raises(ConfigError, match="keeps its task"):
+        train(compose_cfg([f"resume={interrupted_ppo}"]), overrides=["env.id=Acrobot-v1"])
+
+
+def test_plugin_and_config_modules_are_trusted():
+    from rlrun.core.trust import module_trusted, trusted_modules
+
+    trusted = trusted_modules()
+    assert module_trusted("rlrun_reinforce.envs", trusted)  # an installed plugin's package
+    assert module_trusted("rlrun.envs.tabular", trusted)
+    assert not module_trusted("this", trusted) and not module_trusted("rlrunx", trusted)
+
+
+@pytest.mark.parametrize("value", ["${rlrun_sqlite:%s/made/db.sqlite}",
+                                   "${oc.env:HOME}", "x${rlrun_now:%%Y}"])
+def test_a_saved_config_runs_no_resolver(tmp_path, interrupted_ppo, value):
+    """A resolver runs before validation sees its result; rlrun_sqlite made folders."""
+    value = value % tmp_path if "%s" in value else value.replace("%%", "%")
+    _edit_config(interrupted_ppo, lambda c: c["algo"].update(gamma=value))
+    msg = _resume_error(interrupted_ppo)
+    assert "calls a resolver" in msg and "algo.gamma" in msg
+    assert not (tmp_path / "made").exists()
+
+
+def test_node_references_in_a_saved_config_still_resume(tmp_path, interrupted_ppo):
+    _edit_config(interrupted_ppo, lambda c: c["env"].update(name="${.id}"))
+    assert train(compose_cfg([f"resume={interrupted_ppo}"]))["status"] == "completed"
+
+
+@pytest.mark.parametrize("attr,value,what", [
+    ("_max_episode_steps", -1, "TimeLimit._max_episode_steps"),
+    ("render_mode", "human", "render_mode"),
+    ("gravity", 0.0, "CartPoleEnv.gravity"),
+    ("state", np.zeros(7), "array"),
+    ("steps_beyond_terminated", "x", "steps_beyond_terminated"),
+])
+def test_env_state_sets_only_what_an_episode_changes(interrupted_ppo, attr, value, what):
+    path = interrupted_ppo / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    subs = state["loop"]["envs"]["envs"]["subs"]
+    chain = subs["objects"][0]
+    obj = chain[0] if attr == "_max_episode_steps" else chain[-1]
+    obj[attr] = value
+    save_checkpoint(path, state)
+    msg = _resume_error(interrupted_ppo)
+    assert what in msg
+    assert read_results(interrupted_ppo)["status"] == "interrupted"

@@ -78,6 +78,9 @@ OPTIONS = {
                    " evaluation (episodes are seeded seed + 10000 + i)", low=0),
     "device": Option(str, None, "cpu, cuda or auto (default: the run's device)",
                      choices=("cpu", "cuda", "auto")),
+    "env.id": Option(str, None, "the run's own env.id, repeated to trust the module of a"
+                     " `module:EnvId` id that no installed plugin or config names (a run dir"
+                     " from elsewhere may not choose what to import)"),
 }
 
 HELP = f"""usage: {PROG} RUN_DIR [key=value ...]
@@ -206,7 +209,11 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
     from rlrun.train import read_run_config
 
     register_resolvers()
-    cfg = read_run_config(run_dir, str(run_dir))
+    env_ids = (opts.pop("env.id"),) if "env.id" in opts else ()
+    cfg = read_run_config(run_dir, str(run_dir), env_ids)
+    if env_ids and env_ids[0] != cfg.env.get("id"):
+        raise ConfigError(f"env.id={env_ids[0]}: {PROG} replays the run's own task"
+                          f" ({cfg.env.get('id')}); env.id= only confirms it")
     loop = import_object(str(cfg.algo.get("loop")), "algo.loop")
     module = sys.modules[loop.__module__]
     name = str(cfg.algo.get("name"))

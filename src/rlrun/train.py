@@ -41,7 +41,7 @@ from rlrun.core.seeding import seed_everything
 from rlrun.core.sweep import sweep_hparams
 from rlrun.core.threads import set_threads
 from rlrun.core.threads import valid as valid_threads
-from rlrun.core.trust import check_references
+from rlrun.core.trust import check_env_id, check_no_resolvers, check_references
 
 log = logging.getLogger("rlrun")
 
@@ -296,9 +296,14 @@ EXTENDABLE = re.compile(r"^(algo\.total_steps|env\.steps|algo\.episodes|algo\.ev
                         r"|checkpoint_every_s)$")
 
 
-def read_run_config(run_dir: Path, where: str) -> DictConfig:
+def read_run_config(run_dir: Path, where: str, env_ids: tuple[str, ...] = ()) -> DictConfig:
     """A run dir's saved config, checked to name only code rlrun's configs name (a run dir
-    from elsewhere must not choose what to import): for `resume=` and `rlrun-eval`."""
+    from elsewhere must not choose what to import or run): for `resume=` and `rlrun-eval`.
+
+    Checked before anything is resolved: `_target_`/`loop`/`schema` references, the module
+    of a `module:EnvId` env id (trusted when installed as a plugin, named by a config dir,
+    or in `env_ids`, the ids the user named on the command line) and resolver calls
+    (`rlrun.core.trust`)."""
     path = run_dir / ".hydra" / "config.yaml"
     try:
         cfg = OmegaConf.load(path)
@@ -308,12 +313,22 @@ def read_run_config(run_dir: Path, where: str) -> DictConfig:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{where}: {path} is not a readable rlrun config"
                               f" ({first[:160]})") from None
-    check_references(OmegaConf.to_container(cfg, resolve=False), where)
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    check_references(raw, where)
+    check_no_resolvers(raw, where)
+    check_env_id(raw, where, env_ids)
     return cfg
 
 
 def _load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
-    cfg = read_run_config(run_dir, f"resume={run_dir}")
+    # `env.id=` repeats the saved id to trust its module (rlrun.core.trust); it changes nothing
+    env_ids = tuple(o.partition("=")[2] for o in overrides if o.lstrip("+").startswith("env.id="))
+    cfg = read_run_config(run_dir, f"resume={run_dir}", env_ids)
+    for env_id in env_ids:
+        if env_id != cfg.env.get("id"):
+            raise ConfigError(f"env.id={env_id}: a resumed run keeps its task"
+                              f" ({cfg.env.get('id')}); env.id= on resume only confirms it")
+    overrides = [o for o in overrides if not o.lstrip("+").startswith("env.id=")]
     cfg.resume = None
     extended = _apply_resume_overrides(cfg, run_dir, overrides)
     if extended:

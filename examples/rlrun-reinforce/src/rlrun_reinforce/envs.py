@@ -26,6 +26,9 @@ from gymnasium import spaces
 
 class Corridor(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
+    # What an episode changes: the only attributes a checkpoint may set on resume (rlrun saves
+    # env state as data and restores these; the rest comes from the run's config).
+    rlrun_state_attrs = ("pos",)
 
     def __init__(self, length: int = 10, slip: float = 0.0, step_cost: float = 0.01,
                  render_mode: str | None = None):

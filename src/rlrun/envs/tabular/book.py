@@ -27,6 +27,8 @@ class _TabularEnv(gymnasium.Env):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
+    # what an episode changes: all a checkpoint may set (rlrun.envs.env_state)
+    rlrun_state_attrs: ClassVar[tuple[str, ...]] = ("s", "lastaction")
 
     P: TransitionTable
     initial_state_distrib: np.ndarray
