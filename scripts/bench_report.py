@@ -126,7 +126,7 @@ def main() -> None:
                    help="where the runs go (kept); an earlier --dir with --runs runs is reused")
     args = p.parse_args()
     from rlrun.report.cli import report
-    from rlrun.report.index import INDEX_FILE, open_index
+    from rlrun.report.index import cache_path, open_index
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_report_"))
     dirs = sorted(p.parent for p in root.glob("*/*/results.json"))
@@ -152,7 +152,7 @@ def main() -> None:
         if args.events:
             timed("old report with its PNG (parses event files)",
                   lambda: _quiet(old.report, root, None, "last", out, plot=True))
-        (root / INDEX_FILE).unlink(missing_ok=True)
+        cache_path(root).unlink(missing_ok=True)
         timed("new: full index (empty cache)", lambda: open_index([root]).close())
         timed("new: incremental re-index, nothing changed",
               lambda: open_index([root]).close())

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ from rlrun.core.run import RunContext
 from rlrun.train import Interrupted, train
 
 register_resolvers()
+# rlrun-report's index cache (and any other cache of rlrun's) goes to a folder of this test
+# session, not the user's ~/.cache; subprocesses inherit it.
+os.environ.setdefault("RLRUN_CACHE_DIR", tempfile.mkdtemp(prefix="rlrun-test-cache-"))
 
 
 def compose_cfg(overrides: list[str] | None = None):

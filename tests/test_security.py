@@ -210,3 +210,20 @@ def test_env_state_sets_only_what_an_episode_changes(interrupted_ppo, attr, valu
     msg = _resume_error(interrupted_ppo)
     assert what in msg
     assert read_results(interrupted_ppo)["status"] == "interrupted"
+
+
+def test_error_lines_are_inert_in_a_terminal(capsys):
+    """A value with ANSI escapes (from a command line or a run dir's config) is shown
+    escaped: the terminal shows what was typed, and nothing repaints it."""
+    from rlrun import cli
+    from rlrun.core.escape import spreadsheet_safe, terminal_safe
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["algo.epsilon=\x1b[2J\x1b]0;x\x07\u202eevil"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "\x1b" not in err and "\x07" not in err and "\u202e" not in err
+    assert "\\x1b[2J" in err and "\\u202e" in err
+    assert terminal_safe("a\tb\nc") == "a\tb\nc"
+    assert [spreadsheet_safe(c) for c in ("=1+1", "-1.5", "+x", "@SUM(A1)", "ok")] == \
+        ["'=1+1", "-1.5", "'+x", "'@SUM(A1)", "ok"]

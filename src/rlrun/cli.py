@@ -324,7 +324,10 @@ def _fail(message: str) -> None:
         distributed.report_error(f"rank {distributed.rank()}: {message}")
         if distributed.rank() > 0:
             sys.exit(2)
-    print(f"rlrun: error: {message}", file=sys.stderr)
+    from rlrun.core.escape import one_line
+
+    # one line, and inert: messages quote values from configs and run dirs (ANSI escapes)
+    print(f"rlrun: error: {one_line(message)}", file=sys.stderr)
     sys.exit(2)
 
 

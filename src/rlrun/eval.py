@@ -409,7 +409,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    from rlrun.core.escape import one_line
+
+    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
     sys.exit(2)
 
 

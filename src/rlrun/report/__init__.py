@@ -28,8 +28,8 @@ __all__ = ["connect", "main"]
 
 
 def connect(*roots: str | Path, cache: bool = True) -> Any:
-    """Index the runs under `roots` (incrementally, cached in each root's
-    `.rlrun-index.duckdb`) and return an in-memory DuckDB connection holding the tables
+    """Index the runs under `roots` (incrementally, cached in the user's cache dir, see
+    `rlrun.report.index.cache_path`) and return an in-memory DuckDB connection holding the tables
     `runs`, `metrics` and `scalars` (docs/report.md). `con.sql(...)` gives a DuckDB
     relation; `.df()` / `.pl()` turn it into a pandas / polars frame when those are installed,
     `.fetchall()` and `.fetchnumpy()` need neither."""

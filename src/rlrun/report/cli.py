@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlrun.core.escape import one_line, spreadsheet_safe, terminal_safe
 from rlrun.report.summary import ReportError
 
 PROG = "rlrun-report"
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "scores (default: rlrun/report/scores.yaml)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNGs")
     p.add_argument("--no-cache", action="store_true",
-                   help="index in memory instead of ROOT/.rlrun-index.duckdb")
+                   help="index in memory instead of the cached index (~/.cache/rlrun/index/)")
     return p
 
 
@@ -75,9 +76,18 @@ def load_scores(path: Path | None) -> dict[str, dict[str, Any]]:
     import yaml
 
     path = path or Path(__file__).with_name("scores.yaml")
+    if path.is_dir():
+        raise ReportError(f"--scores {path} is a directory: name a YAML file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ReportError(f"--scores {path} is not a text file (byte {e.start} is not UTF-8):"
+                          " name a YAML file") from None
+    except OSError as e:
+        from rlrun.core.errors import describe_os_error
+
+        raise ReportError(f"--scores: {describe_os_error(e)}") from None
+    except yaml.YAMLError as e:
         raise ReportError(f"--scores {path}: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict) or not all(
             isinstance(v, dict) and {"random", "reference"} <= set(v)
@@ -103,8 +113,9 @@ def format_rows(columns: list[str], rows: list[tuple], fmt: str) -> str:
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(columns)
-        w.writerows([["" if v is None else v for v in r] for r in rows])
+        w.writerow([spreadsheet_safe(c) for c in columns])
+        w.writerows([["" if v is None else spreadsheet_safe(v) if isinstance(v, str) else v
+                      for v in r] for r in rows])
         return buf.getvalue().rstrip("\n")
     body = [[cell(v) for v in r] for r in rows]
     right = [bool(rows) and all(isinstance(r[i], int | float) or r[i] is None for r in rows)
@@ -125,6 +136,8 @@ def format_rows(columns: list[str], rows: list[tuple], fmt: str) -> str:
 
 def run_sql(con: Any, query: str, fmt: str) -> str:
     duckdb = _duckdb()
+    if not query.strip().strip(";").strip():
+        raise ReportError('--sql is empty: give a query, e.g. --sql "SELECT * FROM runs"')
     try:
         rel = con.execute(query)
         columns = [d[0] for d in rel.description] if rel.description else []
@@ -145,6 +158,8 @@ def report(roots: list[Path], metrics: list[str] | None = None, stat: str = "las
 
     if out is None and len(roots) > 1:
         raise ReportError("with several ROOTs, say where the summary goes: --out DIR")
+    if out is not None and out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out} is a file: name a directory (made if missing)")
     norms = load_scores(scores)
     con = _open(roots, cache)
     runs = load_runs(con)
@@ -160,9 +175,9 @@ def report(roots: list[Path], metrics: list[str] | None = None, stat: str = "las
     if not chosen:
         texts = ["No run has a metric yet (all failed early or have not started)."]
     notes = S.seed_notes(groups)
-    print("\n".join(texts).rstrip())
+    print(terminal_safe("\n".join(texts).rstrip()))
     for note in notes:
-        print(f"note: {note}")
+        print(terminal_safe(f"note: {note}"))
 
     written = ["summary.md", "summary.csv"]
     if plot and sections:
@@ -185,10 +200,11 @@ def report(roots: list[Path], metrics: list[str] | None = None, stat: str = "las
     md += S.problems_markdown(runs)
     if notes:
         md += ["## Notes", "", *(f"- {n}" for n in notes), ""]
-    atomic_write_bytes(out / "summary.md", "\n".join(md).encode())
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "summary.md", terminal_safe("\n".join(md)).encode())
     atomic_write_bytes(out / "summary.csv", S.csv_text(sections).encode())
     print(f"wrote {', '.join(written)} to {out}")
-    print(S.status_line(runs, groups))
+    print(terminal_safe(S.status_line(runs, groups)))
     return 0
 
 
@@ -214,10 +230,16 @@ def main(argv: list[str] | None = None) -> int:
                           plot=not args.no_plot, x=args.x, use_iqm=not args.mean,
                           scores=args.scores, cache=not args.no_cache)
         con = _open(args.roots, not args.no_cache)
-        print(run_sql(con, args.sql, args.format or "table"))
+        text = run_sql(con, args.sql, args.format or "table")
+        print(text if args.format == "json" else terminal_safe(text))
         return 0
     except ReportError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(str(e))}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a read-only or full --out / ROOT, a file where a folder goes
+        from rlrun.core.errors import describe_os_error
+
+        print(f"{PROG}: error: {one_line(describe_os_error(e))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `rlrun-report DIR | head`: stop quietly, files are written
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (keeps the exit flush quiet)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlrun.core.escape import one_line
 from rlrun.core.run_keys import identifies_configuration
 
 RUNNING = ("running", "interrupted", "pending")
@@ -40,6 +41,7 @@ class RunRow:
     has_config: bool = True
     metric_counts: dict[str, int] = field(default_factory=dict)
     minimize: tuple[str, ...] = ()  # tags its algorithm declares lower-is-better
+    problem: str | None = None  # a file of the run that could not be read (index.read_run)
 
 
 @dataclass
@@ -78,16 +80,18 @@ def load_runs(con: Any) -> list[RunRow]:
         met.setdefault(run_dir, {})[tag] = {"last": last, "tail_mean": tail, "best": best}
         counts.setdefault(run_dir, {})[tag] = int(count or 0)
     rows = con.execute("SELECT run_dir, root, rel, algo, env, seed, status, error, label, "
-                       "objective_tag, headline, minimize FROM runs").fetchall()
+                       "objective_tag, headline, minimize, problem FROM runs").fetchall()
     out = []
     one_root = len({r[1] for r in rows}) == 1
-    for (run_dir, root, rel, algo, env, seed, status, error, label, obj, head, mini) in rows:
+    for (run_dir, root, rel, algo, env, seed, status, error, label, obj, head, mini,
+         problem) in rows:
         c = cfg.get(run_dir, {})
         out.append(RunRow(run_dir, rel if one_root else
                           f"{root.rsplit('/', 1)[-1]}/{rel}", algo, env, seed, status, error,
                           label, obj, head, c, met.get(run_dir, {}), has_config=bool(c),
                           metric_counts=counts.get(run_dir, {}),
-                          minimize=tuple(json.loads(mini)) if mini else ()))
+                          minimize=tuple(json.loads(mini)) if mini else (),
+                          problem=problem))
     return sorted(out, key=lambda r: natural_key(r.run_dir))
 
 
@@ -103,11 +107,12 @@ def group_key(run: RunRow) -> tuple[tuple[str, Any], ...]:
 
 
 def _fmt_value(v: Any) -> str:
+    """A config value in a setting's name (tables, legends): control characters escaped."""
     if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
         return str(int(v))
     if isinstance(v, float):
         return f"{v:g}"
-    return str(v)
+    return one_line(str(v))
 
 
 def group_runs(runs: Sequence[RunRow]) -> list[Group]:
@@ -132,7 +137,7 @@ def group_runs(runs: Sequence[RunRow]) -> list[Group]:
         fam = (d.get("algo.name"), d.get("env.name"))
         parts = [f"{k}={_fmt_value(d[k])}" for k in varying[fam] if k in d]
         if "label" in d:
-            parts = [str(d["label"])]
+            parts = [one_line(str(d["label"]))]
         head = [str(d.get("algo.name"))] if len(algos) > 1 or not parts else []
         if "(no .hydra/)" in d:
             head.append("(no .hydra/)")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rlrun.core.escape import spreadsheet_safe
 from rlrun.core.logger import lower_is_better
 from rlrun.report.groups import RUNNING, Group, RunRow
 from rlrun.report.stats import (
@@ -278,12 +279,12 @@ def csv_text(sections: Sequence[MetricSection]) -> str:
     for sec in sections:
         for t in sec.tables:
             for i, (g, s) in enumerate(t.rows, 1):
-                w.writerow([sec.metric, sec.stat, t.env, i, g.setting, s.n, r(s.iqm),
-                            *(r(x) for x in (s.iqm_ci or (None, None))), r(s.mean),
-                            *(r(x) for x in (s.mean_ci or (None, None))), r(s.median),
-                            r(s.std), g.count("failed"), g.count("stale"),
-                            g.count(*RUNNING), sec.higher,
-                            " ".join(f"{k}={v}" for k, v in g.key)])
+                w.writerow([spreadsheet_safe(str(c)) for c in (
+                    sec.metric, sec.stat, t.env, i, g.setting, s.n, r(s.iqm),
+                    *(r(x) for x in (s.iqm_ci or (None, None))), r(s.mean),
+                    *(r(x) for x in (s.mean_ci or (None, None))), r(s.median),
+                    r(s.std), g.count("failed"), g.count("stale"), g.count(*RUNNING),
+                    sec.higher, " ".join(f"{k}={v}" for k, v in g.key))])
     return buf.getvalue()
 
 
@@ -298,13 +299,16 @@ def status_line(runs: Sequence[RunRow], groups: Sequence[Group]) -> str:
 
 
 def problems_markdown(runs: Sequence[RunRow]) -> list[str]:
-    bad = [r for r in runs if r.status in ("failed", "stale")]
+    """Failed and stale runs, and runs whose files could not all be read."""
+    bad = [r for r in runs if r.status in ("failed", "stale") or r.problem]
     if not bad:
         return []
-    lines = ["## Failed and stale runs", ""]
+    lines = ["## Failed and stale runs, and unreadable files", ""]
     for r in bad:
         what = r.error or ("its process is gone; it never finished" if r.status == "stale"
                            else "no error recorded")
+        if r.problem and r.problem != r.error:
+            what = r.problem if r.status not in ("failed", "stale") else f"{what}; {r.problem}"
         lines.append(f"- `{r.rel}` ({r.status}): {what}")
     return [*lines, ""]
 
