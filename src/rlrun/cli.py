@@ -84,7 +84,7 @@ def _unknown_key(path: str, missing: str) -> str:
     again without the offending override), as a `did you mean`."""
     from omegaconf import DictConfig, OmegaConf
 
-    from rlrun.checks import GROUPS
+    from rlrun.preflight import GROUPS
     from rlrun.core.config import did_you_mean
 
     parts = path.split(".")
@@ -140,7 +140,8 @@ def _task(cfg) -> float:
     from rlrun.cluster import slurm_job
     from rlrun.core.distributed import rank
     from rlrun.core.errors import RlrunError
-    from rlrun.train import Interrupted, train
+    from rlrun.core.errors import Interrupted
+    from rlrun.train import train
 
     try:
         # A SLURM job: a requeued one continues its own run; submitit's requeue signal saves

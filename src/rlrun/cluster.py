@@ -92,7 +92,7 @@ def job_tasks() -> Iterator[None]:
         yield
         together = True
     except Exception as e:
-        from rlrun.train import Interrupted
+        from rlrun.core.errors import Interrupted
 
         together = isinstance(e, Interrupted)  # every rank stopped at the same step
         if isinstance(e, RlrunError | Interrupted):
@@ -167,7 +167,7 @@ def _requeue_handling(cfg: DictConfig, run_dir: str | Path) -> Iterator[DictConf
     try:
         yield cfg
     except Exception as e:
-        from rlrun.train import Interrupted
+        from rlrun.core.errors import Interrupted
 
         if forward.pending is not None and isinstance(e, Interrupted) and e.resumable:
             _restore(usr2, old)

@@ -12,67 +12,14 @@ requires (`argmax` alone would always pick the first arm).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from rlrun.core.errors import ConfigError
 from rlrun.envs.bandit import BanditTestbed
 from rlrun.rl.policy import argmax_random_ties
-
-
-# ---- configs ------------------------------------------------------------------------------
-@dataclass
-class BanditAlgoConfig:
-    task_kinds: ClassVar[tuple[str, ...]] = ("bandit",)
-    uses_torch: ClassVar[bool] = False  # NumPy on the CPU
-    uses_network: ClassVar[bool] = False
-    headline: ClassVar[str] = "bandit/average_reward"
-    objective: ClassVar[str] = "bandit/average_reward_all_steps"
-    # the scalar tags it logs, as patterns (objective.metric is checked up front)
-    logged_tags: ClassVar[tuple[str, ...]] = ("bandit/*",)
-
-
-def _check_step_size(step_size: float | None, allow_none: bool = True) -> None:
-    if step_size is None and allow_none:
-        return
-    if step_size is None or not step_size > 0:
-        raise ConfigError(f"step_size={step_size} must be > 0" +
-                          (" (or null for sample averages)" if allow_none else ""))
-
-
-@dataclass
-class EpsilonGreedyConfig(BanditAlgoConfig):
-    epsilon: float = 0.1
-    step_size: float | None = None  # None: sample averages
-    initial_value: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ConfigError(f"epsilon={self.epsilon} must be in [0, 1]")
-        _check_step_size(self.step_size)
-
-
-@dataclass
-class UCBConfig(BanditAlgoConfig):
-    c: float = 2.0
-    step_size: float | None = None
-    initial_value: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.c < 0:
-            raise ConfigError(f"c={self.c} must be >= 0")
-        _check_step_size(self.step_size)
-
-
-@dataclass
-class GradientBanditConfig(BanditAlgoConfig):
-    step_size: float = 0.1
-    baseline: bool = True
-
-    def __post_init__(self) -> None:
-        _check_step_size(self.step_size, allow_none=False)
+from rlrun.schemas.bandits import EpsilonGreedyConfig, GradientBanditConfig, UCBConfig
 
 
 # ---- agents ---------------------------------------------------------------------------------
@@ -192,7 +139,8 @@ class GradientBanditAgent(_Tables):
         self.rng.bit_generator.state = s["rng"]
 
 
-def make_agent(cfg: BanditAlgoConfig, n_rows: int, k: int, rng: np.random.Generator):
+def make_agent(cfg: EpsilonGreedyConfig | UCBConfig | GradientBanditConfig, n_rows: int,
+               k: int, rng: np.random.Generator):
     if isinstance(cfg, GradientBanditConfig):
         return GradientBanditAgent(cfg, n_rows, k, rng)
     if isinstance(cfg, EpsilonGreedyConfig | UCBConfig):

@@ -14,53 +14,14 @@ have finished the same number of episodes, so logged curves are exact per-episod
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
-from rlrun.core.errors import ConfigError
 from rlrun.envs.tabular_sim import VectorTabularSim, load_model
 from rlrun.rl.policy import argmax_random_ties, epsilon_greedy_probs
+from rlrun.schemas.td import TDControlConfig
 
 METHODS = ("sarsa", "q_learning", "expected_sarsa")
-
-
-@dataclass
-class TDControlConfig:
-    task_kinds: ClassVar[tuple[str, ...]] = ("tabular",)
-    uses_torch: ClassVar[bool] = False
-    uses_network: ClassVar[bool] = False
-    headline: ClassVar[str] = "charts/episodic_return"
-    objective: ClassVar[str] = "eval/return"
-    # the scalar tags it logs, as patterns (objective.metric is checked up front)
-    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "td/*", "eval/*")
-
-    method: str = "q_learning"  # sarsa | q_learning | expected_sarsa
-    double: bool = False  # two tables, each updated with the other's values (6.7)
-    episodes: int = 500
-    epsilon: float = 0.1
-    step_size: float = 0.5
-    gamma: float = 1.0
-    initial_value: float = 0.0
-    eval_every: int = 0  # episodes between greedy evaluations; 0 = only at the end
-    eval_episodes: int = 1  # greedy episodes per run and evaluation (>1 for stochastic tasks)
-    eval_max_steps: int = 1000  # a greedy policy that loops forever is cut here
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"method={self.method!r}: use one of {', '.join(METHODS)}")
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ConfigError(f"epsilon={self.epsilon} must be in [0, 1]")
-        if not 0.0 < self.step_size <= 1.0:
-            raise ConfigError(f"step_size={self.step_size} must be in (0, 1]")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"gamma={self.gamma} must be in [0, 1]")
-        for name in ("episodes", "eval_episodes", "eval_max_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.eval_every < 0:
-            raise ConfigError(f"eval_every={self.eval_every} must be >= 0")
 
 
 class Agents:

@@ -12,41 +12,9 @@ the non-terminal states, averaged over runs) is logged for every tabular task.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import numpy as np
 
-from rlrun.core.errors import ConfigError
 from rlrun.envs.tabular_sim import VectorTabularSim, load_model, policy_values
-
-
-@dataclass
-class TDPredictionConfig:
-    task_kinds: ClassVar[tuple[str, ...]] = ("tabular",)
-    uses_torch: ClassVar[bool] = False
-    uses_network: ClassVar[bool] = False
-    headline: ClassVar[str] = "td/rms_error"
-    objective: ClassVar[str] = "td/rms_error"
-    minimize: ClassVar[tuple[str, ...]] = ("td/rms_error",)
-    # the scalar tags it logs, as patterns (objective.metric is checked up front)
-    logged_tags: ClassVar[tuple[str, ...]] = ("td/*",)
-
-    method: str = "td0"  # td0 | mc (every-visit, constant step size)
-    episodes: int = 100
-    step_size: float = 0.1
-    gamma: float = 1.0
-    initial_value: float = 0.5  # the book's V(s) = 0.5 for every non-terminal state
-
-    def __post_init__(self) -> None:
-        if self.method not in ("td0", "mc"):
-            raise ConfigError(f"method={self.method!r}: use td0 or mc")
-        if not 0.0 < self.step_size <= 1.0:
-            raise ConfigError(f"step_size={self.step_size} must be in (0, 1]")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"gamma={self.gamma} must be in [0, 1]")
-        if self.episodes < 1:
-            raise ConfigError(f"episodes={self.episodes} must be >= 1")
 
 
 def run(ctx) -> None:

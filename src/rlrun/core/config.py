@@ -1,8 +1,8 @@
 """Finding the configs, checking a config node against its dataclass schema, importing loops.
 
-Schemas are checked when a run starts rather than registered in Hydra's ConfigStore: that
-keeps torch-importing loop modules out of CLI start-up. Unknown keys are still refused by
-Hydra at compose time (configs are in struct mode).
+Schemas (`rlrun.core.schema`) live in torch-free modules and are registered in Hydra's
+ConfigStore (`rlrun.schemas.register_all`), so the composed config is typed and complete at
+compose time; `validate` builds the dataclass and checks its bounds when a run starts.
 """
 
 from __future__ import annotations
@@ -122,7 +122,11 @@ def _groups_help(sources: Any = None) -> str:
 
 
 def register_resolvers() -> None:
-    """OmegaConf resolvers used by configs/train.yaml (run and sweep dirs) and --help."""
+    """OmegaConf resolvers used by configs/train.yaml (run and sweep dirs) and --help, and
+    rlrun's schemas in Hydra's ConfigStore (`rlrun.schemas`): what composing needs."""
+    from rlrun.schemas import register_all
+
+    register_all()
     for name, fn in (("rlrun_slug", _slug), ("rlrun_run_dir", _run_dir), ("rlrun_now", _now),
                      ("rlrun_output_subdir", _output_subdir), ("rlrun_groups", _groups_help),
                      ("rlrun_sqlite", _sqlite)):
@@ -163,24 +167,31 @@ def check_finite(values: Any, prefix: str) -> None:
 
 
 def validate(node: DictConfig, schema: type, prefix: str) -> Any:
-    """Merge `node` (minus wiring keys) onto `schema` and build the dataclass.
+    """Merge `node` onto `schema` and build the dataclass.
 
-    Types are checked by OmegaConf, NaN/inf here (for every float, whatever the schema), ranges
-    by the dataclass's `__post_init__`. Every failure becomes a ConfigError naming the full
-    key, e.g. `algo.epsilon`, with the closest option when a key is unknown.
+    Types are checked by OmegaConf, NaN/inf here (for every float, whatever the schema), the
+    bounds and choices that the schema's fields declare by `rlrun.core.schema.check_fields`,
+    and what relates several fields by the dataclass's `__post_init__`. Every failure
+    becomes a ConfigError naming the full key, e.g. `algo.epsilon`, with the closest option
+    when a key is unknown. Wiring keys (`name`, `loop`, `schema`, `kind`) are kept when the
+    schema declares them, dropped otherwise.
     """
+    from rlrun.core.schema import check_fields
+
+    names = {f.name for f in dataclasses.fields(schema)}
     values = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()
-              if k not in META_KEYS}
+              if k not in META_KEYS or k in names}
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), values)
         check_finite(OmegaConf.to_container(merged), prefix)
+        check_fields(schema, OmegaConf.to_container(merged))
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         key = f"{prefix}.{e.full_key}" if getattr(e, "full_key", None) else prefix
         msg = str(getattr(e, "msg", e)).splitlines()[0]
         unknown = str(getattr(e, "full_key", None) or "")
         if ("not in struct" in msg or "Key '" in msg and "not" in msg) and "." not in unknown:
-            fields = [f.name for f in dataclasses.fields(schema)]
+            fields = [f.name for f in dataclasses.fields(schema) if f.name not in META_KEYS]
             owner = f"{prefix}={node.name}" if node.get("name") else prefix
             raise ConfigError(f"{key} is not an option of {owner}"
                               f"{did_you_mean(unknown, fields, prefix + '.')}") from None

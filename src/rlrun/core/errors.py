@@ -57,3 +57,16 @@ def describe_os_error(e: OSError) -> str:
            "ENOENT": "check the path"}.get(code or "", "")
     return (f"I/O error on{where}: {what}" + (f" ({code})" if code else "")
             + (f"; {fix}" if fix else ""))
+
+
+class Interrupted(Exception):  # noqa: N818 - a stop the user asked for, not an error
+    """The run stopped on SIGINT/SIGTERM; `resumable` when a checkpoint holds its state."""
+
+    def __init__(self, run_dir: object, step: int, resumable: bool = True):
+        if resumable:
+            msg = f"interrupted at step {step}; continue with: rlrun resume={run_dir}"
+        else:
+            msg = (f"interrupted at step {step}, before any checkpoint was saved: nothing to"
+                   " resume, start it afresh")
+        super().__init__(msg)
+        self.run_dir, self.step, self.resumable = run_dir, step, resumable

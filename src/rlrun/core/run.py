@@ -1,25 +1,45 @@
 """The run context a loop receives, and the loop contract: our loops and plugins use it alike.
 
     def run(ctx):                                   # the whole loop, top to bottom
+        rng = ctx.rng("actions")                    # a named stream of the run's seed
         ... build envs, networks, optimisers from ctx.algo / ctx.env / ctx.network ...
-        st = {"step": 0}
-        ctx.track(net=net, opt=opt, rng=rng, counters=st)  # what a checkpoint holds
-        ctx.resume()                                # on resume=: all of it loaded back
-        ctx.start_progress(cfg.total_steps, st["step"])
-        while st["step"] < cfg.total_steps:
+        obs, _ = envs.reset(seed=ctx.seed_of("envs"))
+        ctx.track(net=net, opt=opt, rng=rng, envs=envs)  # what a checkpoint holds
+        if (resumed := ctx.resume()):               # on resume=: all of it loaded back
+            obs = resumed.obs                       # the envs' live observation
+        ctx.start_progress(cfg.total_steps)         # from ctx.step (0, or where it stopped)
+        while ctx.step < cfg.total_steps:
             ... one iteration; ctx.logger.scalar("losses/x", v, step) ...
-            if ctx.tick(st["step"], headline_value):  # progress, checkpoints, Ctrl-C
+            if ctx.every("eval", cfg.eval_every):   # a cadence, resumed exactly
+                evaluate()
+            if ctx.tick(step, headline_value):      # progress, checkpoints, Ctrl-C
                 break
         ctx.finish(final=evaluate_at_the_end, close=(envs,))
 
 The context also carries the typed configs, the logger, the device and the seed.
 
-A loop calls `ctx.tick(step, headline_value, state_fn)` once per iteration: it drives the
-progress display, saves a checkpoint when one is due, refreshes `results.json` (the
-heartbeat readers use to tell a live run from a killed one), and returns True when the user
-asked the run to stop (SIGINT/SIGTERM), after saving one. Long evaluations that run after a
-checkpoint (DDPM's final sampling) call `ctx.check_stop()` to stop at once: the checkpoint
-already holds everything, and a resume redoes only what is left.
+- `ctx.step` is the one step counter: `tick(step, ...)` sets it, a checkpoint saves it,
+  `resume()` restores it.
+- `ctx.rng(name)` is a NumPy Generator for the named stream: the child of
+  `SeedSequence(seed)` with spawn key `(crc32(name), rank)`, which is how
+  `SeedSequence.spawn` keys its children, so streams are independent of each other, of the
+  order they are made in, and of other ranks'. `ctx.seed_of(name)` is an integer from the
+  same stream, for APIs that take a seed (Gymnasium's `reset(seed=...)`, torch generators).
+- `ctx.every(name, interval)` is True when `ctx.step` reaches the cadence's next point
+  (`interval`, `2 * interval`, ...; never for 0); the next points are saved with the
+  checkpoint.
+- `ctx.track(**items)` declares what a checkpoint holds (`rlrun.core.state`). In a
+  data-parallel run, items with a `state_dict` are taken to be the same on every rank
+  (networks, optimisers) and saved once; `ctx.track_per_rank(**items)` declares those each
+  rank holds its own of (replay buffers, env adapters), saved and resumed per rank. RNGs and
+  plain counters are always per rank.
+
+A loop calls `ctx.tick(step, headline_value)` once per iteration: it drives the progress
+display, saves a checkpoint when one is due, refreshes `results.json` (the heartbeat readers
+use to tell a live run from a killed one), and returns True when the user asked the run to
+stop (SIGINT/SIGTERM), after saving one. Long evaluations that run after a checkpoint
+(DDPM's final sampling) call `ctx.check_stop()` to stop at once: the checkpoint already holds
+everything, and a resume redoes only what is left.
 """
 
 from __future__ import annotations
@@ -28,6 +48,7 @@ import contextlib
 import dataclasses
 import signal
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +66,18 @@ from rlrun.core.seeding import rng_state, set_rng_state
 from rlrun.core.status import HEARTBEAT_S
 
 StateFn = Callable[[], dict[str, Any]]
+
+
+class Resumed:
+    """What `ctx.resume()` hands back when it loaded a checkpoint (falsy when it did not):
+    the step it continues from, and `obs`, the live observation of the tracked envs (the
+    saved one where their state came back, else their fresh reset's)."""
+
+    def __init__(self, resumed: bool, step: int, obs: Any = None):
+        self.resumed, self.step, self.obs = resumed, step, obs
+
+    def __bool__(self) -> bool:
+        return self.resumed
 
 
 class StopRequested(Exception):  # noqa: N818 - a signal, not an error
@@ -74,6 +107,7 @@ class RunContext:
     wall_time_prev_s: float = 0.0
     stop_requested: bool = False
     dist: Dist = field(default_factory=Dist)  # rank and world size under torchrun
+    stop_at: Callable[[int], bool] | None = None  # stop as Ctrl-C would (rlrun.testing)
     restoring: bool = field(default=False, init=False)  # from restore() to start_progress()
     logger: Logger = field(init=False)
     _progress: Progress | None = field(default=None, init=False)
@@ -82,6 +116,8 @@ class RunContext:
     _saved_step: int | None = field(default=None, init=False)  # step of the last save
     _t0: float = field(default_factory=time.monotonic, init=False)
     _tracked: dict[str, Any] = field(default_factory=dict, init=False)
+    _per_rank: set[str] = field(default_factory=set, init=False)  # track_per_rank's names
+    _due: dict[str, int] = field(default_factory=dict, init=False)  # ctx.every's next points
     finished: bool = field(default=False, init=False)  # finish() ran to its end
 
     def __post_init__(self) -> None:
@@ -120,13 +156,52 @@ class RunContext:
             tracked_state.check_trackable(name, item)
         self._tracked.update(items)
 
-    def resume(self) -> bool:
-        """On `resume=`, load every tracked item (and the logger's history and the global
-        RNGs) from the checkpoint; True when it did. A checkpoint that does not fit the
-        tracked items (another version, another network) becomes a one-line error."""
+    def track_per_rank(self, **items: Any) -> None:
+        """Like `track`, for items each rank of a data-parallel run holds its own of (replay
+        buffers, env adapters): saved for every rank, and each rank resumes its own. Outside
+        torchrun the same as `track`."""
+        self.track(**items)
+        self._per_rank.update(items)
+
+    def rng(self, name: str) -> Any:
+        """The named random stream of this run (a NumPy Generator; see the module docstring)."""
+        import numpy as np
+
+        return np.random.default_rng(self._seed_sequence(name))
+
+    def seed_of(self, name: str) -> int:
+        """An integer seed from the named stream, for APIs that take one."""
+        import numpy as np
+
+        return int(self._seed_sequence(name).generate_state(1, np.uint32)[0])
+
+    def _seed_sequence(self, name: str) -> Any:
+        import numpy as np
+
+        return np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),
+                                                             self.dist.rank))
+
+    def every(self, name: str, interval: int, step: int | None = None) -> bool:
+        """True when `step` (default `ctx.step`) has reached this cadence's next point:
+        `interval`, then every `interval` steps (an interval of 0 is never due). The next
+        points go into checkpoints, so a resumed run keeps the cadence."""
+        if interval <= 0:
+            return False
+        step = self.step if step is None else step
+        due = self._due.setdefault(name, interval)
+        if step < due:
+            return False
+        self._due[name] = due + interval * ((step - due) // interval + 1)
+        return True
+
+    def resume(self) -> Resumed:
+        """On `resume=`, load every tracked item (and the logger's history, the global RNGs
+        and the `every` cadences) from the checkpoint: a truthy `Resumed` when it did. A
+        checkpoint that does not fit the tracked items (another version, another network)
+        becomes a one-line error."""
         saved = self.restore()
         if saved is None:
-            return False
+            return Resumed(False, self.step, self._live_obs())
         missing = sorted(set(self._tracked) - set(saved))
         if missing:
             raise KeyError(f"the checkpoint lacks {', '.join(missing)}")
@@ -137,7 +212,14 @@ class RunContext:
             if loaded is not item and not isinstance(item, tuple):
                 raise ValueError(f"{name}: the checkpoint's value does not fit this run's")
         self.restoring = False
-        return True
+        return Resumed(True, self.step, self._live_obs())
+
+    def _live_obs(self) -> Any:
+        """The live observation of a tracked env adapter (an item with `last_obs`), if any."""
+        for item in self._tracked.values():
+            if hasattr(item, "last_obs"):
+                return item.last_obs
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """The tracked items in checkpoint form."""
@@ -173,6 +255,7 @@ class RunContext:
         set_rng_state(s["ranks"][self.dist.rank]["rng"] if self.dist.enabled else s["rng"])
         self.step = int(s["step"])
         self.wall_time_prev_s = float(s["wall_time_s"])
+        self._due = {str(k): int(v) for k, v in (s.get("due") or {}).items()}
         return s["loop"]
 
     def save(self, step: int, loop_state: dict[str, Any] | None = None) -> None:
@@ -185,8 +268,8 @@ class RunContext:
         if self.dist.enabled:
             # Networks and optimisers are the same on every rank (DDP); RNGs and counters
             # (anything without a state_dict) are each rank's own: rank 0 saves them all.
-            own = [n for n, item in self._tracked.items()
-                   if n in loop_state and not tracked_state.shared(item)]
+            own = [n for n, item in self._tracked.items() if n in loop_state and (
+                n in self._per_rank or not tracked_state.shared(item))]
             ranks = self.dist.gather({"rng": rng_state(),
                                       "loop": {n: loop_state[n] for n in own}})
             if not self.dist.is_main:
@@ -195,7 +278,8 @@ class RunContext:
             extra = {"world_size": self.dist.world_size, "ranks": ranks}
         save_checkpoint(self.checkpoint_path, {
             "step": step, "loop": loop_state, "logger": self.logger.state_dict(),
-            "rng": rng_state(), "wall_time_s": self.wall_time_s, **extra,
+            "rng": rng_state(), "wall_time_s": self.wall_time_s, "due": dict(self._due),
+            **extra,
         })
         self._saved_step = step
         self._last_ckpt = time.monotonic()
@@ -245,11 +329,12 @@ class RunContext:
         return self.wall_time_prev_s + time.monotonic() - self._t0
 
     # ---- per-iteration ---------------------------------------------------------------
-    def start_progress(self, total: int, start: int, unit: str = "step") -> None:
-        """Show progress in `unit`s (steps, episodes, ...) from `start` to `total`."""
+    def start_progress(self, total: int, start: int | None = None, unit: str = "step") -> None:
+        """Show progress in `unit`s (steps, episodes, ...) from `start` (default `ctx.step`)
+        to `total`."""
         self.restoring = False
-        self._progress = Progress(total, start, self.headline, self.logger_cfg.progress,
-                                  self.logger_cfg.print_every_s, unit)
+        self._progress = Progress(total, self.step if start is None else start, self.headline,
+                                  self.logger_cfg.progress, self.logger_cfg.print_every_s, unit)
 
     def tick(self, step: int, value: float | None, state_fn: StateFn | None = None) -> bool:
         """Once per iteration: progress, a checkpoint when due, the heartbeat. True when the
@@ -260,6 +345,8 @@ class RunContext:
             self._progress.update(step, value)
         now = time.monotonic()
         due = self.checkpoint_every_s > 0 and now - self._last_ckpt >= self.checkpoint_every_s
+        if self.stop_at is not None and self.stop_at(step):
+            self.stop_requested = True
         if self.dist.enabled:  # every rank stops, and saves, at the same step
             stop, due = self.dist.agree(self.stop_requested, due)
             self.stop_requested = stop

@@ -10,7 +10,7 @@ faster and PPO slower (0.88x). Numbers: docs/performance.md (`scripts/bench_thre
 So `threads=auto` (the default) uses
 - one thread for loops whose operators are small (every RL family: networks of 64-256 units
   on batches of a few hundred rows), where a thread team costs more than it gains;
-- for loops whose schema declares `parallel_ops = True` (the LM, DDPM: large matrix products),
+- for loops whose spec declares `parallel_ops=True` (the LM, DDPM: large matrix products),
   one thread per CPU that is idle when the run starts (sampled from /proc/stat over 0.1 s),
   at least one;
 - `OMP_NUM_THREADS` instead, when the environment sets it (a cluster job script, say).
@@ -37,12 +37,12 @@ def valid(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def set_threads(value: Any, schema: type) -> int | None:
+def set_threads(value: Any, spec: Any) -> int | None:
     """Apply `threads=` to torch (for algorithms that use it); return the thread count set,
     or None where torch's default was left alone."""
-    if value is None or not getattr(schema, "uses_torch", True):
+    if value is None or not spec.uses_torch:
         return None
-    n, why = (int(value), "") if value != AUTO else auto_threads(schema)
+    n, why = (int(value), "") if value != AUTO else auto_threads(spec)
     import torch
 
     torch.set_num_threads(n)
@@ -51,12 +51,12 @@ def set_threads(value: Any, schema: type) -> int | None:
     return n
 
 
-def auto_threads(schema: type) -> tuple[int, str]:
+def auto_threads(spec: Any) -> tuple[int, str]:
     """`threads=auto`: the thread count for this algorithm here and now, and why."""
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) >= 1:
         return int(env), "OMP_NUM_THREADS"
-    if not getattr(schema, "parallel_ops", False):
+    if not spec.parallel_ops:
         return 1, "small operators; threads=N to change"
     idle = idle_cpus()
     return idle, f"{idle} of {len(_cpus())} CPUs idle at start"

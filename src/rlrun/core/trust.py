@@ -5,7 +5,8 @@
 instantiates nested `_target_` nodes too, so a crafted config could otherwise call any
 importable function (`builtins.eval`, `os.system` reached through a module attribute...).
 A resumed config may therefore only name what the installed configs themselves name:
-every `loop`, `schema` and `_target_` value found in rlrun's config files, in the installed
+the schemas registered in Hydra's ConfigStore by rlrun and installed plugins, and every
+`loop`, `schema` and `_target_` value found in rlrun's config files, in the installed
 plugins' config dirs (entry points `rlrun.plugins`: installing a package is trusting it), and
 in the dirs the user names on this command line (`--config-dir`, `hydra.searchpath`). Fresh
 runs are composed from configs the user chose, and are not restricted.
@@ -158,7 +159,10 @@ def check_references(cfg: dict[str, Any], where: str) -> None:
     of rlrun, of its plugins or of this command line's config dirs names."""
     from rlrun.core.plugins import config_dirs
 
-    trusted = trusted_references(tuple(config_dirs()))
+    from rlrun.core.schema import registered
+
+    # what config files name, and the schemas registered by rlrun and installed plugins
+    trusted = trusted_references(tuple(config_dirs())) | set(registered())
 
     def walk(node: Any, path: str) -> None:
         if isinstance(node, dict):

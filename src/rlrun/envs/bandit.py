@@ -7,31 +7,11 @@ no Python loop over runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from rlrun.core.errors import ConfigError
-
-
-@dataclass
-class BanditConfig:
-    k: int = 10
-    mean: float = 0.0
-    num_runs: int = 2000
-    steps: int = 1000
-    nonstationary: bool = False
-    walk_std: float = 0.01
-    start_equal: bool = False
-    contexts: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("k", "num_runs", "steps", "contexts"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
-        if self.walk_std < 0:
-            raise ConfigError(f"walk_std={self.walk_std} must be >= 0")
+from rlrun.schemas.envs import BanditConfig
 
 
 class BanditTestbed:

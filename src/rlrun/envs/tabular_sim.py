@@ -7,28 +7,13 @@ turns each step into a few array operations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from rlrun.core.errors import ConfigError
 from rlrun.envs.tabular import TabularModel, model_from_env
-
-
-@dataclass
-class TabularEnvConfig:
-    id: str = "rlrun/CliffWalkingBook-v0"
-    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
-    num_runs: int = 1  # independent agents whose curves are averaged
-    max_steps: int | None = None  # truncate longer episodes; None: the env's registered
-    # limit (Taxi 200, FrozenLake 100, ...) or, without one, 100,000
-
-    def __post_init__(self) -> None:
-        if self.num_runs < 1:
-            raise ConfigError(f"num_runs={self.num_runs} must be >= 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"max_steps={self.max_steps} must be >= 1")
+from rlrun.schemas.envs import TabularEnvConfig
 
 
 def load_model(cfg: TabularEnvConfig) -> tuple[TabularModel, Any, int]:

@@ -1,0 +1,256 @@
+"""`preflight(cfg)`: every check that can run before a run dir exists, once, in one place.
+
+`train` (fresh runs and `resume=`), `rlrun-eval` and the docs-commands test call it; the CLI
+calls it before Hydra's run dir is kept, so a config error leaves no run dir behind. In order:
+
+1. the root keys (`seed`, `deterministic`, `threads`, `objective`...), no unknown ones;
+2. the wiring: the algorithm's loop and schema, the env's schema (importable, registered);
+3. every setting against its schema (types, bounds, choices, NaN; `rlrun.core.schema`), and
+   the algorithm's declarations (`AlgoSpec`);
+4. the pairing of algorithm and task (task kind, action space), the network fitting the
+   task, the objective metric being one the algorithm logs;
+5. the data: an env schema with a `check()` (text files, image folders) looks at its path.
+
+It returns a `Plan`: what `train` needs to start, already built.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from rlrun.core.config import (
+    check_finite,
+    config_dir,
+    did_you_mean,
+    import_object,
+    register_resolvers,
+    validate,
+)
+from rlrun.core.errors import ConfigError, PairingError
+from rlrun.core.logger import LoggerConfig
+from rlrun.core.schema import AlgoSpec, spec_of
+from rlrun.core.threads import valid as valid_threads
+
+# The config groups at the top level; train.yaml's own keys are read from the file.
+GROUPS = ("algo", "env", "network", "device", "logger", "experiment", "hparams_search")
+
+# What each task kind is and where to find one, for pairing errors (env configs: `kind:`).
+TASK_KINDS = {
+    "bandit": ("a bandit testbed", "env=bandit_testbed, env=contextual_bandit"),
+    "tabular": ("a tabular task with discrete states and actions and a transition table",
+                "e.g. env=cliff_walking_book, env=CliffWalking-v1"),
+    "gym": ("a Gymnasium task without a transition table", "e.g. env=CartPole-v1"),
+    "text": ("a text corpus", "e.g. env=stdlib_docs, env=text_file env.path=..."),
+    "images": ("an image data set", "e.g. env=digits, env=image_folder env.path=..."),
+    "text_classification": ("labelled text", "e.g. env=stdlib_docstrings, env=imdb env.path=..."),
+}
+
+
+@dataclass
+class Plan:
+    """A checked config, ready to run: the loop, the typed configs and the declarations."""
+
+    loop: Any
+    algo: Any  # the algorithm's schema dataclass, built and checked
+    env: Any
+    logger: LoggerConfig
+    schema: type
+    spec: AlgoSpec
+
+
+def preflight(cfg: DictConfig) -> Plan:
+    """Every check that needs no run dir (see the module docstring); a `Plan`, or the first
+    problem as one-line RlrunError."""
+    register_resolvers()
+    check_root(cfg)
+    plan = _resolve(cfg)
+    check_pairing(cfg, plan)
+    check = getattr(plan.env, "check", None)
+    if callable(check):
+        check()  # data paths (text files, image folders): a DataError before any run dir
+    return plan
+
+
+# ---- 1. the root keys --------------------------------------------------------------------------
+def check_root(cfg: DictConfig) -> None:
+    """Top-level keys: no unknown one (`+sed=1`, Hydra's advice for a typo, followed, would
+    add a key nothing reads), and the values of seed, deterministic, checkpoint_every_s,
+    threads and objective."""
+    root = OmegaConf.load(config_dir() / "train.yaml")
+    known = [k for k in root if k not in ("defaults", "hydra")] + list(GROUPS)
+    for key in cfg:
+        if key not in known:
+            raise ConfigError(f"{key} is not an rlrun option{did_you_mean(str(key), known)}")
+    checks = (("seed", int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
+              ("deterministic", bool, lambda v: True, "true or false"),
+              ("checkpoint_every_s", (int, float), lambda v: math.isfinite(v) and v >= 0,
+               "a number >= 0"),
+              ("threads", (int, str, type(None)), valid_threads, "auto, null or an integer >= 1"))
+    for key, types, ok, what in checks:
+        value = cfg.get(key)
+        if isinstance(value, bool) and types is not bool or not isinstance(value, types) \
+                or not ok(value):
+            raise ConfigError(f"{key}={value!r} must be {what}")
+    objective = cfg.get("objective")
+    if objective is not None and not isinstance(objective, DictConfig):
+        raise ConfigError(f"objective={objective!r} must be a group: objective.metric=TAG,"
+                          " objective.stat=last|tail_mean|best")
+    stat = (objective or {}).get("stat", "last")
+    if stat not in ("last", "tail_mean", "best"):
+        raise ConfigError(f"objective.stat={stat!r} must be last, tail_mean or best")
+
+
+# ---- 2-3. wiring and settings ------------------------------------------------------------------
+def _resolve(cfg: DictConfig) -> Plan:
+    if cfg.env.get("id", "") is None:  # env=gym names its run after env.id
+        raise ConfigError("env.id=null: name a Gymnasium task, e.g. env.id=CartPole-v1")
+    for group in ("algo", "env"):
+        for key in ("name", "loop" if group == "algo" else "kind", "schema"):
+            if not cfg[group].get(key):
+                raise ConfigError(f"{group} config lacks '{key}': see configs/{group}/*.yaml")
+    loop = import_object(str(cfg.algo.loop), "algo.loop")
+    schema = import_object(str(cfg.algo.schema), "algo.schema")
+    spec = spec_of(schema)
+    env_schema = import_object(str(cfg.env.schema), "env.schema")
+    algo = validate(cfg.algo, schema, "algo")
+    env = validate(cfg.env, env_schema, "env")
+    logger_cfg = validate(cfg.logger, LoggerConfig, "logger")
+    return Plan(loop, algo, env, logger_cfg, schema, spec)
+
+
+# ---- 4. pairing, network, objective ------------------------------------------------------------
+def check_pairing(cfg: DictConfig, plan: Plan) -> None:
+    spec = plan.spec
+    if not spec.uses_network and cfg.get("network") is not None:
+        raise PairingError(f"algo={cfg.algo.name} uses no network: drop the network= override")
+    if cfg.get("network") is not None:
+        check_finite(OmegaConf.to_container(cfg.network, resolve=True), "network")
+        check_network_fits(cfg, spec)
+    check_objective_metric(cfg, spec)
+    kind = str(cfg.env.kind)
+    if kind in spec.task_kinds:
+        if kind == "gym" and spec.action_spaces:
+            from rlrun.envs.gym import check_action_space
+
+            check_action_space(str(cfg.algo.name), plan.env, spec.action_spaces, spec.suggest)
+        return
+    fits = [n for n, k in algorithms_by_kind().items() if kind in k]
+    hint = (f"try algo={fits[0]}" if fits
+            else f"no algorithm in this install learns {kind} tasks yet")
+    needs = " or ".join("{} ({})".format(*TASK_KINDS.get(k, (f"a {k} task", "")))
+                        for k in spec.task_kinds)
+    is_a = TASK_KINDS.get(kind, (f"a {kind} task",))[0]
+    raise PairingError(f"algo={cfg.algo.name} needs {needs}, but env={cfg.env.name} is {is_a}:"
+                       f" {hint}")
+
+
+def algorithms_by_kind() -> dict[str, tuple[str, ...]]:
+    """Algorithm name -> task kinds it accepts, read from the algo configs of rlrun, of the
+    installed plugins and of the user's config dirs (the first of a name wins, as in Hydra):
+    each config's schema, named at the head of its defaults list and registered."""
+    from hydra.core.config_store import ConfigStore
+
+    from rlrun.core.plugins import config_dirs
+    from rlrun.core.schema import registered
+
+    by_node = {}
+    repo = ConfigStore.instance().repo.get("schema", {}).get("algo", {})
+    for node_name, entry in repo.items():
+        path = entry.node.get("schema") if hasattr(entry, "node") else None
+        if path in registered():
+            by_node[node_name.removesuffix(".yaml")] = registered()[path]
+    out: dict[str, tuple[str, ...]] = {}
+    for path in [p for d in config_dirs() for p in sorted((d / "algo").glob("*.yaml"))]:
+        if path.stem in out:
+            continue
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue  # another dir's half-written config is not this run's problem
+        for item in raw.get("defaults", []) if isinstance(raw, dict) else []:
+            if isinstance(item, str) and item.startswith("/schema/algo/"):
+                schema = by_node.get(item.split("@")[0].rsplit("/", 1)[-1])
+                spec = getattr(schema, "spec", None)
+                if isinstance(spec, AlgoSpec):
+                    out[path.stem] = spec.task_kinds
+    return out
+
+
+def _network_takes(target: str, inputs: tuple[str, ...]) -> bool:
+    """Whether the network class at `target` accepts the shape arguments `inputs`."""
+    params = inspect.signature(import_object(target, "network._target_")).parameters
+    return (any(p.kind is p.VAR_KEYWORD for p in params.values())
+            or all(name in params for name in inputs))
+
+
+def check_network_fits(cfg: DictConfig, spec: AlgoSpec) -> None:
+    """`algo=sac network=unet`: say which networks fit, before the loop tries to build one."""
+    inputs = spec.network_inputs
+    target = cfg.network.get("_target_")
+    if not inputs or not target or _network_takes(str(target), inputs):
+        return
+    # configs sharing a class (network=transformer, network=encoder): the one most like this
+    names: dict[str, tuple[str, int]] = {}
+    fits: list[str] = []
+    for path in sorted((config_dir() / "network").glob("*.yaml")):
+        try:
+            node = _composed_network(path.stem)
+        except (OmegaConfBaseException, ConfigError, ValueError):
+            continue
+        node_target = str(node.get("_target_"))
+        same = sum(1 for k, v in node.items() if cfg.network.get(k) == v)
+        if same > names.get(node_target, ("", -1))[1]:
+            names[node_target] = (path.stem, same)
+        try:
+            if _network_takes(node_target, inputs):
+                fits.append(path.stem)
+        except ConfigError:
+            continue
+    name = names.get(str(target), (str(target), 0))[0]
+    hint = f"use network={' or network='.join(fits)}" if fits else "no packaged network fits"
+    raise ConfigError(f"network={name} does not fit algo={cfg.algo.name}, which builds its"
+                      f" networks from {', '.join(inputs)}: {hint}")
+
+
+def _composed_network(name: str) -> DictConfig:
+    """A network config file with its schema's defaults (the file alone holds wiring only)."""
+    from hydra.core.config_store import ConfigStore
+
+    raw = OmegaConf.load(config_dir() / "network" / f"{name}.yaml")
+    base = OmegaConf.create()
+    for item in raw.get("defaults", []):
+        if isinstance(item, str) and item.startswith("/schema/network/"):
+            node = item.split("@")[0].rsplit("/", 1)[-1]
+            base = ConfigStore.instance().load(f"schema/network/{node}.yaml").node
+    body = OmegaConf.masked_copy(raw, [k for k in raw if k != "defaults"])
+    return OmegaConf.merge(OmegaConf.to_container(base), body)
+
+
+def check_objective_metric(cfg: DictConfig, spec: AlgoSpec) -> None:
+    """objective.metric must be a tag this algorithm can log: checked up front against the
+    patterns its spec declares; the exact tag (e.g. one loss of several) when the run ends,
+    see `objective_missing`."""
+    metric = (cfg.get("objective") or {}).get("metric")
+    patterns = spec.logged_tags
+    if metric is None or patterns is None:
+        return
+    if not any(fnmatch.fnmatchcase(str(metric), p) for p in patterns):
+        raise ConfigError(f"objective.metric={metric!r}: algo={cfg.algo.name} logs no such tag;"
+                          f" it logs {', '.join(patterns)} (its own objective:"
+                          f" {spec.objective}); or set objective.metric=null")
+
+
+def objective_missing(metric: str, metrics: dict[str, Any], algo: str) -> ConfigError:
+    close = did_you_mean(metric, sorted(metrics)) if metrics else ""
+    if not close.startswith(";"):
+        close = " (results.json lists what it logged)"
+    return ConfigError(f"objective.metric={metric!r} was never logged by algo={algo}, so the"
+                       f" run has no objective{close}")

@@ -1,0 +1,25 @@
+"""rlrun's own schemas, registered in Hydra's ConfigStore as `schema/<group>/<name>` (the
+YAML files name them at the head of their defaults lists; `rlrun.core.schema`)."""
+
+from __future__ import annotations
+
+import functools
+
+
+@functools.cache
+def register_all() -> None:
+    """Register every schema of rlrun (once per process); plugins register their own when
+    their entry point is loaded."""
+    from rlrun.core.schema import register
+    from rlrun.schemas import bandits, envs, td
+
+    for group, name, cls in (
+        ("algo", "epsilon_greedy", bandits.EpsilonGreedyConfig),
+        ("algo", "ucb", bandits.UCBConfig),
+        ("algo", "gradient_bandit", bandits.GradientBanditConfig),
+        ("algo", "td_control", td.TDControlConfig),
+        ("algo", "td_prediction", td.TDPredictionConfig),
+        ("env", "bandit", envs.BanditConfig),
+        ("env", "tabular", envs.TabularEnvConfig),
+    ):
+        register(group, name, cls)
