@@ -1,4 +1,4 @@
-"""A run as a SLURM job (rlrun.cluster), without a cluster: SLURM's environment and
+"""A run as a SLURM job (rlrun.launch.cluster), without a cluster: SLURM's environment and
 submitit's signal handler are stood in for. tests/test_slurm.py runs the real thing."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from rlrun.cluster import requeued_run, slurm_job
 from rlrun.core.run import RunContext
+from rlrun.launch.cluster import requeued_run, slurm_job
 from rlrun.train import Interrupted, train
 from tests.conftest import compose_cfg, interrupt, read_results, run_train
 

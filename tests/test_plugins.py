@@ -18,7 +18,8 @@ import pytest
 
 from rlrun.core.errors import CheckpointError, ConfigError, PairingError
 from rlrun.core.trust import check_references
-from rlrun.train import _algorithms_by_kind, train
+from rlrun.preflight import algorithms_by_kind
+from rlrun.train import train
 
 from .conftest import compose_cfg, interrupt_and_resume, read_results, rlrun_cli, run_train
 
@@ -45,13 +46,13 @@ def test_help_lists_the_plugins_options(tmp_path):
 
 @needs_plugin
 def test_the_plugins_algorithm_takes_part_in_pairing(tmp_path):
-    assert _algorithms_by_kind()["reinforce"] == ("gym",)
+    assert algorithms_by_kind()["reinforce"] == ("gym",)
     with pytest.raises(PairingError, match=r"algo=reinforce needs a Gymnasium task.*try algo="):
         run_train(tmp_path, ["algo=reinforce", "env=bandit_testbed"])
     with pytest.raises(PairingError, match=r"needs a discrete action space.*try algo=ppo"):
         run_train(tmp_path, ["algo=reinforce", "env=Pendulum-v1"], "p")
     # ...and our pairing hints may name it: a gym task's fit is any gym algorithm
-    assert "gym" in _algorithms_by_kind()["ppo"]
+    assert "gym" in algorithms_by_kind()["ppo"]
 
 
 @needs_plugin
@@ -67,7 +68,7 @@ def test_the_plugins_tuned_values_apply_like_ours():
 @needs_plugin
 def test_a_plugins_code_is_trusted_on_resume_and_other_code_is_not():
     check_references({"algo": {"loop": "rlrun_reinforce.reinforce.run",
-                               "schema": "rlrun_reinforce.reinforce.ReinforceConfig"},
+                               "schema": "rlrun_reinforce.schema.ReinforceConfig"},
                       "network": {"_target_": "rlrun_reinforce.nets.Linear"}}, "r")
     with pytest.raises(CheckpointError, match="is not code that"):
         check_references({"algo": {"loop": "rlrun_reinforce.os.system"}}, "r")
@@ -233,7 +234,7 @@ def test_an_entry_point_may_name_a_module_a_function_or_a_path(tmp_path, monkeyp
     try:
         assert ("mine", conf.resolve()) in plugins.plugin_config_dirs()
         assert compose_cfg(["algo=my_ucb"]).algo.loop == "my_algos.run"
-        assert _algorithms_by_kind()["my_ucb"] == ("bandit",)
+        assert algorithms_by_kind()["my_ucb"] == ("bandit",)
     finally:
         monkeypatch.undo()
         plugins.plugin_config_dirs.cache_clear()

@@ -137,9 +137,9 @@ def _task(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from rlrun.cluster import slurm_job
     from rlrun.core.distributed import rank
     from rlrun.core.errors import Interrupted, RlrunError
+    from rlrun.launch.cluster import slurm_job
     from rlrun.preflight import preflight
     from rlrun.train import train
 
@@ -148,7 +148,7 @@ def _task(cfg) -> float:
     started = False
     try:
         # A SLURM job: a requeued one continues its own run; submitit's requeue signal saves
-        # a checkpoint first (rlrun.cluster). Outside SLURM, cfg as it is.
+        # a checkpoint first (rlrun.launch.cluster). Outside SLURM, cfg as it is.
         with slurm_job(cfg, output_dir) as cfg:
             resuming = bool(cfg.get("resume"))
             plan = None if resuming else preflight(cfg)
@@ -310,7 +310,7 @@ def _main() -> None:
             _fail(describe_os_error(e.__cause__))
         if distributed.is_distributed():
             _fail_rank(e)
-        from rlrun.cluster import PeerFailed, describe_uncompleted
+        from rlrun.launch.cluster import PeerFailed, describe_uncompleted
 
         if isinstance(e, PeerFailed):  # a data-parallel SLURM job: the rank that failed first
             print(f"rlrun: error: {e}", file=sys.stderr)

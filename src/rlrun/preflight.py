@@ -156,32 +156,33 @@ def check_pairing(cfg: DictConfig, plan: Plan) -> None:
 def algorithms_by_kind() -> dict[str, tuple[str, ...]]:
     """Algorithm name -> task kinds it accepts, read from the algo configs of rlrun, of the
     installed plugins and of the user's config dirs (the first of a name wins, as in Hydra):
-    each config's schema, named at the head of its defaults list and registered."""
+    the schema a config names at the head of its defaults list (registered by rlrun or a
+    plugin), or in its `schema:` key (an unpackaged config dir's own module)."""
     from hydra.core.config_store import ConfigStore
 
     from rlrun.core.plugins import config_dirs
     from rlrun.core.schema import registered
 
-    by_node = {}
-    repo = ConfigStore.instance().repo.get("schema", {}).get("algo", {})
-    for node_name, entry in repo.items():
-        path = entry.node.get("schema") if hasattr(entry, "node") else None
-        if path in registered():
-            by_node[node_name.removesuffix(".yaml")] = registered()[path]
+    dirs = config_dirs()  # first: loading the plugins registers their schemas
+    store = ConfigStore.instance()
     out: dict[str, tuple[str, ...]] = {}
-    for path in [p for d in config_dirs() for p in sorted((d / "algo").glob("*.yaml"))]:
+    for path in [p for d in dirs for p in sorted((d / "algo").glob("*.yaml"))]:
         if path.stem in out:
             continue
         try:
             raw = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError):
+            schema: Any = None
+            for item in raw.get("defaults", []) or []:
+                if isinstance(item, str) and item.startswith("/schema/algo/"):
+                    node = store.load(f"{item.split('@')[0].lstrip('/')}.yaml").node
+                    schema = registered().get(str(node.get("schema")))
+            if schema is None and raw.get("schema"):
+                schema = import_object(str(raw["schema"]), "schema")
+        except (OSError, yaml.YAMLError, ConfigError, AttributeError, ValueError, TypeError):
             continue  # another dir's half-written config is not this run's problem
-        for item in raw.get("defaults", []) if isinstance(raw, dict) else []:
-            if isinstance(item, str) and item.startswith("/schema/algo/"):
-                schema = by_node.get(item.split("@")[0].rsplit("/", 1)[-1])
-                spec = getattr(schema, "spec", None)
-                if isinstance(spec, AlgoSpec):
-                    out[path.stem] = spec.task_kinds
+        spec = getattr(schema, "spec", None)
+        if isinstance(spec, AlgoSpec):
+            out[path.stem] = spec.task_kinds
     return out
 
 

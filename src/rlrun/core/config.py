@@ -19,18 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rlrun.core.errors import ConfigError
+from rlrun.core.plugins import config_dir, config_dirs  # noqa: F401 (config_dir re-exported)
 
 # Keys of a group node that are about wiring, not hyperparameters.
 META_KEYS = ("name", "loop", "schema", "kind")
-
-
-def config_dir() -> Path:
-    """The configs folder: inside the installed package, or the repo's top-level configs/."""
-    here = Path(__file__).resolve().parent.parent  # src/rlrun or site-packages/rlrun
-    for candidate in (here / "configs", here.parent.parent / "configs"):
-        if (candidate / "train.yaml").is_file():
-            return candidate
-    raise FileNotFoundError("rlrun configs not found: reinstall rlrun (pip install .)")
 
 
 def _slug(label: Any, overrides: Any, exclude: Any = (), max_len: int = 80) -> str:
@@ -99,8 +91,6 @@ def group_options(group: str, dirs: list[Path] | None = None) -> list[str]:
     user's `--config-dir` / `hydra.searchpath`), nested presets as paths
     (`sutton_barto/fig2_2`); the `points/` folders hold single curves of presets and are
     not listed."""
-    from rlrun.core.plugins import config_dirs
-
     found: set[str] = set()
     for d in config_dirs() if dirs is None else dirs:
         root = d / group
@@ -112,8 +102,6 @@ def group_options(group: str, dirs: list[Path] | None = None) -> list[str]:
 def _groups_help(sources: Any = None) -> str:
     """The `Config groups` block of `rlrun --help`; `sources` are Hydra's config sources of
     this invocation (so plugins and `--config-dir` options are listed too)."""
-    from rlrun.core.plugins import config_dirs
-
     if sources is not None and not isinstance(sources, list):
         sources = OmegaConf.to_container(sources, resolve=True)
     dirs = config_dirs(sources or None)

@@ -33,6 +33,15 @@ from rlrun.core.errors import RlrunError
 GROUP = "rlrun.plugins"
 
 
+def config_dir() -> Path:
+    """The configs folder: inside the installed package, or the repo's top-level configs/."""
+    here = Path(__file__).resolve().parent.parent  # src/rlrun or site-packages/rlrun
+    for candidate in (here / "configs", here.parent.parent / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError("rlrun configs not found: reinstall rlrun (pip install .)")
+
+
 class PluginError(RlrunError):
     """An installed plugin cannot be loaded or names no config directory."""
 
@@ -80,8 +89,6 @@ def config_dirs(sources: Iterable[Any] | None = None) -> list[Path]:
     `sources` are Hydra's `hydra.runtime.config_sources` entries (path, schema, provider);
     by default those of the running Hydra app, else (tests, notebooks, outside Hydra)
     rlrun's own configs and the installed plugins'."""
-    from rlrun.core.config import config_dir
-
     if sources is None:
         sources = _active_sources()
     if sources is None:

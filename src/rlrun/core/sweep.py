@@ -5,7 +5,7 @@ seed. Hydra's `override_dirname` repeats every override in every job dir and the
 character cut dropped the seed, so TensorBoard (whose run names are the job dirs) showed
 three identical names; the HParams table listed every config key, 53 columns of constants.
 
-At the start of a multirun, `SweepSummary.on_multirun_start` (rlrun/callbacks.py) reads the
+At the start of a multirun, `SweepSummary.on_multirun_start` (rlrun/launch/callbacks.py) reads the
 sweep's command line (`hydra.overrides.task` still holds `seed=0,1,2` there) and the
 sweeper's `params` (the Optuna presets), and puts the swept keys into the environment as
 `RLRUN_SWEEP_KEYS`, which the jobs inherit whichever launcher runs them (in process, joblib

@@ -12,8 +12,10 @@ is what matches a setting across tasks.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rlrun.core.escape import one_line
@@ -61,14 +63,17 @@ class Group:
         return [r for r in self.runs if r.status == "completed" and metric in r.metrics]
 
 
+def natural_key(path: Path | str) -> list[Any]:
+    """Sort `10_x` after `9_x` (Hydra's job numbers are not zero-padded)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
 def _ignored(key: str) -> bool:
     return not identifies_configuration(key)
 
 
 def load_runs(con: Any) -> list[RunRow]:
     """Every indexed run with its config and metric summaries, in natural dir order."""
-    from rlrun.report.index import natural_key
-
     cfg: dict[str, dict[str, Any]] = {}
     for run_dir, key, num, text in con.execute(
             "SELECT run_dir, key, num, text FROM config").fetchall():

@@ -42,13 +42,13 @@ import contextlib
 import json
 import math
 import os
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from rlrun.core.scalars import SCALARS_FILE
+from rlrun.report.groups import group_runs, load_runs, natural_key
 
 INDEX_FILE = ".rlrun-index.duckdb"  # where rlrun < 0.2 kept it, in the root: never read now
 # 2: `minimize` (the tags a run declares lower-is-better); 3: `problem`
@@ -104,11 +104,6 @@ def find_run_dirs(root: Path) -> list[Path]:
         stack.extend(e.path for e in entries
                      if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
     return sorted(found, key=natural_key)
-
-
-def natural_key(path: Path | str) -> list[Any]:
-    """Sort `10_x` after `9_x` (Hydra's job numbers are not zero-padded)."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
 def run_mtime(run_dir: Path) -> float:
@@ -537,8 +532,6 @@ def add_groups(con: Any) -> None:
     `group_id` (a short hash of its resolved config without seed & co.) on `runs`, so SQL can
     group seeds of one configuration: `GROUP BY env, setting`."""
     import hashlib
-
-    from rlrun.report.groups import group_runs, load_runs
 
     pairs = [(r.run_dir, g.setting, hashlib.sha1(repr(g.key).encode()).hexdigest()[:10])
              for g in group_runs(load_runs(con)) for r in g.runs]
