@@ -23,22 +23,40 @@ _FLAGS_WITH_VALUE = ("--config-dir", "-cd", "--config-path", "-cp", "--config-na
 def _sentences(lines: list[str]) -> str:
     out = ""
     for line in lines:
-        out += line if not out else (" " if out.endswith((".", ":")) else ". ") + line
+        out += line if not out else (" " if out.endswith((".", ":", "?")) else ". ") + line
     return out
 
 
 # Hydra's advice for an unknown key is to add it with `+`: for rlrun that is never the fix
 # (nothing would read the key), so it is cut and the closest existing keys are named instead.
 _APPEND_ADVICE = re.compile(r"\s*To append to your (config|default list) use \+\S*\.?")
-_UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'\..*Key '([^']+)' is not in struct")
+# "not in struct" (a plain node) or "not in 'UCBConfig'" (a schema's structured node)
+_UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'\..*Key '([^']+)' (?:is )?not in")
+_NOT_INTEGER = re.compile(r"Error merging override ([\w.]+)=(\S+?)\.? Value '([^']*)' of type"
+                          r" 'float' could not be converted to Integer")
+_BAD_VALUE = re.compile(r"Error merging override ([\w.]+)=(\S+?)\.? Value '([^']*)' of type"
+                        r" '(\w+)' could not be converted to (\w+)")
 
 
 def _one_line(text: str) -> str:
     """Hydra's multi-line messages (option lists, search paths) folded into one line."""
     text = _APPEND_ADVICE.sub("", str(text).split("Config search path")[0])
-    unknown = _UNKNOWN_KEY.search(text.replace("\n", " "))
+    flat = " ".join(text.split())
+    unknown = _UNKNOWN_KEY.search(flat)
     if unknown:
         return _unknown_key(unknown.group(1), unknown.group(2))
+    integral = _NOT_INTEGER.search(flat)
+    if integral:  # algo.total_steps=1e5: Hydra reads a float, the schema wants an integer
+        key, given, value = integral.groups()
+        whole = float(value)
+        fix = f": write {int(whole)}" if whole.is_integer() else ""
+        return f"{key}={given} must be an integer{fix}"
+    bad = _BAD_VALUE.search(flat)
+    if bad:
+        key, given, _, kind, want = bad.groups()
+        want = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false",
+                "String": "text"}.get(want, want)
+        return f"{key}={given} must be {want}, not {'a list' if kind == 'ListConfig' else kind}"
     present = re.search(r"An item is already at '([^']+)'", text)
     if present:  # `+algo.epsilon=0.2`: the key exists, so no `+` is needed
         return f"{present.group(1)} is already an option: set it without the +"
@@ -48,6 +66,14 @@ def _one_line(text: str) -> str:
                       if ln and not ln.startswith(("full_key:", "object_type=", "See https"))])
     if options:
         group, *items = [ln.strip() for ln in options.splitlines() if ln.strip()]
+        missing = re.search(r"Could not find '(\w+)/([^'/]+)'", out)
+        if missing:  # algo=qlearning: the closest option first, as for a mistyped key
+            from rlrun.core.config import did_you_mean
+
+            close = did_you_mean(missing.group(2), [i.strip(",") for i in items],
+                                 f"{missing.group(1)}=")
+            if close.startswith(";"):
+                out = _sentences([out + close])
         out = _sentences([out, f"Available options in {group} {', '.join(items)}"])
         plugin = re.search(r"Could not find 'hydra/(launcher|sweeper)/(\w+)'", out)
         if plugin:  # launchers and sweepers come with extras
@@ -100,8 +126,32 @@ def _unknown_key(path: str, missing: str) -> str:
         keys = list(dict.fromkeys([*keys, *GROUPS]))
     elif parent in ("algo", "env") and node.get("name"):
         owner = f"{parent}={node.name}"
+    budget = _budget_of(cfg) if cfg is not None else None
+    if full in ("algo.total_steps", "env.steps", "algo.episodes") and budget and budget != full:
+        return (f"{full} is not an option of algo={cfg.algo.name}: its budget is {budget}"
+                f" (e.g. {budget}=...); algo.total_steps is the budget of deep RL, the LM and"
+                " DDPM, env.steps of bandits, algo.episodes of tabular methods")
+    if parent == "algo" and _sweeps_algorithms():
+        return (f"{full} is not an option of {owner}, the first algorithm of this sweep; a key"
+                f" that only some algorithms of a sweep have is written ++{full}=VALUE")
     return (f"{full} is not an option of {owner}"
             f"{did_you_mean(missing, keys, f'{parent}.' if parent else '')}")
+
+
+def _budget_of(cfg) -> str | None:
+    """The budget key of the composed config's algorithm (its spec), if known."""
+    from rlrun.core.config import import_object
+    from rlrun.core.errors import RlrunError
+
+    try:
+        spec = getattr(import_object(str(cfg.algo.get("schema")), "schema"), "spec", None)
+    except (RlrunError, AttributeError):
+        return None
+    return getattr(spec, "budget", None)
+
+
+def _sweeps_algorithms() -> bool:
+    return any(re.match(r"^algo=[^,]+,", a) for a in sys.argv[1:])
 
 
 def _composed_without(path: str):
@@ -226,10 +276,12 @@ def _record_failed_job(cfg, error: Exception) -> None:
 
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         logging.getLogger("rlrun").error("job failed: %s", error)
+    seed = cfg.get("seed")  # what results.json holds: an integer, or nothing (seed=[0,1])
     with contextlib.suppress(OSError):
         results.mark_failed(HydraConfig.get().runtime.output_dir, str(error),
                             algo=str(cfg.algo.get("name")), env=str(cfg.env.get("name")),
-                            seed=cfg.get("seed"))
+                            seed=seed if isinstance(seed, int) and not isinstance(seed, bool)
+                            else None)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -260,6 +312,22 @@ def _main() -> None:
         if re.match(r"^[+~]*=", arg):  # Hydra answers these with a ValueError traceback
             _fail(f"the override {arg!r} names no key: write key=value, e.g. seed=1")
 
+    multirun = any(a in ("-m", "--multirun") or a.startswith("hydra.mode=") for a in args)
+    launcher = next((a.partition("=")[2] for a in args if a.startswith("hydra/launcher=")), None)
+    if launcher and launcher != "basic" and not multirun:
+        _fail(f"hydra/launcher={launcher} launches the jobs of a sweep: add -m (rlrun -m"
+              f" hydra/launcher={launcher} ...); without -m the run would train here")
+    from rlrun.core.errors import RlrunError
+    from rlrun.launch.callbacks import check_launcher_overrides
+
+    try:
+        check_launcher_overrides(args)
+    except RlrunError as e:
+        _fail(str(e))
+    if multirun and any(a in ("--cfg", "-c") for a in args):
+        _fail("--cfg prints one composed config and launches nothing: drop -m and give one"
+              " value per key (rlrun --cfg job algo.epsilon=0.1)")
+
     _resume_overrides.clear()
     if any(a.startswith("resume=") for a in args):
         hydra_side = []
@@ -289,6 +357,10 @@ def _main() -> None:
         app()
     except RlrunError as e:
         _fail(str(e))
+    except ValueError as e:
+        if not str(e).startswith("Only one of --run, --multirun"):
+            raise
+        _fail(f"{str(e).splitlines()[0]}: give one of them")
     except (HydraException, OmegaConfBaseException) as e:
         cause = e.__cause__
         if isinstance(cause, RlrunError):
@@ -319,6 +391,10 @@ def _main() -> None:
             raise
 
         print(f"rlrun: error: {describe_uncompleted(str(e))}", file=sys.stderr)
+        sys.exit(1)
+    from rlrun.launch import callbacks
+
+    if callbacks.failed_jobs:  # the sweep finished the others and printed its summary
         sys.exit(1)
 
 

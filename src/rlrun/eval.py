@@ -348,8 +348,9 @@ def _text(ctx: ReadOnlyRunContext, hook: Callable, opts: dict[str, Any], rec: di
 
 def _labels(ctx: ReadOnlyRunContext, hook: Callable, opts: dict[str, Any],
             rec: dict[str, Any], echo: Callable[[str], None]) -> None:
-    if "text" not in opts:
-        raise ConfigError(f"algo={ctx.algo_name} classifies text: give text=\"...\"")
+    if not str(opts.get("text", "")).strip():
+        raise ConfigError(f"algo={ctx.algo_name} classifies text: give a non-empty"
+                          " text=\"...\"")
     predict = _load(ctx, hook)
     label = predict([opts["text"]])[0]
     rec["settings"].update(text=opts["text"])
@@ -402,8 +403,8 @@ def main(argv: list[str] | None = None) -> None:
         evaluate(run_dir, opts)
     except RlrunError as e:
         _fail(str(e))
-    except OSError as e:
-        _fail(describe_os_error(e))
+    except OSError as e:  # eval.json goes into the run dir: a read-only one is copied first
+        _fail(describe_os_error(e, "copy the run dir somewhere writable and evaluate the copy"))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; {EVAL_FILE} not written", file=sys.stderr)
         sys.exit(130)

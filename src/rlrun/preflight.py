@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rlrun.core.config import (
@@ -37,6 +37,7 @@ from rlrun.core.config import (
 from rlrun.core.errors import ConfigError, PairingError
 from rlrun.core.logger import LoggerConfig
 from rlrun.core.schema import AlgoSpec, spec_of
+from rlrun.core.threads import max_threads
 from rlrun.core.threads import valid as valid_threads
 
 # The config groups at the top level; train.yaml's own keys are read from the file.
@@ -94,12 +95,16 @@ def check_root(cfg: DictConfig) -> None:
               ("deterministic", bool, lambda v: True, "true or false"),
               ("checkpoint_every_s", (int, float), lambda v: math.isfinite(v) and v >= 0,
                "a number >= 0"),
-              ("threads", (int, str, type(None)), valid_threads, "auto, null or an integer >= 1"))
+              ("threads", (int, str, type(None)), valid_threads,
+               f"auto, null or an integer in [1, {max_threads()}] (4 per CPU here)"))
     for key, types, ok, what in checks:
         value = cfg.get(key)
         if isinstance(value, bool) and types is not bool or not isinstance(value, types) \
                 or not ok(value):
-            raise ConfigError(f"{key}={value!r} must be {what}")
+            hint = (f"; to run several seeds, sweep them: rlrun -m seed="
+                    f"{','.join(str(v) for v in value)}" if key == "seed" and
+                    isinstance(value, ListConfig) else "")
+            raise ConfigError(f"{key}={_shown(value)} must be {what}{hint}")
     objective = cfg.get("objective")
     if objective is not None and not isinstance(objective, DictConfig):
         raise ConfigError(f"objective={objective!r} must be a group: objective.metric=TAG,"
@@ -107,6 +112,12 @@ def check_root(cfg: DictConfig) -> None:
     stat = (objective or {}).get("stat", "last")
     if stat not in ("last", "tail_mean", "best"):
         raise ConfigError(f"objective.stat={stat!r} must be last, tail_mean or best")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, DictConfig | ListConfig):
+        return str(OmegaConf.to_container(value))
+    return repr(value)
 
 
 # ---- 2-3. wiring and settings ------------------------------------------------------------------

@@ -82,7 +82,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
         finally:
             runlock.release(run_dir)
     except OSError as e:
-        raise RunIOError(describe_os_error(e)) from None
+        hint = ("a resumed run writes into its dir: copy it somewhere writable and resume the"
+                " copy" if resuming else "hydra.run.dir=...")
+        raise RunIOError(describe_os_error(e, hint)) from None
 
 
 def _train(cfg: DictConfig, plan: Plan, run_dir: Path, resuming: bool, dist: Dist,

@@ -42,8 +42,10 @@ class RunIOError(RlrunError):
     """The disk refused a read or write (full, read-only, permissions, missing file)."""
 
 
-def describe_os_error(e: OSError) -> str:
-    """One line naming the path and the OS error, e.g. for ENOSPC while saving a checkpoint."""
+def describe_os_error(e: OSError, writable_hint: str = "hydra.run.dir=...") -> str:
+    """One line naming the path and the OS error, e.g. for ENOSPC while saving a checkpoint.
+    `writable_hint`: how this command picks another place to write, for EROFS (a fresh run:
+    hydra.run.dir=...; rlrun-eval and resume= write into the run dir: copy it elsewhere)."""
     import errno as _errno
 
     what = e.strerror or type(e).__name__
@@ -52,7 +54,7 @@ def describe_os_error(e: OSError) -> str:
     if e.filename2:
         where += f" -> {e.filename2}"
     fix = {"ENOSPC": "free some space", "EDQUOT": "free some space",
-           "EROFS": "pick a writable directory (hydra.run.dir=...)",
+           "EROFS": f"pick a writable directory ({writable_hint})",
            "EACCES": "check the permissions", "EPERM": "check the permissions",
            "ENOENT": "check the path"}.get(code or "", "")
     return (f"I/O error on{where}: {what}" + (f" ({code})" if code else "")

@@ -30,11 +30,18 @@ log = logging.getLogger("rlrun")
 AUTO = "auto"
 
 
+def max_threads() -> int:
+    """The most threads `threads=N` may ask for: 4 per CPU of this machine (more only adds
+    contention; 100,000 made the OS refuse to start threads, then crashed the process)."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def valid(value: Any) -> bool:
-    """Whether `value` is a `threads=` setting: auto, null or an integer >= 1."""
+    """Whether `value` is a `threads=` setting: auto, null or an integer in [1, max_threads]."""
     if value is None or value == AUTO:
         return True
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return isinstance(value, int) and not isinstance(value, bool) and \
+        1 <= value <= max_threads()
 
 
 def set_threads(value: Any, spec: Any) -> int | None:

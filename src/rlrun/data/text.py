@@ -128,8 +128,12 @@ class TextFileConfig(TextConfig):
 def read_utf8(path: str, what: str) -> str:
     """The text of the file at `env.path`; a missing or non-UTF-8 file is one DataError."""
     p = Path(path).expanduser()
-    if not p.is_file():
+    if p.is_dir():
+        raise DataError(f"env.path={path} is a directory; give {what}")
+    if not p.exists():
         raise DataError(f"env.path={path}: no such file; give {what}")
+    if not p.is_file():  # /dev/zero, a FIFO: reading it would not end
+        raise DataError(f"env.path={path} is not a regular file; give {what}")
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:

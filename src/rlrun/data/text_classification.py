@@ -141,8 +141,9 @@ def read_imdb(path: str | None) -> tuple[list[tuple[str, str]], list[tuple[str, 
         raise DataError("env=imdb needs the aclImdb folder: env.path=/path/to/aclImdb")
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise DataError(f"env.path={path}: no such folder; give the aclImdb folder"
-                        " (train/ and test/ with one folder of .txt files per label)")
+        what = "is a file" if root.exists() else ": no such folder"
+        raise DataError(f"env.path={path}{' ' if root.exists() else ''}{what}; give the aclImdb"
+                        " folder (train/ and test/ with one folder of .txt files per label)")
     parts = []
     for split in ("train", "test"):
         texts = _folder_texts(root / split) if (root / split).is_dir() else []
@@ -171,8 +172,16 @@ def read_table(path: str | None, text_col: str, label_col: str) -> list[tuple[st
                     raise DataError(f"env.path={path}: line {i} is not a JSON object")
         columns = sorted({k for r in rows for k in r})
     else:
-        reader = csv.DictReader(raw.splitlines())
-        rows = list(reader)
+        # Excel writes a byte-order mark first: it is not part of the first column's name.
+        # Fields may be long (whole documents): the csv module's 128 KB default is raised;
+        # strict mode reports an unclosed quote instead of swallowing the rest of the file.
+        csv.field_size_limit(2**31 - 1)
+        reader = csv.DictReader(raw.removeprefix("\ufeff").splitlines(), strict=True)
+        try:
+            rows = list(reader)
+        except csv.Error as e:
+            raise DataError(f"env.path={path}: line {reader.line_num} is not valid CSV ({e});"
+                            " an unclosed quote?") from None
         columns = list(reader.fieldnames or [])
     if not rows:
         raise DataError(f"env.path={path} holds no rows")
@@ -317,7 +326,15 @@ def saved_classifier(run_dir: Path, network: Any, algo: Any) -> tuple[Any, Any]:
     path = Path(run_dir) / "vocab.json"
     if not path.is_file():
         raise DataError(f"{run_dir}: no vocab.json; give the dir of an algo=text_classifier run")
-    vocab = json.loads(path.read_text())
+    try:
+        vocab = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(vocab, dict) or not {"tokens", "labels", "max_len", "tokenizer"} <= \
+                set(vocab):
+            raise ValueError("not the vocabulary rlrun saves (tokens, labels, max_len,"
+                             " tokenizer)")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is unreadable ({str(e).splitlines()[0][:120]}): the run's"
+                        " saved vocabulary is damaged; retrain the run") from None
     encoder = build_network(network, vocab_size=len(vocab["tokens"]), lm_head=False,
                             block_size=vocab["max_len"])
     model = SequenceClassifier(encoder, len(vocab["labels"]), 0.0,

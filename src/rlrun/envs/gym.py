@@ -76,11 +76,19 @@ def ensure_registered(env_id: str) -> None:
     registry = gymnasium.envs.registry
     module, env_id = split_id(env_id)
     if module is not None:
+        if not module or not all(part.isidentifier() for part in module.split(".")) \
+                or not env_id:
+            raise ConfigError(f"id={module}:{env_id}: write Gymnasium's module:EnvId form,"
+                              " e.g. my_pkg.envs:MyEnv-v0 (or a plain registered id)")
         try:
             importlib.import_module(module)
         except ImportError as e:
             raise ConfigError(f"id={module}:{env_id}: module {module!r} cannot be imported"
                               f" ({e}); install the package that provides it") from None
+        except Exception as e:  # the module's own code failed: one line, naming it
+            first = str(e).splitlines()[0][:160] if str(e) else ""
+            raise ConfigError(f"id={module}:{env_id}: importing {module!r} raised"
+                              f" {type(e).__name__}: {first}; fix that module") from None
     if is_atari(env_id) and env_id not in registry:
         try:
             import ale_py
