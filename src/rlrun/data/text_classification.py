@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import re
 import sysconfig
@@ -171,7 +172,9 @@ def read_table(path: str | None, text_col: str, label_col: str) -> list[tuple[st
                     raise DataError(f"env.path={path}: line {i} is not a JSON object")
         columns = sorted({k for r in rows for k in r})
     else:
-        reader = csv.DictReader(raw.splitlines())
+        # newline="" as the csv docs ask: a quoted field keeps its line breaks (splitlines()
+        # dropped them, joining "line one\nline two" into "line oneline two")
+        reader = csv.DictReader(io.StringIO(raw, newline=""))
         rows = list(reader)
         columns = list(reader.fieldnames or [])
     if not rows:
