@@ -124,13 +124,14 @@ def generate(model, prompt: list[int], n: int, temperature: float = 1.0,
     prompt's last character alone; every character drawn is appended to both branches. This
     is the convention of transformers' `guidance_scale`
     (`UnbatchedClassifierFreeGuidanceLogitsProcessor` in
-    src/transformers/generation/logits_process.py: the same formula on log_softmax scores,
-    `unconditional_ids` defaulting to `input_ids[:, -1:]`, applied before the temperature
-    warper). gamma = 1 is plain decoding (the same characters: tested), gamma = 0 decoding
-    from the unconditional branch, gamma > 1 sharpens towards the prompt. Each branch has
-    its own KV cache and its own cut past block_size (both tested against recomputation):
-    two forwards per character, not one batched one, because the branches have different
-    lengths and the Transformer keeps one position counter per cache, not per row.
+    src/transformers/generation/logits_process.py, read for this: the same formula on
+    log_softmax scores, `unconditional_ids` defaulting to `input_ids[:, -1:]`; its
+    generation/utils.py applies it before the temperature warper). gamma = 1 is plain
+    decoding (the same characters: tested), gamma = 0 decoding from the unconditional branch,
+    gamma > 1 sharpens towards the prompt. Each branch has its own KV cache and its own cut
+    past block_size (tested against recomputation): two forwards per character, not one
+    batched one, because the branches have different lengths and the Transformer keeps one
+    position counter per cache, not per row.
     `guidance_scale=None` (the default) runs the prompt branch alone; transformers likewise
     skips the unconditional branch at exactly 1, which callers can do by passing None."""
     was_training = model.training
