@@ -60,10 +60,13 @@ def load_text(cfg: TextConfig) -> str:
 
 
 class CharCorpus:
-    """Encoded train/validation tensors plus the character vocabulary."""
+    """Encoded train/validation tensors plus the character vocabulary. `text` (e.g.
+    `rlrun.data.labelled_text.labelled_corpus`) replaces the text `cfg` names; the split,
+    `max_chars` and the checks are the same."""
 
-    def __init__(self, cfg: TextConfig, min_len: int):
-        text = load_text(cfg)
+    def __init__(self, cfg: TextConfig, min_len: int, text: str | None = None):
+        given = text is not None
+        text = load_text(cfg) if text is None else text[:cfg.max_chars or None]
         self.chars = sorted(set(text))
         self.stoi = {c: i for i, c in enumerate(self.chars)}
         data = torch.tensor([self.stoi[c] for c in text], dtype=torch.long)
@@ -75,7 +78,7 @@ class CharCorpus:
         self.val = torch.cat(val) if val else data[:0]
         need = min_len + 1
         if len(self.train) < need or len(self.val) < need:
-            where = cfg.path or "the default corpus"
+            where = "the given text" if given else cfg.path or "the default corpus"
             raise DataError(
                 f"{where}: {len(text)} characters give {len(self.train)} for training and"
                 f" {len(self.val)} for validation, but a sequence needs {need}: use a longer"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import re
 import sysconfig
@@ -174,9 +175,11 @@ def read_table(path: str | None, text_col: str, label_col: str) -> list[tuple[st
     else:
         # Excel writes a byte-order mark first: it is not part of the first column's name.
         # Fields may be long (whole documents): the csv module's 128 KB default is raised;
-        # strict mode reports an unclosed quote instead of swallowing the rest of the file.
+        # strict mode reports an unclosed quote instead of swallowing the rest of the file;
+        # newline="" as the csv docs ask: a quoted field keeps its line breaks.
         csv.field_size_limit(2**31 - 1)
-        reader = csv.DictReader(raw.removeprefix("\ufeff").splitlines(), strict=True)
+        reader = csv.DictReader(io.StringIO(raw.removeprefix("\ufeff"), newline=""),
+                                strict=True)
         try:
             rows = list(reader)
         except csv.Error as e:

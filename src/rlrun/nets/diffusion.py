@@ -11,6 +11,18 @@ to the data range [-1, 1] (as Ho et al.'s code does):
   + sqrt(1 - abar_prev - sigma^2) eps_hat + sigma z, sigma = eta sqrt(beta~) for the jump.
   eta=1 over all T steps is exactly the `ddpm` sampler with `variance="beta_tilde"`.
 Indices: t = 0 .. T-1 here stand for the paper's 1 .. T.
+
+Classifier-free guidance (Ho & Salimans 2022), for a class-conditional model
+`model(x, t, y)` whose label `model.null_class` is the unconditional branch:
+- training drops each label to the null class with probability p_uncond (`drop_labels`), so
+  one network learns eps(x, c) and eps(x);
+- both samplers take `labels` and a guidance weight w and use
+  eps_hat = (1 + w) eps(x, c) - w eps(x) in place of eps (`guided_eps`). This is Ho &
+  Salimans' w; diffusers' `guidance_scale` is s = 1 + w (eps_u + s (eps_c - eps_u)), so
+  w = 0 is plain conditional sampling and s = 1 is the same thing. The two branches are one
+  forward of the batch twice over (labels, then null labels); w = 0 skips the unconditional
+  half and is exactly conditional sampling. The guided eps goes through the same x_0
+  prediction and clipping as an unguided one.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from rlrun.core.errors import ConfigError
@@ -37,6 +50,42 @@ def make_betas(schedule: str, timesteps: int, beta_start: float = 1e-4,
         abar = f / f[0]
         return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
     raise ConfigError(f"algo.schedule={schedule!r}: use {' or '.join(SCHEDULES)}")
+
+
+def drop_labels(labels: torch.Tensor, p_uncond: float, null_class: int,
+                generator: torch.Generator | np.random.Generator | None = None) -> torch.Tensor:
+    """`labels` with each one replaced by `null_class` with probability `p_uncond` (CFG
+    training's label dropout). The draw comes from `generator` (a torch Generator on any
+    device, or a NumPy Generator; None: torch's global RNG) and is made even at
+    p_uncond = 0, so p_uncond changes no other random number of a run."""
+    if not 0 <= p_uncond < 1:
+        raise ConfigError(f"p_uncond={p_uncond} must be in [0, 1): the share of labels"
+                          " dropped to the null class")
+    if isinstance(generator, np.random.Generator):
+        drop = torch.from_numpy(generator.random(tuple(labels.shape)) < p_uncond)
+    else:
+        dev = generator.device if generator is not None else labels.device
+        drop = torch.rand(labels.shape, generator=generator, device=dev) < p_uncond
+    return labels.masked_fill(drop.to(labels.device), null_class)
+
+
+def guided_eps(model: Callable, x: torch.Tensor, t: torch.Tensor,
+               labels: torch.Tensor | None = None, guidance: float = 0.0) -> torch.Tensor:
+    """eps_theta at (x, t): unconditional (`labels` None), conditional (w = `guidance` 0) or
+    guided, eps_hat = (1 + w) eps(x, c) - w eps(x), from one forward of [x; x] with labels
+    [c; null] (`model.null_class`)."""
+    if labels is None:
+        if guidance:
+            raise ValueError("guidance needs class labels (and a class-conditional model)")
+        return model(x, t)
+    if not guidance:
+        return model(x, t, labels)
+    null = getattr(model, "null_class", None)
+    if null is None:
+        raise ValueError("guidance needs a class-conditional model (one with a null_class)")
+    eps_c, eps_u = model(torch.cat([x, x]), torch.cat([t, t]),
+                         torch.cat([labels, torch.full_like(labels, null)])).chunk(2)
+    return (1 + guidance) * eps_c - guidance * eps_u
 
 
 class Diffusion:
@@ -64,17 +113,23 @@ class Diffusion:
         abar = self._at("abar", t, x0.ndim)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
-    def loss(self, model: Callable, x0: torch.Tensor) -> torch.Tensor:
-        """The simple objective: E_{t, eps} |eps - eps_theta(x_t, t)|^2 (uniform t)."""
+    def loss(self, model: Callable, x0: torch.Tensor,
+             labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The simple objective: E_{t, eps} |eps - eps_theta(x_t, t[, y])|^2 (uniform t);
+        `labels` (already dropped to the null class where CFG training wants) go to the
+        model. The random draws are the same with and without labels."""
         t = torch.randint(0, self.T, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
-        return (model(self.q_sample(x0, t, noise), t) - noise).pow(2).mean()
+        xt = self.q_sample(x0, t, noise)
+        pred = model(xt, t) if labels is None else model(xt, t, labels)
+        return (pred - noise).pow(2).mean()
 
-    def _x0_eps(self, model: Callable, x: torch.Tensor, t: int,
-                clip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _x0_eps(self, model: Callable, x: torch.Tensor, t: int, clip: bool,
+                labels: torch.Tensor | None = None,
+                guidance: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicted x_0 (clipped to [-1, 1]) and the eps consistent with it."""
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        eps = model(x, tt)
+        eps = guided_eps(model, x, tt, labels, guidance)
         abar = self._f32["abar"][t]
         x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
         if clip:
@@ -96,14 +151,23 @@ class Diffusion:
                steps: int | None = None, eta: float = 0.0, variance: str = "beta",
                clip: bool = True, generator: torch.Generator | None = None,
                keep: int = 0, on_step: Callable[[], None] | None = None,
+               labels: torch.Tensor | None = None, guidance: float = 0.0,
                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Draw `shape[0]` images; also return `keep` snapshots from x_T to x_0 (a strip).
         `on_step` is called before each denoising step (the run's stop check: sampling a
-        thousand steps is the longest thing a DDPM run does outside training)."""
+        thousand steps is the longest thing a DDPM run does outside training).
+        A class-conditional model takes `labels` (shape[0],), one class per image, and
+        `guidance` w (module docstring); the noise drawn is the same whatever they are, so
+        grids at different w start from the same x_T."""
         if sampler not in ("ddpm", "ddim"):
             raise ConfigError(f"algo.sampler={sampler!r}: use ddpm or ddim")
         if variance not in ("beta", "beta_tilde"):
             raise ConfigError(f"algo.ddpm_variance={variance!r}: use beta or beta_tilde")
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)
+            if labels.shape != (shape[0],):
+                raise ValueError(f"labels of shape {tuple(labels.shape)}: need one per image,"
+                                 f" ({shape[0]},)")
 
         def noise() -> torch.Tensor:
             return torch.randn(shape, generator=generator, device="cpu").to(self.device)
@@ -116,7 +180,7 @@ class Diffusion:
         for i, t in enumerate(ts):
             if on_step is not None:
                 on_step()
-            x0, eps = self._x0_eps(model, x, t, clip)
+            x0, eps = self._x0_eps(model, x, t, clip, labels, guidance)
             if sampler == "ddpm":
                 mean = self._f32["post_c0"][t] * x0 + self._f32["post_ct"][t] * x
                 var = self._f32["betas" if variance == "beta" else "post_var"][t]

@@ -5,6 +5,15 @@ dropout, a second conv), sinusoidal time-step embeddings fed to every residual b
 multi-head self-attention at the chosen resolutions, and a down path whose activations are
 concatenated back into the up path. Any square image whose side divides by
 2 ** (len(ch_mult) - 1) works; a side that does not is a one-line ConfigError.
+
+Class conditioning (`n_classes=K`, for classifier-free guidance, Ho & Salimans 2022): a learned
+class embedding of the time embedding's width is added to it, as in guided-diffusion's
+`label_emb` and diffusers' `class_embedding` (both `nn.Embedding`, default N(0, 1) init). It
+has K + 1 rows: row K is the learned null class, the unconditional branch eps(x) that training
+reaches by dropping labels (`rlrun.nets.diffusion.drop_labels`). It is built after every other
+layer, so a conditional UNet holds the unconditional one's parameters, drawn from the same
+seed, plus this table; `n_classes=None` builds exactly the unconditional UNet of before (the
+same state_dict, tested), and its checkpoints load unchanged.
 """
 
 from __future__ import annotations
@@ -76,7 +85,8 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int, image_size: int, ch: int = 64,
                  ch_mult: Sequence[int] = (1, 2, 2), num_res_blocks: int = 2,
                  attn_resolutions: Sequence[int] = (16,), dropout: float = 0.1,
-                 groups: int = 32, heads: int = 1, activation: str = "silu"):
+                 groups: int = 32, heads: int = 1, activation: str = "silu",
+                 n_classes: int | None = None):
         super().__init__()
         mults = [int(m) for m in ch_mult]
         if activation not in ACTIVATIONS:
@@ -87,6 +97,9 @@ class UNet(nn.Module):
                               " >= 1")
         if not 0 <= dropout < 1:
             raise ConfigError(f"network.dropout={dropout} must be in [0, 1)")
+        if n_classes is not None and n_classes < 1:
+            raise ConfigError(f"n_classes={n_classes}: a class-conditional UNet needs >= 1"
+                              " class (null: unconditional)")
         factor = 2 ** (len(mults) - 1)
         if image_size % factor:
             raise ConfigError(
@@ -137,9 +150,27 @@ class UNet(nn.Module):
                                  nn.Conv2d(c, in_channels, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
+        # last, so that every layer above draws the same initial weights as without it
+        self.n_classes = None if n_classes is None else int(n_classes)
+        if self.n_classes is not None:
+            self.label = nn.Embedding(self.n_classes + 1, emb_dim)  # row n_classes: null class
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    @property
+    def null_class(self) -> int | None:
+        """The label of the unconditional branch eps(x) (None: an unconditional UNet)."""
+        return self.n_classes
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        """eps for images x (B, C, H, W) at steps t (B,); a conditional UNet also takes class
+        labels y (B,) in 0..n_classes, n_classes being the null class (y=None: all null)."""
         emb = self.time(timestep_embedding(t, self.ch))
+        if self.n_classes is not None:
+            if y is None:
+                y = torch.full_like(t, self.n_classes, dtype=torch.long)
+            emb = emb + self.label(y)
+        elif y is not None:
+            raise ValueError("this UNet is unconditional (n_classes=None): it takes no labels")
         h = self.conv_in(x)
         hs = [h]
         for layer in self.down:
