@@ -183,8 +183,11 @@ def read_table(path: str | None, text_col: str, label_col: str) -> list[tuple[st
         try:
             rows = list(reader)
         except csv.Error as e:
-            raise DataError(f"env.path={path}: line {reader.line_num} is not valid CSV ({e});"
-                            " an unclosed quote?") from None
+            if "unexpected end of data" in str(e):
+                raise DataError(f"env.path={path} ends inside a quoted field: an unclosed"
+                                " quote (a \" that starts a field and never ends it)") from None
+            raise DataError(f"env.path={path}: line {reader.line_num} is not valid CSV"
+                            f" ({e})") from None
         columns = list(reader.fieldnames or [])
     if not rows:
         raise DataError(f"env.path={path} holds no rows")
