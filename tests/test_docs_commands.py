@@ -5,9 +5,10 @@ commands (in code blocks and `inline code`) train for minutes, so this test does
 does before training, in process: compose the config with Hydra and run rlrun's own
 `preflight` on it (every check a run makes before its run dir exists; data paths aside,
 since docs name the user's files). A command that needs an extra this install lacks (Box2D,
-MuJoCo) is skipped, naming the extra. A renamed option, a moved preset or an out-of-range value in a doc fails
-here. Sweeps (`-m a=1,2 b=3,4`) are checked at every value of each key; Hydra's own keys (`hydra.*`,
-launchers) and commands with placeholders (`<run>`, `...`) or `resume=` are left out.
+MuJoCo) is skipped, naming the extra. A renamed option, a moved preset or an out-of-range
+value in a doc fails here. Sweeps (`-m a=1,2 b=3,4`) are checked at every value of each key;
+Hydra's own keys (`hydra.*`, launchers) and commands with placeholders (`<run>`, `...`) or
+`resume=` are left out.
 """
 
 from __future__ import annotations
