@@ -8,6 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from rlrun.core.config import config_dir, import_object, validate
+from rlrun.core.errors import ConfigError
 from rlrun.core.logger import LoggerConfig
 
 from .conftest import compose_cfg
@@ -48,7 +49,10 @@ def test_env_configs_validate(env):
 
 
 def test_logger_config_validates():
-    validate(OmegaConf.load(CONFIGS / "logger" / "tensorboard.yaml"), LoggerConfig, "logger")
+    cfg = validate(compose_cfg([]).logger, LoggerConfig, "logger")
+    assert cfg == LoggerConfig()  # the YAML sets nothing the dataclass does not default
+    with pytest.raises(ConfigError, match="logger.progress='bogus'"):
+        validate(compose_cfg(["logger.progress=bogus"]).logger, LoggerConfig, "logger")
 
 
 def experiments() -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlrun.core.errors import ConfigError, NonFiniteError
+from rlrun.core.schema import check_fields, opt
 
 # Tags for which lower is better in every run: losses. Each algorithm declares the rest in its
 # schema (`minimize`: fnmatch patterns such as "eval/fid"); everything else is maximised.
@@ -27,27 +28,24 @@ def lower_is_better(tag: str, minimize: tuple[str, ...] | list[str] = ()) -> boo
 
 @dataclass
 class LoggerConfig:
-    """`logger=tensorboard`: where and how a run reports."""
+    """`logger=tensorboard`: where and how a run reports (its schema: every setting declared
+    once, with its help, registered as `schema/logger/tensorboard`)."""
 
-    name: str = "tensorboard"
-    tensorboard: bool = True  # false: results.json only, no event files
-    flush_secs: int = 30
-    progress: str = "auto"  # auto (bar on a TTY, lines otherwise), bar, lines, none
-    print_every_s: float = 10.0  # period of plain progress lines
-    video: bool = False  # record evaluation episodes of envs that render rgb_array
-    video_tensorboard: bool = True  # ... as animated images in TensorBoard
-    video_files: bool = True  # ... and as GIF files under <run>/videos/
-    video_fps: int = 30
+    name: str = opt("tensorboard", "the logger's name")
+    tensorboard: bool = opt(True, "write TensorBoard event files (false: results.json and"
+                                  " scalars.parquet only)")
+    flush_secs: int = opt(30, "seconds between flushes of the event files", gt=0)
+    progress: str = opt("auto", "auto: a bar on a TTY, plain lines otherwise; or bar, lines,"
+                                " none", choices=("auto", "bar", "lines", "none"))
+    print_every_s: float = opt(10.0, "period of plain progress lines", gt=0)
+    video: bool = opt(False, "record evaluation episodes (envs that render rgb_array; the"
+                             " video extra)")
+    video_tensorboard: bool = opt(True, "... as animated GIFs in TensorBoard's Images tab")
+    video_files: bool = opt(True, "... and as GIF files under <run>/videos/")
+    video_fps: int = opt(30, "frames per second of the GIFs", gt=0)
 
     def __post_init__(self) -> None:
-        if self.progress not in ("auto", "bar", "lines", "none"):
-            raise ConfigError(
-                f"logger.progress={self.progress!r}: use auto, bar, lines or none"
-            )
-        if self.video_fps <= 0:
-            raise ConfigError(f"logger.video_fps={self.video_fps} must be > 0")
-        if self.print_every_s <= 0 or self.flush_secs <= 0:
-            raise ConfigError("logger.print_every_s and logger.flush_secs must be > 0")
+        check_fields(type(self), vars(self))
         missing = missing_video_modules() if self.video else []
         if missing:  # checked now, not after a whole training budget at the first video
             raise ConfigError(f"logger.video=true needs the video extra ({', '.join(missing)}"

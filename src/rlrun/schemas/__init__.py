@@ -10,6 +10,7 @@ import functools
 def register_all() -> None:
     """Register every schema of rlrun (once per process); plugins register their own when
     their entry point is loaded."""
+    from rlrun.core.logger import LoggerConfig
     from rlrun.core.schema import register
     from rlrun.schemas import bandits, envs, td
 
@@ -21,5 +22,6 @@ def register_all() -> None:
         ("algo", "td_prediction", td.TDPredictionConfig),
         ("env", "bandit", envs.BanditConfig),
         ("env", "tabular", envs.TabularEnvConfig),
+        ("logger", "tensorboard", LoggerConfig),
     ):
         register(group, name, cls)
