@@ -339,6 +339,8 @@ def _main() -> None:
         sys.argv = [sys.argv[0], *hydra_side]
     from rlrun.core import distributed
 
+    if any(a in ("--help", "-h") for a in args):
+        _help(args)
     if distributed.is_distributed():
         _start_distributed()
     # Let Hydra's own errors reach us (instead of a multi-line report and exit 1).
@@ -396,6 +398,56 @@ def _main() -> None:
 
     if callbacks.failed_jobs:  # the sweep finished the others and printed its summary
         sys.exit(1)
+
+
+def _help(args: list[str]) -> None:
+    """`rlrun --help [overrides]`: the help template (configs/hydra/help/rlrun.yaml) over the
+    config these overrides compose, with every setting of its algorithm, env and network.
+
+    Rendered here rather than by Hydra's `--help`, which also lists every config group of
+    the search path by composing a fresh config repository per group (about 200 deep copies
+    of the ConfigStore, where rlrun's schemas live): seconds of start-up for lines the
+    template does not show."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from rlrun.core.config import config_dir, register_resolvers
+
+    overrides, dirs, skip = [], [], False
+    for i, a in enumerate(args):
+        if skip:
+            skip = False
+        elif a in ("--help", "-h", "-m", "--multirun"):
+            continue
+        elif a in ("--config-dir", "-cd"):
+            dirs.append(args[i + 1] if i + 1 < len(args) else "")
+            skip = True
+        elif a.startswith("--config-dir="):
+            dirs.append(a.partition("=")[2])
+        elif not a.startswith("-"):
+            overrides.append(a)
+    if dirs:  # as Hydra's --config-dir: searched first
+        from pathlib import Path
+
+        paths = ",".join(f"file://{Path(d).resolve()}" for d in dirs)
+        overrides.append(f"hydra.searchpath=[{paths}]")
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(config_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            from hydra.core.hydra_config import HydraConfig
+
+            HydraConfig.instance().set_config(cfg)
+            text = str(cfg.hydra.help.template)
+    except (HydraException, OmegaConfBaseException) as e:
+        _fail(_one_line(str(e)))
+    finally:
+        GlobalHydra.instance().clear()
+    print(text)
+    sys.exit(0)
 
 
 def _start_distributed() -> None:
