@@ -206,8 +206,8 @@ class Episodes:
     decision t (blackjack pays only at the end: rewards[i, lengths[i] - 1] = the outcome).
     """
 
-    states: np.ndarray  # (n, L) int64
-    actions: np.ndarray  # (n, L) int64
+    states: np.ndarray  # (n, L) int16
+    actions: np.ndarray  # (n, L) int8
     rewards: np.ndarray  # (n, L) float64
     lengths: np.ndarray  # (n,) int64
 
@@ -259,8 +259,8 @@ class BlackjackSim:
             dealer = np.where(natural, start_states - NATURAL + 1, dec % 10 + 1)
         hidden = self.cards(n)
         L = self.MAX_DECISIONS
-        states = np.full((n, L), -1, dtype=np.int64)
-        actions = np.full((n, L), -1, dtype=np.int64)
+        states = np.full((n, L), -1, dtype=np.int16)  # small: a batch can be 10^6 episodes
+        actions = np.full((n, L), -1, dtype=np.int8)
         rewards = np.zeros((n, L))
         lengths = np.zeros(n, dtype=np.int64)
         stuck = np.zeros(n, dtype=bool)  # the player stuck (dealer to play)
