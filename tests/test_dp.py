@@ -497,3 +497,24 @@ def test_on_policy_distribution_continuing_and_pagerank():
                                                             mdp.initial), atol=1e-10)
     with pytest.raises(ConfigError, match="restart"):
         dp.on_policy_distribution(mdp, pi, restart=1.0)
+
+
+def test_policy_agreement():
+    mask = np.array([[True, False], [True, True], [False, True]])
+    assert dp.policy_agreement(np.array([0, 1, 0]), mask) == 2 / 3
+    assert dp.policy_agreement(np.array([0, 1, 0]), mask, states=np.array([0, 1])) == 1.0
+
+
+def test_benchmark_script_runs_rlrun_side(capsys):
+    """scripts/bench_sutton_barto.py without --reference: rlrun's side only, book digits."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_sutton_barto.py"
+    spec = importlib.util.spec_from_file_location("bench_sutton_barto", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--figures", "3.2", "3.5", "4.3", "--repeat", "1"])
+    out = capsys.readouterr().out
+    assert "top row 3.3 8.8 4.4 5.3 1.5" in out and "top row 22.0 24.4 22.0 19.4 17.5" in out
+    assert "17 sweeps, stakes at 25/50/51: 25/50/1" in out

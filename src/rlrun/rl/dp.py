@@ -205,6 +205,14 @@ def improve(q: np.ndarray, actions: np.ndarray, atol: float = 1e-9,
     return new, int((new != actions).sum())
 
 
+def policy_agreement(actions: np.ndarray, optimal_mask: np.ndarray,
+                     states: np.ndarray | None = None) -> float:
+    """Share of `states` (default: all) whose action is among the optimal ones
+    (`greedy_mask` of q*): `eval/policy_agreement` of Monte Carlo ES against the exact model."""
+    states = np.arange(len(actions)) if states is None else np.asarray(states)
+    return float(optimal_mask[states, np.asarray(actions)[states]].mean())
+
+
 def solve_optimal(mdp: MDP, max_rounds: int = 10_000) -> tuple[np.ndarray, np.ndarray, int]:
     """v* and a greedy optimal policy (actions) by policy iteration with exact evaluation,
     from the uniform random policy's greedy policy; returns (v*, actions, rounds).

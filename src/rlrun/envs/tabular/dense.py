@@ -80,7 +80,7 @@ class DenseTabularEnv(gymnasium.Env):
         S, A = valid.shape
         self.nS, self.nA = S, A
         self._arrays = (P, R, done)
-        self._cdf = P.cumsum(axis=2)
+        self._cdf: np.ndarray | None = None  # built at the first step: DP never steps
         self.P = DenseTable(P, R, done)
         self.initial_state_distrib = initial
         self.valid_actions = valid
@@ -125,6 +125,8 @@ class DenseTabularEnv(gymnasium.Env):
         if not 0 <= a < self.nA:
             raise ValueError(f"action={action} is outside Discrete({self.nA})")
         P, R, done = self._arrays
+        if self._cdf is None:
+            self._cdf = P.cumsum(axis=2)
         cdf = self._cdf[self.s, a]
         s2 = min(int(np.searchsorted(cdf, self.np_random.random() * cdf[-1], side="right")),
                  self.nS - 1)
