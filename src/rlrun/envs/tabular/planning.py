@@ -216,10 +216,10 @@ class JacksCarRentalEnv(DenseTabularEnv):
             raise ConfigError(f"poisson_returns={poisson_returns!r} must be true or false")
         if max_poisson is not None:
             max_poisson = _check_int("max_poisson", max_poisson, 1)
-        means = [_check_float("request_means", m, 0.0) for m in _pair("request_means",
-                                                                       request_means)]
-        returns = [_check_float("return_means", m, 0.0) for m in _pair("return_means",
-                                                                      return_means)]
+        means = [_check_float("request_means", m, 0.0)
+                 for m in _pair("request_means", request_means)]
+        returns = [_check_float("return_means", m, 0.0)
+                   for m in _pair("return_means", return_means)]
         if not poisson_returns and any(m != int(m) for m in returns):
             raise ConfigError(
                 f"return_means={list(returns)} must be whole numbers with poisson_returns=false"
@@ -272,11 +272,14 @@ class JacksCarRentalEnv(DenseTabularEnv):
 
 
 def _pair(name: str, value: Any) -> list[Any]:
-    value = list(value) if isinstance(value, list | tuple) or hasattr(value, "__len__") \
-        else [value]
-    if len(value) != 2:
+    """Two numbers, one per location (a tuple, list or OmegaConf ListConfig)."""
+    try:
+        items = list(value)
+    except TypeError:
+        items = [value]
+    if len(items) != 2:
         raise ConfigError(f"{name}={value!r} must be two numbers, one per location")
-    return value
+    return items
 
 
 class GamblersProblemEnv(DenseTabularEnv):
