@@ -518,3 +518,24 @@ def test_benchmark_script_runs_rlrun_side(capsys):
     out = capsys.readouterr().out
     assert "top row 3.3 8.8 4.4 5.3 1.5" in out and "top row 22.0 24.4 22.0 19.4 17.5" in out
     assert "17 sweeps, stakes at 25/50/51: 25/50/1" in out
+
+
+@pytest.mark.parametrize("env_id, v_start", [
+    ("rlrun/WindyGridworld-v0", -15.0),  # 15 steps (Example 6.5)
+    ("rlrun/CliffWalkingBook-v0", -13.0),  # along the cliff (Example 6.6)
+    ("Taxi-v4", None),
+])
+def test_solve_optimal_on_the_chapter_6_tasks(env_id, v_start):
+    """v*(start), what eval/optimality_gap measures against. Taxi-v4 has 96 states no
+    episode can be in and no policy leaves: with gamma=1 they keep value 0."""
+    m = model_from_env(gymnasium.make(env_id))
+    mdp = dp.MDP(m, 1.0)
+    v, actions, _ = dp.solve_optimal(mdp)
+    if v_start is not None:
+        assert np.isclose(v @ m.initial, v_start)
+    else:
+        assert 7.5 < v @ m.initial < 8.5  # about 20 - 12 steps of a random start
+        pi = dp.deterministic(actions, m.n_actions)
+        stuck = dp.never_terminates(mdp.policy_model(pi)[0], m.terminal)
+        assert stuck.sum() == 96 and not (stuck & dp.reachable(mdp.policy_model(pi)[0],
+                                                                m.initial)).any()

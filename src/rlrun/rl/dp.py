@@ -103,17 +103,26 @@ class MDP:
         return pi
 
     def evaluate(self, pi: np.ndarray) -> np.ndarray:
-        """Exact v_pi by solving (I - gamma P_pi) v = r_pi over the non-terminal states."""
+        """Exact v_pi by solving (I - gamma P_pi) v = r_pi over the non-terminal states.
+
+        With gamma = 1, a state from which pi never ends the episode has no value: if the
+        start distribution can lead there, ImproperPolicyError; if not (Taxi-v4's 96
+        states that no episode can be in), its value is left at 0."""
         P, r = self.policy_model(pi)
+        solve = ~self.terminal
         if self.gamma == 1.0:
             stuck = never_terminates(P, self.terminal)
             if stuck.any():
-                raise ImproperPolicyError(
-                    f"with gamma=1 the policy never reaches a terminal state of {self.name} "
-                    f"from state {int(np.argmax(stuck))} ({int(stuck.sum())} states): its "
-                    f"values are not defined; use gamma < 1 or a policy that ends episodes"
-                )
-        live = self._live
+                reached = stuck & reachable(P, self.initial)
+                if reached.any():
+                    raise ImproperPolicyError(
+                        f"with gamma=1 the policy never reaches a terminal state of "
+                        f"{self.name} from state {int(np.argmax(reached))} "
+                        f"({int(reached.sum())} states): its values are not defined; use "
+                        f"gamma < 1 or a policy that ends episodes"
+                    )
+                solve &= ~stuck
+        live = np.flatnonzero(solve)
         v = np.zeros(self.S)
         A = np.eye(live.size) - self.gamma * P[np.ix_(live, live)]
         v[live] = np.linalg.solve(A, r[live])
@@ -168,6 +177,17 @@ def never_terminates(P_pi: np.ndarray, terminal: np.ndarray) -> np.ndarray:
             break
         reach |= more
     return ~reach & ~terminal
+
+
+def reachable(P_pi: np.ndarray, initial: np.ndarray) -> np.ndarray:
+    """(S,) bool: states the chain P_pi can be in, starting from `initial`."""
+    reach = initial > 0
+    edges = P_pi > 0
+    while True:
+        more = edges[reach].any(axis=0) & ~reach
+        if not more.any():
+            return reach
+        reach |= more
 
 
 def uniform_policy(valid: np.ndarray) -> np.ndarray:
