@@ -35,6 +35,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import importlib.util  # noqa: E402
+import io  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -230,7 +231,8 @@ def reference_runs(root: Path, scale: float, poisson_sweeps: list[int]
                                                                                       str]:
         np.random.seed(0)
         t = time.perf_counter()
-        fn()
+        with contextlib.redirect_stdout(io.StringIO()):  # its progress prints, kept quiet
+            fn()
         return (time.perf_counter() - t) * factor, note
 
     def scaled(n: int) -> int:
