@@ -143,10 +143,10 @@ def off_policy_prediction(ordinary: Averages, weights: Averages, episodes,
                           runs: np.ndarray | None = None) -> None:
     """First-visit off-policy MC prediction of v_target from behaviour episodes.
 
-    `ordinary` collects rho * G and visit counts: ordinary importance sampling is
-    `ordinary.means()`. `weights` collects rho * G and, in its counts' place, nothing: the
-    weighted estimate is ordinary.sums / weights.sums (`weighted_estimates`), where
-    `weights.sums` holds the sum of the ratios."""
+    Each first visit adds rho_{t:T-1} G_t to `ordinary.sums` (and 1 to its counts) and
+    rho_{t:T-1} to `weights.sums`: ordinary importance sampling is `ordinary.means()`
+    (sum rho G / visits), weighted importance sampling `weighted_estimates(ordinary,
+    weights)` (sum rho G / sum rho)."""
     lengths = episodes.lengths
     runs = _check_runs(runs, len(lengths))
     rho = importance_ratios(episodes, target, behaviour)
