@@ -45,9 +45,8 @@ class ImproperPolicyError(ConfigError):
 
 def is_continuing(model: TabularModel) -> bool:
     """True when no valid action of any non-terminal state can end an episode."""
-    live = ~model.terminal
-    ends = (model.done & (model.P > 0)).any(axis=2) & model.valid
-    return not ends[live].any()
+    ending = np.where(model.done, model.P, 0.0).sum(axis=2)  # (S, A) mass that terminates
+    return not (ending[~model.terminal] * model.valid[~model.terminal] > 0).any()
 
 
 class MDP:
@@ -76,6 +75,7 @@ class MDP:
         self.valid, self.terminal, self.initial = model.valid, model.terminal, model.initial
         self._p2 = self.p.reshape(self.S * self.A, self.S)
         self._live = np.flatnonzero(live)
+        self._r_valid = np.where(self.valid, self.r, -np.inf)  # max over valid actions
 
     def q(self, v: np.ndarray) -> np.ndarray:
         """q(s, a) = r(s, a) + gamma sum_s' p(s'|s, a) v(s'); -inf where a is invalid."""
@@ -156,10 +156,9 @@ class MDP:
             v[:] = new
             return delta
         delta = 0.0
-        p, g = self.p, self.gamma
+        p, g, r = self.p, self.gamma, self._r_valid
         for s in self._live:
-            ok = self.valid[s]
-            new = (self.r[s, ok] + g * (p[s, ok] @ v)).max()
+            new = (r[s] + g * (p[s] @ v)).max()
             delta = max(delta, abs(new - v[s]))
             v[s] = new
         return float(delta)
