@@ -18,7 +18,15 @@ from the env's transition model with a few NumPy operations. This module provide
   ``rlrun/MaximizationBias-v0``  `MaximizationBiasEnv`       100
   ``rlrun/WindyGridworld-v0``    `WindyGridworldEnv`         10_000
   ``rlrun/CliffWalkingBook-v0``  `CliffWalkingBookEnv`       10_000
+  ``rlrun/Gridworld-v0``         `GridworldEnv`              1_000 (continuing)
+  ``rlrun/SmallGridworld-v0``    `SmallGridworldEnv`         10_000
+  ``rlrun/JacksCarRental-v0``    `JacksCarRentalEnv`         1_000 (continuing)
+  ``rlrun/GamblersProblem-v0``   `GamblersProblemEnv`        10_000
+  ``rlrun/BlackjackBook-v0``     `BlackjackBookEnv`          none (ends w.p. 1)
   =============================  ==========================  ===================
+
+  The chapter 3-5 tasks (the last five) keep their dynamics as dense arrays
+  (`rlrun.envs.tabular.dense`) and hand them to `model_from_env` directly.
 
   The caps only guard a policy that never reaches the goal: a uniformly random policy
   finishes the gridworlds in a few hundred to a few thousand steps, and the book's learning
@@ -35,6 +43,7 @@ needs beyond them as attributes that `model_from_env` reads when present:
 
 from __future__ import annotations
 
+from rlrun.envs.tabular.blackjack import BlackjackBookEnv, BlackjackSim
 from rlrun.envs.tabular.book import (
     CliffWalkingBookEnv,
     MaximizationBiasEnv,
@@ -42,10 +51,22 @@ from rlrun.envs.tabular.book import (
     WindyGridworldEnv,
 )
 from rlrun.envs.tabular.model import TabularModel, model_from_env
+from rlrun.envs.tabular.planning import (
+    GamblersProblemEnv,
+    GridworldEnv,
+    JacksCarRentalEnv,
+    SmallGridworldEnv,
+)
 from rlrun.envs.tabular.registry import register_envs
 
 __all__ = [
+    "BlackjackBookEnv",
+    "BlackjackSim",
     "CliffWalkingBookEnv",
+    "GamblersProblemEnv",
+    "GridworldEnv",
+    "JacksCarRentalEnv",
+    "SmallGridworldEnv",
     "MaximizationBiasEnv",
     "RandomWalkEnv",
     "TabularModel",

@@ -131,10 +131,15 @@ def model_from_env(env: gymnasium.Env) -> TabularModel:
     are inferred: states an episode can only enter through a terminating transition (FrozenLake
     holes and goal, the CliffWalking goal, Taxi's delivered-passenger states). It builds fresh
     arrays in about 10 ms for Taxi's 500 states, so calling it once per run is cheap;
-    the caller may keep the result, nothing here refers back to the env.
+    the caller may keep the result, nothing here refers back to the env. Envs that keep
+    their dynamics as dense arrays (`DenseTabularEnv`: Jack's car rental has 2.1M
+    transitions) hand over a copy of them through `tabular_model()` instead.
     """
     name = _env_name(env)
     base = env.unwrapped
+    dense = getattr(base, "tabular_model", None)
+    if callable(dense):  # envs that keep dense arrays (rlrun.envs.tabular.dense): no table walk
+        return dense()
     table = getattr(base, "P", None)
     if table is None:
         raise ConfigError(
