@@ -118,6 +118,7 @@ class RunContext:
     _tracked: dict[str, Any] = field(default_factory=dict, init=False)
     _per_rank: set[str] = field(default_factory=set, init=False)  # track_per_rank's names
     _due: dict[str, int] = field(default_factory=dict, init=False)  # ctx.every's next points
+    _scalars_points: int = field(default=-1, init=False)  # points in the last scalars.parquet
     finished: bool = field(default=False, init=False)  # finish() ran to its end
 
     def __post_init__(self) -> None:
@@ -284,7 +285,7 @@ class RunContext:
         self._saved_step = step
         self._last_ckpt = time.monotonic()
         self.write_results("running")  # the heartbeat, and how far the run got
-        write_scalars(self.run_dir, self.logger.history())  # scalars.parquet, for reports
+        self._write_scalars()  # scalars.parquet, for reports
 
     @property
     def has_checkpoint(self) -> bool:
@@ -321,8 +322,16 @@ class RunContext:
         results_file.write(self.run_dir, rec)
         self._last_beat = time.monotonic()
         if status != "running":
-            write_scalars(self.run_dir, self.logger.history())
+            self._write_scalars()
         return rec
+
+    def _write_scalars(self) -> None:
+        """scalars.parquet, unless it already holds every point logged (the end of a run
+        saves a checkpoint, then writes results: one write, not two)."""
+        points = sum(len(v) for v in self.logger.series.values())
+        if points != self._scalars_points:
+            write_scalars(self.run_dir, self.logger.history())
+            self._scalars_points = points
 
     @property
     def wall_time_s(self) -> float:
