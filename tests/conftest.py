@@ -13,9 +13,11 @@ import pytest
 
 from rlrun import testing
 from rlrun.core.config import register_resolvers
+from rlrun.schemas import register_all
 from rlrun.train import Interrupted, train  # noqa: F401 (re-exported to the test modules)
 
 register_resolvers()
+register_all()
 # rlrun-report's index cache (and any other cache of rlrun's) goes to a folder of this test
 # session, not the user's ~/.cache; subprocesses inherit it.
 os.environ.setdefault("RLRUN_CACHE_DIR", tempfile.mkdtemp(prefix="rlrun-test-cache-"))

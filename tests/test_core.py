@@ -116,7 +116,7 @@ def test_logger_summary_and_directions(tmp_path):
 
 
 def test_logger_config_is_checked():
-    with pytest.raises(ConfigError, match="logger.progress"):
+    with pytest.raises(ConfigError, match="progress='fancy' must be one of auto, bar"):
         LoggerConfig(progress="fancy")
 
 
@@ -201,3 +201,45 @@ def test_deterministic_mode_switches_torchs_kernels_without_importing_inductor()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.split() == ["True", "False", "False"], out.stderr
+
+
+def test_no_import_circles():
+    """No module of rlrun reaches itself through its imports, lazy ones included (issue 23
+    broke core/config <-> core/plugins and report/groups <-> report/index)."""
+    import ast
+    from pathlib import Path
+
+    import rlrun
+
+    src = Path(rlrun.__file__).parent
+    modules = {".".join(p.relative_to(src.parent).with_suffix("").parts).removesuffix(
+        ".__init__"): p for p in src.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for t in targets:
+                while t and t not in modules:
+                    t = t.rpartition(".")[0]
+                if t and t != name and not name.startswith(t + "."):
+                    deps.add(t)
+        graph[name] = deps
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    return [*path, start]
+                if nxt not in seen and nxt.startswith("rlrun.") and \
+                        not start.startswith(nxt + "."):
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+        return None
+
+    assert len(graph) > 80
+    for module in graph:
+        assert cycle_from(module) is None, " -> ".join(cycle_from(module) or [])

@@ -351,8 +351,10 @@ def _main() -> None:
 
     from rlrun.core.config import config_dir, register_resolvers
     from rlrun.core.errors import RlrunError, describe_os_error
+    from rlrun.schemas import register_all
 
     register_resolvers()
+    register_all()
     app = hydra.main(config_path=str(config_dir()), config_name="train",
                      version_base="1.3")(_task)
     try:
@@ -414,6 +416,7 @@ def _help(args: list[str]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from rlrun.core.config import config_dir, register_resolvers
+    from rlrun.schemas import register_all
 
     overrides, dirs, skip = [], [], False
     for i, a in enumerate(args):
@@ -434,6 +437,7 @@ def _help(args: list[str]) -> None:
         paths = ",".join(f"file://{Path(d).resolve()}" for d in dirs)
         overrides.append(f"hydra.searchpath=[{paths}]")
     register_resolvers()
+    register_all()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(config_dir()), version_base="1.3"):

@@ -209,6 +209,9 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
     from rlrun.core.resume import read_run_config
 
     register_resolvers()
+    from rlrun.schemas import register_all
+
+    register_all()
     env_ids = (opts.pop("env.id"),) if "env.id" in opts else ()
     cfg = read_run_config(run_dir, str(run_dir), env_ids)
     if env_ids and env_ids[0] != cfg.env.get("id"):

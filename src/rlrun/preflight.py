@@ -39,6 +39,7 @@ from rlrun.core.logger import LoggerConfig
 from rlrun.core.schema import AlgoSpec, spec_of
 from rlrun.core.threads import max_threads
 from rlrun.core.threads import valid as valid_threads
+from rlrun.schemas import register_all
 
 # The config groups at the top level; train.yaml's own keys are read from the file.
 GROUPS = ("algo", "env", "network", "device", "logger", "experiment", "hparams_search")
@@ -72,6 +73,7 @@ def preflight(cfg: DictConfig, data: bool = True) -> Plan:
     problem as one-line RlrunError. `data=False` skips the data paths (rlrun-eval replays a
     run from its checkpoint and saved vocabulary, without the training data)."""
     register_resolvers()
+    register_all()
     check_root(cfg)
     plan = _resolve(cfg)
     check_pairing(cfg, plan)

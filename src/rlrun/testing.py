@@ -36,8 +36,10 @@ def compose(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = (
     from hydra.core.global_hydra import GlobalHydra
 
     from rlrun.core.config import config_dir, register_resolvers
+    from rlrun.schemas import register_all
 
     register_resolvers()
+    register_all()
     extra = [f"hydra.searchpath=[{','.join(f'file://{Path(d).resolve()}' for d in config_dirs)}]"
              ] if config_dirs else []
     GlobalHydra.instance().clear()

@@ -55,6 +55,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     The run dir is locked for the life of the run (one process per dir). Disk errors
     become one-line `RunIOError`s, and results.json says `failed` wherever the disk lets it.
     """
+    from rlrun.schemas import register_all
+
+    register_all()  # the schemas a resumed config names are trusted once registered
     resuming = bool(cfg.get("resume"))
     if resuming:
         run_dir = Path(str(cfg.resume))

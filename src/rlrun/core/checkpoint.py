@@ -105,9 +105,10 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
     except Exception as e:  # torch raises several types for truncated/garbage files
         if "Weights only load failed" in str(e):  # not torch's advice to load it unsafely
             raise CheckpointError(
-                f"checkpoint {path} holds objects other than tensors and plain values, which"
-                " rlrun never loads (unpickling them could run code): it was not written by"
-                " rlrun, or was tampered with; delete it to start the run afresh") from None
+                f"checkpoint {path} is unreadable: it holds objects other than tensors and plain"
+                " values, which rlrun never loads (unpickling them could run code); it was not"
+                " written by rlrun, or was tampered with: delete it to start the run afresh"
+            ) from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"checkpoint {path} is unreadable ({first[:120]}); it may be corrupt or truncated:"

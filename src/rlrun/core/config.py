@@ -139,11 +139,9 @@ def _settings_help(*, _root_: Any) -> str:
 
 
 def register_resolvers() -> None:
-    """OmegaConf resolvers used by configs/train.yaml (run and sweep dirs) and --help, and
-    rlrun's schemas in Hydra's ConfigStore (`rlrun.schemas`): what composing needs."""
-    from rlrun.schemas import register_all
-
-    register_all()
+    """OmegaConf resolvers used by configs/train.yaml (run and sweep dirs) and --help. (The
+    schemas, which composing needs too, are registered by `rlrun.schemas.register_all`,
+    called by the entry points above this floor: cli, preflight, train, eval, testing.)"""
     for name, fn in (("rlrun_slug", _slug), ("rlrun_run_dir", _run_dir), ("rlrun_now", _now),
                      ("rlrun_output_subdir", _output_subdir), ("rlrun_groups", _groups_help),
                      ("rlrun_sqlite", _sqlite), ("rlrun_settings", _settings_help)):
