@@ -307,3 +307,68 @@ def test_a_resumed_run_reports_its_steps_from_the_start(tmp_path, monkeypatch):
     monkeypatch.setattr(RunContext, "start_progress", start_progress)
     train(compose_cfg([f"resume={run_dir}", "logger.progress=none"]))
     assert seen["steps"] >= 150
+
+
+# ---- two runs started at the same instant in one dir ------------------------------------------
+def _racer(barrier, argv, err_path, codes):
+    """A child: wait at the barrier, then run the CLI's main in this (forked) process."""
+    fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = sys.stderr = open(fd, "w", buffering=1)  # noqa: SIM115 - not pytest's capture
+    from hydra.core.global_hydra import GlobalHydra
+
+    from rlrun import cli
+
+    GlobalHydra.instance().clear()
+    barrier.wait()
+    try:
+        cli.main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    codes.put((argv[0], code))
+
+
+@pytest.mark.parametrize("rounds", [3, pytest.param(20, marks=pytest.mark.slow)])
+def test_two_runs_started_at_once_in_one_dir_the_loser_touches_nothing(tmp_path, monkeypatch,
+                                                                       rounds):
+    """Two processes released by one barrier into one run dir: one runs, the other fails in
+    one line and leaves nothing there (no results.json, no .hydra/, no line in rlrun.log).
+    Forked from this process, with Hydra, DuckDB and TensorBoard already imported and the
+    config composed once, so each round costs about a second."""
+    import multiprocessing
+
+    import duckdb  # noqa: F401 - imported before the fork: the children start warm
+    import torch.utils.tensorboard  # noqa: F401
+    import yaml
+    from hydra._internal.hydra import Hydra
+
+    monkeypatch.setattr(Hydra, "get_mode", lambda self, config_name, overrides: None)
+    monkeypatch.setattr("sys.argv", ["rlrun"])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    compose_cfg(BANDIT)  # Hydra's plugins and config repository, found once
+    mp = multiprocessing.get_context("fork")
+    for i in range(rounds):
+        run_dir = tmp_path / f"r{i}"
+        barrier, codes = mp.Barrier(2), mp.Queue()
+        procs = [mp.Process(target=_racer, args=(barrier, [
+            f"seed={seed}", "env.num_runs=5", "env.steps=50", "logger.progress=none",
+            "threads=1", f"hydra.run.dir={run_dir}"], tmp_path / f"err{i}_{seed}", codes))
+            for seed in (1, 2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        exits = dict(codes.get(timeout=5) for _ in procs)
+        assert sorted(exits.values()) == [0, 2], (i, exits)
+        winner = 1 if exits["seed=1"] == 0 else 2
+        loser_err = (tmp_path / f"err{i}_{3 - winner}").read_text()
+        assert loser_err.count("\n") == 1 and loser_err.startswith("rlrun: error: "), loser_err
+        assert "in use by" in loser_err or "already holds a run" in loser_err, loser_err
+        rec = read_results(run_dir)  # the winner's own record, config and log
+        assert rec["status"] == "completed" and rec["seed"] == winner, (i, rec)
+        saved = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+        assert saved["seed"] == winner
+        assert (tmp_path / f"err{i}_{winner}").read_text().splitlines() == \
+            (run_dir / "rlrun.log").read_text().splitlines()  # the winner's lines, no others

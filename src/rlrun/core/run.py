@@ -38,9 +38,15 @@ from rlrun.core import state as tracked_state
 from rlrun.core.checkpoint import load_checkpoint, remove_stray_temp_files, save_checkpoint
 from rlrun.core.distributed import Dist
 from rlrun.core.errors import CheckpointError
-from rlrun.core.logger import ALWAYS_MINIMIZED, Logger, LoggerConfig, lower_is_better
+from rlrun.core.logger import (
+    ALWAYS_MINIMIZED,
+    Logger,
+    LoggerConfig,
+    lower_is_better,
+    quiet_log_files,
+)
 from rlrun.core.progress import Progress
-from rlrun.core.scalars import write_scalars
+from rlrun.core.scalars import SCALARS_FILE, write_scalars
 from rlrun.core.seeding import rng_state, set_rng_state
 from rlrun.core.status import HEARTBEAT_S
 
@@ -87,8 +93,10 @@ class RunContext:
     def __post_init__(self) -> None:
         self._resume_state = None
         purge = None
-        if self.dist.is_main:
-            remove_stray_temp_files(self.checkpoint_path)  # left by a kill in mid-save
+        if self.dist.is_main:  # what a kill in mid-save left behind
+            for path in (self.checkpoint_path, self.run_dir / results_file.NAME,
+                         self.run_dir / SCALARS_FILE):
+                remove_stray_temp_files(path)
         else:  # rank 0 alone writes event files and shows progress
             self.logger_cfg = dataclasses.replace(self.logger_cfg, tensorboard=False,
                                                   progress="none", video=False)
@@ -105,6 +113,7 @@ class RunContext:
             self.wall_time_prev_s = float(self._resume_state["wall_time_s"])
         self.logger = Logger(self.run_dir, self.logger_cfg, purge_step=purge,
                              checkpoint=self.checkpoint_path, minimize=self.minimize)
+        quiet_log_files()  # a full disk: the run's one error line, not a traceback per log line
         self._last_ckpt = self._last_beat = time.monotonic()
 
     @property
@@ -212,9 +221,14 @@ class RunContext:
         if self.stop_requested and self._saved_step == self.step:
             raise StopRequested
 
-    def write_results(self, status: str, error: str | None = None) -> dict[str, Any]:
+    def write_results(self, status: str, error: str | None = None,
+                      scalars: bool = True) -> dict[str, Any]:
         """Write `results.json` with the summary of every logged scalar; return it.
-        Under torchrun rank 0 writes it; the others return {}."""
+        Under torchrun rank 0 writes it; the others return {}.
+
+        At the end (any status but `running`) scalars.parquet is written first (unless
+        `scalars=False`), so a record that says `completed` never outlives a failed
+        scalars file: a disk fault there raises before the record is written."""
         if not self.dist.is_main:
             return {}
         metrics = self.logger.summary()
@@ -234,10 +248,10 @@ class RunContext:
         rec = results_file.build(algo=self.algo_name, env=self.env_name, seed=self.seed,
                                  status=status, steps=self.step, wall_time_s=self.wall_time_s,
                                  metrics=metrics, **extra)
+        if status != "running" and scalars:
+            write_scalars(self.run_dir, self.logger.history())
         results_file.write(self.run_dir, rec)
         self._last_beat = time.monotonic()
-        if status != "running":
-            write_scalars(self.run_dir, self.logger.history())
         return rec
 
     @property
