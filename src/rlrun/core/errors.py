@@ -80,7 +80,9 @@ def os_error_at(e: BaseException, path: object) -> OSError:
         return OSError(e.errno, e.strerror or _os.strerror(e.errno), name)
     text = str(e)
     found = re.search(r'"errno"\s*:\s*"?(\d+)', text)  # DuckDB: {"errno":"28", ...}
-    code = int(found.group(1)) if found else next(
-        (c for c in (_errno.ENOSPC, _errno.EDQUOT, _errno.EROFS, _errno.EACCES, _errno.EPERM,
-                     _errno.ENOENT, _errno.EIO) if _os.strerror(c) in text), _errno.EIO)
+    if found:
+        code = int(found.group(1))
+    else:  # "Cannot open file ...: Not a directory": the longest strerror the text names
+        named = [c for c in _errno.errorcode if _os.strerror(c) in text]
+        code = max(named, key=lambda c: len(_os.strerror(c))) if named else _errno.EIO
     return OSError(code, _os.strerror(code), str(path))

@@ -89,6 +89,10 @@ class RunContext:
     _t0: float = field(default_factory=time.monotonic, init=False)
     _tracked: dict[str, Any] = field(default_factory=dict, init=False)
     finished: bool = field(default=False, init=False)  # finish() ran to its end
+    # the step of an evaluation that Ctrl-C cut short: saved with the checkpoint of that
+    # step, redone on resume (rlrun.rl.evaluation)
+    pending_evaluation: int | None = field(default=None, init=False)
+    _resume_hooks: list[Callable[[], None]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         self._resume_state = None
@@ -146,7 +150,16 @@ class RunContext:
             if loaded is not item and not isinstance(item, tuple):
                 raise ValueError(f"{name}: the checkpoint's value does not fit this run's")
         self.restoring = False
+        for hook in self._resume_hooks:
+            hook()
+        if self.pending_evaluation is not None:  # no evaluator of this loop took it
+            self.pending_evaluation = None
         return True
+
+    def on_resume(self, hook: Callable[[], None]) -> None:
+        """Call `hook()` once `resume()` has loaded everything (an evaluator redoes there
+        the evaluation that Ctrl-C cut short)."""
+        self._resume_hooks.append(hook)
 
     def state_dict(self) -> dict[str, Any]:
         """The tracked items in checkpoint form."""
@@ -180,6 +193,7 @@ class RunContext:
         self.restoring = True  # an error until start_progress() means the state did not fit
         self.logger.load_state_dict(s["logger"])
         set_rng_state(s["ranks"][self.dist.rank]["rng"] if self.dist.enabled else s["rng"])
+        self.pending_evaluation = s.get("pending_evaluation")
         self.step = int(s["step"])
         self.wall_time_prev_s = float(s["wall_time_s"])
         return s["loop"]
@@ -202,6 +216,8 @@ class RunContext:
                 self._saved_step, self._last_ckpt = step, time.monotonic()
                 return
             extra = {"world_size": self.dist.world_size, "ranks": ranks}
+        if self.pending_evaluation is not None:
+            extra["pending_evaluation"] = self.pending_evaluation
         save_checkpoint(self.checkpoint_path, {
             "step": step, "loop": loop_state, "logger": self.logger.state_dict(),
             "rng": rng_state(), "wall_time_s": self.wall_time_s, **extra,
@@ -291,6 +307,28 @@ class RunContext:
             self._progress.close()
             self._progress = None
         self.logger.close()
+
+
+class CheckpointView:
+    """What a `load_policy` hook receives when a resumed run redoes an evaluation that
+    Ctrl-C cut short: the run's configs, device, seed and step, with `track` and `resume`
+    loading the hook's own networks from the checkpoint the run resumed from, as rlrun-eval
+    does. The run's tracked items are left alone."""
+
+    def __init__(self, ctx: RunContext):
+        self._ctx, self._items = ctx, {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+    def track(self, **items: Any) -> None:
+        self._items.update(items)
+
+    def resume(self) -> bool:
+        saved = self._ctx._resume_state["loop"]
+        for name, item in self._items.items():
+            tracked_state.load(item, saved[name], name)
+        return True
 
 
 class StopOnSignal:

@@ -119,7 +119,7 @@ def run(ctx) -> None:
         {"params": policy.parameters(), "lr": cfg.learning_rate},
         {"params": value.parameters(), "lr": cfg.baseline_learning_rate},
     ])
-    evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
+    evaluator = Evaluator.of_run(ctx, cfg.eval_episodes, load_policy)
     rng = np.random.default_rng(ctx.seed)  # the seeds of each update's resets
     st = {"step": 0, "update": 0, "next_eval": cfg.eval_every or cfg.total_steps}
 
