@@ -253,12 +253,16 @@ def test_bad_values_are_config_errors(tmp_path):
 
 def test_video_of_evaluation_episodes(tmp_path):
     pytest.importorskip("pygame", reason="rendering needs pip install 'rlrun[video]'")
+    from PIL import Image
+
     res = run_train(tmp_path, [*FAST, "algo=ppo", "env=Pendulum-v1", "algo.total_steps=512",
-                               "algo.num_steps=128", "algo.eval_episodes=1",
+                               "algo.num_steps=128", "algo.eval_episodes=3",
                                "logger.video=true", "env.max_episode_steps=20"])
     gifs = list((tmp_path / "run" / "videos").glob("*.gif"))
     assert len(gifs) == 1 and gifs[0].stat().st_size > 1000
     assert res["metrics"]["eval/length"]["last"] == 20
+    with Image.open(gifs[0]) as gif:  # the first episode alone: its reset and 20 steps (the
+        assert 15 <= gif.n_frames <= 21  # GIF merges identical frames), not all 3 episodes
 
 
 def test_compile_option_gives_the_same_losses_on_cpu():

@@ -568,7 +568,7 @@ def _racer(barrier, argv, err_path, codes):
     codes.put((argv[0], code))
 
 
-@pytest.mark.parametrize("rounds", [3, pytest.param(20, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("rounds", [2, pytest.param(20, marks=pytest.mark.slow)])
 def test_two_runs_started_at_once_in_one_dir_the_loser_touches_nothing(tmp_path, monkeypatch,
                                                                        rounds):
     """Two processes released by one barrier into one run dir: one runs, the other fails in
