@@ -253,12 +253,16 @@ def test_bad_values_are_config_errors(tmp_path):
 
 def test_video_of_evaluation_episodes(tmp_path):
     pytest.importorskip("pygame", reason="rendering needs pip install 'rlrun[video]'")
+    from PIL import Image
+
     res = run_train(tmp_path, [*FAST, "algo=ppo", "env=Pendulum-v1", "algo.total_steps=512",
-                               "algo.num_steps=128", "algo.eval_episodes=1",
+                               "algo.num_steps=128", "algo.eval_episodes=3",
                                "logger.video=true", "env.max_episode_steps=20"])
     gifs = list((tmp_path / "run" / "videos").glob("*.gif"))
     assert len(gifs) == 1 and gifs[0].stat().st_size > 1000
     assert res["metrics"]["eval/length"]["last"] == 20
+    with Image.open(gifs[0]) as gif:  # the first episode alone: its reset and 20 steps (the
+        assert 15 <= gif.n_frames <= 21  # GIF merges identical frames), not all 3 episodes
 
 
 def test_compile_option_gives_the_same_losses_on_cpu():
@@ -292,3 +296,89 @@ def test_compiled_run_learns_like_eager(tmp_path, algo):
     eager = run_train(tmp_path, args, "eager")["metrics"]["eval/return"]["last"]
     comp = run_train(tmp_path, [*args, "algo.compile=true"], "c")["metrics"]["eval/return"]
     assert comp["last"] == pytest.approx(eager, rel=0.5, abs=100)
+
+
+# ---- evaluation: an evaluation's episodes played side by side ----------------------------------
+def _one_at_a_time(env_cfg, seed, episodes, policy):
+    """The reference: rlrun's evaluation before it was batched, episode i on one env reset
+    with seed + 10000 + i, one observation per policy call."""
+    from rlrun.envs.gym import make_env
+
+    env, out = make_env(env_cfg), []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + 10_000 + ep)
+        total, n, done = 0.0, 0, False
+        while not done:
+            obs, r, term, trunc, _ = env.step(policy(obs[None])[0])
+            total, n, done = total + float(r), n + 1, term or trunc
+        out.append((total, n))
+    env.close()
+    return out
+
+
+def _batched(env_cfg, seed, episodes, policy):
+    from rlrun.rl.evaluation import Evaluator
+
+    ev = Evaluator(env_cfg, seed, episodes, False)
+    try:
+        returns, lengths, _ = ev.play(policy)
+    finally:
+        ev.close()
+    return list(zip(returns, lengths, strict=True))
+
+
+def _balance(o):  # CartPole: push toward the lean; plays long episodes (often all 500 steps)
+    return (o[:, 2] + o[:, 3] > 0).astype(np.int64)
+
+
+def _swing(o):  # Pendulum: a row-wise energy/PD controller, no BLAS in it
+    cos, sin, w = o[:, 0], o[:, 1], o[:, 2]
+    return np.clip(np.where(cos > 0.8, -8 * sin - 1.5 * w, 2 * np.sign(w * cos + 1e-3)),
+                   -2, 2)[:, None].astype(np.float32)
+
+
+@pytest.mark.parametrize("env_id, policy", [("CartPole-v1", _balance), ("Pendulum-v1", _swing)])
+def test_batched_evaluation_plays_every_episode_as_it_was_played_alone(env_id, policy,
+                                                                       monkeypatch):
+    """Episode i's copy is reset with episode i's seed and steps as it did alone: with a
+    policy that computes each row on its own, every return and length is bit for bit the
+    one-at-a-time reference's, in waves too (more episodes than copies). CartPole's
+    episodes end at different steps, so the batch shrinks as they do."""
+    from rlrun.envs.gym import GymEnvConfig
+    from rlrun.rl import evaluation
+
+    cfg = GymEnvConfig(id=env_id)
+    ref = _one_at_a_time(cfg, 3, 7, policy)
+    assert _batched(cfg, 3, 7, policy) == ref
+    assert max(n for _, n in ref) > 150 and len(set(ref)) > 1  # long, and not all alike
+    monkeypatch.setattr(evaluation, "MAX_COPIES", 3)  # waves of 3, 3 and 1
+    assert _batched(cfg, 3, 7, policy) == ref
+
+
+def test_batched_evaluation_of_networks_matches_one_at_a_time():
+    """With the loops' own policies (PPO's agent on CartPole, SAC's actor on Pendulum):
+    discrete returns are exactly today's; continuous ones differ only by BLAS rounding
+    (a row of a batch is summed in another order than a single row)."""
+    from rlrun.algos.sac import actor_policy, build
+    from rlrun.envs.gym import GymEnvConfig, make_env
+    from rlrun.rl.rollout import agent_policy, build_agent
+
+    torch.set_num_threads(1)
+    net = OmegaConf.create({"_target_": "rlrun.nets.mlp.MLP", "hidden_sizes": [64, 64],
+                            "activation": "tanh"})
+    cart = GymEnvConfig(id="CartPole-v1")
+    space = make_env(cart).action_space
+    for seed in range(3):
+        torch.manual_seed(seed)
+        policy = agent_policy(build_agent(net, 4, 2, False, 0.0), space)
+        assert _batched(cart, seed, 10, policy) == _one_at_a_time(cart, seed, 10, policy)
+    pend = GymEnvConfig(id="Pendulum-v1")
+    space = make_env(pend).action_space
+    sac = compose_cfg(["algo=sac", "network.hidden_sizes=[64,64]"])
+    for seed in range(2):
+        torch.manual_seed(seed)
+        nets = build(sac.network, 3, 1, space.low, space.high, sac.algo, "cpu")
+        policy = actor_policy(nets["actor"], torch.device("cpu"))
+        new, old = _batched(pend, seed, 10, policy), _one_at_a_time(pend, seed, 10, policy)
+        assert [n for _, n in new] == [n for _, n in old]
+        assert [r for r, _ in new] == pytest.approx([r for r, _ in old], rel=1e-6, abs=1e-4)

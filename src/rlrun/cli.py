@@ -188,7 +188,8 @@ def _task(cfg) -> float:
     from hydra.types import RunMode
 
     from rlrun.core.distributed import rank
-    from rlrun.core.errors import Interrupted, RlrunError
+    from rlrun.core.errors import Interrupted, RlrunError, RunDirBusyError, RunDirTakenError
+    from rlrun.core.logger import detach_log_files
     from rlrun.launch.cluster import slurm_job
     from rlrun.preflight import preflight
     from rlrun.train import train
@@ -210,6 +211,8 @@ def _task(cfg) -> float:
             print(f"rlrun: {_resume_hint(str(e))}", file=sys.stderr)
         sys.exit(130)  # a sweep stops too: Ctrl-C means stop
     except RlrunError as e:
+        if isinstance(e, RunDirBusyError | RunDirTakenError):  # the dir is another run's:
+            detach_log_files(HydraConfig.get().runtime.output_dir)  # not a line in its log
         if not cfg.get("resume") and rank() == 0:  # a resumed run's dir keeps its results
             if started or sweep:
                 _record_failed_job(cfg, e)  # a sweep's job dir says why it failed
@@ -265,7 +268,8 @@ def _resume_hint(message: str) -> str:
 
 def _record_failed_job(cfg, error: Exception) -> None:
     """Write a `failed` results.json (with the error) for a job that could not start or run;
-    nothing more when the disk refuses (the error line is printed all the same)."""
+    nothing more when the disk refuses (the error line is printed all the same), and
+    nothing at all in a dir that another run holds (`results.mark_failed` takes its lock)."""
     import contextlib
     import logging
 
@@ -273,9 +277,12 @@ def _record_failed_job(cfg, error: Exception) -> None:
     from hydra.types import RunMode
 
     from rlrun.core import results
+    from rlrun.core.errors import RunDirBusyError, RunDirTakenError
 
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         logging.getLogger("rlrun").error("job failed: %s", error)
+    if isinstance(error, RunDirBusyError | RunDirTakenError):
+        return  # its record, whatever it says, is the other run's
     seed = cfg.get("seed")  # what results.json holds: an integer, or nothing (seed=[0,1])
     with contextlib.suppress(OSError):
         results.mark_failed(HydraConfig.get().runtime.output_dir, str(error),

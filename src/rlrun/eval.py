@@ -22,8 +22,6 @@ rename, so always whole) can be evaluated while it trains.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 import textwrap
 from collections.abc import Callable
@@ -380,13 +378,7 @@ def _images(ctx: ReadOnlyRunContext, hook: Callable, opts: dict[str, Any],
     grid = image_grid(sample(n, sampler, steps))
     from rlrun.algos.ddpm import save_png
 
-    tmp = ctx.run_dir / f".{SAMPLES_FILE}.{os.getpid()}.tmp.png"
-    try:
-        save_png(grid, tmp)
-        os.replace(tmp, ctx.run_dir / SAMPLES_FILE)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    save_png(grid, ctx.run_dir / SAMPLES_FILE)  # atomically
     rec["settings"].update(samples=n, sampler=sampler, steps=steps if sampler == "ddim" else None)
     rec["image"] = SAMPLES_FILE
     echo(f"{ctx.algo_name} on {ctx.env_name} (checkpoint at step {ctx.step}): {n} {sampler}"

@@ -75,7 +75,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
     dist = Dist.from_env()  # rank 0 of 1 outside torchrun
     try:
         if dist.is_main:  # under torchrun rank 0 holds the lock for all ranks
-            runlock.acquire(run_dir)
+            runlock.acquire(run_dir, fresh=not resuming)
         try:
             if resuming:
                 cfg = load_run_config(run_dir, overrides or [])
@@ -126,7 +126,9 @@ def _train(cfg: DictConfig, plan: Plan, run_dir: Path, resuming: bool, dist: Dis
     try:
         with StopOnSignal(ctx):
             plan.loop(ctx)
-        status = "interrupted" if ctx.stop_requested and not ctx.finished else "completed"
+        stopped = ctx.stop_requested and not ctx.finished
+        ctx.close()  # the event files' last writes: a disk fault there fails the run
+        status = "interrupted" if stopped else "completed"
     except (KeyboardInterrupt, StopRequested):
         status = "interrupted"
     except (RlrunError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
@@ -155,10 +157,7 @@ def _train(cfg: DictConfig, plan: Plan, run_dir: Path, resuming: bool, dist: Dis
         if error and dist.enabled:  # the first rank's failure, not its peers' lost links
             error = first_error(f"rank {dist.rank}: {error}")
         if status is not None:
-            try:
-                results = ctx.write_results(status, error)
-            except OSError as e:  # the disk takes nothing more: say so, keep the first error
-                log.error("results.json not written: %s", describe_os_error(e))
+            results = _write_final_results(ctx, status, error)
     if status == "interrupted":
         raise Interrupted(run_dir, ctx.step, ctx.has_checkpoint)
     if not dist.is_main:  # rank 0 writes and reports
@@ -168,6 +167,25 @@ def _train(cfg: DictConfig, plan: Plan, run_dir: Path, resuming: bool, dist: Dis
     log.info("done: %s = %.4g (results in %s)", headline,
              results["metrics"].get(headline, {}).get("last", float("nan")), run_dir)
     return results
+
+
+def _write_final_results(ctx: RunContext, status: str, error: str | None) -> dict[str, Any]:
+    """The run's last record. When the disk refuses it (or scalars.parquet) and the run had
+    no error of its own, that fault is the run's error: `failed`, naming the file, wherever
+    the disk still takes it, and a RunIOError. With an error of its own, that error wins."""
+    try:
+        return ctx.write_results(status, error)
+    except OSError as e:
+        fault = describe_os_error(e)
+        if error is not None:
+            log.error("not written: %s", fault)
+        rec: dict[str, Any] = {}
+        with contextlib.suppress(OSError):  # results.json alone, if scalars.parquet failed
+            rec = ctx.write_results("failed" if error is None else status, error or fault,
+                                    scalars=False)
+        if error is None:
+            raise RunIOError(fault) from None
+        return rec
 
 
 def _distributed_device(cfg: DictConfig, spec: Any, device: str, dist: Dist) -> str:

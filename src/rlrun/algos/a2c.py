@@ -130,7 +130,7 @@ def run(ctx) -> None:
     else:
         opt = adam(agent.parameters(), cfg.learning_rate, ctx.device, eps=cfg.rms_eps)
     loss_fn = maybe_compile(a2c_loss, cfg.compile, ctx.device)
-    evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
+    evaluator = Evaluator.of_run(ctx, cfg.eval_episodes, load_policy)
     T, batch = cfg.num_steps, cfg.num_steps * n_envs
     n_iters = max(1, cfg.total_steps // batch)  # never past the budget
     f32 = dict(dtype=torch.float32, device=dev)

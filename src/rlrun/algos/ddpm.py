@@ -141,10 +141,28 @@ def save_png(grid: Any, path: Path, scale: int = 4) -> None:
         logging.getLogger("rlrun").warning("no Pillow: %s not written (pip install"
                                            " 'rlrun[diffusion]')", path.name)
         return
+    import io
+
+    from rlrun.core.checkpoint import atomic_write_bytes
+
     arr = (np.asarray(grid).transpose(1, 2, 0) * 255).round().astype(np.uint8)
     img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST).save(path)
+    buf = io.BytesIO()
+    img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST).save(buf, "PNG")
+    atomic_write_bytes(Path(path), buf.getvalue())  # whole or not at all; a disk error names it
+
+
+def save_npy(path: Path, array: Any) -> None:
+    """`np.save`, atomically, and a disk error names the file."""
+    import io
+
+    import numpy as np
+
+    from rlrun.core.checkpoint import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def load_image_sampler(ctx: Any) -> Callable[[int, str, int], torch.Tensor]:
@@ -258,4 +276,4 @@ def _finish(ctx, cfg: DDPMConfig, ema, diff: Diffusion, data: ImageData, shape: 
         f" confident labels per class: {r['class_counts']}; classifier held-out accuracy "
         f"{r['classifier_accuracy']:.1%}; sampling {seconds:.1f} s"), step)
     ctx.logger.flush()
-    np.save(ctx.run_dir / "class_counts.npy", np.asarray(r["class_counts"]))
+    save_npy(ctx.run_dir / "class_counts.npy", np.asarray(r["class_counts"]))

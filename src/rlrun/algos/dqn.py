@@ -174,7 +174,7 @@ def run(ctx) -> None:
                           act_dtype=torch.long)
     rng = np.random.default_rng(ctx.seed)
     loss_fn = maybe_compile(dqn_loss, cfg.compile, ctx.device)
-    evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
+    evaluator = Evaluator.of_run(ctx, cfg.eval_episodes, load_policy)
     params = list(q_net.parameters())
 
     obs, infos = envs.reset(seed=ctx.seed)

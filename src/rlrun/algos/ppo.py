@@ -171,7 +171,7 @@ def run(ctx) -> None:
     path = ppo_cpu.select(cfg, agent, ctx.device) or PlainPath(agent, cfg.compile, ctx.device)
     opt = adam(path.params, cfg.learning_rate, ctx.device, eps=1e-5)
     norm = ObsNormalizer(obs_shape, cfg.clip_obs) if cfg.normalize_obs else None
-    evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
+    evaluator = Evaluator.of_run(ctx, cfg.eval_episodes, load_policy)
     T, batch = cfg.num_steps, cfg.num_steps * n_envs
     n_iters = max(1, cfg.total_steps // batch)  # never past the budget
     mb_size = max(1, batch // cfg.num_minibatches)

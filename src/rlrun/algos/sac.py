@@ -173,7 +173,7 @@ def run(ctx) -> None:
     rng = np.random.default_rng(ctx.seed)
     c_loss = maybe_compile(critic_loss, cfg.compile, ctx.device)
     a_loss = maybe_compile(actor_loss, cfg.compile, ctx.device)
-    evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
+    evaluator = Evaluator.of_run(ctx, cfg.eval_episodes, load_policy)
     targets = [(nets[c + "_target"], nets[c]) for c in critics]
     target_params = [p for t, _ in targets for p in t.parameters()]
     source_params = [p for _, s in targets for p in s.parameters()]

@@ -187,7 +187,7 @@ def run(ctx) -> None:
     rng = np.random.default_rng(ctx.seed)
     c_loss = maybe_compile(critic_loss, cfg.compile, ctx.device)
     a_loss = maybe_compile(actor_loss, cfg.compile, ctx.device)
-    evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
+    evaluator = Evaluator.of_run(ctx, cfg.eval_episodes, load_policy)
     target_params = [p for k in ("actor", "qf") for p in nets[k + "_target"].parameters()]
     source_params = [p for k in ("actor", "qf") for p in nets[k].parameters()]
     half_range = (space.high - space.low) / 2

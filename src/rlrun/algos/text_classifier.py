@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from rlrun.algos.lm import learning_rate, log_moe, make_optimizer
+from rlrun.core.checkpoint import atomic_write_bytes
 from rlrun.core.errors import ConfigError
 from rlrun.data.text_classification import LabelledText
 from rlrun.nets import build_network
@@ -158,7 +159,7 @@ def run(ctx) -> None:
                      "data/test": len(data.splits["test"][1]), "data/classes": data.n_classes,
                      "data/vocab": len(data.vocab)}, 0)
         log.text("data/labels", ", ".join(data.labels), 0)
-    (ctx.run_dir / "vocab.json").write_text(json.dumps(data.to_json()))
+    atomic_write_bytes(ctx.run_dir / "vocab.json", json.dumps(data.to_json()).encode())
 
     acc = None
     order = torch.empty(0, dtype=torch.long)

@@ -6,8 +6,10 @@ as tensors (weights_only loading refuses arbitrary pickles) and come back as arr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -43,33 +45,45 @@ def _unpack(x: Any) -> Any:
     return x
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, dir_fd: int | None = None) -> None:
     """Write to a temp file in the same folder, fsync, then rename over `path`.
 
     A crash or Ctrl-C mid-write leaves the previous file intact, never a truncated one.
+    `dir_fd`: an open descriptor of `path`'s folder, which names the file instead of its
+    path (results.json: it still reaches a run dir that was mounted over read-only mid-run,
+    see `rlrun.core.runlock.dir_fd`). An OSError always names `path`.
     """
+    path = Path(path)
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; keep ordinary permissions
+        if dir_fd is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; keep ordinary permissions
+        else:  # the umask applies to os.open's mode
+            tmp = f".{path.name}.{secrets.token_hex(4)}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=dir_fd)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, path.name if dir_fd is not None else path, src_dir_fd=dir_fd,
+                   dst_dir_fd=dir_fd)
     except BaseException as e:
         if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and not e.filename:  # write() and fsync() name no file
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+        if isinstance(e, OSError) and (not e.filename or dir_fd is not None or Path(
+                os.fsdecode(e.filename)).name.startswith(f".{path.name}.")):  # our temp file
             raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
+def atomic_write_json(path: Path, obj: Any, dir_fd: int | None = None) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode(),
+                       dir_fd=dir_fd)
 
 
 def remove_stray_temp_files(path: Path) -> None:

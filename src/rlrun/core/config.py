@@ -58,8 +58,10 @@ def _output_subdir(resume: Any, output_dir: Any = None) -> str | None:
     A resumed run keeps the .hydra/ of its first launch: that is the config it continues.
     Hydra writes .hydra/ before rlrun's code runs, so the run dir's lock is taken here,
     first: a second process aimed at a live run's dir (or at a dir that already holds a
-    run) writes nothing there, and `train()` then refuses it with one line. Under torchrun
-    only rank 0 writes it.
+    run) writes nothing there, and `train()` then refuses it with one line; the failed
+    record of the refused run is not written there either (`results.mark_failed` needs
+    the lock). Two runs started at the same instant race for this lock, and the loser
+    touches nothing. Under torchrun only rank 0 writes it.
     """
     if resume not in (None, "", "None", "null"):
         return None
@@ -70,9 +72,8 @@ def _output_subdir(resume: Any, output_dir: Any = None) -> str | None:
     if output_dir not in (None, "", "???"):
         from rlrun.core import runlock
 
-        try:
-            if not runlock.try_acquire(output_dir) or \
-                    (Path(str(output_dir)) / "results.json").exists():
+        try:  # fresh: a dir that already holds a run is neither locked nor written
+            if not runlock.try_acquire(str(output_dir), fresh=True):
                 return None
         except OSError:
             return None  # a read-only or forbidden dir: train() reports it in one line

@@ -6,14 +6,16 @@ travels in checkpoints, so a resumed run summarises its whole history.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlrun.core.errors import ConfigError, NonFiniteError
+from rlrun.core.errors import ConfigError, NonFiniteError, os_error_at
 from rlrun.core.schema import check_fields, opt
 
 # Tags for which lower is better in every run: losses. Each algorithm declares the rest in its
@@ -80,10 +82,30 @@ class Logger:
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
+            _quiet_writer_thread()
             # purge_step hides events a crashed run wrote after its last checkpoint.
-            self.writer = SummaryWriter(
-                log_dir=str(self.run_dir), flush_secs=cfg.flush_secs, purge_step=purge_step
-            )
+            with self._disk():
+                self.writer = SummaryWriter(
+                    log_dir=str(self.run_dir), flush_secs=cfg.flush_secs,
+                    purge_step=purge_step)
+
+    @contextlib.contextmanager
+    def _disk(self) -> Iterator[None]:
+        """Around every call into TensorBoard: its writer thread keeps a disk error (full,
+        read-only) and raises it again at the next write, flush or close, naming no file or
+        naming it as bytes. It leaves here as an OSError naming the event file, which the
+        run reports in one line, as it does a failed checkpoint."""
+        try:
+            yield
+        except OSError as e:
+            if not e.errno:
+                raise
+            raise os_error_at(e, self._event_file()) from None
+
+    def _event_file(self) -> Path:
+        name = getattr(getattr(getattr(self.writer, "file_writer", None), "event_writer",
+                               None), "_file_name", None)
+        return Path(name) if name else self.run_dir / "events.out.tfevents.*"
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         value = float(value)
@@ -95,7 +117,12 @@ class Logger:
         self.times.setdefault(tag, []).append(time.time())
         self.last_step[tag] = step
         if self.writer is not None:
-            self.writer.add_scalar(tag, value, step)
+            try:  # (not `with self._disk()`: this is the hot path, once per step in bandits)
+                self.writer.add_scalar(tag, value, step)
+            except OSError as e:
+                if not e.errno:
+                    raise
+                raise os_error_at(e, self._event_file()) from None
 
     def _kept(self) -> str:
         """What a NaN leaves behind, said truthfully: the checkpoint from before it, or none."""
@@ -111,17 +138,20 @@ class Logger:
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         if self.writer is not None:
-            self.writer.add_text(tag, text, step)
+            with self._disk():
+                self.writer.add_text(tag, text, step)
 
     def image(self, tag: str, image: Any, step: int, dataformats: str = "CHW") -> None:
         """One image (float in [0, 1] or uint8), e.g. a grid from torchvision-free
         `rlrun.core.logger.image_grid`."""
         if self.writer is not None:
-            self.writer.add_image(tag, _to_numpy(image), step, dataformats=dataformats)
+            with self._disk():
+                self.writer.add_image(tag, _to_numpy(image), step, dataformats=dataformats)
 
     def histogram(self, tag: str, values: Any, step: int, bins: str | int = "auto") -> None:
         if self.writer is not None:
-            self.writer.add_histogram(tag, _to_numpy(values), step, bins=bins)
+            with self._disk():
+                self.writer.add_histogram(tag, _to_numpy(values), step, bins=bins)
 
     def video(self, tag: str, frames: Any, step: int) -> Path | None:
         """Frames (T, H, W, 3) uint8 as an animated GIF: in TensorBoard's Images tab and/or
@@ -135,15 +165,17 @@ class Logger:
         path = None
         if self.cfg.video_files:
             path = self.run_dir / "videos" / f"{tag.replace('/', '_')}_{step}.gif"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            from rlrun.core.checkpoint import atomic_write_bytes
+
+            atomic_write_bytes(path, data)  # whole or not at all; a disk error names it
         if self.cfg.video_tensorboard and self.writer is not None:
             from tensorboard.compat.proto.summary_pb2 import Summary
 
             t, h, w, c = frames.shape
             img = Summary.Image(height=h, width=w, colorspace=c, encoded_image_string=data)
-            self.writer._get_file_writer().add_summary(
-                Summary(value=[Summary.Value(tag=tag, image=img)]), step)
+            with self._disk():
+                self.writer._get_file_writer().add_summary(
+                    Summary(value=[Summary.Value(tag=tag, image=img)]), step)
         return path
 
     def hparams(self, hparams: dict[str, Any], metric_tags: list[str]) -> None:
@@ -160,9 +192,10 @@ class Logger:
         clean = {k: (v if isinstance(v, int | float | str | bool) else str(v))
                  for k, v in hparams.items()}
         exp, ssi, sei = hp_summary(clean, {t: 0.0 for t in metric_tags})
-        fw = self.writer._get_file_writer()
-        for s in (exp, ssi, sei):
-            fw.add_summary(s)
+        with self._disk():
+            fw = self.writer._get_file_writer()
+            for s in (exp, ssi, sei):
+                fw.add_summary(s)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """`last`, `tail_mean` (mean of the last 10% of points) and `best` of every scalar."""
@@ -205,12 +238,39 @@ class Logger:
 
     def flush(self) -> None:
         if self.writer is not None:
-            self.writer.flush()
+            with self._disk():
+                self.writer.flush()
 
     def close(self) -> None:
+        """Flush and close the event file; a disk error from its last writes is raised (as
+        an OSError naming it) once, and the logger is closed all the same."""
         if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+            try:
+                with self._disk():
+                    self.writer.close()
+            finally:
+                self.writer = None
+
+
+def _quiet_writer_thread() -> None:
+    """TensorBoard's writer thread keeps its exception and raises it again in the main
+    thread's next write, flush or close (see `Logger._disk`); Python also prints it from
+    the thread as a traceback. Drop that print, for OSErrors of that thread alone."""
+    import threading
+
+    previous = threading.excepthook
+    if getattr(previous, "rlrun_tensorboard", False):
+        return
+
+    def hook(args: Any) -> None:
+        thread = type(args.thread)
+        if not (thread.__name__ == "_AsyncWriterThread"
+                and thread.__module__.startswith("tensorboard.")
+                and issubclass(args.exc_type, OSError)):
+            previous(args)
+
+    hook.rlrun_tensorboard = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def _to_numpy(x: Any) -> Any:
@@ -259,3 +319,48 @@ def image_grid(images: Any, nrow: int | None = None, pad: int = 1) -> Any:
         grid[:, pad + r * (h + pad):pad + r * (h + pad) + h,
              pad + q * (w + pad):pad + q * (w + pad) + w] = x[i]
     return grid
+
+
+def _root_file_handlers() -> list[Any]:
+    import logging
+
+    root = logging.getLogger()
+    return [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+
+
+def quiet_log_files() -> None:
+    """Hydra's job log (`<run dir>/rlrun.log`) is a `logging.FileHandler`: on a full or
+    read-only disk every later log line would print a "--- Logging error ---" traceback.
+    The fault itself is what the run reports (in one line, from the writer that met it
+    first); a log file that fails is dropped, silently."""
+    import logging
+    import sys
+
+    root = logging.getLogger()
+    for handler in _root_file_handlers():
+        if getattr(handler, "rlrun_quiet", False):
+            continue
+        original = handler.handleError
+
+        def handle_error(record: Any, handler: Any = handler, original: Any = original) -> None:
+            if not isinstance(sys.exc_info()[1], OSError):
+                return original(record)
+            root.removeHandler(handler)
+            with contextlib.suppress(OSError, ValueError):
+                handler.close()
+
+        handler.handleError = handle_error
+        handler.rlrun_quiet = True
+
+
+def detach_log_files(run_dir: str | Path) -> None:
+    """Stop logging into files under `run_dir`: a process that lost that dir to another
+    run (or found a run there) must not write a line into that run's log."""
+    import logging
+
+    run_dir = Path(run_dir).resolve()
+    for handler in _root_file_handlers():
+        if Path(handler.baseFilename).resolve().is_relative_to(run_dir):
+            logging.getLogger().removeHandler(handler)
+            with contextlib.suppress(OSError, ValueError):
+                handler.close()

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
+from rlrun.core import runlock
 from rlrun.core.checkpoint import atomic_write_json
 from rlrun.core.status import HEARTBEAT_S, identity
 
@@ -44,16 +46,24 @@ def build(*, algo: str, env: str, seed: Any, status: str, steps: int = 0,
 
 def write(run_dir: str | Path, record: dict[str, Any]) -> None:
     """Atomically; on a full disk, in place instead (the old file's blocks take the new
-    record, so the status still reaches the disk), without the metrics if need be."""
+    record, so the status still reaches the disk), without the metrics if need be.
+
+    In a dir this process has locked, the file is named through the dir's descriptor
+    (`runlock.dir_fd`), so the record still reaches a dir mounted over read-only mid-run."""
     path = Path(run_dir) / NAME
+    dfd = runlock.dir_fd(run_dir)
     try:
-        atomic_write_json(path, record)
+        atomic_write_json(path, record, dir_fd=dfd)
     except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT) or not path.is_file():
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         for rec in (record, {k: v for k, v in record.items() if k != "metrics"}):
             try:
-                with open(path, "r+b") as f:
+                fd = os.open(NAME if dfd is not None else path, os.O_RDWR, dir_fd=dfd)
+            except OSError:
+                raise e from None  # no old record to write over
+            try:
+                with os.fdopen(fd, "r+b") as f:
                     f.truncate(0)
                     f.write((json.dumps(rec, indent=2, allow_nan=True) + "\n").encode())
                 return
@@ -65,11 +75,19 @@ def write(run_dir: str | Path, record: dict[str, Any]) -> None:
 def mark_failed(run_dir: str | Path, error: str, **fallback: Any) -> None:
     """Record `error` as the run's failure: on its own `failed` record if it has one, or
     a new one built from `fallback` (algo, env, seed) when there is none. A record of
-    another status (a run the dir already held) is left alone."""
-    rec = read(run_dir)
-    if rec is None:
-        rec = build(status="failed", **fallback)
-    elif rec.get("status") != "failed":
+    another status (a run the dir already held) is left alone, and so is a dir that another
+    live process has locked: a run that lost its dir to another writes nothing there."""
+    held = runlock.holds(run_dir)
+    if not held and not runlock.try_acquire(run_dir):
         return
-    rec["error"] = error
-    write(run_dir, rec)
+    try:
+        rec = read(run_dir)
+        if rec is None:
+            rec = build(status="failed", **fallback)
+        elif rec.get("status") != "failed":
+            return
+        rec["error"] = error
+        write(run_dir, rec)
+    finally:
+        if not held:
+            runlock.release(run_dir)

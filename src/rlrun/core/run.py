@@ -59,9 +59,15 @@ from rlrun.core import state as tracked_state
 from rlrun.core.checkpoint import load_checkpoint, remove_stray_temp_files, save_checkpoint
 from rlrun.core.distributed import Dist
 from rlrun.core.errors import CheckpointError
-from rlrun.core.logger import ALWAYS_MINIMIZED, Logger, LoggerConfig, lower_is_better
+from rlrun.core.logger import (
+    ALWAYS_MINIMIZED,
+    Logger,
+    LoggerConfig,
+    lower_is_better,
+    quiet_log_files,
+)
 from rlrun.core.progress import Progress
-from rlrun.core.scalars import write_scalars
+from rlrun.core.scalars import SCALARS_FILE, write_scalars
 from rlrun.core.seeding import rng_state, set_rng_state
 from rlrun.core.status import HEARTBEAT_S
 
@@ -120,12 +126,18 @@ class RunContext:
     _due: dict[str, int] = field(default_factory=dict, init=False)  # ctx.every's next points
     _scalars_points: int = field(default=-1, init=False)  # points in the last scalars.parquet
     finished: bool = field(default=False, init=False)  # finish() ran to its end
+    # the step of an evaluation that Ctrl-C cut short: saved with the checkpoint of that
+    # step, redone on resume (rlrun.rl.evaluation)
+    pending_evaluation: int | None = field(default=None, init=False)
+    _resume_hooks: list[Callable[[], None]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         self._resume_state = None
         purge = None
-        if self.dist.is_main:
-            remove_stray_temp_files(self.checkpoint_path)  # left by a kill in mid-save
+        if self.dist.is_main:  # what a kill in mid-save left behind
+            for path in (self.checkpoint_path, self.run_dir / results_file.NAME,
+                         self.run_dir / SCALARS_FILE):
+                remove_stray_temp_files(path)
         else:  # rank 0 alone writes event files and shows progress
             self.logger_cfg = dataclasses.replace(self.logger_cfg, tensorboard=False,
                                                   progress="none", video=False)
@@ -142,6 +154,7 @@ class RunContext:
             self.wall_time_prev_s = float(self._resume_state["wall_time_s"])
         self.logger = Logger(self.run_dir, self.logger_cfg, purge_step=purge,
                              checkpoint=self.checkpoint_path, minimize=self.minimize)
+        quiet_log_files()  # a full disk: the run's one error line, not a traceback per log line
         self._last_ckpt = self._last_beat = time.monotonic()
 
     @property
@@ -213,6 +226,10 @@ class RunContext:
             if loaded is not item and not isinstance(item, tuple):
                 raise ValueError(f"{name}: the checkpoint's value does not fit this run's")
         self.restoring = False
+        for hook in self._resume_hooks:
+            hook()
+        if self.pending_evaluation is not None:  # no evaluator of this loop took it
+            self.pending_evaluation = None
         return Resumed(True, self.step, self._live_obs())
 
     def _live_obs(self) -> Any:
@@ -221,6 +238,11 @@ class RunContext:
             if hasattr(item, "last_obs"):
                 return item.last_obs
         return None
+
+    def on_resume(self, hook: Callable[[], None]) -> None:
+        """Call `hook()` once `resume()` has loaded everything (an evaluator redoes there
+        the evaluation that Ctrl-C cut short)."""
+        self._resume_hooks.append(hook)
 
     def state_dict(self) -> dict[str, Any]:
         """The tracked items in checkpoint form."""
@@ -254,6 +276,7 @@ class RunContext:
         self.restoring = True  # an error until start_progress() means the state did not fit
         self.logger.load_state_dict(s["logger"])
         set_rng_state(s["ranks"][self.dist.rank]["rng"] if self.dist.enabled else s["rng"])
+        self.pending_evaluation = s.get("pending_evaluation")
         self.step = int(s["step"])
         self.wall_time_prev_s = float(s["wall_time_s"])
         self._due = {str(k): int(v) for k, v in (s.get("due") or {}).items()}
@@ -277,6 +300,8 @@ class RunContext:
                 self._saved_step, self._last_ckpt = step, time.monotonic()
                 return
             extra = {"world_size": self.dist.world_size, "ranks": ranks}
+        if self.pending_evaluation is not None:
+            extra["pending_evaluation"] = self.pending_evaluation
         save_checkpoint(self.checkpoint_path, {
             "step": step, "loop": loop_state, "logger": self.logger.state_dict(),
             "rng": rng_state(), "wall_time_s": self.wall_time_s, "due": dict(self._due),
@@ -297,9 +322,14 @@ class RunContext:
         if self.stop_requested and self._saved_step == self.step:
             raise StopRequested
 
-    def write_results(self, status: str, error: str | None = None) -> dict[str, Any]:
+    def write_results(self, status: str, error: str | None = None,
+                      scalars: bool = True) -> dict[str, Any]:
         """Write `results.json` with the summary of every logged scalar; return it.
-        Under torchrun rank 0 writes it; the others return {}."""
+        Under torchrun rank 0 writes it; the others return {}.
+
+        At the end (any status but `running`) scalars.parquet is written first (unless
+        `scalars=False`), so a record that says `completed` never outlives a failed
+        scalars file: a disk fault there raises before the record is written."""
         if not self.dist.is_main:
             return {}
         metrics = self.logger.summary()
@@ -319,10 +349,10 @@ class RunContext:
         rec = results_file.build(algo=self.algo_name, env=self.env_name, seed=self.seed,
                                  status=status, steps=self.step, wall_time_s=self.wall_time_s,
                                  metrics=metrics, **extra)
+        if status != "running" and scalars:
+            self._write_scalars()
         results_file.write(self.run_dir, rec)
         self._last_beat = time.monotonic()
-        if status != "running":
-            self._write_scalars()
         return rec
 
     def _write_scalars(self) -> None:
@@ -373,6 +403,28 @@ class RunContext:
             self._progress.close()
             self._progress = None
         self.logger.close()
+
+
+class CheckpointView:
+    """What a `load_policy` hook receives when a resumed run redoes an evaluation that
+    Ctrl-C cut short: the run's configs, device, seed and step, with `track` and `resume`
+    loading the hook's own networks from the checkpoint the run resumed from, as rlrun-eval
+    does. The run's tracked items are left alone."""
+
+    def __init__(self, ctx: RunContext):
+        self._ctx, self._items = ctx, {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+    def track(self, **items: Any) -> None:
+        self._items.update(items)
+
+    def resume(self) -> bool:
+        saved = self._ctx._resume_state["loop"]
+        for name, item in self._items.items():
+            tracked_state.load(item, saved[name], name)
+        return True
 
 
 class StopOnSignal:

@@ -13,10 +13,13 @@ here, when there is something to write (at the end of a run), never at start-up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from rlrun.core.errors import os_error_at
 
 SCALARS_FILE = "scalars.parquet"
 
@@ -49,21 +52,32 @@ def write_scalars(run_dir: Path,
                "value": value, "nan": np.isnan(value), "wall_time": np.concatenate(times)}
     run_dir = Path(run_dir)
     path = run_dir / SCALARS_FILE
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{SCALARS_FILE}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{SCALARS_FILE}.", suffix=".tmp")
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; keep ordinary permissions
         con = duckdb.connect()
         try:
             con.execute("SET threads = 1")
+            # straight into our temp file (DuckDB's own temp file would be a second one)
             con.execute("COPY (SELECT tag, step, CASE WHEN nan THEN 'NaN'::DOUBLE ELSE value "
                         "END AS value, wall_time FROM columns) "
-                        f"TO '{_quote(tmp)}' (FORMAT parquet, COMPRESSION zstd)")
+                        f"TO '{_quote(tmp)}' (FORMAT parquet, COMPRESSION zstd,"
+                        " USE_TMP_FILE false)")
         finally:
             con.close()
         os.replace(tmp, path)
+    except (OSError, duckdb.IOException) as e:
+        # a full or read-only disk: DuckDB's IOException is no OSError and names our temp
+        # file; as an OSError naming scalars.parquet, it ends the run in one line
+        raise os_error_at(e, path) from None
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
     return path
 
 

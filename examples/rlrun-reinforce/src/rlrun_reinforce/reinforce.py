@@ -82,7 +82,7 @@ def run(ctx) -> None:
         {"params": policy.parameters(), "lr": cfg.learning_rate},
         {"params": value.parameters(), "lr": cfg.baseline_learning_rate},
     ])
-    evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
+    evaluator = Evaluator.of_run(ctx, cfg.eval_episodes, load_policy)
     rng = ctx.rng("resets")  # the seeds of each update's resets: a named stream of the seed
 
     ctx.track(policy=policy, value=value, opt=opt, rng=rng)
