@@ -120,8 +120,8 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
         if "Weights only load failed" in str(e):  # not torch's advice to load it unsafely
             raise CheckpointError(
                 f"checkpoint {path} is unreadable: it holds objects other than tensors and plain"
-                " values, which rlrun never loads (unpickling them could run code); it was not"
-                " written by rlrun, or was tampered with: delete it to start the run afresh"
+                " values, which rlrun never loads (unpickling them could run code); it is corrupt,"
+                " was not written by rlrun, or was tampered with: delete it to start afresh"
             ) from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
