@@ -2,14 +2,15 @@
 
 Each document gets its scores, and its fate is the first setting it fails, in this order:
 
-| score | setting(s) | Gopher's rule |
-|---|---|---|
-| `words`: whitespace-separated words | `min_words`, `max_words` (50, 100,000) | same |
-| `mean_word_length`: characters per word | `min_mean_word_length`, `max_mean_word_length` (3, 10) | same |
-| `symbol_ratio`: `#` and ellipses per word | `max_symbol_ratio` (0.1) | symbol-to-word ratio |
-| `bullet_lines`: share of lines starting with -, * or • | `max_bullet_lines` (0.9) | same (bullets) |
-| `ellipsis_lines`: share of lines ending in ... or … | `max_ellipsis_lines` (0.3) | same |
-| `dup_lines`: share of lines repeating an earlier line | `max_dup_lines` (0.3) | duplicate line fraction |
+- `words` (whitespace-separated): `min_words` 50, `max_words` 100,000 (Gopher's bounds);
+- `mean_word_length` (characters per word): `min_mean_word_length` 3,
+  `max_mean_word_length` 10;
+- `symbol_ratio` (`#` and ellipses per word, Gopher's symbol-to-word ratio):
+  `max_symbol_ratio` 0.1;
+- `bullet_lines` (share of lines starting with -, * or •): `max_bullet_lines` 0.9;
+- `ellipsis_lines` (share of lines ending in ... or …): `max_ellipsis_lines` 0.3;
+- `dup_lines` (share of lines repeating an earlier line, Gopher's duplicate line
+  fraction): `max_dup_lines` 0.3.
 
 Lines are the non-blank lines, compared as they are (indentation included), as Gopher does.
 These are written here rather than taken from datatrove's `GopherQualityFilter` and

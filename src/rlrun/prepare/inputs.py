@@ -56,9 +56,13 @@ class Source:
             for key, text in topics_documents():
                 h.update(f"{key}\0{text}\0".encode())
         else:
-            with open(self.path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
+            try:
+                with open(self.path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+            except OSError as e:
+                raise DataError(f"cannot read {self.path}: {e.strerror or type(e).__name__}"
+                                ) from None
         return h.hexdigest()
 
 

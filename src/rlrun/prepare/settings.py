@@ -127,7 +127,8 @@ def parse_options(pairs: list[str]) -> Settings:
     for arg in pairs:
         key, _, value = arg.partition("=")
         if key not in OPTIONS:
-            raise ConfigError(f"{key}= is not an option of {PROG}{did_you_mean(key, list(OPTIONS))}")
+            raise ConfigError(f"{key}= is not an option of {PROG}"
+                              f"{did_you_mean(key, list(OPTIONS))}")
         if key in values:
             raise ConfigError(f"{key}= is given twice")
         values[key] = _typed(key, value)

@@ -25,7 +25,6 @@ class ShardWriter:
         self.shards: list[dict] = []  # {"file", "tokens"} per written shard
         self._buf = np.empty(min(shard_tokens, 1 << 22), dtype=self.dtype)
         self._n = 0  # tokens in _buf
-        self._file = None
         self._in_file = 0  # tokens already in the open shard file
         self.tokens = 0
 
@@ -49,18 +48,16 @@ class ShardWriter:
     def _flush(self) -> None:
         if not self._n:
             return
-        if self._file is None:
-            self._file = open(self.folder / shard_name(self.split, len(self.shards)), "wb")
-        self._file.write(self._buf[:self._n].tobytes())
+        with open(self.folder / shard_name(self.split, len(self.shards)), "ab") as f:
+            f.write(self._buf[:self._n].tobytes())
         self._in_file += self._n
         self._n = 0
 
     def _close_shard(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        if self._in_file:
             self.shards.append({"file": shard_name(self.split, len(self.shards)),
                                 "tokens": self._in_file})
-        self._file, self._in_file = None, 0
+        self._in_file = 0
 
     def close(self) -> list[dict]:
         self._flush()
