@@ -516,3 +516,48 @@ def test_the_default_corpus(tmp_path, capsys):
     assert meta["splits"]["train"]["tokens"] > 2_000_000 and meta["token_bytes_exact"]
     code, said, _ = run([f"out={out}", "vocab_size=4096"], capsys)
     assert code == 0 and "up to date" in said
+
+
+# --- docs/prepare.md: every command, the SQL and the Python shown run here ---------------
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "prepare.md"
+
+
+def doc_blocks(lang: str) -> list[str]:
+    import re
+
+    return re.findall(rf"^ *```{lang}\n(.*?)^ *```", DOC.read_text(), flags=re.S | re.M)
+
+
+def doc_commands() -> list[str]:
+    return [line.strip() for block in doc_blocks("") for line in block.splitlines()
+            if line.strip().startswith("rlrun-prepare ")]
+
+
+def test_docs_commands_sql_and_python_run(tmp_path, capsys, monkeypatch):
+    """On a small slice of the default corpus (the slow test runs all of it)."""
+    import shlex
+
+    from rlrun.prepare import inputs
+
+    full = inputs.default_sources()
+    monkeypatch.setattr(inputs, "default_sources", lambda: [*full[:40], full[-1]])
+    monkeypatch.chdir(tmp_path)
+    write_corpus(tmp_path / "notes", extra_docs(20))
+    (tmp_path / "posts").mkdir()
+    for k in range(2):
+        (tmp_path / "posts" / f"{k}.jsonl").write_text("".join(
+            json.dumps({"body": prose(200 + 10 * k + i), "id": i}) + "\n" for i in range(10)))
+    commands = doc_commands()
+    assert len(commands) >= 6 and "rlrun-prepare out=data/stdlib" in commands
+    for command in commands:
+        code, _, err = run(shlex.split(command, comments=True)[1:], capsys)
+        assert code == 0, (command, err)
+    (query,) = doc_blocks("sql")
+    rows = duckdb.sql(query).fetchall()
+    n_in = json.loads(Path("data/stdlib/meta.json").read_text())["documents"]["in"]
+    assert "kept" in [r[0] for r in rows] and sum(r[1] for r in rows) == n_in
+    (code,) = doc_blocks("python")
+    exec(compile(code, str(DOC), "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("(8, 65) '") and 0 < float(printed[1]) < 10
