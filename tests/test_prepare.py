@@ -373,6 +373,9 @@ def _errors(tmp_path: Path) -> list[tuple[list[str], str]]:
     (tmp_path / "empty_dir").mkdir()
     (tmp_path / "fake.parquet").write_text("not parquet")
     (tmp_path / "notok.json").write_text("{}")
+    from tokenizers import Tokenizer, models
+
+    Tokenizer(models.BPE(vocab={"a": 0, "b": 1}, merges=[])).save(str(tmp_path / "noeot.json"))
     out = f"out={tmp_path / 'out'}"
     return [
         ([str(tmp_path / "nope"), out], f"no input found: {tmp_path / 'nope'}"),
@@ -398,10 +401,23 @@ def _errors(tmp_path: Path) -> list[tuple[list[str], str]]:
          f"tokenizer={tmp_path / 'none.json'}: no such file"),
         ([str(good), out, f"tokenizer={tmp_path / 'notok.json'}"],
          f"tokenizer={tmp_path / 'notok.json'} is not a tokenizers JSON file"),
+        ([str(good), out, f"tokenizer={tmp_path / 'noeot.json'}"],
+         f"tokenizer={tmp_path / 'noeot.json'} has no <|endoftext|> token"),
+        ([str(good), str(tmp_path / "latin1.txt"), out, "workers=2"],
+         f"{tmp_path / 'latin1.txt'} is not UTF-8"),  # raised in a worker process
         ([str(good), out, "--fast"], "unknown flag --fast"),
         ([str(good), out, "min_words=10000"], "no document is left to tokenize"),
         ([str(good), out, "min_words=200", "max_words=100"], "min_words=200 is above"),
     ]
+
+
+def test_help_lists_every_option(capsys):
+    from rlrun.prepare.settings import OPTIONS
+
+    main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: rlrun-prepare [INPUT ...]")
+    assert all(f"  {k}=" in out for k in OPTIONS) and "[8192]" in out and "[none]" not in out
 
 
 def test_error_battery(tmp_path, capsys):

@@ -101,11 +101,18 @@ def _map_files(sources: list[Source], s: Settings, bar: Any) -> list[FileResult]
         return results
     import multiprocessing
 
-    with multiprocessing.Pool(min(s.workers, len(sources))) as pool:
+    # workers ignore Ctrl-C: this process gets it, and leaving the `with` terminates them
+    with multiprocessing.Pool(min(s.workers, len(sources)), initializer=_ignore_sigint) as pool:
         for r in pool.imap(_process, jobs, chunksize=max(1, len(jobs) // (8 * s.workers))):
             results.append(r)
             bar.update(1)
     return results
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def settings_record(s: Settings, tokenizer_hash: str | None) -> dict[str, Any]:
