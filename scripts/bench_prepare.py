@@ -70,9 +70,9 @@ def stage_times(inputs: list[str], s: Settings,
     unique_mb = sum(len(x.encode()) for x, a in zip(texts, alive, strict=True) if a) / 1e6
     rows.append(("LSH + exact Jaccard check", time.perf_counter() - t, unique_mb))
     alive = [a and n is None for a, n in zip(alive, near, strict=True)]
-    t = time.perf_counter()
-    kept = [i for i, a in enumerate(alive)
-            if a and not filters.failed_rule(filters.scores(texts[i]), s)]
+    t = time.perf_counter()  # every document is scored (stages.parquet has every score)
+    scores = [filters.scores(x) for x in texts]
+    kept = [i for i, a in enumerate(alive) if a and not filters.failed_rule(scores[i], s)]
     rows.append(("quality filters (scores)", time.perf_counter() - t, mb_in))
     t = time.perf_counter()
     train = [i for i in kept if split.split_of(hashes[i], s.val_fraction) == "train"]

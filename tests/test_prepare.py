@@ -395,7 +395,6 @@ def _errors(tmp_path: Path) -> list[tuple[list[str], str]]:
                                              " did you mean vocab_size?"),
         ([str(good), out, "threshold=1.5"], "threshold=1.5 must be >= 0 and <= 1"),
         ([str(good), out, "min_words=many"], "min_words='many' must be an integer >= 0"),
-        ([str(good), out, "executor=slurm"], "executor=slurm is not built"),
         ([str(good), out, "executor=pbs"], "executor='pbs' must be local or slurm"),
         ([str(good), out, f"tokenizer={tmp_path / 'none.json'}"],
          f"tokenizer={tmp_path / 'none.json'}: no such file"),
@@ -417,7 +416,7 @@ def test_help_lists_every_option(capsys):
     main(["--help"])
     out = capsys.readouterr().out
     assert out.startswith("usage: rlrun-prepare [INPUT ...]")
-    assert all(f"  {k}=" in out for k in OPTIONS) and "[8192]" in out and "[none]" not in out
+    assert all(f"  {k}=" in out for k in OPTIONS) and "[8192]" in out
 
 
 def test_error_battery(tmp_path, capsys):
@@ -428,6 +427,15 @@ def test_error_battery(tmp_path, capsys):
         assert err.count("\n") == 1 and err.startswith("rlrun-prepare: error: "), err
         assert expected in err, (argv, err)
     assert len(cases) >= 20
+
+
+@pytest.mark.skipif(__import__("shutil").which("sbatch") is not None, reason="SLURM is here")
+def test_slurm_without_a_cluster_is_one_line(tmp_path, capsys):
+    good = write_corpus(tmp_path / "good", {"a.txt": prose(1)})
+    code, _, err = run([str(good), f"out={tmp_path / 'out'}", "executor=slurm"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "executor=slurm needs a SLURM cluster, and sbatch is not found here" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_unreadable_file_is_named(tmp_path, capsys, monkeypatch):

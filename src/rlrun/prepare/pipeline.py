@@ -1,9 +1,10 @@
 """The stages of `rlrun-prepare` run in order into an output dir that is complete or untouched.
 
-Per input file, in parallel with `workers=N` (a process pool; results come back in input
-order): read, normalise, hash, MinHash signature, filter scores (`process_file`). Then, over
-the whole corpus, in this process: empty documents, exact duplicates, near duplicates,
-filters, the split, the tokenizer, the shards.
+Per input file, in parallel with `workers=N` (a process pool, or with `executor=slurm` a
+SLURM job array: `rlrun.prepare.slurm`; results come back in input order): read, normalise,
+hash, MinHash signature, filter scores (`process_file`). Then, over the whole corpus, in this
+process: empty documents, exact duplicates, near duplicates, filters, the split, the
+tokenizer, the shards.
 
 Everything is written into `<out>/.prepare-<pid>/` first. Only when all of it is there are
 the files moved into `out`: the old `meta.json` is removed first, the shards, tokenizer and
@@ -91,7 +92,11 @@ def _process(args: tuple[Source, Settings]) -> FileResult:
     return process_file(*args)
 
 
-def _map_files(sources: list[Source], s: Settings, bar: Any) -> list[FileResult]:
+def _map_files(sources: list[Source], s: Settings, bar: Any, build: Path) -> list[FileResult]:
+    if s.executor == "slurm":
+        from rlrun.prepare import slurm
+
+        return slurm.map_files(sources, s, build, bar)
     jobs = [(src, s) for src in sources]
     results = []
     if s.workers == 1 or len(sources) == 1:
@@ -174,10 +179,9 @@ def prepare(inputs: list[str], s: Settings, force: bool = False,
     from tqdm import tqdm
 
     if s.executor == "slurm":
-        raise ConfigError(
-            "executor=slurm is not built: rlrun-prepare uses rensa for MinHash, not datatrove,"
-            " whose SLURM executor it would need (docs/prepare.md#libraries); on one machine"
-            " use workers=N")
+        from rlrun.prepare.slurm import check_available
+
+        check_available()  # before any work
     out = Path(s.out).expanduser()
     if out.exists() and not out.is_dir():
         raise DataError(f"out={s.out} is a file; name a folder (it is created if missing)")
@@ -251,7 +255,7 @@ def _build(sources: list[Source], s: Settings, tmp: Path, corpus_tok: Any,
     t0 = time.monotonic()
     with tqdm(total=len(sources), desc="read, clean, score", unit="file", disable=not s.progress,
               leave=False) as bar:
-        results = _map_files(sources, s, bar)
+        results = _map_files(sources, s, bar, tmp)
     src_of = [r.source for r in results for _ in r.texts]
     idx = [i for r in results for i in r.indices]
     raw_bytes = np.array([b for r in results for b in r.raw_bytes], dtype=np.int64)

@@ -86,9 +86,16 @@ class Settings:
                              low=1)
     # how the work is done (not part of the up-to-date comparison)
     workers: int = _opt(1, "processes reading, normalising and scoring input files in"
-                        " parallel", low=1, runtime=True)
-    executor: str = _opt("local", "local (this machine; workers=N processes) or slurm",
+                        " parallel (executor=slurm: array tasks)", low=1, runtime=True)
+    executor: str = _opt("local", "local (this machine, workers=N processes) or slurm (one"
+                         " SLURM job array of workers=N tasks, through submitit)",
                          choices=("local", "slurm"), runtime=True)
+    slurm_partition: str | None = _opt(None, "executor=slurm: the partition (none: the"
+                                       " cluster's default)", nullable=True, runtime=True)
+    slurm_time_min: int = _opt(60, "executor=slurm: time limit of each task, minutes", low=1,
+                               runtime=True)
+    slurm_mem_gb: int = _opt(4, "executor=slurm: memory of each task, GB", low=1,
+                             runtime=True)
     progress: bool = _opt(True, "progress bars on stderr", runtime=True)
 
     def __post_init__(self) -> None:
