@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import textwrap
 from pathlib import Path
 
 import duckdb
@@ -548,9 +550,19 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "prepare.md"
 
 
 def doc_blocks(lang: str) -> list[str]:
-    import re
-
-    return re.findall(rf"^ *```{lang}\n(.*?)^ *```", DOC.read_text(), flags=re.S | re.M)
+    """The code blocks of docs/prepare.md fenced as ```lang (lang "" for plain ones)."""
+    blocks, current, fence = [], None, ""
+    for line in DOC.read_text().splitlines():
+        text = line.strip()
+        if current is None and text.startswith("```"):
+            current, fence = [], text[3:].strip()
+        elif current is not None and text == "```":
+            if fence == lang:
+                blocks.append("\n".join(current) + "\n")
+            current = None
+        elif current is not None:
+            current.append(line)
+    return [textwrap.dedent(b) for b in blocks]
 
 
 def doc_commands() -> list[str]:
@@ -564,8 +576,10 @@ def test_docs_commands_sql_and_python_run(tmp_path, capsys, monkeypatch):
 
     from rlrun.prepare import inputs
 
-    full = inputs.default_sources()
-    monkeypatch.setattr(inputs, "default_sources", lambda: [*full[:40], full[-1]])
+    full = inputs.default_sources()  # the 60 smallest stdlib modules of at least 3 KB
+    small = sorted((s for s in full[:-1] if os.path.getsize(s.path) >= 3000),
+                   key=lambda s: os.path.getsize(s.path))[:60]
+    monkeypatch.setattr(inputs, "default_sources", lambda: small)
     monkeypatch.chdir(tmp_path)
     write_corpus(tmp_path / "notes", extra_docs(20))
     (tmp_path / "posts").mkdir()

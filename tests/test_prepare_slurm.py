@@ -46,6 +46,20 @@ def test_a_slurm_array_prepares_the_same_corpus(tmp_path):
     assert not list(cluster.glob(".prepare-*"))  # the build folder, job logs included, is gone
 
 
+def test_the_documented_slurm_command(tmp_path, capsys, monkeypatch):
+    import shlex
+
+    from tests.test_prepare import doc_blocks
+
+    (command,) = [line for block in doc_blocks("bash") for line in block.splitlines()
+                  if line.startswith("rlrun-prepare ")]
+    monkeypatch.chdir(tmp_path)
+    write_corpus(tmp_path / "notes", extra_docs(20))
+    code, _, err = run(shlex.split(command)[1:], capsys)
+    assert code == 0, err
+    assert json.loads(Path("data/notes-slurm/meta.json").read_text())["documents"]["kept"] == 20
+
+
 def test_a_failing_task_is_one_line_naming_the_file(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "corpus", extra_docs(6))
     bad = corpus / "zz_latin1.txt"
