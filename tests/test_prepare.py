@@ -148,7 +148,8 @@ def test_near_dup_confirmation_uses_exact_jaccard():
 def test_filters_follow_gopher_definitions():
     s = filters.scores("a bb ccc\n# x ...\n- item\na bb ccc\n")
     assert s["words"] == 11 and s["mean_word_length"] == pytest.approx(22 / 11)
-    assert s["symbol_ratio"] == pytest.approx(2 / 11)  # one '#', one '...'
+    assert s["symbol_ratio"] == pytest.approx(1 / 11)  # one '#', one '...': the larger
+    assert filters.scores("# # a ... b c")["symbol_ratio"] == pytest.approx(2 / 6)
     assert s["bullet_lines"] == s["dup_lines"] == s["ellipsis_lines"] == 0.25
     off = Settings(min_words=None, max_symbol_ratio=None, min_mean_word_length=None)
     assert filters.failed_rule(s, off) is None

@@ -5,8 +5,8 @@ Each document gets its scores, and its fate is the first setting it fails, in th
 - `words` (whitespace-separated): `min_words` 50, `max_words` 100,000 (Gopher's bounds);
 - `mean_word_length` (characters per word): `min_mean_word_length` 3,
   `max_mean_word_length` 10;
-- `symbol_ratio` (`#` and ellipses per word, Gopher's symbol-to-word ratio):
-  `max_symbol_ratio` 0.1;
+- `symbol_ratio` (Gopher's symbol-to-word ratio: `#` per word or ellipses per word,
+  whichever is larger): `max_symbol_ratio` 0.1;
 - `bullet_lines` (share of lines starting with -, * or •): `max_bullet_lines` 0.9;
 - `ellipsis_lines` (share of lines ending in ... or …): `max_ellipsis_lines` 0.3;
 - `dup_lines` (share of lines repeating an earlier line, Gopher's duplicate line
@@ -52,7 +52,8 @@ def scores(text: str) -> dict[str, float]:
     return {
         "words": float(n_words),
         "mean_word_length": sum(map(len, words)) / n_words if n_words else 0.0,
-        "symbol_ratio": (text.count("#") + text.count("...") + text.count("…"))
+        # Gopher caps '#' per word and ellipses per word at 0.1 each: the larger one decides
+        "symbol_ratio": max(text.count("#"), text.count("...") + text.count("…"))
         / max(1, n_words),
         "bullet_lines": sum(line.lstrip().startswith(BULLETS) for line in lines) / n_lines,
         "ellipsis_lines": sum(line.rstrip().endswith(ELLIPSES) for line in lines) / n_lines,

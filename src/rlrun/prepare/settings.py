@@ -62,8 +62,8 @@ class Settings:
                                               low=0.0, nullable=True)
     max_mean_word_length: float | None = _opt(10.0, "longest mean word length (characters)",
                                               low=0.0, nullable=True)
-    max_symbol_ratio: float | None = _opt(0.1, "most '#' and ellipses per word", low=0.0,
-                                          nullable=True)
+    max_symbol_ratio: float | None = _opt(0.1, "most '#' per word, and most ellipses per"
+                                          " word", low=0.0, nullable=True)
     max_bullet_lines: float | None = _opt(0.9, "largest share of lines starting with a bullet"
                                           " (-, *, •)", low=0.0, high=1.0, nullable=True)
     max_ellipsis_lines: float | None = _opt(0.3, "largest share of lines ending in an ellipsis"
