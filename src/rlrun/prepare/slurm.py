@@ -10,7 +10,8 @@ them back with `allow_pickle=False`, and runs the corpus-wide stages itself, as 
 `executor=local`. The result is the same, byte for byte.
 
 A task that fails (a file that is not UTF-8, say) is one line naming the file, as it is
-locally. Ctrl-C cancels the array.
+locally; a task that dies otherwise (killed, out of memory) is one line quoting the last line
+of its log. Ctrl-C cancels the array.
 """
 
 from __future__ import annotations
@@ -142,5 +143,6 @@ def _check(job: Any) -> None:
         kind, message = found[-1]
         raise (ConfigError if kind == "ConfigError" else DataError)(message)
     last = [line for line in str(error).splitlines() if line.strip()][-1:] or ["no output"]
-    raise DataError(f"SLURM job {job.job_id} failed ({last[0].strip()[:200]}); its log:"
-                    f" {job.paths.stderr}")
+    # the build folder, logs included, goes when this error ends the command: quote the log
+    raise DataError(f"SLURM job {job.job_id} failed; the last line of its log:"
+                    f" {last[0].strip()[:300]}")
