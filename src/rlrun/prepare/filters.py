@@ -1,4 +1,4 @@
-"""Stage 4: quality filters in the spirit of Gopher (Rae et al. 2021, appendix A, table A1).
+"""Stage 4: quality filters in the spirit of Gopher (Rae et al. 2021, appendix A).
 
 Each document gets its scores, and its fate is the first setting it fails, in this order:
 
