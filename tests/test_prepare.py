@@ -600,3 +600,37 @@ def test_docs_commands_sql_and_python_run(tmp_path, capsys, monkeypatch):
     exec(compile(code, str(DOC), "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("(8, 65) '") and 0 < float(printed[1]) < 10
+
+
+def _console(args: list[str], cwd: Path, **kw):
+    import subprocess
+    import sys
+
+    src = str(Path(__file__).resolve().parents[1] / "src")  # this checkout's code
+    env = {**os.environ, "PYTHONPATH": src, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "rlrun.prepare.cli", *args], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **kw)
+
+
+def test_console_script_one_line_exit_2(tmp_path):
+    proc = _console([str(tmp_path / "nope"), "out=x"], tmp_path)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and err == f"rlrun-prepare: error: no input found:" \
+        f" {tmp_path / 'nope'} (no such file or folder)\n", err
+
+
+@pytest.mark.slow
+def test_a_real_ctrl_c_leaves_out_as_it_was(tmp_path):
+    """SIGINT to the whole process group (as a terminal's Ctrl-C) mid-run, with 2 workers."""
+    import signal
+    import time
+
+    proc = _console(["out=out", "workers=2", "progress=false"], tmp_path,
+                    start_new_session=True)
+    time.sleep(8)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err == "rlrun-prepare: interrupted; out is as it was\n"
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [".rlrun.lock"]
