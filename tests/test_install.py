@@ -46,3 +46,6 @@ def test_wheel_ships_configs_and_runs_from_anywhere(tmp_path):
     bandit = subprocess.run([str(target / "bin" / "rlrun-eval"), str(run)], cwd=elsewhere,
                             env=env, capture_output=True, text=True, timeout=300)
     assert bandit.returncode == 2 and "algo=ucb has no policy to replay" in bandit.stderr
+    prep = subprocess.run([str(target / "bin" / "rlrun-prepare"), "--help"], cwd=elsewhere,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert prep.returncode == 0 and "usage: rlrun-prepare [INPUT ...]" in prep.stdout
