@@ -21,8 +21,7 @@ from collections.abc import Callable
 import torch
 
 from rlrun.core.errors import ConfigError
-
-SCHEDULES = ("linear", "cosine")
+from rlrun.schemas.ddpm import SCHEDULES
 
 
 def make_betas(schedule: str, timesteps: int, beta_start: float = 1e-4,
@@ -64,10 +63,12 @@ class Diffusion:
         abar = self._at("abar", t, x0.ndim)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
-    def loss(self, model: Callable, x0: torch.Tensor) -> torch.Tensor:
-        """The simple objective: E_{t, eps} |eps - eps_theta(x_t, t)|^2 (uniform t)."""
-        t = torch.randint(0, self.T, (x0.shape[0],), device=x0.device)
-        noise = torch.randn_like(x0)
+    def loss(self, model: Callable, x0: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """The simple objective: E_{t, eps} |eps - eps_theta(x_t, t)|^2 (uniform t); t and
+        eps drawn from `generator` (on x0's device; None: torch's global one)."""
+        t = torch.randint(0, self.T, (x0.shape[0],), device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         return (model(self.q_sample(x0, t, noise), t) - noise).pow(2).mean()
 
     def _x0_eps(self, model: Callable, x: torch.Tensor, t: int,
