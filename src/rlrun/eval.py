@@ -243,9 +243,10 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
             device = resolve_device(str(cfg.device.type), cfg.device.get("index"))
         except DeviceError as e:  # trained on a GPU, replayed where there is none
             raise DeviceError(f"the run's own device: {e}") from None
+    from rlrun.core.schema import spec_of
     from rlrun.core.threads import set_threads
 
-    set_threads(cfg.get("threads", "auto"), schema)  # as the run did (auto, N or null)
+    set_threads(cfg.get("threads", "auto"), spec_of(schema))  # as the run did (auto, N, null)
     seed = int(opts.get("seed", cfg.seed))
     ctx = ReadOnlyRunContext(
         run_dir=run_dir, algo=algo, env=env, algo_name=name, env_name=str(cfg.env.name),
