@@ -61,7 +61,7 @@ def test_auto_counts_idle_cpus_for_large_operators(monkeypatch):
     monkeypatch.setattr(threads, "_cpus", lambda: {0, 1})
     samples = iter([{0: (0, 0), 1: (0, 0)}, {0: (10, 10), 1: (0, 10)}])
     monkeypatch.setattr(threads, "_cpu_times", lambda cpus: next(samples))
-    assert threads.auto_threads(LMConfig) == (1, "1 of 2 CPUs idle at start")
+    assert threads.auto_threads(LMConfig.spec) == (1, "1 of 2 CPUs idle at start")
     samples = iter([{0: (0, 0), 1: (0, 0)}, {0: (1, 10), 1: (2, 10)}])  # both mostly idle
     assert threads.idle_cpus(0) == 2
     samples = iter([{0: (0, 0), 1: (0, 0)}, {0: (10, 10), 1: (10, 10)}])  # both busy
