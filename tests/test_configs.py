@@ -61,7 +61,9 @@ def test_network_schemas_are_their_constructors_arguments():
 
     from rlrun.schemas import networks
 
-    shapes = {"in_dim", "out_dim", "vocab_size", "lm_head", "in_channels", "image_size"}
+    # what the loops pass from the task and data (n_classes: a class-conditional UNet's labels)
+    shapes = {"in_dim", "out_dim", "vocab_size", "lm_head", "in_channels", "image_size",
+              "n_classes"}
     for schema in (networks.MLPConfig, networks.NatureCNNConfig, networks.UNetConfig,
                    networks.TransformerConfig):
         defaults = {f.name: f.default if f.default is not dataclasses.MISSING

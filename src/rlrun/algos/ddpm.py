@@ -122,7 +122,7 @@ def run(ctx) -> None:
     net.train()
     while ctx.step < cfg.total_steps:
         idx = torch.randint(0, len(x_all), (cfg.batch_size,), device=dev, generator=draws)
-        loss = diff.loss(ddp, x_all[idx], draws)
+        loss = diff.loss(ddp, x_all[idx], generator=draws)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
