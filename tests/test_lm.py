@@ -241,6 +241,22 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     assert b["metrics"] == a["metrics"]
 
 
+def test_raising_the_budget_on_resume_warns_that_the_cosine_decay_moves(tmp_path, caplog):
+    """The schema says which schedule follows the budget; evaluation keys may change too,
+    what the model learns may not."""
+    from rlrun.train import train
+
+    from .conftest import compose_cfg
+
+    run_train(tmp_path, [*TINY, "algo.total_steps=3", "algo.eval_every=0"])
+    with pytest.raises(ConfigError, match="only these keys may change"):
+        train(compose_cfg([f"resume={tmp_path / 'run'}"]), overrides=["algo.lr=1e-3"])
+    res = train(compose_cfg([f"resume={tmp_path / 'run'}"]),
+                overrides=["algo.total_steps=5", "algo.eval_batches=1"])
+    assert res["steps"] == 5
+    assert "the cosine learning-rate decay now ends at the new total_steps" in caplog.text
+
+
 def test_text_file_env_and_its_errors(tmp_path):
     book = tmp_path / "book.txt"
     book.write_text("the cat sat on the mat. " * 400, encoding="utf-8")
