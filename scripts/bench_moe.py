@@ -140,7 +140,7 @@ def main() -> None:
     for name, kw in MODELS.items():
         m = Transformer(vocab, d_model=args.d_model, n_layers=args.layers, n_heads=4,
                         block_size=args.block, d_ff=args.d_ff, **kw).to(dev)
-        opt = make_optimizer(m, LMConfig())
+        opt = make_optimizer(m, LMConfig(name="lm", loop="rlrun.algos.lm.run"))
         runs[name] = (m, opt, [])
     x = torch.randint(0, vocab, (args.batch, args.block), device=dev)
     y = torch.randint(0, vocab, (args.batch, args.block), device=dev)

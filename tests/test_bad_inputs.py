@@ -18,11 +18,13 @@ from hydra.core.global_hydra import GlobalHydra
 
 from rlrun import cli
 from rlrun.core import logger as logger_mod
-from rlrun.core.errors import NonFiniteError
+from rlrun.core.errors import ConfigError, DataError, NonFiniteError
 from rlrun.core.run import RunContext
 from rlrun.data.text_classification import split_rows
+from rlrun.preflight import preflight
+from rlrun.train import train
 
-from .conftest import rlrun_cli
+from .conftest import compose_cfg, rlrun_cli
 
 NO_GPU = not torch.cuda.is_available()
 
@@ -179,7 +181,7 @@ CASES: list[tuple[list[str], str]] = [
     (["algo=ppo", "env=gym", "env.id=CartPole-v1", "env.kwargs=5"], "env.kwargs"),
     (["algo=ppo", "env=CartPole-v1", "env.foo=1"], "env.foo"),
     # ---- LM on text; transformer / MoE networks -----------------------------------------
-    (["algo=lm", "algo.lr=0"], "algo.lr=0.0"),
+    (["algo=lm", "algo.lr=0"], "algo.lr=0 must be > 0"),
     (["algo=lm", "algo.sample_temperature=nan"], "algo.sample_temperature=nan"),
     (["algo=lm", "algo.flop_budget=inf"], "algo.flop_budget=inf"),
     (["algo=lm", "network.ffn=mixtral", "network.top_k=0"], "network.top_k=0"),
@@ -191,6 +193,8 @@ CASES: list[tuple[list[str], str]] = [
     (["algo=lm", "network.n_experts=0", "network.ffn=mixtral"], "network.n_experts=0"),
     (["algo=lm", "network.capacity_factor=-1", "network.ffn=switch"],
      "network.capacity_factor=-1"),
+    (["algo=lm", "network.n_kv_heads=true"], "network.n_kv_heads"),  # not MQA (issue 22)
+    (["algo=lm", "network.n_kv_heads=3"], "network.n_kv_heads=3"),
     (["algo=lm", "network=mlp"], "network=mlp"),
     (["algo=lm", "network=unet"], "network=unet"),
     (["algo=lm", "env=digits"], "env=digits"),
@@ -216,6 +220,8 @@ CASES: list[tuple[list[str], str]] = [
     (["algo=text_classifier", "env=text_csv", "env.path={data}/one_class.csv"], "two classes"),
     (["algo=text_classifier", "env=text_csv", "env.path={data}/unseen.csv"], "never occur"),
     (["algo=text_classifier", "env=text_csv", "env.path={data}/binary.bin"], "binary.bin"),
+    (["algo=text_classifier", "env=text_csv", "env.path={data}/header_only.csv"],
+     "header_only.csv holds no rows"),
     (["algo=text_classifier", "env.tokenizer=bpe"], "env.tokenizer='bpe'"),
     (["algo=text_classifier", "env.max_len=0"], "env.max_len=0"),
     (["algo=text_classifier", "env.packages=[nosuchpkg,email]"], "nosuchpkg"),
@@ -293,6 +299,13 @@ CASES: list[tuple[list[str], str]] = [
     (["algo=text_classifier", "env=text_csv", "env.path={data}/bom.csv",
       "env.text_column=review"], "its columns are text, label"),
 ]
+# Data errors that preflight finds (it reads the data) before a run dir exists.
+DATA_CASES = [(argv, expected) for argv, expected in CASES
+              if any(a.startswith(("env.path", "env=text_file", "env=imdb", "env=text_csv",
+                                   "env=mnist", "env=image_folder", "env.packages"))
+                     for a in argv)
+              and "{data}/corrupt" not in " ".join(argv)  # decoded by the run, not preflight
+              and "{data}/short.txt" not in " ".join(argv)]  # too short for network.block_size
 SUBPROCESS_CASES = [
     (["algo.epsilonn=0.1"], "did you mean algo.epsilon"),
     (["=1"], "'=1'"),
@@ -304,8 +317,8 @@ SUBPROCESS_CASES = [
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """Bad data files: an empty file, non-UTF-8 bytes, too little text, a folder without
-    images, a folder with a file that is not an image; labelled CSVs with one class and with
-    labels that only validation and test hold."""
+    images, a folder with a file that is not an image; labelled CSVs with one class, with
+    labels that only validation and test hold, and with a header but no rows."""
     root = tmp_path_factory.mktemp("bad_data")
     (root / "empty.txt").write_text("")
     (root / "binary.bin").write_bytes(bytes(range(256)) * 8)
@@ -317,6 +330,7 @@ def data(tmp_path_factory) -> Path:
     rows = [(f"text number {i} about {'cats' if i % 2 else 'dogs'}", "ab"[i % 2])
             for i in range(200)]
     (root / "labels.csv").write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows))
+    (root / "header_only.csv").write_text("text,label\n")
     (root / "one_class.csv").write_text("text,label\n" + "".join(f"{t},a\n" for t, _ in rows))
     held_out = {t for part in split_rows(rows, 0.1, 0.1)[1:] for t, _ in part}
     (root / "unseen.csv").write_text("text,label\n" + "".join(
@@ -393,6 +407,18 @@ def test_bad_input_one_line_exit_2(argv, expected, data, tmp_path, capfd, in_pro
     argv = [a.replace("{data}", str(data)) for a in argv]
     code, err = run_main(argv, tmp_path / "run", capfd)
     _check(code, err, expected.replace("{data}", str(data)))
+
+
+@pytest.mark.parametrize("argv, expected", DATA_CASES, ids=[_id(c) for c in DATA_CASES])
+def test_data_errors_are_found_before_the_run_dir_exists(argv, expected, data, tmp_path):
+    argv = [a.replace("{data}", str(data)) for a in argv]
+    cfg = compose_cfg([*argv, "logger.progress=none", "threads=1"])
+    with pytest.raises((DataError, ConfigError), match=re.escape(expected.replace(
+            "{data}", str(data)))):
+        preflight(cfg)
+    with pytest.raises((DataError, ConfigError)):
+        train(cfg, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_battery_probes_every_algorithm_and_env():

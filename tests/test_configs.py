@@ -48,6 +48,38 @@ def test_env_configs_validate(env):
     validate(node, import_object(node.schema, "schema"), "env")
 
 
+@pytest.mark.parametrize("network", options("network"))
+def test_network_configs_validate(network):
+    from rlrun.schemas.networks import network_schema
+
+    node = compose_cfg([f"network={network}"]).network
+    schema = network_schema(node._target_)
+    assert schema is not None, f"network={network}: no schema registered for {node._target_}"
+    validate(node, schema, "network")
+
+
+def test_network_schemas_are_their_constructors_arguments():
+    """Each network schema lists its class's arguments but the shapes the loops pass, with
+    the defaults the class itself has (a direct call builds what the config builds)."""
+    import dataclasses
+    import inspect
+
+    from rlrun.schemas import networks
+
+    # what the loops pass from the task and data (n_classes: a class-conditional UNet's labels)
+    shapes = {"in_dim", "out_dim", "vocab_size", "lm_head", "in_channels", "image_size",
+              "n_classes"}
+    for schema in (networks.MLPConfig, networks.NatureCNNConfig, networks.UNetConfig,
+                   networks.TransformerConfig):
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING
+                    else f.default_factory() for f in dataclasses.fields(schema)}
+        params = inspect.signature(import_object(defaults.pop("_target_"), "t")).parameters
+        assert set(params) - set(defaults) <= shapes, schema
+        for name, default in defaults.items():
+            own = params[name].default
+            assert (list(own) if isinstance(own, tuple) else own) == default, (schema, name)
+
+
 def test_logger_config_validates():
     cfg = validate(compose_cfg([]).logger, LoggerConfig, "logger")
     assert cfg == LoggerConfig()  # the YAML sets nothing the dataclass does not default

@@ -150,17 +150,19 @@ def test_seeding_and_deterministic_flag():
 
 
 def test_mlp_from_config():
-    from omegaconf import OmegaConf
-
-    from rlrun.core.config import config_dir
+    from rlrun.core.config import validate
     from rlrun.nets import build_network
+    from rlrun.schemas.networks import MLPConfig
 
-    cfg = OmegaConf.load(config_dir() / "network" / "mlp.yaml")
+    from .conftest import compose_cfg
+
+    cfg = compose_cfg(["network=mlp"]).network
     net = build_network(cfg, in_dim=4, out_dim=2, hidden_sizes=[8, 8])
     assert net(torch.zeros(5, 4)).shape == (5, 2)
     assert sum(p.numel() for p in net.parameters()) == 4 * 8 + 8 + 8 * 8 + 8 + 8 * 2 + 2
+    cfg.activation = "swish2"
     with pytest.raises(ConfigError, match="activation"):
-        build_network(cfg, in_dim=4, out_dim=2, activation="swish2")
+        validate(cfg, MLPConfig, "network")
 
 
 def test_core_is_the_ground_floor():

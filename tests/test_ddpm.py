@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from rlrun.core.errors import ConfigError, DataError, PairingError
+from rlrun.data.images import ImageDataConfig
 from rlrun.nets.diffusion import Diffusion, make_betas
 from rlrun.nets.unet import UNet
 
@@ -80,11 +81,14 @@ def test_unet_keeps_the_image_shape(c, size, mult, attn):
     assert net(x, torch.tensor([0, 10, 999])).shape == x.shape
 
 
-def test_unet_refuses_sizes_and_widths_that_do_not_fit():
+def test_unet_refuses_sizes_and_widths_that_do_not_fit(tmp_path):
     with pytest.raises(ConfigError, match="does not divide by the UNet's down-sampling factor 4"):
         UNet(1, 10, ch=16, ch_mult=[1, 2, 2], groups=8)
-    with pytest.raises(ConfigError, match="groups"):
-        UNet(1, 8, ch=16, ch_mult=[1, 2], groups=32)
+    # widths are the schema's to check, before the run (no run dir)
+    with pytest.raises(ConfigError, match=r"^network.groups=32 and heads=1 must both divide"
+                                          r" every channel width \(\[16, 32\] from"):
+        run_train(tmp_path, ["algo=ddpm", "network.ch=16", "network.ch_mult=[1,2]"])
+    assert not (tmp_path / "run").exists()
 
 
 def _random_unet(T: int) -> UNet:
@@ -114,13 +118,14 @@ def test_ddim_with_eta_1_over_all_steps_is_the_ddpm_sampler():
 
 
 def test_ema_update_is_the_moving_average(tmp_path):
-    from rlrun.algos.ddpm import DDPMConfig, build
-    from rlrun.data.images import ImageDataConfig, load_images
+    from rlrun.algos.ddpm import build
+    from rlrun.data.images import load_images
+    from rlrun.preflight import preflight
 
     cfg = compose_cfg(["algo=ddpm", "network.ch=16", "network.groups=8", "network.ch_mult=[1,2]",
-                       "network.num_res_blocks=1"])
-    net, ema, _ = build(cfg.network, load_images(ImageDataConfig(limit=4)),
-                        DDPMConfig(ema_decay=0.9), "cpu")
+                       "network.num_res_blocks=1", "env.limit=4", "algo.ema_decay=0.9"])
+    plan = preflight(cfg)
+    net, ema, _ = build(cfg.network, load_images(plan.env), plan.algo, "cpu")
     ema.update_parameters(net)  # the first update copies the weights
     before = [p.detach().clone() for p in net.parameters()]
     with torch.no_grad():
@@ -208,6 +213,11 @@ def test_ctrl_c_during_the_final_evaluation_stops_at_once_and_resumes_into_it(
 
 
 # ---- errors --------------------------------------------------------------------------------------
+def images(**settings) -> ImageDataConfig:
+    """An image env's settings, as `env=...` would give them."""
+    return ImageDataConfig(name=settings.get("dataset", "digits"), kind="images", **settings)
+
+
 def _idx(path, arr: np.ndarray, magic_type: int = 0x08, truncate: int = 0, gz: bool = False):
     data = bytes([0, 0, magic_type, arr.ndim]) + b"".join(struct.pack(">I", n) for n in arr.shape)
     data += arr.astype(np.uint8).tobytes()
@@ -216,17 +226,19 @@ def _idx(path, arr: np.ndarray, magic_type: int = 0x08, truncate: int = 0, gz: b
 
 
 def test_idx_files_load_gzipped_and_padded(tmp_path):
-    from rlrun.data.images import ImageDataConfig, load_images
+    from rlrun.data.images import load_images
 
     rng = np.random.default_rng(0)
     _idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (5, 28, 28)), gz=True)
     _idx(tmp_path / "train-labels-idx1-ubyte", np.arange(5))
-    d = load_images(ImageDataConfig(dataset="mnist", path=str(tmp_path), size=32, fit="pad"))
+    d = load_images(images(dataset="mnist", path=str(tmp_path), size=32, fit="pad"))
     assert d.images.shape == (5, 1, 32, 32) and d.n_classes == 5
     assert d.images[:, :, :2].eq(-1).all() and d.images.max() <= 1
 
 
 def test_data_errors_say_what_is_expected(tmp_path):
+    """Found before a run dir is made (preflight reads the files), except an image that
+    cannot be decoded: the folder's layout is checked up front, its images by the run."""
     with pytest.raises(ConfigError, match="path is required for mnist.*train-images-idx3-ubyte"):
         run_train(tmp_path, ["algo=ddpm", "env=mnist"], "a")
     with pytest.raises(DataError, match="no train-images-idx3-ubyte or train-images-idx3-ubyte.gz"):
@@ -250,6 +262,7 @@ def test_data_errors_say_what_is_expected(tmp_path):
         run_train(tmp_path, ["algo=ddpm", "env=image_folder", f"env.path={empty}"], "g")
     with pytest.raises(DataError, match="is not a folder"):
         run_train(tmp_path, ["algo=ddpm", "env=image_folder", f"env.path={tmp_path / 'nope'}"])
+    assert sorted(p.name for p in tmp_path.iterdir() if (p / ".hydra").exists()) == ["g"]
 
 
 def test_image_folder_classes_give_labels_and_no_labels_means_no_fid(tmp_path, tiny):
@@ -261,10 +274,10 @@ def test_image_folder_classes_give_labels_and_no_labels_means_no_fid(tmp_path, t
         for i in range(6):
             Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
                 tmp_path / "imgs" / cls / f"{i}.png")
-    from rlrun.data.images import ImageDataConfig, load_images
+    from rlrun.data.images import load_images
 
-    d = load_images(ImageDataConfig(dataset="image_folder", path=str(tmp_path / "imgs"),
-                                    size=8, channels=3))
+    d = load_images(images(dataset="image_folder", path=str(tmp_path / "imgs"), size=8,
+                           channels=3))
     assert d.images.shape == (12, 3, 8, 8) and d.labels.tolist() == [0] * 6 + [1] * 6
     flat = tmp_path / "imgs" / "a"
     with pytest.raises(ConfigError, match="no class labels.*algo.eval_samples=0"):
@@ -276,7 +289,7 @@ def test_pairing_errors_and_one_line_cli_errors(tmp_path):
     with pytest.raises(PairingError, match="algo=ddpm needs an image data set"):
         run_train(tmp_path, ["algo=ddpm", "env=CartPole-v1"])
     with pytest.raises(PairingError, match="try algo=ddpm"):
-        run_train(tmp_path, ["algo=sac", "env=digits"])
+        run_train(tmp_path, ["algo=ucb", "env=digits"])
     p = rlrun_cli(["algo=ddpm", "env=mnist", f"env.path={tmp_path}"], tmp_path)
     lines = [ln for ln in p.stderr.strip().splitlines() if ln]
     assert p.returncode == 2 and len(lines) == 1 and "train-images-idx3-ubyte" in lines[0], \

@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -47,6 +49,13 @@ def torchrun(args: list[str], cwd: Path, timeout: float = 120,
                           timeout=timeout, **kw)
 
 
+def rank_seed(stream: str, rank: int, seed: int = 0) -> int:
+    """`ctx.seed_of(stream)` on `rank` of a run with this seed, as rlrun.core.run documents
+    it: the child of SeedSequence(seed) with spawn key (crc32(stream), rank)."""
+    ss = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(stream.encode()), rank))
+    return int(ss.generate_state(1, np.uint32)[0])
+
+
 def params(run_dir: Path) -> dict[str, torch.Tensor]:
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     return ckpt["loop"]["model"]
@@ -56,7 +65,7 @@ def both_ranks_reference(tmp_path: Path, monkeypatch, args: list[str], steps: in
                          batch: int) -> dict[str, torch.Tensor]:
     """What a 2-rank LM run (seed 0, `batch` per rank) must hold after `steps`: the parameters
     of one process whose batches of 2 x `batch` are rank 0's draw followed by rank 1's."""
-    gens = [torch.Generator().manual_seed(Dist(r, r, 2).seed(0)) for r in (0, 1)]
+    gens = [torch.Generator().manual_seed(rank_seed("batches", r)) for r in (0, 1)]
     draw = text.random_batch
 
     def both_ranks(data, b, block, gen):
@@ -99,7 +108,7 @@ def test_ddp_on_two_ranks_equals_one_process_with_both_ranks_batches(tmp_path, m
     got = params(ddp_dir)
     assert_close_params(got, both_ranks_reference(tmp_path, monkeypatch, TINY_LM, steps, batch))
     # ... and not by accident: a step on rank 0's batch alone lands elsewhere
-    draw, gen0 = text.random_batch, torch.Generator().manual_seed(Dist(0, 0, 2).seed(0))
+    draw, gen0 = text.random_batch, torch.Generator().manual_seed(rank_seed("batches", 0))
     monkeypatch.setattr("rlrun.algos.lm.random_batch",
                         lambda data, b, block, gen: draw(data, b // 2, block, gen0))
     run_train(tmp_path, [*TINY_LM, f"algo.total_steps={steps}",
@@ -208,7 +217,9 @@ def test_sigint_to_torchrun_stops_both_ranks_at_one_step_and_resume_is_exact(tmp
     assert err.count("rlrun: interrupted at step") == 1, err[-3000:]  # rank 0 says it
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["step"] == rec["steps"]
-    assert [r["loop"]["counters"]["step"] for r in ckpt["ranks"]] == [ckpt["step"]] * 2
+    # each rank saved its own batch stream and counters, at the same step
+    assert [r["loop"]["counters"]["tokens"] for r in ckpt["ranks"]] == [ckpt["step"] * 128] * 2
+    assert not torch.equal(*(torch.as_tensor(r["loop"]["batches"]) for r in ckpt["ranks"]))
 
     out = torchrun([f"resume={run_dir}"], tmp_path)
     assert out.returncode == 0, out.stderr[:3000] + out.stderr[-1500:]

@@ -150,21 +150,46 @@ def test_no_information_flows_from_future_characters(ffn, cf):
     assert not torch.allclose(a[:, t:], b[:, t:], atol=1e-3)  # the change is seen after t
 
 
-@pytest.mark.parametrize("ffn, kv", [("dense", None), ("mixtral", None), ("switch", None),
-                                     ("dense", 1)])
-def test_flop_counter_matches_the_matmuls(ffn, kv):
+def matmul_weights_per_token(m: Transformer) -> int:
+    """N of the "2N" rule (Kaplan et al. 2020, table 1; Hoffmann et al. 2022, appendix F):
+    the weights one token is multiplied by, counted from the parameter tensors themselves:
+    every matrix but the embedding table; of a MoE layer, its router and top_k experts."""
+    n = 0
+    for name, p in m.named_parameters():
+        if name.startswith("emb") or p.dim() < 2:
+            continue
+        if name.endswith((".w13", ".w2")):  # expert stacks (n_experts, ., .): k are used
+            n += p[0].numel() * m.blocks[0].ffn.k
+        else:
+            n += p.numel()
+    return n
+
+
+@pytest.mark.parametrize("ffn, kv", [("dense", None), ("dense", 1), ("mixtral", None),
+                                     ("switch", None)])
+def test_flop_count_is_the_2n_rule_plus_attention_and_torch_counts_3x_its_matmuls(ffn, kv):
+    """The model's forward count against an independent one: 2 FLOPs per multiply-add of
+    every weight a token meets (2N), plus the attention logits and their weighted sum, 2 t d
+    FLOPs each per token and layer (Hoffmann et al., appendix F; t x t, as SDPA computes
+    them). Training's 3x: torch's own FLOP counter sees every matmul of forward and backward
+    (not the CPU SDPA kernel). No capacity limit, so every routed token is computed."""
     torch.manual_seed(0)
     b, t, d, layers = 3, 16, 32, 2
     m = Transformer(50, d_model=d, n_layers=layers, n_heads=2, block_size=t, ffn=ffn, d_ff=64,
-                    n_kv_heads=kv)
+                    n_kv_heads=kv, n_experts=4, capacity_factor=0.0)
     x = torch.randint(0, 50, (b, t))
     with FlopCounterMode(display=False) as fc:
         logits, aux = m(x)
         logits.sum().backward()
-    # torch's counter sees every mm (forward and both backward ones) but not the CPU SDPA
-    # kernel; the model's own count includes the two attention matmuls of each layer.
-    sdpa = layers * 2 * 2 * b * t * t * d
-    assert fc.get_total_flops() == 3 * (aux.flops - sdpa)
+    n = matmul_weights_per_token(m)
+    attention = layers * 2 * (2 * t * d)
+    assert aux.flops == b * t * (2 * n + attention)
+    assert fc.get_total_flops() == 3 * b * t * 2 * n
+    if ffn == "dense" and kv is None:
+        # by hand: per block q, k, v 32x96 + output 32x32 + SwiGLU 32x128 + 64x32 = 10240
+        # weights, two blocks and the 32x50 head: N = 22080; attention 2 x 2 x 16 x 32 per
+        # layer; 48 tokens x (2 N + 4096) = 2,316,288 FLOPs
+        assert n == 22_080 and aux.flops == 2_316_288
 
 
 # ---- runs ---------------------------------------------------------------------------------------
@@ -216,6 +241,22 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     assert b["metrics"] == a["metrics"]
 
 
+def test_raising_the_budget_on_resume_warns_that_the_cosine_decay_moves(tmp_path, caplog):
+    """The schema says which schedule follows the budget; evaluation keys may change too,
+    what the model learns may not."""
+    from rlrun.train import train
+
+    from .conftest import compose_cfg
+
+    run_train(tmp_path, [*TINY, "algo.total_steps=3", "algo.eval_every=0"])
+    with pytest.raises(ConfigError, match="only these keys may change"):
+        train(compose_cfg([f"resume={tmp_path / 'run'}"]), overrides=["algo.lr=1e-3"])
+    res = train(compose_cfg([f"resume={tmp_path / 'run'}"]),
+                overrides=["algo.total_steps=5", "algo.eval_batches=1"])
+    assert res["steps"] == 5
+    assert "the cosine learning-rate decay now ends at the new total_steps" in caplog.text
+
+
 def test_text_file_env_and_its_errors(tmp_path):
     book = tmp_path / "book.txt"
     book.write_text("the cat sat on the mat. " * 400, encoding="utf-8")
@@ -229,8 +270,10 @@ def test_text_file_env_and_its_errors(tmp_path):
                         (tmp_path / "latin1.txt", "is not UTF-8 text")):
         with pytest.raises(DataError, match=match):
             run_train(tmp_path, [*TINY, "env=text_file", f"env.path={path}"], path.stem)
+        assert not (tmp_path / path.stem).exists()  # found by preflight: no run dir
     with pytest.raises(DataError, match="needs a file"):
         run_train(tmp_path, [*TINY, "env=text_file"], "nopath")
+    assert not (tmp_path / "nopath").exists()
 
 
 def test_bad_options_are_one_line_errors(tmp_path):
@@ -239,7 +282,7 @@ def test_bad_options_are_one_line_errors(tmp_path):
     with pytest.raises(ConfigError, match="network.ffn='moe'"):
         run_train(tmp_path, [*TINY, "network.ffn=moe"], "b")
     with pytest.raises(PairingError, match="try algo=lm"):
-        run_train(tmp_path, ["algo=sac", "env=stdlib_docs"], "c")
+        run_train(tmp_path, ["algo=ucb", "env=stdlib_docs"], "c")
     with pytest.raises(PairingError, match="needs a text corpus"):
         run_train(tmp_path, [*FAST, "env=CartPole-v1"], "d")
     out = rlrun_cli(["algo=lm", "env=text_file", f"env.path={tmp_path}/missing.txt"],

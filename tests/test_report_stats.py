@@ -118,11 +118,11 @@ def test_direction_of_tags_is_what_each_algorithm_declares():
     from rlrun.algos.lm import LMConfig
     from rlrun.algos.sac import SACConfig
 
-    assert lower_is_better("moe/dropped_fraction", LMConfig.minimize)  # a regex got it wrong
-    assert lower_is_better("moe/dropped_fraction/layer1", LMConfig.minimize)
-    assert lower_is_better("eval/fid", DDPMConfig.minimize)
-    assert lower_is_better("eval/val_ppl", LMConfig.minimize)
-    assert not lower_is_better("moe/top1_share", LMConfig.minimize)
+    assert lower_is_better("moe/dropped_fraction", LMConfig.spec.minimize)  # a regex got it wrong
+    assert lower_is_better("moe/dropped_fraction/layer1", LMConfig.spec.minimize)
+    assert lower_is_better("eval/fid", DDPMConfig.spec.minimize)
+    assert lower_is_better("eval/val_ppl", LMConfig.spec.minimize)
+    assert not lower_is_better("moe/top1_share", LMConfig.spec.minimize)
     assert not lower_is_better("eval/return", getattr(SACConfig, "minimize", ()))
     assert lower_is_better("losses/actor")  # losses: always
 

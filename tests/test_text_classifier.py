@@ -34,6 +34,11 @@ WORDS = ["apple", "river", "stone", "cloud", "green", "table", "music", "paper",
          "north", "glass", "horse", "seven", "plain", "tower", "sugar"]
 
 
+def labelled(**settings) -> TextClassificationConfig:
+    """A labelled-text env's settings, as `env=...` would give them."""
+    return TextClassificationConfig(name="test", kind="text_classification", **settings)
+
+
 def make_rows(n: int, seed: int = 0) -> list[tuple[str, str]]:
     """A learnable 3-class task: the label is the cue word hidden among random filler."""
     rng = random.Random(seed)
@@ -73,8 +78,7 @@ def test_imdb_reader_reads_the_aclimdb_layout_and_skips_unsup(tmp_path):
     train, test = read_imdb(str(root))
     assert len(train) == len(test) == 24
     assert {lab for _, lab in train} == {"neg", "pos"}
-    data = LabelledText(TextClassificationConfig(source="imdb", path=str(root), max_len=6,
-                                                 val_fraction=0.3))
+    data = LabelledText(labelled(source="imdb", path=str(root), max_len=6, val_fraction=0.3))
     assert data.labels == ["neg", "pos"] and len(data.splits["test"][1]) == 24
     n = sum(len(data.splits[s][1]) for s in ("train", "val"))
     assert n == 24 and len(data.splits["val"][1]) > 0
@@ -99,9 +103,9 @@ def test_csv_and_jsonl_map_string_labels_to_sorted_ids(tmp_path):
     j.write_text("\n".join(json.dumps({"review": t, "stars": s, "x": 1}) for t, s in rows))
     assert read_table(str(p), "review", "stars") == rows
     assert read_table(str(j), "review", "stars") == rows
-    data = LabelledText(TextClassificationConfig(source="csv", path=str(j), text_column="review",
-                                                 label_column="stars", max_len=4,
-                                                 tokenizer="char", vocab_size=10))
+    data = LabelledText(labelled(source="csv", path=str(j), text_column="review",
+                                 label_column="stars", max_len=4, tokenizer="char",
+                                 vocab_size=10))
     assert data.labels == ["cold", "neutral", "warm"] and data.n_classes == 3
     assert len(data.vocab) == 10 and data.splits["train"][0].shape[1] == 4
     assert data.to_json()["labels"] == data.labels
@@ -120,7 +124,7 @@ def test_split_is_deterministic_order_free_and_deduplicated_across_splits():
 
 
 def test_offline_default_has_2000_texts_in_at_least_4_classes():
-    cfg = TextClassificationConfig()
+    cfg = labelled()
     rows = stdlib_docstrings(tuple(cfg.packages), cfg.min_chars)
     train, val, test = split_rows(rows, cfg.val_fraction, cfg.test_fraction)
     assert len(train) + len(val) + len(test) >= 2000
@@ -209,3 +213,5 @@ def test_bad_data_and_settings_are_one_line_errors(tmp_path):
         with pytest.raises(err, match=words) as e:
             run_train(tmp_path, [*FAST, *TINY, *extra], f"err{i}")
         assert "\n" not in str(e.value)
+        # the data errors are found by preflight, before the run dir is made
+        assert (tmp_path / f"err{i}").exists() == (err is ConfigError)

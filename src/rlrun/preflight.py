@@ -148,6 +148,11 @@ def check_pairing(cfg: DictConfig, plan: Plan) -> None:
     if cfg.get("network") is not None:
         check_finite(OmegaConf.to_container(cfg.network, resolve=True), "network")
         check_network_fits(cfg, spec)
+        from rlrun.schemas.networks import network_schema
+
+        schema = network_schema(cfg.network.get("_target_"))
+        if schema is not None:  # a class of rlrun's or a plugin's: its settings, checked
+            validate(cfg.network, schema, "network")
     check_objective_metric(cfg, spec)
     kind = str(cfg.env.kind)
     if kind in spec.task_kinds:

@@ -19,85 +19,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from rlrun.core.errors import ConfigError
 from rlrun.core.logger import image_grid
 from rlrun.data.images import ImageData, load_images
 from rlrun.nets import build_network
-from rlrun.nets.diffusion import SCHEDULES, Diffusion, make_betas
-
-
-@dataclass
-class DDPMConfig:
-    task_kinds: ClassVar[tuple[str, ...]] = ("images",)
-    uses_torch: ClassVar[bool] = True
-    uses_network: ClassVar[bool] = True
-    parallel_ops: ClassVar[bool] = True  # threads=auto: one thread per idle CPU
-    data_parallel: ClassVar[bool] = True  # runs under torchrun (core/distributed.py)
-    headline: ClassVar[str] = "losses/noise_mse"
-    objective: ClassVar[str] = "eval/fid"
-    minimize: ClassVar[tuple[str, ...]] = ("eval/fid", "eval/fid_floor",
-                                           "eval/sampling_s_per_image")
-    # the scalar tags it logs, as patterns (objective.metric is checked up front)
-    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/*")
-    # what build_network passes: a network= that takes other shapes cannot fit
-    network_inputs: ClassVar[tuple[str, ...]] = ("in_channels", "image_size")
-
-    total_steps: int = 20_000  # optimizer steps
-    batch_size: int = 128
-    lr: float = 2e-4
-    warmup_steps: int = 500  # linear learning-rate warm-up
-    grad_clip: float = 1.0  # max gradient norm; 0: off
-    timesteps: int = 1000  # T
-    schedule: str = "linear"  # linear (Ho et al.) or cosine (improved DDPM)
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    cosine_s: float = 0.008
-    ema_decay: float = 0.9999
-    sampler: str = "ddpm"  # ddpm: ancestral over all T steps; ddim: algo.sample_steps steps
-    sample_steps: int = 50  # ddim only
-    eta: float = 0.0  # ddim: 0 deterministic, 1 the DDPM posterior noise
-    ddpm_variance: str = "beta"  # sigma_t^2 of the ddpm sampler: beta or beta_tilde
-    clip_denoised: bool = True  # clip predicted x_0 to [-1, 1] while sampling
-    sample_every: int = 5000  # steps between EMA sample grids; 0: only at the end
-    grid_samples: int = 64
-    strip_rows: int = 8  # denoising strip: this many samples ...
-    strip_columns: int = 10  # ... shown at this many points from x_T to x_0
-    eval_samples: int = 500  # samples for eval/fid and friends; 0: no evaluation
-    sample_batch: int = 500  # images per network call while sampling
-    fid_cache_dir: str | None = None  # where the FID classifier is cached; null: ~/.cache/rlrun
-    fid_classifier_steps: int = 1500  # training steps of the FID classifier (when not cached)
-    log_every: int = 50  # steps between loss logs
-
-    def __post_init__(self) -> None:
-        for key in ("total_steps", "batch_size", "timesteps", "sample_steps", "grid_samples",
-                    "strip_rows", "strip_columns", "sample_batch", "log_every",
-                    "fid_classifier_steps"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        for key in ("warmup_steps", "sample_every", "eval_samples", "grad_clip"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
-        if self.eval_samples == 1:
-            raise ConfigError("eval_samples=1: a Frechet distance needs >= 2 samples (or 0)")
-        for key, ok, rule in (("lr", self.lr > 0, "> 0"), ("ema_decay", 0 <= self.ema_decay < 1,
-                              "in [0, 1)"), ("eta", 0 <= self.eta <= 1, "in [0, 1]")):
-            if not ok:
-                raise ConfigError(f"{key}={getattr(self, key)} must be {rule}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule={self.schedule!r}: use {' or '.join(SCHEDULES)}")
-        if self.sampler not in ("ddpm", "ddim"):
-            raise ConfigError(f"sampler={self.sampler!r}: use ddpm or ddim")
-        if self.ddpm_variance not in ("beta", "beta_tilde"):
-            raise ConfigError(f"ddpm_variance={self.ddpm_variance!r}: use beta or beta_tilde")
-        if not 0 < self.beta_start < self.beta_end < 1:
-            raise ConfigError("need 0 < beta_start < beta_end < 1")
+from rlrun.nets.diffusion import Diffusion, make_betas
+from rlrun.schemas.ddpm import DDPMConfig
 
 
 def build(ctx_network: Any, data: ImageData, cfg: DDPMConfig, device: str):
@@ -189,23 +121,26 @@ def run(ctx) -> None:
     shape = tuple(x_all.shape[1:])
     net, ema, diff = build(ctx.network, data, cfg, ctx.device)
     ddp = dist.wrap(net)  # DDP under torchrun; net itself on one process
-    if dist.enabled:  # each rank its own batches, noise and t (the net is synced by DDP)
-        torch.manual_seed(dist.seed(ctx.seed))
+    # Each rank draws its own batches, t and noise, and its own dropout (torch's global RNG);
+    # the net is the same on every rank (DDP).
+    draws = torch.Generator(device=dev).manual_seed(ctx.seed_of("batches"))
+    torch.manual_seed(ctx.seed_of("torch"))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
-    st: dict[str, Any] = {"step": 0, "loss_sum": torch.zeros((), device=dev), "loss_n": 0}
+    st: dict[str, Any] = {"loss_sum": torch.zeros((), device=dev), "loss_n": 0}
 
     ctx.track(net=net, ema=ema, opt=opt, sched=sched, counters=st)
+    ctx.track_per_rank(draws=draws)
     ctx.resume()
 
     log, last_loss = ctx.logger, None
-    t_last, step_last = time.perf_counter(), st["step"]
-    ctx.start_progress(cfg.total_steps, st["step"])
+    t_last, step_last = time.perf_counter(), ctx.step
+    ctx.start_progress(cfg.total_steps)
     net.train()
-    while st["step"] < cfg.total_steps:
-        idx = torch.randint(0, len(x_all), (cfg.batch_size,), device=dev)
-        loss = diff.loss(ddp, x_all[idx])
+    while ctx.step < cfg.total_steps:
+        idx = torch.randint(0, len(x_all), (cfg.batch_size,), device=dev, generator=draws)
+        loss = diff.loss(ddp, x_all[idx], generator=draws)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -215,8 +150,8 @@ def run(ctx) -> None:
         ema.update_parameters(net)  # net is the same on every rank: so is the EMA
         st["loss_sum"] = st["loss_sum"] + loss.detach()
         st["loss_n"] += 1
-        st["step"] = step = st["step"] + 1
-        if step % cfg.log_every == 0 or step == cfg.total_steps:
+        step = ctx.step + 1
+        if ctx.every("log", cfg.log_every, step) or step == cfg.total_steps:
             last_loss = dist.mean(st["loss_sum"]) / st["loss_n"]  # since the last log, ranks
             now = time.perf_counter()
             log.scalars({"losses/noise_mse": last_loss,
@@ -225,7 +160,7 @@ def run(ctx) -> None:
                          "charts/learning_rate": sched.get_last_lr()[0]}, step)
             st.update(loss_sum=torch.zeros((), device=dev), loss_n=0)
             t_last, step_last = now, step
-        if cfg.sample_every and step % cfg.sample_every == 0 and step < cfg.total_steps \
+        if ctx.every("samples", cfg.sample_every, step) and step < cfg.total_steps \
                 and dist.is_main:
             grid = image_grid(sample(ema, diff, cfg, cfg.grid_samples, shape, ctx.seed)[0])
             log.image("diffusion/samples", grid, step)

@@ -28,8 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,61 +39,9 @@ from rlrun.data.text import CharCorpus, eval_batches, random_batch
 from rlrun.nets import build_network
 from rlrun.nets.attention_stats import log_attention
 from rlrun.nets.decode import generate
+from rlrun.schemas.lm import LMConfig
 
 MOE_TAGS = ("entropy", "top1_share", "dropped_fraction", "aux_loss", "z_loss")
-
-
-@dataclass
-class LMConfig:
-    task_kinds: ClassVar[tuple[str, ...]] = ("text",)
-    uses_torch: ClassVar[bool] = True
-    uses_network: ClassVar[bool] = True
-    parallel_ops: ClassVar[bool] = True  # threads=auto: one thread per idle CPU
-    data_parallel: ClassVar[bool] = True  # runs under torchrun (core/distributed.py)
-    headline: ClassVar[str] = "eval/val_ppl"
-    objective: ClassVar[str] = "eval/val_ppl"
-    minimize: ClassVar[tuple[str, ...]] = ("eval/val_loss", "eval/val_ppl", "moe/dropped_fraction*",
-                                           "moe/aux_loss*", "moe/z_loss*")
-    # the scalar tags it logs, as patterns (objective.metric is checked up front)
-    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/val_*", "eval/flops",
-                                              "model/*", "data/*", "moe/*")
-    # what build_network passes: a network= that takes other shapes cannot fit
-    network_inputs: ClassVar[tuple[str, ...]] = ("vocab_size",)
-
-    total_steps: int = 600  # optimizer steps
-    flop_budget: float | None = None  # training FLOPs; the run stops at whichever comes first
-    batch_size: int = 32  # sequences of network.block_size characters
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1  # cosine decay down to lr * min_lr_ratio
-    warmup_steps: int = 30
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0  # 0: off
-    eval_every: int = 200  # steps; 0: only at the end
-    eval_batches: int = 8  # fixed validation batches per evaluation
-    log_every: int = 20  # steps between logged training scalars
-    sample_chars: int = 200  # length of the text sample at each evaluation; 0: none
-    sample_temperature: float = 0.8
-    sample_prompt: str = "The "
-    attention_stats: bool = True  # per-head entropy, diagonal score, maps at each evaluation
-
-    def __post_init__(self) -> None:
-        for key in ("total_steps", "batch_size", "eval_batches", "log_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        for key in ("warmup_steps", "eval_every", "sample_chars", "weight_decay", "grad_clip"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
-        if self.flop_budget is not None and not self.flop_budget > 0:
-            raise ConfigError(f"flop_budget={self.flop_budget} must be > 0 (or null)")
-        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ConfigError(f"lr={self.lr} must be > 0 and min_lr_ratio={self.min_lr_ratio}"
-                              " in [0, 1]")
-        if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
-            raise ConfigError("beta1 and beta2 must be in [0, 1)")
-        if not self.sample_temperature > 0:
-            raise ConfigError(f"sample_temperature={self.sample_temperature} must be > 0")
 
 
 def learning_rate(cfg: LMConfig, step: int, progress: float) -> float:
@@ -156,12 +103,15 @@ def run(ctx) -> None:
     model = build_network(ctx.network, vocab_size=corpus.vocab_size).to(dev)
     opt = make_optimizer(model, cfg)
     ddp = dist.wrap(model)  # DDP under torchrun (averages gradients); the model on 1 process
-    gen = torch.Generator().manual_seed(dist.seed(ctx.seed))  # each rank its own batches
+    # Each rank draws its own batches, and its own router jitter (torch's global RNG).
+    batches = torch.Generator().manual_seed(ctx.seed_of("batches"))
+    torch.manual_seed(ctx.seed_of("torch"))
     val = eval_batches(corpus.val, cfg.batch_size, block, cfg.eval_batches)
     prompt = corpus.encode(cfg.sample_prompt)
-    st = {"step": 0, "flops": 0, "tokens": 0}
+    st = {"flops": 0, "tokens": 0}
 
-    ctx.track(model=model, opt=opt, gen=gen, counters=st)
+    ctx.track(model=model, opt=opt, counters=st)
+    ctx.track_per_rank(batches=batches)
     log = ctx.logger
     if not ctx.resume():
         total, active = model.num_params()
@@ -172,13 +122,12 @@ def run(ctx) -> None:
     budget = cfg.flop_budget or math.inf
     ppl = None
     t_log, tok_log = time.perf_counter(), st["tokens"]
-    ctx.start_progress(cfg.total_steps, st["step"])
-    while st["step"] < cfg.total_steps and st["flops"] < budget:
-        step = st["step"]
-        lr = learning_rate(cfg, step, max(step / cfg.total_steps, st["flops"] / budget))
+    ctx.start_progress(cfg.total_steps)
+    while ctx.step < cfg.total_steps and st["flops"] < budget:
+        lr = learning_rate(cfg, ctx.step, max(ctx.step / cfg.total_steps, st["flops"] / budget))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y = random_batch(corpus.train, cfg.batch_size, block, gen)  # per rank
+        x, y = random_batch(corpus.train, cfg.batch_size, block, batches)  # per rank
         x, y = x.to(dev), y.to(dev)
         logits, aux = ddp(x)
         ce = F.cross_entropy(logits.flatten(0, 1), y.flatten())
@@ -188,11 +137,11 @@ def run(ctx) -> None:
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        st["step"] = step = step + 1
+        step = ctx.step + 1
         st["flops"] += 3 * dist.sum(aux.flops)  # all ranks' (the same on one process)
         st["tokens"] += x.numel() * dist.world_size
         done = step >= cfg.total_steps or st["flops"] >= budget
-        if step % cfg.log_every == 0 or done:
+        if ctx.every("log", cfg.log_every, step) or done:
             now = time.perf_counter()
             log.scalars({"losses/train": dist.mean(ce.detach()),  # over ranks
                          "losses/router": dist.mean(aux.loss.detach()),
@@ -202,15 +151,15 @@ def run(ctx) -> None:
                                                                                 1e-9)}, step)
             log_moe(log, aux.moe, step)
             t_log, tok_log = now, st["tokens"]
-        if ((cfg.eval_every and step % cfg.eval_every == 0) or done) and dist.is_main:
+        if (ctx.every("eval", cfg.eval_every, step) or done) and dist.is_main:
             vl = evaluate(model, val, dev)
             ppl = math.exp(vl)
             log.scalars({"eval/val_loss": vl, "eval/val_ppl": ppl,
                          "eval/flops": st["flops"]}, step)
             if cfg.attention_stats:  # the first 8 validation windows, explicit attention
                 log_attention(log, model, val[0][0][:8].to(dev), step)
-            if cfg.sample_chars:  # KV-cache decoding, its own RNG (training's is untouched)
-                g = torch.Generator(device=dev).manual_seed(ctx.seed + step)
+            if cfg.sample_chars:  # KV-cache decoding, its own RNG (training's is untouched);
+                g = sample_generator(ctx.seed, step, dev)  # rlrun-eval replays it
                 text = corpus.decode(generate(model, prompt, cfg.sample_chars,
                                               cfg.sample_temperature, g))
                 log.text("eval/sample", "    " + (cfg.sample_prompt + text)
@@ -219,6 +168,12 @@ def run(ctx) -> None:
         if ctx.tick(step, ppl):
             break
     ctx.finish()
+
+
+def sample_generator(seed: int, step: int, device: Any) -> torch.Generator:
+    """The generator of the text sample at `step`: seeded `seed + step`, so that rlrun-eval
+    decodes the run's own sample again (docs/eval.md)."""
+    return torch.Generator(device=device).manual_seed(seed + step)
 
 
 def load_text_generator(ctx: Any) -> Callable[[str, int, float], str]:
@@ -233,7 +188,7 @@ def load_text_generator(ctx: Any) -> Callable[[str, int, float], str]:
         unknown = "".join(sorted(set(prompt) - set(corpus.stoi)))
         if unknown:
             raise ConfigError(f"prompt= holds characters the model never saw: {unknown!r}")
-        g = torch.Generator(device=ctx.device).manual_seed(ctx.seed + ctx.step)
+        g = sample_generator(ctx.seed, ctx.step, ctx.device)
         return corpus.decode(generate(model, corpus.encode(prompt), chars, temperature, g))
 
     return gen

@@ -8,7 +8,7 @@ example "Text classification with Switch Transformer", ported.
     rlrun -m experiment=switch/compare                    # dense vs Switch vs Mixtral, 3 seeds
 
 One loop, top to bottom: shuffled epochs over the training split (each epoch's order is drawn
-from the seed and the epoch number, so a resumed run sees the same batches), cross-entropy
+from the run's named stream `epoch <n>`, so a resumed run sees the same batches), cross-entropy
 plus the router losses (`aux.loss`, already weighted by `network.aux_loss_coef` and
 `network.z_loss_coef`), AdamW with warm-up and cosine decay, gradient clipping. The encoder is
 `network=encoder` (the transformer with `causal=false`), its `block_size` set to `env.max_len`;
@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,52 +37,7 @@ from rlrun.core.errors import ConfigError
 from rlrun.data.text_classification import LabelledText
 from rlrun.nets import build_network
 from rlrun.nets.classifier import SequenceClassifier
-
-
-@dataclass
-class TextClassifierConfig:
-    task_kinds: ClassVar[tuple[str, ...]] = ("text_classification",)
-    uses_torch: ClassVar[bool] = True
-    uses_network: ClassVar[bool] = True
-    parallel_ops: ClassVar[bool] = True
-    headline: ClassVar[str] = "eval/accuracy"
-    objective: ClassVar[str] = "eval/accuracy"
-    minimize: ClassVar[tuple[str, ...]] = ("eval/loss", "test/loss", "moe/dropped_fraction*",
-                                           "moe/aux_loss*", "moe/z_loss*")
-    logged_tags: ClassVar[tuple[str, ...]] = ("charts/*", "losses/*", "eval/*", "test/*",
-                                              "model/*", "data/*", "moe/*")
-    network_inputs: ClassVar[tuple[str, ...]] = ("vocab_size",)
-
-    total_steps: int = 400  # optimizer steps
-    batch_size: int = 32
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.1  # cosine decay down to lr * min_lr_ratio
-    warmup_steps: int = 20
-    weight_decay: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.98
-    grad_clip: float = 1.0  # 0: off
-    dropout: float = 0.1  # before the classification head (and its hidden layer)
-    head_hidden: int = 0  # 0: a linear head; N: a ReLU layer of width N first (keras-io: 32)
-    mask_padding: bool = True  # padding out of attention and the FFNs (keras-io: false)
-    eval_every: int = 100  # steps; 0: only at the end
-    eval_batch_size: int = 256
-    log_every: int = 20  # steps between training scalars (losses, tokens/s, moe/*)
-
-    def __post_init__(self) -> None:
-        for key in ("total_steps", "batch_size", "eval_batch_size", "log_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        for key in ("warmup_steps", "eval_every", "weight_decay", "grad_clip"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
-        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ConfigError(f"lr={self.lr} must be > 0 and min_lr_ratio={self.min_lr_ratio}"
-                              " in [0, 1]")
-        if self.head_hidden < 0:
-            raise ConfigError(f"head_hidden={self.head_hidden} must be >= 0")
-        if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1 or not 0 <= self.dropout < 1:
-            raise ConfigError("beta1, beta2 and dropout must be in [0, 1)")
+from rlrun.schemas.text_classifier import TextClassifierConfig
 
 
 def scores(confusion: torch.Tensor) -> tuple[float, float]:
@@ -148,7 +102,7 @@ def run(ctx) -> None:
     n_train = len(x_train)
     per_epoch = max(1, n_train // cfg.batch_size)  # the last partial batch of an epoch waits
     majority = int(torch.bincount(y_train).argmax())
-    st = {"step": 0, "tokens": 0}
+    st = {"tokens": 0}
 
     ctx.track(model=model, opt=opt, counters=st)
     log = ctx.logger
@@ -164,15 +118,14 @@ def run(ctx) -> None:
     acc = None
     order = torch.empty(0, dtype=torch.long)
     t_log, tok_log = time.perf_counter(), st["tokens"]
-    ctx.start_progress(cfg.total_steps, st["step"])
-    while st["step"] < cfg.total_steps:
-        step = st["step"]
-        epoch, pos = divmod(step, per_epoch)
-        if pos == 0 or len(order) == 0:  # this epoch's order: a function of seed and epoch
-            g = torch.Generator().manual_seed(ctx.seed * 1_000_003 + epoch)
+    ctx.start_progress(cfg.total_steps)
+    while ctx.step < cfg.total_steps:
+        epoch, pos = divmod(ctx.step, per_epoch)
+        if pos == 0 or len(order) == 0:  # this epoch's order: its own named stream
+            g = torch.Generator().manual_seed(ctx.seed_of(f"epoch {epoch}"))
             order = torch.randperm(n_train, generator=g)
         idx = order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
-        lr = learning_rate(cfg, step, step / cfg.total_steps)
+        lr = learning_rate(cfg, ctx.step, ctx.step / cfg.total_steps)
         for group in opt.param_groups:
             group["lr"] = lr
         x, y = x_train[idx].to(dev), y_train[idx].to(dev)
@@ -184,10 +137,10 @@ def run(ctx) -> None:
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        st["step"] = step = step + 1
+        step = ctx.step + 1
         st["tokens"] += x.numel()
         done = step >= cfg.total_steps
-        if step % cfg.log_every == 0 or done:
+        if ctx.every("log", cfg.log_every, step) or done:
             now = time.perf_counter()
             log.scalars({"losses/train": float(ce.detach()),
                          "losses/router": float(aux.loss.detach()),
@@ -197,7 +150,7 @@ def run(ctx) -> None:
                                                                                 1e-9)}, step)
             log_moe(log, aux.moe, step)
             t_log, tok_log = now, st["tokens"]
-        if (cfg.eval_every and step % cfg.eval_every == 0) or done:
+        if ctx.every("eval", cfg.eval_every, step) or done:
             acc = log_split(log, "eval", model, data, "val", majority, cfg, dev, step)
             if done:
                 log_split(log, "test", model, data, "test", majority, cfg, dev, step)

@@ -23,34 +23,10 @@ from typing import Any
 import numpy as np
 
 from rlrun.core.errors import ConfigError, DataError
+from rlrun.schemas.data import ImageDataConfig
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "image_folder")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IDX_FILES = {"images": "train-images-idx3-ubyte", "labels": "train-labels-idx1-ubyte"}
-
-
-@dataclass
-class ImageDataConfig:
-    """`env=digits|mnist|fashion_mnist|image_folder` (kind: images)."""
-
-    dataset: str = "digits"
-    path: str | None = None  # the folder holding the files (mnist, fashion_mnist, image_folder)
-    size: int = 8  # side of the square images the model sees
-    fit: str = "resize"  # pad (centre, background value) or resize (bilinear)
-    channels: int = 1  # image_folder: 1 (grey) or 3 (RGB); the others are grey
-    limit: int | None = None  # use only the first N images (quick runs)
-
-    def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"dataset={self.dataset!r}: use one of {', '.join(DATASETS)}")
-        if self.size < 2:
-            raise ConfigError(f"size={self.size} must be >= 2")
-        if self.fit not in ("pad", "resize"):
-            raise ConfigError(f"fit={self.fit!r}: use pad or resize")
-        if self.channels not in (1, 3):
-            raise ConfigError(f"channels={self.channels}: use 1 (grey) or 3 (RGB)")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit={self.limit} must be >= 1 (or null)")
 
 
 @dataclass
@@ -69,21 +45,29 @@ class ImageData:
         return h.hexdigest()[:16]
 
 
+def check_source(cfg: ImageDataConfig) -> None:
+    """What preflight checks before a run dir exists, with the functions `load_images` reads
+    with: scikit-learn for digits; the IDX files of (Fashion-)MNIST, read whole (header and
+    length); the layout of an image folder (the images are decoded by the run)."""
+    if cfg.dataset == "digits":
+        _digits_loader()
+    elif cfg.dataset in ("mnist", "fashion_mnist"):
+        _idx_pair(_folder_of(cfg))
+    else:
+        _image_files(_folder_of(cfg))
+        _pillow()
+
+
 def load_images(cfg: ImageDataConfig) -> ImageData:
     """Load the configured data set as (N, C, size, size) floats in [-1, 1]."""
     import torch
 
-    if cfg.dataset != "digits" and not cfg.path:  # checked here: configs validate without it
-        what = ("a folder of images (one sub-folder per class for labels)"
-                if cfg.dataset == "image_folder" else
-                f"the folder holding {IDX_FILES['images']}[.gz] and {IDX_FILES['labels']}[.gz]")
-        raise ConfigError(f"env.path is required for {cfg.dataset}: {what}")
     if cfg.dataset == "digits":
         raw, labels = _digits()
     elif cfg.dataset in ("mnist", "fashion_mnist"):
-        raw, labels = _idx_pair(Path(str(cfg.path)).expanduser())
+        raw, labels = _idx_pair(_folder_of(cfg))
     else:
-        raw, labels = _folder(Path(str(cfg.path)).expanduser(), cfg)
+        raw, labels = _folder(_folder_of(cfg), cfg)
     if cfg.limit is not None:
         raw = raw[:cfg.limit]
         labels = None if labels is None else labels[:cfg.limit]
@@ -92,6 +76,16 @@ def load_images(cfg: ImageDataConfig) -> ImageData:
     y = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
     n_classes = int(y.max()) + 1 if y is not None else 0
     return ImageData(x * 2 - 1, y, n_classes, cfg.dataset)
+
+
+def _folder_of(cfg: ImageDataConfig) -> Path:
+    """`env.path`, required by every data set but digits (configs validate without it)."""
+    if not cfg.path:
+        what = ("a folder of images (one sub-folder per class for labels)"
+                if cfg.dataset == "image_folder" else
+                f"the folder holding {IDX_FILES['images']}[.gz] and {IDX_FILES['labels']}[.gz]")
+        raise ConfigError(f"env.path is required for {cfg.dataset}: {what}")
+    return Path(str(cfg.path)).expanduser()
 
 
 def _fit(x: Any, size: int, fit: str, name: str) -> Any:
@@ -110,13 +104,17 @@ def _fit(x: Any, size: int, fit: str, name: str) -> Any:
     return F.pad(x, (left, size - w - left, top, size - h - top), value=0.0)
 
 
-def _digits() -> tuple[np.ndarray, np.ndarray]:
+def _digits_loader() -> Any:
     try:
         from sklearn.datasets import load_digits
     except ImportError:
         raise ConfigError("env=digits needs scikit-learn: pip install 'rlrun[diffusion]'") \
             from None
-    d = load_digits()
+    return load_digits
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    d = _digits_loader()()
     return d.images[:, None].astype(np.float32) / 16.0, d.target
 
 
@@ -160,8 +158,9 @@ def _idx_pair(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return images[:, None].astype(np.float32) / 255.0, labels.astype(np.int64)
 
 
-def _folder(folder: Path, cfg: ImageDataConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """Images directly in `folder` (no labels) or in one sub-folder per class."""
+def _image_files(folder: Path) -> list[tuple[Path, int]]:
+    """(file, class) of the images directly in `folder` (class -1: no labels) or in one
+    sub-folder per class (classes numbered in sorted order)."""
     if not folder.is_dir():
         raise DataError(f"env.path={folder} is not a folder; expected a folder of images"
                         f" ({', '.join(IMAGE_EXTS)}), optionally one sub-folder per class")
@@ -169,16 +168,28 @@ def _folder(folder: Path, cfg: ImageDataConfig) -> tuple[np.ndarray, np.ndarray 
     groups = [(i, sorted(f for f in c.iterdir() if f.suffix.lower() in IMAGE_EXTS))
               for i, c in enumerate(classes)]
     groups = [(i, files) for i, files in groups if files]
+    if groups:
+        return [(f, i) for i, fs in groups for f in fs]
     flat = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTS)
-    if not groups and not flat:
+    if not flat:
         raise DataError(f"env.path={folder} holds no images ({', '.join(IMAGE_EXTS)}),"
                         " neither directly nor in class sub-folders")
+    return [(f, -1) for f in flat]
+
+
+def _pillow() -> Any:
     try:
         from PIL import Image
     except ImportError:
         raise ConfigError("env=image_folder needs Pillow: pip install 'rlrun[diffusion]'") \
             from None
-    files = [(f, i) for i, fs in groups for f in fs] if groups else [(f, -1) for f in flat]
+    return Image
+
+
+def _folder(folder: Path, cfg: ImageDataConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """The images of `_image_files`, decoded, and their labels (None without classes)."""
+    files = _image_files(folder)
+    Image = _pillow()
     mode, out, labels = ("L" if cfg.channels == 1 else "RGB"), [], []
     for f, label in files:
         try:
@@ -198,4 +209,4 @@ def _folder(folder: Path, cfg: ImageDataConfig) -> tuple[np.ndarray, np.ndarray 
     if len(shapes) > 1:
         raise DataError(f"env.path={folder}: images of different sizes {sorted(shapes)[:3]}:"
                         " use env.fit=resize")
-    return np.stack(out), (np.asarray(labels) if groups else None)
+    return np.stack(out), (np.asarray(labels) if labels[0] >= 0 else None)

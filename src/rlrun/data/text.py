@@ -13,30 +13,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from rlrun.core.errors import ConfigError, DataError
-
-
-@dataclass
-class TextConfig:
-    """`env=stdlib_docs` / `env=text_file`: where the text comes from and how it is split."""
-
-    path: str | None = None  # a UTF-8 file; null: Python's own documentation topics
-    val_fraction: float = 0.1
-    split_block: int = 2048  # characters per split block
-    max_chars: int | None = None  # use only the first N characters (quick tests)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.val_fraction < 0.5:
-            raise ConfigError(f"val_fraction={self.val_fraction} must be in (0, 0.5)")
-        if self.split_block < 16:
-            raise ConfigError(f"split_block={self.split_block} must be >= 16")
-        if self.max_chars is not None and self.max_chars < 1000:
-            raise ConfigError(f"max_chars={self.max_chars} must be >= 1000 (or null)")
+from rlrun.core.errors import DataError
+from rlrun.schemas.data import TextConfig, TextFileConfig
 
 
 def stdlib_docs_text() -> str:
@@ -48,6 +30,8 @@ def stdlib_docs_text() -> str:
 
 
 def load_text(cfg: TextConfig) -> str:
+    """The whole text of the corpus (cut to `max_chars`); a missing, non-UTF-8 or empty file
+    is one DataError (preflight calls this through `TextConfig.check`)."""
     if not cfg.path and isinstance(cfg, TextFileConfig):
         raise DataError("env=text_file needs a file: env.path=/path/to/text.txt")
     if cfg.path is None:
@@ -120,12 +104,6 @@ def eval_batches(data: torch.Tensor, batch: int, length: int, n_batches: int):
     idx = starts[:, None] + torch.arange(length + 1)
     w = data[idx]
     return [(w[i:i + batch, :-1], w[i:i + batch, 1:]) for i in range(0, n, batch)]
-
-
-@dataclass
-class TextFileConfig(TextConfig):
-    """`env=text_file`: like the default corpus, but `path` is required (checked when the run
-    loads it, so the config itself still composes and validates without one)."""
 
 
 def read_utf8(path: str, what: str) -> str:

@@ -34,59 +34,17 @@ import json
 import re
 import sysconfig
 from collections import Counter
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rlrun.core.errors import ConfigError, DataError
+from rlrun.core.errors import DataError
 from rlrun.data.text import read_utf8
+from rlrun.schemas.data import STDLIB_PACKAGES, TextClassificationConfig
 
-SOURCES = ("stdlib", "imdb", "csv")
-TOKENIZERS = ("word", "char")
 PAD, OOV = 0, 1
-# Present in CPython 3.11-3.13 as pure-Python packages (no optional build parts needed).
-STDLIB_PACKAGES = ["asyncio", "collections", "concurrent", "email", "http", "importlib",
-                   "logging", "multiprocessing", "unittest", "urllib", "xml"]
-
-
-@dataclass
-class TextClassificationConfig:
-    """`env=stdlib_docstrings|imdb|text_csv`: where the labelled text comes from, how it is
-    split and tokenised."""
-
-    source: str = "stdlib"  # stdlib | imdb | csv
-    path: str | None = None  # imdb: the aclImdb folder; csv: the file; stdlib: unused
-    text_column: str = "text"  # csv/jsonl only
-    label_column: str = "label"  # csv/jsonl only
-    packages: list[str] = field(default_factory=lambda: list(STDLIB_PACKAGES))  # stdlib
-    min_chars: int = 20  # stdlib: shorter docstrings are dropped
-    tokenizer: str = "word"  # word | char
-    vocab_size: int = 8000  # ids, including padding (0) and out-of-vocabulary (1)
-    max_len: int = 64  # ids per text: longer texts are cut, shorter ones padded
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1  # not used by imdb, which has its own test folder
-    limit: int | None = None  # at most N texts per split (quick tries and tests)
-
-    def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ConfigError(f"env.source={self.source!r}: use one of {', '.join(SOURCES)}")
-        if self.tokenizer not in TOKENIZERS:
-            raise ConfigError(f"env.tokenizer={self.tokenizer!r}: use word or char")
-        if self.vocab_size < 3:
-            raise ConfigError(f"env.vocab_size={self.vocab_size} must be >= 3 (padding,"
-                              " unknown and at least one token)")
-        if self.max_len < 1 or self.min_chars < 0:
-            raise ConfigError(f"env.max_len={self.max_len} must be >= 1, env.min_chars >= 0")
-        for key in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, key) < 0.5:
-                raise ConfigError(f"env.{key}={getattr(self, key)} must be in (0, 0.5)")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"env.limit={self.limit} must be >= 1 (or null)")
-        if self.source == "stdlib" and not self.packages:
-            raise ConfigError("env.packages=[]: name at least two standard-library packages")
 
 
 def normalise(text: str) -> str:
@@ -239,6 +197,29 @@ def load_splits(cfg: TextClassificationConfig):
     return train, val, test
 
 
+def check_splits(train: list[tuple[str, str]], val: list[tuple[str, str]],
+                 test: list[tuple[str, str]], where: str) -> list[str]:
+    """The sorted labels of training, once the splits are checked to be usable: none empty,
+    at least two classes, no validation or test label that training lacks (`where` names the
+    data in the DataError). Preflight runs it (`TextClassificationConfig.check`) before a run
+    dir exists; `LabelledText` again on what it encodes."""
+    for name, part in (("training", train), ("validation", val), ("test", test)):
+        if not part:
+            raise DataError(f"{where}: the {name} split is empty ({len(train)} training,"
+                            f" {len(val)} validation, {len(test)} test texts after"
+                            " removing duplicates); give more data")
+    labels = sorted({lab for _, lab in train})
+    if len(labels) < 2:
+        raise DataError(f"{where}: every training text has the label {labels[0]!r};"
+                        " a classifier needs at least two classes")
+    for name, part in (("validation", val), ("test", test)):
+        unseen = sorted({lab for _, lab in part} - set(labels))
+        if unseen:
+            raise DataError(f"{where}: labels {unseen[:5]} of the {name} split never occur"
+                            " in training, so no model can predict them")
+    return labels
+
+
 # ---- tokenisation ----------------------------------------------------------------------------
 def tokens(text: str, kind: str) -> list[str]:
     if kind == "char":
@@ -260,22 +241,9 @@ class LabelledText:
     and the label names; `to_json()` is what the run saves as vocab.json."""
 
     def __init__(self, cfg: TextClassificationConfig):
-        where = cfg.path or "the standard-library docstrings"
         train, val, test = load_splits(cfg)
-        for name, part in (("training", train), ("validation", val), ("test", test)):
-            if not part:
-                raise DataError(f"{where}: the {name} split is empty ({len(train)} training,"
-                                f" {len(val)} validation, {len(test)} test texts after"
-                                " removing duplicates); give more data")
-        self.labels = sorted({lab for _, lab in train})
-        if len(self.labels) < 2:
-            raise DataError(f"{where}: every training text has the label {self.labels[0]!r};"
-                            " a classifier needs at least two classes")
-        for name, part in (("validation", val), ("test", test)):
-            unseen = sorted({lab for _, lab in part} - set(self.labels))
-            if unseen:
-                raise DataError(f"{where}: labels {unseen[:5]} of the {name} split never occur"
-                                " in training, so no model can predict them")
+        self.labels = check_splits(train, val, test, cfg.path or "the standard-library"
+                                   " docstrings")
         self.kind, self.max_len = cfg.tokenizer, cfg.max_len
         counts = Counter(tok for text, _ in train for tok in tokens(text, self.kind))
         top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:cfg.vocab_size - 2]
@@ -344,8 +312,7 @@ def saved_classifier(run_dir: Path, network: Any, algo: Any) -> tuple[Any, Any]:
     encoder = build_network(network, vocab_size=len(vocab["tokens"]), lm_head=False,
                             block_size=vocab["max_len"])
     model = SequenceClassifier(encoder, len(vocab["labels"]), 0.0,
-                               hidden=int(getattr(algo, "head_hidden", 0) or 0),
-                               mask_padding=bool(getattr(algo, "mask_padding", True)))
+                               hidden=int(algo.head_hidden), mask_padding=bool(algo.mask_padding))
     stoi = {tok: i for i, tok in enumerate(vocab["tokens"])}
 
     def predict(texts: list[str]) -> list[str]:

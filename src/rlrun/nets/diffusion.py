@@ -34,8 +34,7 @@ import numpy as np
 import torch
 
 from rlrun.core.errors import ConfigError
-
-SCHEDULES = ("linear", "cosine")
+from rlrun.schemas.ddpm import SCHEDULES
 
 
 def make_betas(schedule: str, timesteps: int, beta_start: float = 1e-4,
@@ -114,12 +113,14 @@ class Diffusion:
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
     def loss(self, model: Callable, x0: torch.Tensor,
-             labels: torch.Tensor | None = None) -> torch.Tensor:
+             labels: torch.Tensor | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
         """The simple objective: E_{t, eps} |eps - eps_theta(x_t, t[, y])|^2 (uniform t);
         `labels` (already dropped to the null class where CFG training wants) go to the
-        model. The random draws are the same with and without labels."""
-        t = torch.randint(0, self.T, (x0.shape[0],), device=x0.device)
-        noise = torch.randn_like(x0)
+        model; t and eps drawn from `generator` (on x0's device; None: torch's global one).
+        The random draws are the same with and without labels."""
+        t = torch.randint(0, self.T, (x0.shape[0],), device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         xt = self.q_sample(x0, t, noise)
         pred = model(xt, t) if labels is None else model(xt, t, labels)
         return (pred - noise).pow(2).mean()

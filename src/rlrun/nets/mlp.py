@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from rlrun.core.errors import ConfigError
+from rlrun.schemas import networks
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU,
-               "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
+# name -> module class; the names are the schema's choices (network.activation)
+ACTIVATIONS = {name: getattr(nn, cls) for name, cls in networks.ACTIVATIONS.items()}
 
 
 class MLP(nn.Sequential):
@@ -20,12 +20,6 @@ class MLP(nn.Sequential):
 
     def __init__(self, in_dim: int, out_dim: int, hidden_sizes: Sequence[int] = (256, 256),
                  activation: str = "relu"):
-        if activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"network.activation={activation!r}: use one of {', '.join(ACTIVATIONS)}"
-            )
-        if any(int(h) <= 0 for h in hidden_sizes):
-            raise ConfigError(f"network.hidden_sizes={list(hidden_sizes)}: sizes must be > 0")
         layers: list[nn.Module] = []
         sizes = [int(in_dim), *map(int, hidden_sizes)]
         for a, b in zip(sizes[:-1], sizes[1:], strict=True):

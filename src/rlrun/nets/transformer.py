@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlrun.core.errors import ConfigError
 from rlrun.nets.moe import MoE
+from rlrun.schemas.networks import moe_capacity_factor, moe_d_expert, moe_top_k
 
 
 class ForwardAux(NamedTuple):
@@ -29,10 +29,6 @@ class ForwardAux(NamedTuple):
     loss: torch.Tensor  # router losses, weighted by aux_loss_coef and z_loss_coef (0 if dense)
     moe: list[dict[str, torch.Tensor]]  # routing statistics per MoE layer
     flops: int  # forward matmul FLOPs of this call
-
-
-FFNS = ("dense", "switch", "mixtral")
-POS_ENCODINGS = ("rope", "sinusoidal", "none")
 
 
 class RMSNorm(nn.Module):
@@ -204,39 +200,11 @@ class Transformer(nn.Module):
                  moe_every: int = 1, n_kv_heads: int | None = None,
                  pos_encoding: str = "rope", causal: bool = True, lm_head: bool = True):
         super().__init__()
-        if ffn not in FFNS:
-            raise ConfigError(f"network.ffn={ffn!r}: use one of {', '.join(FFNS)}")
-        for key, v in (("d_model", d_model), ("n_layers", n_layers), ("n_heads", n_heads),
-                       ("block_size", block_size), ("d_ff", d_ff), ("n_experts", n_experts),
-                       ("moe_every", moe_every)):
-            if v < 1:
-                raise ConfigError(f"network.{key}={v} must be >= 1")
-        if pos_encoding not in POS_ENCODINGS:
-            raise ConfigError(f"network.pos_encoding={pos_encoding!r}: use one of"
-                              f" {', '.join(POS_ENCODINGS)}")
-        if d_model % n_heads or (d_model // n_heads) % 2:
-            raise ConfigError(f"network.d_model={d_model} must split into n_heads={n_heads}"
-                              " heads of even size (rotary embeddings rotate pairs)")
-        if n_kv_heads is not None and (n_kv_heads < 1 or n_heads % n_kv_heads):
-            raise ConfigError(f"network.n_kv_heads={n_kv_heads} must divide network.n_heads="
-                              f"{n_heads} (null: MHA, 1: MQA, a divisor: GQA)")
-        if capacity_factor is not None and capacity_factor < 0:
-            raise ConfigError(f"network.capacity_factor={capacity_factor} must be >= 0 or null")
-        if capacity_factor is None:  # the papers' defaults: Switch drops, Mixtral does not
-            capacity_factor = 1.25 if ffn == "switch" else 0.0
-        if not 0 <= jitter < 1 or aux_loss_coef < 0 or z_loss_coef < 0:
-            raise ConfigError("network.jitter must be in [0, 1), aux_loss_coef and"
-                              " z_loss_coef >= 0")
-        if ffn == "dense" and top_k not in (None, 1):
-            raise ConfigError(f"network.top_k={top_k} needs a MoE: network.ffn=switch|mixtral")
-        k = top_k if top_k is not None else (1 if ffn == "switch" else 2)
-        if ffn != "dense" and not 1 <= k <= n_experts:
-            raise ConfigError(f"network.top_k={k} must be in [1, network.n_experts={n_experts}]"
-                              f" (or null: {1 if ffn == 'switch' else 2} for ffn={ffn})")
-        d_exp = d_expert if d_expert is not None else (d_ff if ffn == "switch" else d_ff // k)
-        if ffn != "dense" and d_exp < 1:
-            raise ConfigError(f"network.d_expert={d_exp} must be >= 1: raise network.d_ff"
-                              f" (d_ff / top_k gives each expert's width) or set d_expert")
+        # The values are checked before a run by network.* 's schema (rlrun.schemas.networks,
+        # preflight); the MoE defaults (top_k, d_expert, capacity) come from there too.
+        k = moe_top_k(ffn, top_k)
+        d_exp = moe_d_expert(ffn, d_ff, k, d_expert)
+        capacity_factor = moe_capacity_factor(ffn, capacity_factor)
         self.block_size, self.vocab_size, self.d_model = block_size, vocab_size, d_model
         self.causal = bool(causal)
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads or n_heads

@@ -26,8 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlrun.core.errors import ConfigError
+from rlrun.schemas import networks
 
-ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
+# name -> module class; the names are the schema's choices (network.activation)
+ACTIVATIONS = {name: getattr(nn, networks.ACTIVATIONS[name]) for name in networks.UNET_ACTIVATIONS}
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -89,14 +91,6 @@ class UNet(nn.Module):
                  n_classes: int | None = None):
         super().__init__()
         mults = [int(m) for m in ch_mult]
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"network.activation={activation!r}: use one of "
-                              f"{', '.join(ACTIVATIONS)}")
-        if not mults or min(mults) < 1 or ch < 1 or num_res_blocks < 1 or heads < 1:
-            raise ConfigError("network.ch, ch_mult entries, num_res_blocks and heads must be"
-                              " >= 1")
-        if not 0 <= dropout < 1:
-            raise ConfigError(f"network.dropout={dropout} must be in [0, 1)")
         if n_classes is not None and n_classes < 1:
             raise ConfigError(f"n_classes={n_classes}: a class-conditional UNet needs >= 1"
                               " class (null: unconditional)")
@@ -106,11 +100,6 @@ class UNet(nn.Module):
                 f"image size {image_size} does not divide by the UNet's down-sampling factor"
                 f" {factor} (network.ch_mult has {len(mults)} levels): pick env.size as a"
                 f" multiple of {factor} or fewer levels")
-        widths = sorted({ch * m for m in mults})
-        for c in widths:
-            if c % groups or c % heads:
-                raise ConfigError(f"network.groups={groups} and network.heads={heads} must both"
-                                  f" divide every channel width ({widths})")
         act = ACTIVATIONS[activation]
         emb_dim = 4 * ch
         self.ch, self.in_channels, self.image_size = ch, in_channels, image_size

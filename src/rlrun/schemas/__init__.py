@@ -12,7 +12,7 @@ def register_all() -> None:
     their entry point is loaded."""
     from rlrun.core.logger import LoggerConfig
     from rlrun.core.schema import register
-    from rlrun.schemas import bandits, envs, td
+    from rlrun.schemas import bandits, data, ddpm, envs, lm, networks, td, text_classifier
 
     for group, name, cls in (
         ("algo", "epsilon_greedy", bandits.EpsilonGreedyConfig),
@@ -23,5 +23,16 @@ def register_all() -> None:
         ("env", "bandit", envs.BanditConfig),
         ("env", "tabular", envs.TabularEnvConfig),
         ("logger", "tensorboard", LoggerConfig),
+        ("algo", "lm", lm.LMConfig),
+        ("algo", "ddpm", ddpm.DDPMConfig),
+        ("algo", "text_classifier", text_classifier.TextClassifierConfig),
+        ("env", "text", data.TextConfig),
+        ("env", "text_file", data.TextFileConfig),
+        ("env", "text_classification", data.TextClassificationConfig),
+        ("env", "images", data.ImageDataConfig),
+        ("network", "mlp", networks.MLPConfig),
+        ("network", "nature_cnn", networks.NatureCNNConfig),
+        ("network", "unet", networks.UNetConfig),
+        ("network", "transformer", networks.TransformerConfig),
     ):
         register(group, name, cls)

@@ -1,0 +1,108 @@
+"""Settings of the data sets: text corpora (`env=stdlib_docs|text_file`, algo=lm), labelled
+text (`env=stdlib_docstrings|imdb|text_csv`, algo=text_classifier) and images
+(`env=digits|mnist|fashion_mnist|image_folder`, algo=ddpm).
+
+Each has a `check()` that preflight calls before a run dir exists: it runs the reading code
+the loops use (`rlrun.data.*`, imported only then), so a bad `env.path` (missing, not UTF-8,
+empty, no rows, a missing column, a folder without the expected layout) is a one-line
+DataError that leaves nothing behind. Torch-free at import: read at CLI start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlrun.core.errors import ConfigError
+from rlrun.core.schema import EnvSchema, opt
+
+# Present in CPython 3.11-3.13 as pure-Python packages (no optional build parts needed).
+STDLIB_PACKAGES = ["asyncio", "collections", "concurrent", "email", "http", "importlib",
+                   "logging", "multiprocessing", "unittest", "urllib", "xml"]
+SOURCES = ("stdlib", "imdb", "csv")
+TOKENIZERS = ("word", "char")
+DATASETS = ("digits", "mnist", "fashion_mnist", "image_folder")
+
+
+@dataclass
+class TextConfig(EnvSchema):
+    """`env=stdlib_docs`: a character corpus and its deterministic train/validation split
+    (`rlrun.data.text`)."""
+
+    path: str | None = opt(None, "a UTF-8 text file; null: Python's own documentation topics"
+                                 " (pydoc_data, ~465k characters)")
+    val_fraction: float = opt(0.1, "share of the split blocks that go to validation",
+                              gt=0, lt=0.5)
+    split_block: int = opt(2048, "characters per split block (every 1/val_fraction-th block"
+                                 " is validation)", ge=16)
+    max_chars: int | None = opt(None, "use only the first N characters (quick tests)",
+                                ge=1000)
+
+    def check(self) -> None:
+        """The text can be read (the file exists, is UTF-8 and not empty)."""
+        from rlrun.data.text import load_text
+
+        load_text(self)
+
+
+@dataclass
+class TextFileConfig(TextConfig):
+    """`env=text_file`: the corpus of `TextConfig`, read from `env.path`, which it requires
+    (checked by `check()`, so that the config itself composes without one)."""
+
+
+@dataclass
+class TextClassificationConfig(EnvSchema):
+    """`env=stdlib_docstrings|imdb|text_csv`: where the labelled text comes from, how it is
+    split and tokenised (`rlrun.data.text_classification`)."""
+
+    source: str = opt("stdlib", "stdlib: standard-library docstrings by package; imdb: an"
+                                " aclImdb folder; csv: a CSV or JSONL file", choices=SOURCES)
+    path: str | None = opt(None, "imdb: the aclImdb folder; csv: the file; stdlib: unused")
+    text_column: str = opt("text", "csv/jsonl: the column holding the text")
+    label_column: str = opt("label", "csv/jsonl: the column holding the label")
+    packages: list[str] = opt(factory=lambda: list(STDLIB_PACKAGES),
+                              help="stdlib: the packages whose docstrings are the classes")
+    min_chars: int = opt(20, "stdlib: shorter docstrings are dropped", ge=0)
+    tokenizer: str = opt("word", "word: lower-cased \\w+ words; char: characters",
+                         choices=TOKENIZERS)
+    vocab_size: int = opt(8000, "token ids, including padding (0) and unknown (1)", ge=3)
+    max_len: int = opt(64, "ids per text: longer texts are cut, shorter ones padded", ge=1)
+    val_fraction: float = opt(0.1, "share of the texts (by hash) for validation", gt=0, lt=0.5)
+    test_fraction: float = opt(0.1, "share of the texts (by hash) for test; not used by imdb,"
+                                    " which has its own test folder", gt=0, lt=0.5)
+    limit: int | None = opt(None, "at most N texts per split (quick tries and tests)", ge=1)
+
+    def __post_init__(self) -> None:
+        if self.source == "stdlib" and not self.packages:
+            raise ConfigError("packages=[]: name at least two standard-library packages")
+
+    def check(self) -> None:
+        """The texts can be read and split into three non-empty splits of at least two
+        classes, every validation and test label seen in training."""
+        from rlrun.data.text_classification import check_splits, load_splits
+
+        check_splits(*load_splits(self), self.path or "the standard-library docstrings")
+
+
+@dataclass
+class ImageDataConfig(EnvSchema):
+    """`env=digits|mnist|fashion_mnist|image_folder` (`rlrun.data.images`)."""
+
+    dataset: str = opt("digits", "digits: scikit-learn's 8x8 digits; mnist, fashion_mnist: the"
+                                 " IDX files in env.path; image_folder: images in env.path",
+                       choices=DATASETS)
+    path: str | None = opt(None, "the folder holding the files (mnist, fashion_mnist,"
+                                 " image_folder)")
+    size: int = opt(8, "side of the square images the model sees", ge=2)
+    fit: str = opt("resize", "pad (centred, background value) or resize (bilinear; non-square"
+                             " images are centre-cropped)", choices=("pad", "resize"))
+    channels: int = opt(1, "image_folder: 1 (grey) or 3 (RGB); the others are grey",
+                        choices=(1, 3))
+    limit: int | None = opt(None, "use only the first N images (quick runs)", ge=1)
+
+    def check(self) -> None:
+        """The data set is there: scikit-learn for digits, readable IDX files for (Fashion-)
+        MNIST, a folder with images (directly or one sub-folder per class) for image_folder."""
+        from rlrun.data.images import check_source
+
+        check_source(self)

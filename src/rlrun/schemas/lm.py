@@ -1,0 +1,48 @@
+"""Settings of the character-level language model (loop: rlrun.algos.lm; docs/lm.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rlrun.core.schema import AlgoSchema, AlgoSpec, opt
+
+# Routing statistics of the mixture-of-experts layers whose best value is the lowest.
+MOE_MINIMIZED = ("moe/dropped_fraction*", "moe/aux_loss*", "moe/z_loss*")
+
+
+@dataclass
+class LMConfig(AlgoSchema):
+    spec: ClassVar[AlgoSpec] = AlgoSpec(
+        task_kinds=("text",), objective="eval/val_ppl", goal="min",
+        minimize=("eval/val_loss", *MOE_MINIMIZED),
+        logged_tags=("charts/*", "losses/*", "eval/val_*", "eval/flops", "model/*", "data/*",
+                     "moe/*", "attention/*"),
+        network_inputs=("vocab_size",), data_parallel=True, parallel_ops=True)
+
+    total_steps: int = opt(600, "optimizer steps", ge=1)
+    flop_budget: float | None = opt(None, "training FLOPs (3x the forward matmuls): the run"
+                                          " stops at whichever of this and total_steps comes"
+                                          " first; null: no FLOP budget", gt=0)
+    batch_size: int = opt(32, "sequences of network.block_size characters per step (per rank"
+                              " under torchrun)", ge=1)
+    lr: float = opt(3e-3, "peak learning rate (AdamW)", gt=0)
+    min_lr_ratio: float = opt(0.1, "the cosine decay ends at lr * min_lr_ratio", ge=0, le=1)
+    warmup_steps: int = opt(30, "linear learning-rate warm-up", ge=0)
+    weight_decay: float = opt(0.1, "AdamW weight decay of matrices and expert stacks (norms"
+                                   " and the router: none)", ge=0)
+    beta1: float = opt(0.9, "AdamW beta1", ge=0, lt=1)
+    beta2: float = opt(0.95, "AdamW beta2", ge=0, lt=1)
+    grad_clip: float = opt(1.0, "max gradient norm; 0: off", ge=0)
+    eval_every: int = opt(200, "steps between validation scores, attention statistics and a"
+                               " text sample; 0: only at the end", ge=0)
+    eval_batches: int = opt(8, "fixed validation batches per evaluation", ge=1)
+    log_every: int = opt(20, "steps between training scalars (losses, tokens/s, moe/*)", ge=1)
+    sample_chars: int = opt(200, "characters generated at each evaluation; 0: none", ge=0)
+    sample_temperature: float = opt(0.8, "softmax temperature of the samples", gt=0)
+    sample_prompt: str = opt("The ", "the text each sample continues")
+    attention_stats: bool = opt(True, "per-head attention entropy, diagonal score, type and"
+                                      " maps at each evaluation (attention/*)")
+
+    def budget_schedules(self) -> list[str]:
+        return ["the cosine learning-rate decay now ends at the new total_steps"]
