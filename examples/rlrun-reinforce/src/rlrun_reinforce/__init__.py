@@ -13,7 +13,7 @@ defaults list.
 from pathlib import Path
 
 from rlrun.core.schema import register
-from rlrun_reinforce.schema import ReinforceConfig
+from rlrun_reinforce.schema import LinearConfig, ReinforceConfig
 
 _here = Path(__file__).resolve().parent
 # Inside the wheel (rlrun_reinforce/configs), else the source tree's top-level configs/.
@@ -21,3 +21,4 @@ CONFIG_DIR = next((p for p in (_here / "configs", _here.parent.parent / "configs
                    if (p / "algo").is_dir()), _here / "configs")
 
 register("algo", "reinforce", ReinforceConfig)
+register("network", "linear", LinearConfig)

@@ -1,5 +1,6 @@
-"""The settings of `algo=reinforce`: one dataclass, each field with its default, help and
-bounds (rlrun.core.schema.opt), and the algorithm's declarations (`spec`).
+"""The settings of `algo=reinforce` and `network=linear`: one dataclass each, each field with
+its default, help and bounds (rlrun.core.schema.opt), and the algorithm's declarations
+(`spec`).
 
 Torch-free on purpose: rlrun imports it at every start-up (it is registered in Hydra's
 ConfigStore by this package's `__init__`), so `rlrun --help algo=reinforce` lists it and a
@@ -38,3 +39,11 @@ class ReinforceConfig(AlgoSchema):
     eval_every: int = opt(10_000, "env steps between deterministic evaluations (0: at the end"
                                   " only)", ge=0)
     eval_episodes: int = opt(10, "episodes per evaluation", ge=1)
+
+
+@dataclass
+class LinearConfig:
+    """`network=linear` (nets.py): one linear layer; in_dim and out_dim come from the task."""
+
+    _target_: str = opt("rlrun_reinforce.nets.Linear", "the network class")
+    bias: bool = opt(True, "add a learned bias")
