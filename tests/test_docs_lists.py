@@ -9,6 +9,7 @@ does for the shown output.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -39,3 +40,46 @@ def test_eval_md_names_and_counts_every_hook():
     for hook in HOOKS:
         assert f"def {hook}(ctx" in text, f"docs/eval.md shows no signature of {hook}"
     assert f"defines no {', '.join(HOOKS)} hook" in text  # the error as rlrun-eval words it
+
+
+# ---- docs/cli.md ----------------------------------------------------------------------------
+def _gen_cli_docs():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_cli_docs",
+                                                  ROOT / "scripts" / "gen_cli_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_md_lists_are_generated_from_the_configs():
+    gen = _gen_cli_docs()
+    page = gen.CLI_MD.read_text()
+    fresh = gen.updated(page, gen.generate())
+    if fresh != page and os.environ.get("RLRUN_UPDATE_DOCS") == "1":
+        gen.CLI_MD.write_text(fresh)
+    assert fresh == page, "docs/cli.md is stale: RLRUN_UPDATE_DOCS=1 pytest" \
+        " tests/test_docs_lists.py (or python scripts/gen_cli_docs.py) rewrites it"
+
+
+def test_cli_md_lists_every_option_of_every_group():
+    """Found here by walking configs/ (not by the generator's own listing): every YAML of
+    every group `rlrun --help` shows is a row of that group's table (presets' `points/`,
+    single curves of a sweep, are not options)."""
+    from rlrun.core.config import _groups_help
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    groups = [ln.split(":")[0].strip() for ln in _groups_help().splitlines()]
+    assert {"algo", "env", "network", "experiment"} <= set(groups)
+    sections = dict(re.findall(r"^### `(\w+)`.*?\n(.*?)(?=^### |\Z)", text, re.M | re.S))
+    for group in groups:
+        root = ROOT / "configs" / group
+        options = sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml")
+                         if "points" not in p.relative_to(root).parts)
+        rows = re.findall(r"^\| `([^`]+)` \|", sections.get(group, ""), re.M)
+        assert rows == options, f"docs/cli.md, group {group}: missing" \
+            f" {sorted(set(options) - set(rows))}, not options {sorted(set(rows) - set(options))}"
+    for must in ("text_classifier", "stdlib_docs", "text_file", "stdlib_docstrings", "text_csv",
+                 "imdb", "encoder", "switch/compare", "switch/imdb"):  # issue 22's omissions
+        assert f"| `{must}` |" in text
