@@ -72,8 +72,9 @@ def description(path: Path) -> str:
     first = _SENTENCE_END.split(text, maxsplit=1)[0]
     first = _COMMAND.sub("", first).strip().rstrip(":;,")
     if not first:
-        raise DocError(f"{path.relative_to(ROOT)} starts with no comment saying what it is:"
-                       " add one (its first sentence goes into docs/cli.md)")
+        shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        raise DocError(f"{shown} starts with no comment saying what it is: add one (its first"
+                       " sentence goes into docs/cli.md)")
     return first.replace("|", "\\|")
 
 
