@@ -12,8 +12,10 @@ copy's wheel, installs it into a folder and runs all its tests against that.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
+import shlex
 import subprocess
 import sys
 import zipfile
@@ -98,34 +100,90 @@ def test_the_copys_tests_pass_where_it_was_written(copy, tmp_path):
     assert re.search(r"\b3 passed\b", out.stdout), out.stdout[-500:]  # nothing skipped
 
 
-def test_the_copy_composes_and_passes_preflight_beside_the_example(copy, tmp_path,
-                                                                   monkeypatch):
-    """Its algo, env (with its tuned values) and network configs, as `rlrun` finds them
-    through the copy's entry point, with the example's still installed."""
-    from rlrun import testing
+@pytest.fixture
+def registered(copy, tmp_path, monkeypatch):
+    """The copy as an installed plugin of this process (as `pip install -e` makes it), then
+    gone again."""
     from rlrun.core import plugins
-    from rlrun.preflight import preflight
 
     _fake_install(copy, tmp_path / "site")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.syspath_prepend(str(copy / "src"))
+    monkeypatch.setattr(sys, "argv", ["rlrun"])
     plugins.plugin_config_dirs.cache_clear()
-    try:
-        cfg = testing.compose(["algo=my_pg", "env=my_pg_corridor", "network=my_pg_linear"])
-        plan = preflight(cfg)  # pairing, the network's fit, the env id's module
-        assert plan.schema.__module__ == "rlrun_my_pg.schema" and plan.spec.goal == "max"
-        assert cfg.algo.loop == "rlrun_my_pg.my_pg.run"
-        assert cfg.env.id == "rlrun_my_pg.envs:MyPgCorridor-v0"
-        assert cfg.network._target_ == "rlrun_my_pg.nets.Linear"
-        assert cfg.algo.total_steps == 20000  # configs/tuned/my_pg/my_pg_corridor.yaml
-        if importlib.util.find_spec("rlrun_reinforce") is not None:  # the example, unchanged
-            assert testing.compose(["algo=reinforce", "env=corridor"]).env.id == \
-                "rlrun_reinforce.envs:Corridor-v0"
-    finally:
-        monkeypatch.undo()
-        plugins.plugin_config_dirs.cache_clear()
-        for name in [m for m in sys.modules if m.startswith("rlrun_my_pg")]:
-            sys.modules.pop(name)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield copy
+    monkeypatch.undo()
+    plugins.plugin_config_dirs.cache_clear()
+    for name in [m for m in sys.modules if m.startswith("rlrun_my_pg")]:
+        sys.modules.pop(name)
+    for h in root.handlers[:]:  # Hydra's job logging, when the CLI ran
+        if h not in handlers:
+            root.removeHandler(h)
+            h.close()
+    root.setLevel(level)
+
+
+def test_the_copy_composes_and_passes_preflight_beside_the_example(registered):
+    """Its algo, env (with its tuned values) and network configs, as `rlrun` finds them
+    through the copy's entry point, with the example's still installed."""
+    from rlrun import testing
+    from rlrun.preflight import preflight
+
+    cfg = testing.compose(["algo=my_pg", "env=my_pg_corridor", "network=my_pg_linear"])
+    plan = preflight(cfg)  # pairing, the network's fit, the env id's module
+    assert plan.schema.__module__ == "rlrun_my_pg.schema" and plan.spec.goal == "max"
+    assert cfg.algo.loop == "rlrun_my_pg.my_pg.run"
+    assert cfg.env.id == "rlrun_my_pg.envs:MyPgCorridor-v0"
+    assert cfg.network._target_ == "rlrun_my_pg.nets.Linear"
+    assert cfg.algo.total_steps == 20000  # configs/tuned/my_pg/my_pg_corridor.yaml
+    if importlib.util.find_spec("rlrun_reinforce") is not None:  # the example, unchanged
+        assert testing.compose(["algo=reinforce", "env=corridor"]).env.id == \
+            "rlrun_reinforce.envs:Corridor-v0"
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    """(`page:line`, arguments) of each `rlrun ...` command naming my_pg in a code block of
+    the README or docs/*.md (the walk-through in docs/extending.md)."""
+    found = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        in_block = False
+        for n, line in enumerate(page.read_text().splitlines(), 1):
+            text = line.strip()
+            if text.startswith("```"):
+                in_block = not in_block
+            elif in_block and text.startswith("rlrun ") and "my_pg" in text:
+                found.append((f"{page.relative_to(ROOT)}:{n}",
+                              shlex.split(text, comments=True)[1:]))
+    return found
+
+
+def test_the_docs_walk_through_runs_against_the_copy(registered, capsys):
+    """`rlrun --help` lists the copy's options and `--help algo=my_pg` its settings; every
+    other command composes and passes preflight, as tests/test_docs_commands.py checks
+    rlrun's own (which leaves these to this test: the copy is not installed there)."""
+    from rlrun import testing
+    from rlrun.cli import main
+    from rlrun.preflight import preflight
+
+    commands = documented_commands()
+    assert len(commands) >= 5, commands
+    for where, args in commands:
+        if "--help" in args:
+            with pytest.raises(SystemExit) as e:
+                main(args)
+            out = capsys.readouterr().out
+            assert e.value.code == 0, where
+            if any(a.startswith("algo=") for a in args):
+                assert "algo=my_pg (rlrun_my_pg.schema.MyPgConfig):" in out, where
+                assert "algo.learning_rate: float = 0.005" in out, where
+            else:
+                groups = {ln.split(":")[0].strip(): ln for ln in out.splitlines()
+                          if ln.startswith("  ") and ":" in ln}
+                assert " my_pg," in groups["algo"] and " my_pg_corridor," in groups["env"]
+            continue
+        preflight(testing.compose(args))
 
 
 @pytest.mark.slow
