@@ -27,7 +27,7 @@ are local to the package and true of the code until you change it. The copy's co
 `pip install -e .` and `pytest tests` (run from its folder). A name that rlrun or an installed
 plugin already uses for an option or a package is refused, as is an existing destination:
 one line, exit code 2. After writing, the copy is searched for every name of the example
-(docs/extending.md, "Start from a copy").
+(docs/extending.md, "The commands").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """scripts/new_plugin.py NAME: a renamed copy of examples/rlrun-reinforce that passes its own
-tests next to the example (docs/extending.md, "Start from a copy").
+tests next to the example (docs/extending.md, "The commands").
 
 The copy is searched for every name of the example (with this file's own list, not the
 script's), and its tests run against it where it was written, install-free: its `src` on
