@@ -8,6 +8,9 @@
 
 Per-seed lines rather than a mean band: with three seeds the spread is the story, and a
 target such as "every seed reaches 500" is read off the lowest line.
+
+Needs the plot extra (matplotlib): pip install 'rlrun[plot]'. Without it the script says so in
+one line and exits with 2.
 """
 
 from __future__ import annotations
@@ -16,22 +19,25 @@ import argparse
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from rlrun.report.index import find_run_dirs, read_curve  # noqa: E402
+from rlrun.report.index import find_run_dirs, read_curve
+from rlrun.report.plots import PLOT_EXTRA, require_matplotlib
 
 TARGETS = {("ppo", "CartPole-v1"): 500.0, ("sac", "Pendulum-v1"): -200.0}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                epilog=f"Needs the plot extra (matplotlib): {PLOT_EXTRA}")
     p.add_argument("sweeps", nargs="+", type=Path)
     p.add_argument("--tag", default="eval/return")
     p.add_argument("--out", type=Path, default=Path("deep_rl_eval.png"))
     args = p.parse_args()
+    require_matplotlib("deep_rl_figure.py")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, len(args.sweeps), figsize=(5.5 * len(args.sweeps), 4),
                              squeeze=False)
     for ax, sweep in zip(axes[0], args.sweeps, strict=True):

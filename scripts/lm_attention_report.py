@@ -15,6 +15,9 @@
    and keys on validation windows (mean over layers, heads, windows; first seed of each).
 3. `lm_attention_maps_layer<i>.png`: the attention-map grids a run logs to TensorBoard
    (first sequence of its fixed validation batch), of the first seed's RoPE MHA model.
+
+Needs the plot extra (matplotlib): pip install 'rlrun[plot]'. Without it the script says so in
+one line and exits with 2, before reading any run.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from rlrun.data.text import CharCorpus, TextConfig, eval_batches
 from rlrun.nets import build_network
 from rlrun.nets.attention_stats import attention_probs, map_grid
 from rlrun.nets.transformer import rope_tables, sinusoidal_table
+from rlrun.report.plots import PLOT_EXTRA, require_matplotlib
 
 
 def jobs(dirs: list[Path]) -> list[dict]:
@@ -126,12 +130,14 @@ def trained_qk(model, idx: torch.Tensor) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog=f"Needs the plot extra (matplotlib): {PLOT_EXTRA}")
     ap.add_argument("dirs", type=Path, nargs="+", help="sweep directories (multirun/...) or"
                     " run directories")
     ap.add_argument("--out", type=Path, default=None, help="where the PNGs go (default: the"
                     " first sweep dir)")
     a = ap.parse_args(argv)
+    require_matplotlib("lm_attention_report.py")
     torch.set_num_threads(1)
     out = a.out or a.dirs[0]
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,9 @@ Jobs without `results.json`, or whose status is not `completed`, are skipped wit
 on stderr. The table on stdout is a Markdown table: for curves, the mean of the last 100 steps
 of average reward and % optimal action; for the parameter study, one row per point.
 
-Needs matplotlib (`pip install -e .[plot]`); it draws with the Agg backend (no display).
+Needs the plot extra (matplotlib): `pip install 'rlrun[plot]'` (in a clone,
+`pip install -e '.[plot]'`); without it the script says so in one line and exits with 2.
+It draws with the Agg backend (no display).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from typing import Any
 
 import numpy as np
 import yaml
+
+from rlrun.report.plots import PLOT_EXTRA, require_matplotlib
 
 FIGURES = ("fig2_2", "fig2_3", "fig2_4", "fig2_5", "fig2_6")
 CURVE_FIGURES = FIGURES[:4]
@@ -415,7 +419,8 @@ def draw_study(jobs: Sequence[Job], out: Path) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Draw a Sutton & Barto chapter 2 figure from an rlrun sweep dir "
-                    "(rlrun -m experiment=sutton_barto/fig2_X).")
+                    "(rlrun -m experiment=sutton_barto/fig2_X).",
+        epilog=f"Needs the plot extra (matplotlib): {PLOT_EXTRA}")
     p.add_argument("sweep_dir", type=Path, help="the sweep's dir (holds multirun.yaml)")
     p.add_argument("--figure", choices=("auto", *FIGURES), default="auto",
                    help="which figure (default: auto, from the sweep's experiment= override)")
@@ -448,6 +453,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 unusable sweep dir or arguments)."""
     args = parse_args(argv)
+    require_matplotlib("sutton_barto_ch2.py")
     try:
         return run(args)
     except UsageError as e:

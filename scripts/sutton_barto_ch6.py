@@ -24,8 +24,9 @@ names. With `--figure auto` (the default) the figure is read from the sweep's
 stderr; if none is left the script prints a one-line error and exits with 2.
 
 The reading, labelling and table helpers are shared with `scripts/sutton_barto_ch2.py`, so
-both scripts skip, warn and format the same way. Needs matplotlib (`pip install -e .[plot]`);
-it draws with the Agg backend (no display).
+both scripts skip, warn and format the same way. Needs the plot extra (matplotlib):
+`pip install 'rlrun[plot]'` (in a clone, `pip install -e '.[plot]'`); without it the script
+says so in one line and exits with 2. It draws with the Agg backend (no display).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from rlrun.report.plots import PLOT_EXTRA, require_matplotlib
 
 
 def _import_ch2() -> ModuleType:
@@ -331,7 +334,8 @@ def draw_fig6_5(curves: Sequence[Curve], out: Path) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Draw a Sutton & Barto chapter 6 figure from an rlrun sweep dir "
-                    "(rlrun -m experiment=sutton_barto/ex6_2|fig6_4|fig6_5).")
+                    "(rlrun -m experiment=sutton_barto/ex6_2|fig6_4|fig6_5).",
+        epilog=f"Needs the plot extra (matplotlib): {PLOT_EXTRA}")
     p.add_argument("sweep_dir", type=Path, help="the sweep's dir (holds multirun.yaml)")
     p.add_argument("--figure", choices=("auto", *FIGURES), default="auto",
                    help="which figure (default: auto, from the sweep's experiment= override)")
@@ -380,6 +384,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 unusable sweep dir or arguments)."""
     args = parse_args(argv)
+    require_matplotlib("sutton_barto_ch6.py")
     try:
         return run(args)
     except UsageError as e:

@@ -138,6 +138,22 @@ def test_progress_lines_when_not_a_tty(caplog):
     assert "episodes/s" in caplog.records[-1].getMessage()
 
 
+
+
+@pytest.mark.parametrize("start", [0, 25_000])
+def test_a_loop_that_overshoots_its_budget_keeps_the_bars_percentage(capsys, start):
+    """PPO ends on a whole rollout (20480 steps for a budget of 20000), and a resumed run can
+    start past it: the bar stretches to the last step instead of dropping to a bare count
+    (tqdm's look once its count passes its total)."""
+    p = Progress(total=20_000, start=start, headline="charts/episodic_return", mode="bar",
+                 every_s=1.0)
+    for step in (4096, 16384, 20480, 24576, 30000):
+        if step > start:
+            p.update(step, 1.0)
+    p.close()
+    last = capsys.readouterr().err.replace("\n", "\r").split("\r")
+    last = [seg for seg in last if seg.strip()][-1]
+    assert "100%" in last and "30000/30000" in last, last
 def test_seeding_and_deterministic_flag():
     seed_everything(7, deterministic=True)
     try:

@@ -6,6 +6,7 @@ seeds, same policy), so its mean return equals the run's last `eval/return` exac
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -123,6 +124,61 @@ def test_video_writes_a_gif_of_the_first_episode(trained):
     with Image.open(gif) as im:
         # the reset frame and one per step (Pillow merges identical neighbours)
         assert 1 < im.n_frames <= rec["episodes"][0]["length"] + 1 and im.size == (600, 400)
+
+
+def _headless_env() -> dict[str, str]:
+    """This process's environment as a headless machine has it: no display, no session."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XDG_RUNTIME_DIR", "SDL_VIDEODRIVER", "SDL_AUDIODRIVER", "DISPLAY",
+                        "WAYLAND_DISPLAY")}
+    return {**env, "PYTHONPATH": str(ROOT / "src")}
+
+
+def _sdl_warns_here(tmp_path: Path) -> None:
+    """The control: a plain Gymnasium render prints SDL's warning on this machine (else the
+    tests below could not fail, and are skipped)."""
+    control = subprocess.run(
+        [sys.executable, "-c", "import gymnasium as g; e = g.make('CartPole-v1',"
+         " render_mode='rgb_array'); e.reset(seed=0); e.render(); e.close()"],
+        cwd=tmp_path, env=_headless_env(), capture_output=True, text=True, timeout=120)
+    if "XDG_RUNTIME_DIR" not in control.stderr:
+        pytest.skip(f"this machine's pygame prints no such warning ({control.stderr[-200:]!r})")
+
+
+def test_rendering_frames_on_a_headless_machine_prints_no_sdl_warning(tmp_path):
+    """Where rlrun turns rendering on (make_env(render=True), for logger.video and rlrun-eval's
+    video=true), in a fresh process as pygame warns once per process: SDL would print
+    `error: XDG_RUNTIME_DIR is invalid or not set in the environment.`; rlrun renders with
+    SDL's dummy video driver, and the frame is the same."""
+    _sdl_warns_here(tmp_path)
+    code = ("from types import SimpleNamespace as N; from rlrun.envs.gym import make_env;"
+            " e = make_env(N(id='CartPole-v1', kwargs={}, max_episode_steps=None), render=True);"
+            " e.reset(seed=0); f = e.render(); e.close(); print(f.shape, f.dtype, f.min())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_headless_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["(400,", "600,", "3)", "uint8", "0"]  # cart and pole drawn
+    assert out.stderr == ""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("rlrun_reinforce") is None,
+                    reason="the example plugin is not installed (pip install -e"
+                    " examples/rlrun-reinforce)")
+def test_rlrun_eval_video_on_a_headless_machine_prints_no_sdl_warning(tmp_path):
+    """The command itself, `rlrun-eval RUN video=true`, on a CartPole run of the example
+    plugin's REINFORCE (the quickest pygame-rendered policy)."""
+    _sdl_warns_here(tmp_path)
+    run_train(tmp_path, ["algo=reinforce", "env=CartPole-v1", "env.num_envs=2", "threads=1",
+                         "algo.total_steps=100", "algo.eval_every=0", "algo.eval_episodes=1"])
+    run = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-c", "import sys; from rlrun.eval import main;"
+                          " sys.argv[0] = 'rlrun-eval'; sys.exit(main())", str(run),
+                          "video=true", "episodes=1"], cwd=tmp_path, env=_headless_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (run / "eval_video.gif").is_file()
+    assert "XDG_RUNTIME_DIR" not in out.stderr and "SDL" not in out.stderr, out.stderr
 
 
 def test_video_without_pillow_is_one_line(trained, monkeypatch):

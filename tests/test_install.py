@@ -49,3 +49,24 @@ def test_wheel_ships_configs_and_runs_from_anywhere(tmp_path):
     prep = subprocess.run([str(target / "bin" / "rlrun-prepare"), "--help"], cwd=elsewhere,
                           env=env, capture_output=True, text=True, timeout=300)
     assert prep.returncode == 0 and "usage: rlrun-prepare [INPUT ...]" in prep.stdout
+
+
+def test_the_extras_install_one_pygame():
+    """pygame and pygame-ce both install the package `pygame`: one over the other breaks on
+    uninstall. Gymnasium's extras (box2d: LunarLander) require pygame-ce, so the video extra
+    names the same distribution, and nothing of ours names the other."""
+    import importlib.metadata
+    import re
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    ours = {re.match(r"[\w.-]+", req).group(0).lower() for reqs in extras.values()
+            for req in reqs if req.lower().startswith("pygame")}
+    gym_box2d = {re.match(r"[\w.-]+", req).group(0).lower()
+                 for req in importlib.metadata.requires("gymnasium") or []
+                 if req.lower().startswith("pygame") and 'extra == "box2d"' in req}
+    assert gym_box2d == {"pygame-ce"}, gym_box2d  # what Gymnasium 1.4 requires
+    assert ours == gym_box2d, f"the extras name {ours}, gymnasium[box2d] {gym_box2d}"
+    installed = {d.metadata["Name"].lower() for d in importlib.metadata.distributions()}
+    assert not {"pygame", "pygame-ce"} <= installed, "both pygame and pygame-ce are installed"

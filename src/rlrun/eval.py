@@ -3,7 +3,7 @@
 
 It reads the run's saved config (`.hydra/config.yaml`, held to the same rule as `resume=`: it
 may only name code that rlrun's configs name) and its last checkpoint, and asks the run's
-algorithm module (the module of `algo.loop`) to rebuild what it needs through one of three
+algorithm module (the module of `algo.loop`) to rebuild what it needs through one of four
 hooks, each of which builds its networks as the loop does, `ctx.track`s them under the
 loop's names and calls `ctx.resume()`:
 
@@ -12,7 +12,8 @@ loop's names and calls `ctx.resume()`:
   own evaluations (`seed + 10_000 + i`), so by default it reproduces the run's last
   `eval/return`;
 - `load_text_generator(ctx) -> generate(prompt, chars, temperature) -> text` (algo=lm);
-- `load_image_sampler(ctx) -> sample(n, sampler, steps) -> images in [-1, 1]` (algo=ddpm).
+- `load_image_sampler(ctx) -> sample(n, sampler, steps) -> images in [-1, 1]` (algo=ddpm);
+- `load_text_classifier(ctx) -> classify(texts) -> labels` (algo=text_classifier, `text=`).
 
 The run dir is only read, except for what rlrun-eval writes: `eval.json` (atomically) and
 `eval_video.gif` / `eval_samples.png` when asked. No event files, no results.json, no

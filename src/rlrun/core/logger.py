@@ -60,7 +60,7 @@ def missing_video_modules() -> list[str]:
     pygame renders the classic-control and Box2D tasks."""
     import importlib.util
 
-    return [name for module, name in (("PIL", "pillow"), ("pygame", "pygame"))
+    return [name for module, name in (("PIL", "pillow"), ("pygame", "pygame-ce"))
             if importlib.util.find_spec(module) is None]
 
 

@@ -24,14 +24,22 @@ class Progress:
         if mode == "bar":
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=start, unit=unit, dynamic_ncols=True,
-                            mininterval=0.25, smoothing=0.1)
+            self.bar = tqdm(total=max(total, start), initial=start, unit=unit,
+                            dynamic_ncols=True, mininterval=0.25, smoothing=0.1)
+
+    def _advance(self, step: int) -> None:
+        """Move the bar to `step`. A loop that overshoots its budget (PPO ends on a whole
+        rollout) stretches the bar's total to the last step: past its total, tqdm drops the
+        percentage and the bar and shows a bare count."""
+        if step > self.bar.total:
+            self.bar.total = step
+        self.bar.update(step - self.bar.n)
 
     def update(self, step: int, value: float | None = None) -> None:
         now = time.monotonic()
         if self.bar is not None:
             if now - self.t_last >= 0.25 or step >= self.total:
-                self.bar.update(step - self.bar.n)
+                self._advance(step)
                 if value is not None:
                     self.bar.set_postfix_str(f"{self.headline}={value:.4g}", refresh=False)
                 self.t_last = now
@@ -48,7 +56,7 @@ class Progress:
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.update(self.step - self.bar.n)
+            self._advance(self.step)
             self.bar.close()
         elif self.mode == "lines":
             self._line(self.step, getattr(self, "value", None), time.monotonic())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,6 +170,15 @@ def is_atari(env_id: str) -> bool:
     return split_id(env_id)[1].startswith("ALE/")
 
 
+def _headless_sdl() -> None:
+    """Frames for videos need no window: without a display, point SDL (pygame, which renders
+    the classic-control and Box2D tasks) at its dummy video driver, else it looks for a session
+    and prints `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` on stderr.
+    A driver the user chose is kept; with a display nothing changes."""
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+
 def make_env(cfg: GymEnvConfig, render: bool = False) -> Any:
     """One env; a missing optional dependency becomes an error naming the rlrun extra.
     ALE ids get the standard Atari preprocessing (`AtariOptions`)."""
@@ -180,6 +190,7 @@ def make_env(cfg: GymEnvConfig, render: bool = False) -> Any:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     if render:
         kwargs["render_mode"] = "rgb_array"
+        _headless_sdl()
     if atari:
         kwargs.setdefault("frameskip", 1)  # AtariPreprocessing skips frames itself
     try:

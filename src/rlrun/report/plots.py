@@ -13,12 +13,26 @@ from __future__ import annotations
 
 import io
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from rlrun.report.stats import MIN_SEEDS, Summary, curve_band
+
+PLOT_EXTRA = "pip install 'rlrun[plot]'"
+
+
+def require_matplotlib(prog: str) -> None:
+    """For the figure scripts (scripts/*figure*, sutton_barto_ch2/ch6, lm_attention_report),
+    called before any work: without matplotlib, one line naming the `plot` extra on stderr
+    and exit code 2, not a traceback after minutes of reading runs."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(f"{prog}: error: matplotlib is not installed: {PLOT_EXTRA}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _figure(n_panels: int, width: float = 5.0, height: float = 3.6) -> tuple[Any, list[Any]]:
