@@ -126,6 +126,12 @@ def _settings_help(*, _root_: Any) -> str:
             (p for p, cls in schemas.items()
              if getattr(cls, "_target_", None) == node.get("_target_")), None)
         cls = schemas.get(str(path)) if path else None
+        if cls is None and path:  # an unpackaged config dir's own schema (its `schema:`
+            try:  # key): this command line's own config, as a fresh run would import it
+                cls = import_object(str(path), f"{group}.schema")
+            except ConfigError:
+                cls = None
+            cls = cls if dataclasses.is_dataclass(cls) else None
         name = node.get("name") or str(node.get("_target_", "")).rsplit(".", 1)[-1]
         if cls is None:
             blocks.append(f"{group}={name}: no registered schema (its keys: "
