@@ -123,3 +123,17 @@ def test_job_name_abbreviates_drops_and_hashes(monkeypatch):
     monkeypatch.setenv(ENV_VAR, '["k0", "k1", "k2", "k3", "k4", "k5"]')
     a, b = job_name(None, long), job_name(None, [*long[:5], "k5=" + "w" * 20])
     assert len(a) <= 80 and len(b) <= 80 and a != b and a[:40] == b[:40]
+
+
+def test_a_sweep_over_algorithms_takes_their_shared_keys(tmp_path):
+    """`rlrun -m algo=q_learning,sarsa algo.episodes=3` (issue 22): Hydra composes the sweep's
+    base config with the default algorithm, which has no `episodes`; rlrun sets the swept
+    group's keys with `++`, so each job gets its own algorithm with the key."""
+    sweep = tmp_path / "sweep"
+    out = rlrun_cli(["-m", "algo=q_learning,sarsa", "algo.episodes=3", "env.num_runs=2",
+                     "logger.progress=none", f"hydra.sweep.dir={sweep}"], cwd=tmp_path,
+                    timeout=300)
+    assert out.returncode == 0, out.stderr
+    results = [read_results(j) for j in sorted(sweep.iterdir()) if j.is_dir()]
+    assert [(r["algo"], r["status"], r["steps"]) for r in results] == [
+        ("q_learning", "completed", 3), ("sarsa", "completed", 3)]

@@ -132,8 +132,8 @@ def _unknown_key(path: str, missing: str) -> str:
                 f" (e.g. {budget}=...); algo.total_steps is the budget of deep RL, the LM and"
                 " DDPM, env.steps of bandits, algo.episodes of tabular methods")
     if parent == "algo" and _sweeps_algorithms():
-        return (f"{full} is not an option of {owner}, the first algorithm of this sweep; a key"
-                f" that only some algorithms of a sweep have is written ++{full}=VALUE")
+        return (f"{full} is not an option of {owner}, an algorithm of this sweep: sweep"
+                " algorithms that all have it, or sweep each algorithm on its own")
     return (f"{full} is not an option of {owner}"
             f"{did_you_mean(missing, keys, f'{parent}.' if parent else '')}")
 
@@ -335,6 +335,10 @@ def _main() -> None:
         _fail("--cfg prints one composed config and launches nothing: drop -m and give one"
               " value per key (rlrun --cfg job algo.epsilon=0.1)")
 
+    if multirun:  # `-m algo=ppo,sac algo.total_steps=5000`: see _sweep_group_keys
+        args = _sweep_group_keys(args)
+        sys.argv = [sys.argv[0], *args]
+
     _resume_overrides.clear()
     if any(a.startswith("resume=") for a in args):
         hydra_side = []
@@ -407,6 +411,23 @@ def _main() -> None:
 
     if callbacks.failed_jobs:  # the sweep finished the others and printed its summary
         sys.exit(1)
+
+
+def _sweep_group_keys(args: list[str]) -> list[str]:
+    """In a sweep over a group's options (`algo=ppo,sac`), that group's keys
+    (`algo.total_steps=5000`) are set with Hydra's `++`: Hydra first composes the sweep's base
+    config with the group's default option (epsilon_greedy), which has no such key, and
+    would refuse the whole sweep. Each job still composes its own algorithm with the key, and
+    a job whose algorithm lacks it fails alone."""
+    swept = {key for key, eq, value in (a.partition("=") for a in args)
+             if eq and key in ("algo", "env", "network") and "," in value}
+    out = []
+    for a in args:
+        key = a.partition("=")[0]
+        if key.split(".")[0] in swept and "." in key and a[0] not in "+~":
+            a = "++" + a
+        out.append(a)
+    return out
 
 
 def _help(args: list[str]) -> None:
