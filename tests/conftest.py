@@ -10,12 +10,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from rlrun.core.config import config_dir, register_resolvers
-from rlrun.core.run import RunContext
-from rlrun.train import Interrupted, train
+from rlrun import testing
+from rlrun.core.config import register_resolvers
+from rlrun.train import Interrupted, train  # noqa: F401 (re-exported to the test modules)
 
 register_resolvers()
 # rlrun-report's index cache (and any other cache of rlrun's) goes to a folder of this test
@@ -24,39 +22,25 @@ os.environ.setdefault("RLRUN_CACHE_DIR", tempfile.mkdtemp(prefix="rlrun-test-cac
 
 
 def compose_cfg(overrides: list[str] | None = None):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose("train", overrides=list(overrides or []))
+    return testing.compose(list(overrides or []))
 
 
 def run_train(tmp_path: Path, overrides: list[str], name: str = "run") -> dict:
-    cfg = compose_cfg(["logger.progress=none", *overrides])
-    return train(cfg, run_dir=tmp_path / name)
+    return testing.run(tmp_path, overrides, name)
 
 
-def interrupt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: list[str],
+def interrupt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch | None, overrides: list[str],
               stop: int, name: str = "b") -> Path:
     """Run as if Ctrl-C came at the first progress tick at or past step `stop` (the loop
-    saves a checkpoint and raises Interrupted); returns the run dir."""
-    original = RunContext.tick
-
-    def stop_at(self, step, value, state_fn=None):
-        if step >= stop:
-            self.stop_requested = True
-        return original(self, step, value, state_fn)
-
-    monkeypatch.setattr(RunContext, "tick", stop_at)
-    with pytest.raises(Interrupted):
-        run_train(tmp_path, overrides, name)
-    monkeypatch.setattr(RunContext, "tick", original)
-    return tmp_path / name
+    saves a checkpoint and raises Interrupted); returns the run dir. (`monkeypatch` is
+    unused: kept so that older call sites read the same; rlrun.testing patches nothing.)"""
+    return testing.interrupt(tmp_path, overrides, stop, name)
 
 
-def interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch | None,
                          overrides: list[str], stop: int, name: str = "b") -> dict:
     """`interrupt`, then `resume=` that run dir to the end; returns the resumed results."""
-    run_dir = interrupt(tmp_path, monkeypatch, overrides, stop, name)
-    return train(compose_cfg([f"resume={run_dir}"]))
+    return testing.interrupt_and_resume(tmp_path, overrides, stop, name)
 
 
 def rlrun_cli(args: list[str], cwd: Path, timeout: float = 120,

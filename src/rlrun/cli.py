@@ -84,8 +84,8 @@ def _unknown_key(path: str, missing: str) -> str:
     again without the offending override), as a `did you mean`."""
     from omegaconf import DictConfig, OmegaConf
 
-    from rlrun.preflight import GROUPS
     from rlrun.core.config import did_you_mean
+    from rlrun.preflight import GROUPS
 
     parts = path.split(".")
     parent = ".".join(parts[:parts.index(missing)]) if missing in parts else ""
@@ -139,30 +139,64 @@ def _task(cfg) -> float:
 
     from rlrun.cluster import slurm_job
     from rlrun.core.distributed import rank
-    from rlrun.core.errors import RlrunError
-    from rlrun.core.errors import Interrupted
+    from rlrun.core.errors import Interrupted, RlrunError
+    from rlrun.preflight import preflight
     from rlrun.train import train
 
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    output_dir = HydraConfig.get().runtime.output_dir
+    started = False
     try:
         # A SLURM job: a requeued one continues its own run; submitit's requeue signal saves
         # a checkpoint first (rlrun.cluster). Outside SLURM, cfg as it is.
-        with slurm_job(cfg, HydraConfig.get().runtime.output_dir) as cfg:
-            results = train(cfg, overrides=list(_resume_overrides) if cfg.get("resume")
-                            else None)
+        with slurm_job(cfg, output_dir) as cfg:
+            resuming = bool(cfg.get("resume"))
+            plan = None if resuming else preflight(cfg)
+            started = True
+            results = train(cfg, overrides=list(_resume_overrides) if resuming else None,
+                            plan=plan)
     except Interrupted as e:
         if rank() == 0:  # under torchrun every rank stopped at this step: one line
             print(f"rlrun: {_resume_hint(str(e))}", file=sys.stderr)
         sys.exit(130)  # a sweep stops too: Ctrl-C means stop
     except RlrunError as e:
         if not cfg.get("resume") and rank() == 0:  # a resumed run's dir keeps its results
-            _record_failed_job(cfg, e)
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            if started or sweep:
+                _record_failed_job(cfg, e)  # a sweep's job dir says why it failed
+            else:
+                _remove_unstarted_run_dir(output_dir)
+        if not sweep:
             _fail(str(e))  # exits here, before Hydra prints its "Error executing job" line
         # In a sweep one bad job must not stop the others: it is recorded, go on. NaN tells
         # a sweeper (Optuna) that the trial failed.
         return float("nan")
     objective = results.get("objective")
     return float("nan") if objective is None else float(objective)
+
+
+def _remove_unstarted_run_dir(run_dir: str) -> None:
+    """A run that failed its preflight leaves no run dir: remove what Hydra wrote before
+    rlrun's code ran (.hydra/, the job's log file, the run-dir lock), then the dir and the
+    parents that this left empty (outputs/<algo>/<env>/), never anything else."""
+    import contextlib
+    import os
+    import shutil
+    from pathlib import Path
+
+    from rlrun.core import runlock
+
+    d = Path(run_dir).resolve()
+    if not runlock.holds(d):  # not this process's dir (a live run's, or none)
+        return
+    runlock.release(d)
+    with contextlib.suppress(OSError):
+        shutil.rmtree(d / ".hydra")
+        for name in ("rlrun.log", runlock.lock_path(d).name):
+            (d / name).unlink(missing_ok=True)
+        stop = Path.cwd().resolve()
+        while d != stop and stop in d.parents and not any(os.scandir(d)):
+            d.rmdir()
+            d = d.parent
 
 
 def _resume_hint(message: str) -> str:

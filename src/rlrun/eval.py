@@ -203,10 +203,10 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
                               " folder of one run, e.g. outputs/<algo>/<env>/<date>_<time>")
     from omegaconf import OmegaConf
 
-    from rlrun.core.config import import_object, register_resolvers, validate
+    from rlrun.core.config import import_object, register_resolvers
     from rlrun.core.device import resolve_device
     from rlrun.core.logger import LoggerConfig
-    from rlrun.train import read_run_config
+    from rlrun.core.resume import read_run_config
 
     register_resolvers()
     env_ids = (opts.pop("env.id"),) if "env.id" in opts else ()
@@ -233,9 +233,10 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
         raise CheckpointError(f"{run_dir}: no checkpoint (checkpoints/last.pt): the run has not"
                               " saved one (it stopped before its first, or is still starting),"
                               " so there is nothing to evaluate")
-    schema = import_object(str(cfg.algo.schema), "algo.schema")
-    algo = validate(cfg.algo, schema, "algo")
-    env = validate(cfg.env, import_object(str(cfg.env.schema), "env.schema"), "env")
+    from rlrun.preflight import preflight
+
+    plan = preflight(cfg, data=False)  # the checks a run makes, on the run's own config
+    algo, env = plan.algo, plan.env
     if "device" in opts:
         device = resolve_device(opts["device"])
     else:
@@ -245,7 +246,7 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
             raise DeviceError(f"the run's own device: {e}") from None
     from rlrun.core.threads import set_threads
 
-    set_threads(cfg.get("threads", "auto"), schema)  # as the run did (auto, N or null)
+    set_threads(cfg.get("threads", "auto"), plan.spec)  # as the run did (auto, N or null)
     seed = int(opts.get("seed", cfg.seed))
     ctx = ReadOnlyRunContext(
         run_dir=run_dir, algo=algo, env=env, algo_name=name, env_name=str(cfg.env.name),

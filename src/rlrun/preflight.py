@@ -66,15 +66,16 @@ class Plan:
     spec: AlgoSpec
 
 
-def preflight(cfg: DictConfig) -> Plan:
+def preflight(cfg: DictConfig, data: bool = True) -> Plan:
     """Every check that needs no run dir (see the module docstring); a `Plan`, or the first
-    problem as one-line RlrunError."""
+    problem as one-line RlrunError. `data=False` skips the data paths (rlrun-eval replays a
+    run from its checkpoint and saved vocabulary, without the training data)."""
     register_resolvers()
     check_root(cfg)
     plan = _resolve(cfg)
     check_pairing(cfg, plan)
     check = getattr(plan.env, "check", None)
-    if callable(check):
+    if data and callable(check):
         check()  # data paths (text files, image folders): a DataError before any run dir
     return plan
 

@@ -1,6 +1,6 @@
-"""The plugin's tests, as a plugin author writes them: compose configs the way `rlrun` does
-(Hydra's compose over rlrun's configs; this package's dir joins them through its entry
-point), then call `rlrun.train.train` in a temp dir.
+"""The plugin's tests, as a plugin author writes them, with `rlrun.testing`: compose configs
+the way `rlrun` does (this package's config dir joins rlrun's through its entry point), run
+the loop in a temp dir, stop it as Ctrl-C would, resume it, and compare.
 
     pip install -e examples/rlrun-reinforce && pytest examples/rlrun-reinforce/tests
     pytest -m slow examples/rlrun-reinforce/tests      # the CartPole learning check
@@ -8,7 +8,6 @@ point), then call `rlrun.train.train` in a temp dir.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 
 import gymnasium
@@ -20,38 +19,31 @@ if not any(ep.name == "reinforce" for ep in importlib.metadata.entry_points(grou
                 allow_module_level=True)
 
 import torch  # noqa: E402 - after the skip above
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from rlrun_reinforce import CONFIG_DIR  # noqa: E402
-from rlrun_reinforce.reinforce import ReinforceConfig, returns_to_go  # noqa: E402
+from rlrun_reinforce.reinforce import returns_to_go  # noqa: E402
+from rlrun_reinforce.schema import ReinforceConfig  # noqa: E402
 
-from rlrun.core.config import config_dir, register_resolvers  # noqa: E402
-from rlrun.core.run import RunContext  # noqa: E402
-from rlrun.train import Interrupted, train  # noqa: E402
+from rlrun import testing  # noqa: E402
 
 # A few seconds: 4 episodes per update on the Corridor, evaluations along the way.
 FAST = ["algo=reinforce", "env=corridor", "env.num_envs=4", "algo.total_steps=3000",
-        "algo.eval_every=1000", "algo.eval_episodes=2", "deterministic=true"]
+        "algo.eval_every=1000", "algo.eval_episodes=2", "deterministic=true", "threads=1"]
 
 
 def compose_cfg(overrides: list[str]):
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return testing.compose(overrides)
 
 
 def run(tmp_path, overrides: list[str], name: str = "run") -> dict:
-    cfg = compose_cfg(["logger.progress=none", "threads=1", *overrides])
-    return train(cfg, run_dir=tmp_path / name)
+    return testing.run(tmp_path, ["threads=1", *overrides], name)
 
 
-def test_the_algo_config_and_the_schema_agree():
-    """Every default is written twice (the YAML users read, the dataclass): keep them equal."""
-    node = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "algo" / "reinforce.yaml"))
-    values = {k: v for k, v in node.items() if k not in ("defaults", "name", "loop", "schema")}
-    assert values == dataclasses.asdict(ReinforceConfig())
+def test_the_schema_is_registered_and_declares_its_objective():
+    """Declared once (schema.py): the composed node is the structured config with every
+    default, and the spec says which way the objective goes."""
+    node = compose_cfg(["algo=reinforce"]).algo
+    assert node.schema == "rlrun_reinforce.schema.ReinforceConfig"
+    assert node.learning_rate == ReinforceConfig.learning_rate == 5e-3
+    assert ReinforceConfig.spec.goal == "max" and ReinforceConfig.spec.task_kinds == ("gym",)
 
 
 def test_corridor_rewards_the_shortest_walk():
@@ -116,22 +108,15 @@ def test_the_linear_network_is_a_tabular_softmax_policy(tmp_path):
     assert res["metrics"]["eval/return"]["last"] == pytest.approx(0.92)
 
 
-def test_interrupt_and_resume_is_exact(tmp_path, monkeypatch):
-    original = RunContext.tick
-
-    def stop_at(self, step, value, state_fn=None):  # as if Ctrl-C came at step >= 1200
-        if step >= 1200:
-            self.stop_requested = True
-        return original(self, step, value, state_fn)
-
-    monkeypatch.setattr(RunContext, "tick", stop_at)
-    with pytest.raises(Interrupted):
-        run(tmp_path, FAST, "interrupted")
-    monkeypatch.setattr(RunContext, "tick", original)
-    resumed = train(compose_cfg([f"resume={tmp_path / 'interrupted'}"]))
-    full = run(tmp_path, FAST, "full")
+def test_interrupt_and_resume_is_exact(tmp_path):
+    """Stopped as Ctrl-C would at step >= 1200, then resumed: the same numbers as a run that
+    was never stopped (rlrun.testing: no internals patched)."""
+    stopped = testing.interrupt(tmp_path, FAST, stop=1200, name="interrupted")
+    resumed = testing.resume(stopped)
+    full = testing.run(tmp_path, FAST, "full")
     assert resumed["status"] == "completed" and resumed["steps"] == full["steps"]
     assert resumed["metrics"] == full["metrics"]  # exactly the same numbers
+    testing.assert_same_state(stopped, tmp_path / "full")  # every tracked tensor
 
 
 @pytest.mark.slow

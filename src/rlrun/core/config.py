@@ -121,6 +121,35 @@ def _groups_help(sources: Any = None) -> str:
     return "\n".join(f"  {g}: {', '.join(group_options(g, dirs))}" for g in groups)
 
 
+def _settings_help(*, _root_: Any) -> str:
+    """The `Settings` block of `rlrun --help [algo=... env=... network=...]`: every field of
+    the chosen algorithm's, env's and network's schemas with its type, default, bounds and
+    help (the value this command line composes where it differs), as CleanRL's tyro help."""
+    from rlrun.core.schema import describe, registered
+
+    schemas = registered()
+    blocks = []
+    for group in ("algo", "env", "network"):
+        node = _root_.get(group)
+        if not isinstance(node, DictConfig):
+            continue
+        path = node.get("schema") or next(
+            (p for p, cls in schemas.items()
+             if getattr(cls, "_target_", None) == node.get("_target_")), None)
+        cls = schemas.get(str(path)) if path else None
+        name = node.get("name") or str(node.get("_target_", "")).rsplit(".", 1)[-1]
+        if cls is None:
+            blocks.append(f"{group}={name}: no registered schema (its keys: "
+                          f"{', '.join(str(k) for k in node)})")
+            continue
+        try:
+            values = OmegaConf.to_container(node, resolve=True)
+        except OmegaConfBaseException:
+            values = None
+        blocks.append(f"{group}={name} ({path}):\n{describe(cls, group, values)}")
+    return "\n\n".join(blocks)
+
+
 def register_resolvers() -> None:
     """OmegaConf resolvers used by configs/train.yaml (run and sweep dirs) and --help, and
     rlrun's schemas in Hydra's ConfigStore (`rlrun.schemas`): what composing needs."""
@@ -129,7 +158,7 @@ def register_resolvers() -> None:
     register_all()
     for name, fn in (("rlrun_slug", _slug), ("rlrun_run_dir", _run_dir), ("rlrun_now", _now),
                      ("rlrun_output_subdir", _output_subdir), ("rlrun_groups", _groups_help),
-                     ("rlrun_sqlite", _sqlite)):
+                     ("rlrun_sqlite", _sqlite), ("rlrun_settings", _settings_help)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

@@ -187,9 +187,14 @@ class AlgoSchema:
     `schema` itself (set when registered; a saved config names it for resume and eval)."""
 
     spec: ClassVar[AlgoSpec]
-    name: str = opt(MISSING, "the algorithm's name (run dirs, results.json)")
-    loop: str = opt(MISSING, "the loop function, `package.module.run`")
+    name: str = opt("", "the algorithm's name (run dirs, results.json)")
+    loop: str = opt("", "the loop function, `package.module.run`")
     schema: str = opt("", "this schema, `package.module.Class` (set when registered)")
+
+    def __post_init__(self) -> None:
+        """Bounds and choices hold for a schema built in code too (tests, notebooks); a
+        subclass with checks of its own calls this first."""
+        check_fields(type(self), vars(self))
 
     def budget_schedules(self) -> list[str]:
         """What follows the budget in this config: said when `resume=` raises the budget,
@@ -201,9 +206,12 @@ class AlgoSchema:
 class EnvSchema:
     """The wiring every env node has: `name` (run dirs), `kind` (pairing) and `schema`."""
 
-    name: str = opt(MISSING, "the task's name (run dirs, results.json)")
-    kind: str = opt(MISSING, "what kind of task it is, for pairing with algorithms")
+    name: str = opt("", "the task's name (run dirs, results.json)")
+    kind: str = opt("", "what kind of task it is, for pairing with algorithms")
     schema: str = opt("", "this schema, `package.module.Class` (set when registered)")
+
+    def __post_init__(self) -> None:
+        check_fields(type(self), vars(self))
 
 
 META_FIELDS = ("name", "loop", "schema", "kind", "_target_")

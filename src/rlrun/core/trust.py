@@ -158,7 +158,6 @@ def check_references(cfg: dict[str, Any], where: str) -> None:
     """CheckpointError if `cfg` (a plain, unresolved container) names code that no config
     of rlrun, of its plugins or of this command line's config dirs names."""
     from rlrun.core.plugins import config_dirs
-
     from rlrun.core.schema import registered
 
     # what config files name, and the schemas registered by rlrun and installed plugins

@@ -14,64 +14,27 @@ b(s) a value network fitted to G_t by squared error (its own Adam parameter grou
 two losses can be summed). Episodes cut by a time limit end there too: REINFORCE has
 nothing to bootstrap from. Envs that finish early wait (masked) for the longest episode.
 
-Written against rlrun's loop contract (rlrun.core.run): `ctx.track(...)` names what a
-checkpoint holds, `ctx.resume()` loads it back, `ctx.tick(...)` once per update, and
-`ctx.finish(...)` at the end. Updates start from fresh resets, so a checkpoint between
-two updates holds no env state at all and a resume is exact. `load_policy` is the hook
+Written against rlrun's loop contract (rlrun.core.run): `ctx.rng(name)` a named random
+stream of the run's seed, `ctx.track(...)` names what a checkpoint holds, `ctx.resume()`
+loads it back (with `ctx.step`, the one step counter), `ctx.every(...)` the evaluation
+cadence, `ctx.tick(...)` once per update, and `ctx.finish(...)` at the end. Updates start
+from fresh resets, so a checkpoint between two updates holds no env state at all and a
+resume is exact. `load_policy` is the hook
 through which `rlrun-eval RUN_DIR` replays a finished run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from rlrun.core.errors import ConfigError
 from rlrun.envs.gym import make_vector_env
 from rlrun.nets import build_network
 from rlrun.rl.evaluation import Evaluator
-
-
-@dataclass
-class ReinforceConfig:
-    # What rlrun reads before the run: the tasks and action spaces it learns (pairing
-    # errors), whether it needs torch and a network, and the metrics it reports.
-    task_kinds: ClassVar[tuple[str, ...]] = ("gym",)
-    action_spaces: ClassVar[tuple[str, ...]] = ("discrete",)
-    suggest: ClassVar[dict[str, str]] = {"continuous": "ppo (or sac)"}
-    uses_torch: ClassVar[bool] = True
-    uses_network: ClassVar[bool] = True
-    headline: ClassVar[str] = "charts/episodic_return"  # shown in the progress bar
-    objective: ClassVar[str] = "eval/return"  # results.json's `objective`, maximised
-    default_num_envs: ClassVar[int] = 8  # episodes per update when env.num_envs is null
-
-    total_steps: int = 100_000  # env steps learned from (all envs together)
-    learning_rate: float = 5e-3  # the policy's Adam step size
-    baseline_learning_rate: float = 1e-2  # the value baseline's
-    gamma: float = 0.99
-    baseline: bool = True  # false: plain REINFORCE, G_t itself weighs log pi
-    normalize_advantage: bool = True  # (G_t - b) / std over the batch
-    ent_coef: float = 0.0
-    max_grad_norm: float = 1.0  # per network; 0: no clipping
-    eval_every: int = 10_000  # env steps between deterministic evaluations (0: end only)
-    eval_episodes: int = 10
-
-    def __post_init__(self) -> None:
-        for key in ("total_steps", "eval_episodes"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        for key in ("learning_rate", "baseline_learning_rate"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"{key}={getattr(self, key)} must be > 0")
-        if not 0 <= self.gamma <= 1:
-            raise ConfigError(f"gamma={self.gamma} must be in [0, 1]")
-        if min(self.ent_coef, self.max_grad_norm, self.eval_every) < 0:
-            raise ConfigError("ent_coef, max_grad_norm and eval_every must be >= 0")
+from rlrun_reinforce.schema import ReinforceConfig
 
 
 def returns_to_go(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -109,8 +72,8 @@ def load_policy(ctx, env, deterministic: bool) -> Callable[[np.ndarray], np.ndar
 
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
-    n_envs = ctx.env.num_envs or ReinforceConfig.default_num_envs
-    envs = make_vector_env(ctx.env, n_envs, ctx.seed)
+    n_envs = ctx.env.num_envs or ReinforceConfig.spec.default_num_envs
+    envs = make_vector_env(ctx.env, n_envs, ctx.seed_of("envs"))
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     n_actions = int(envs.single_action_space.n)
     policy = build_network(ctx.network, in_dim=obs_dim, out_dim=n_actions).to(dev)
@@ -120,17 +83,16 @@ def run(ctx) -> None:
         {"params": value.parameters(), "lr": cfg.baseline_learning_rate},
     ])
     evaluator = Evaluator(ctx.env, ctx.seed, cfg.eval_episodes, ctx.logger_cfg.video)
-    rng = np.random.default_rng(ctx.seed)  # the seeds of each update's resets
-    st = {"step": 0, "update": 0, "next_eval": cfg.eval_every or cfg.total_steps}
+    rng = ctx.rng("resets")  # the seeds of each update's resets: a named stream of the seed
 
-    ctx.track(policy=policy, value=value, opt=opt, rng=rng, counters=st)
-    ctx.resume()
+    ctx.track(policy=policy, value=value, opt=opt, rng=rng)
+    ctx.resume()  # on resume=: all of the above, and ctx.step, loaded back
 
     greedy = act(policy, dev)  # what evaluations play
 
     log = ctx.logger
-    ctx.start_progress(cfg.total_steps, st["step"])
-    while st["step"] < cfg.total_steps:
+    ctx.start_progress(cfg.total_steps)
+    while ctx.step < cfg.total_steps:
         # ---- play one whole episode per env with the current stochastic policy
         obs, _ = envs.reset(seed=rng.integers(2**31, size=n_envs).tolist())
         alive = np.ones(n_envs, dtype=bool)
@@ -172,9 +134,7 @@ def run(ctx) -> None:
         opt.step()
 
         # ---- log, evaluate, tick
-        st["step"] += n_steps
-        st["update"] += 1
-        step = st["step"]
+        step = ctx.step + n_steps
         episode_returns = rew_t.sum(0).cpu().numpy()
         for ret, length in zip(episode_returns, mask.sum(0).cpu().numpy(), strict=True):
             log.scalar("charts/episodic_return", float(ret), step)
@@ -182,9 +142,8 @@ def run(ctx) -> None:
         log.scalars({"losses/policy": float(policy_loss.detach()),
                      "losses/value": float(value_loss.detach()),
                      "losses/entropy": float(entropy_mean.detach())}, step)
-        if step >= st["next_eval"] or step >= cfg.total_steps:
+        if ctx.every("eval", cfg.eval_every, step) or step >= cfg.total_steps:
             evaluator.run(greedy, log, step)
-            st["next_eval"] += cfg.eval_every or cfg.total_steps
-        if ctx.tick(step, float(episode_returns.mean())):
+        if ctx.tick(step, float(episode_returns.mean())):  # sets ctx.step
             break
     ctx.finish(close=(evaluator, envs))
