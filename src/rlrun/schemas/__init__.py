@@ -11,7 +11,7 @@ def register_all() -> None:
     """Register every schema of rlrun (once per process); plugins register their own when
     their entry point is loaded."""
     from rlrun.core.schema import register
-    from rlrun.schemas import bandits, envs, td
+    from rlrun.schemas import bandits, deep_rl, envs, gym, td
 
     for group, name, cls in (
         ("algo", "epsilon_greedy", bandits.EpsilonGreedyConfig),
@@ -19,7 +19,13 @@ def register_all() -> None:
         ("algo", "gradient_bandit", bandits.GradientBanditConfig),
         ("algo", "td_control", td.TDControlConfig),
         ("algo", "td_prediction", td.TDPredictionConfig),
+        ("algo", "sac", deep_rl.SACConfig),
+        ("algo", "td3", deep_rl.TD3Config),  # ddpg too: TD3 with its three fixes off
+        ("algo", "dqn", deep_rl.DQNConfig),
+        ("algo", "ppo", deep_rl.PPOConfig),
+        ("algo", "a2c", deep_rl.A2CConfig),
         ("env", "bandit", envs.BanditConfig),
         ("env", "tabular", envs.TabularEnvConfig),
+        ("env", "gym", gym.GymEnvConfig),
     ):
         register(group, name, cls)
