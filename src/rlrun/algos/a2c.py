@@ -75,8 +75,8 @@ def a2c_loss(agent: ActorCritic, b: dict[str, torch.Tensor], ent_coef: float,
 
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
-    n_envs = ctx.env.num_envs or cfg.spec.default_num_envs
-    envs = training_envs(ctx, n_envs)
+    envs = training_envs(ctx)
+    n_envs = envs.num_envs
     space = envs.single_action_space
     continuous = space_kind(space) == "continuous"
     obs_shape = envs.single_observation_space.shape

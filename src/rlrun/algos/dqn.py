@@ -29,14 +29,7 @@ from rlrun.envs.gym import atari_vector_wrappers, is_atari
 from rlrun.nets import accepts_observations, build_network
 from rlrun.rl.buffers import FrameReplayBuffer, ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
-from rlrun.rl.training import (
-    SPSMeter,
-    adam,
-    log_episodes,
-    maybe_compile,
-    real_next_obs,
-    train_due,
-)
+from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs, train_due
 from rlrun.rl.vec_env import training_envs
 from rlrun.schemas.deep_rl import DQNConfig
 
@@ -112,9 +105,9 @@ def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray
 
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
-    n_envs = ctx.env.num_envs or 1
     pixels = is_atari(ctx.env.id)
-    envs = training_envs(ctx, n_envs, atari_vector_wrappers(ctx.env), info_keys=("lives",))
+    envs = training_envs(ctx, atari_vector_wrappers(ctx.env), info_keys=("lives",))
+    n_envs = envs.num_envs
     n_actions = int(envs.single_action_space.n)
     obs_shape = tuple(envs.single_observation_space.shape)
     q_net = build_q(ctx, obs_shape, n_actions)

@@ -34,7 +34,7 @@ from rlrun.nets.actor_critic import ActorCritic
 from rlrun.rl.evaluation import Evaluator
 from rlrun.rl.rollout import agent_policy, bootstrap_truncated, build_agent, gae
 from rlrun.rl.training import ObsNormalizer, SPSMeter, adam, log_episodes, maybe_compile
-from rlrun.rl.vec_env import training_envs
+from rlrun.rl.vec_env import num_envs, training_envs
 from rlrun.schemas.deep_rl import PPOConfig
 
 
@@ -98,7 +98,7 @@ def _wrappers(cfg: PPOConfig) -> tuple:
 
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
-    n_envs = ctx.env.num_envs or cfg.spec.default_num_envs
+    n_envs = num_envs(ctx)
     if cfg.num_steps * n_envs // cfg.num_minibatches < 2:  # advantages normalise per minibatch
         raise ConfigError(
             f"algo.num_minibatches={cfg.num_minibatches} splits each rollout of"
@@ -106,7 +106,7 @@ def run(ctx) -> None:
             f"{n_envs}) into minibatches of {cfg.num_steps * n_envs // cfg.num_minibatches}:"
             f" set algo.num_minibatches <= {max(1, cfg.num_steps * n_envs // 2)}"
             " or raise algo.num_steps")
-    envs = training_envs(ctx, n_envs, _wrappers(cfg))
+    envs = training_envs(ctx, _wrappers(cfg))
     space = envs.single_action_space
     continuous = space_kind(space) == "continuous"
     obs_shape = envs.single_observation_space.shape

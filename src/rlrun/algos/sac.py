@@ -35,7 +35,7 @@ from rlrun.rl.training import (
     log_episodes,
     maybe_compile,
     ndtr,
-    real_next_obs,
+    step_into_replay,
     train_due,
 )
 from rlrun.rl.vec_env import training_envs
@@ -100,8 +100,8 @@ def actor_loss(nets: dict, obs: torch.Tensor, log_alpha: torch.Tensor,
 
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
-    n_envs = ctx.env.num_envs or 1
-    envs = training_envs(ctx, n_envs)
+    envs = training_envs(ctx)
+    n_envs = envs.num_envs
     space = envs.single_action_space
     obs_dim, act_dim = int(np.prod(envs.single_observation_space.shape)), int(space.shape[0])
     nets = build(ctx.network, obs_dim, act_dim, space.low, space.high, cfg, ctx.device)
@@ -151,9 +151,8 @@ def run(ctx) -> None:
                 a = nets["actor"](torch.as_tensor(obs, device=dev, dtype=torch.float32),
                                   eps)[0]
             actions = a.cpu().numpy()
-        next_obs, rewards, term, trunc, infos = envs.step(actions)
-        rb.add(obs, actions, rewards, real_next_obs(next_obs, term | trunc, infos), term)
-        obs, step = next_obs, ctx.step + n_envs
+        obs, infos = step_into_replay(envs, rb, obs, actions)
+        step = ctx.step + n_envs
         last_return = log_episodes(log, infos, step, last_return)
 
         if train_due(cfg, step, n_envs):

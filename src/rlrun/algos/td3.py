@@ -32,7 +32,7 @@ from rlrun.rl.training import (
     adam,
     log_episodes,
     maybe_compile,
-    real_next_obs,
+    step_into_replay,
     train_due,
 )
 from rlrun.rl.vec_env import training_envs
@@ -138,8 +138,8 @@ def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray
 
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
-    n_envs = ctx.env.num_envs or 1
-    envs = training_envs(ctx, n_envs)
+    envs = training_envs(ctx)
+    n_envs = envs.num_envs
     space = envs.single_action_space
     obs_dim, act_dim = int(np.prod(envs.single_observation_space.shape)), int(space.shape[0])
     nets = build(ctx.network, obs_dim, act_dim, space.low, space.high, cfg.n_critics,
@@ -171,9 +171,8 @@ def run(ctx) -> None:
         else:
             noise = rng.normal(0.0, cfg.exploration_noise, (n_envs, act_dim)) * half_range
             actions = np.clip(policy(obs) + noise, space.low, space.high).astype(np.float32)
-        next_obs, rewards, term, trunc, infos = envs.step(actions)
-        rb.add(obs, actions, rewards, real_next_obs(next_obs, term | trunc, infos), term)
-        obs, step = next_obs, ctx.step + n_envs
+        obs, infos = step_into_replay(envs, rb, obs, actions)
+        step = ctx.step + n_envs
         last_return = log_episodes(log, infos, step, last_return)
 
         if train_due(cfg, step, n_envs):

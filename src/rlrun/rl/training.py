@@ -27,6 +27,15 @@ def log_episodes(logger: Any, infos: dict, step: int, last: float | None = None
     return float(np.mean(returns))
 
 
+def step_into_replay(envs: Any, rb: Any, obs: np.ndarray, actions: np.ndarray
+                     ) -> tuple[np.ndarray, dict]:
+    """One step of the vector env, its transitions added to the replay `rb` (with the true
+    last observations of the episodes that ended): the next observations and the infos."""
+    next_obs, rewards, term, trunc, infos = envs.step(actions)
+    rb.add(obs, actions, rewards, real_next_obs(next_obs, term | trunc, infos), term)
+    return next_obs, infos
+
+
 def train_due(cfg: Any, step: int, n_envs: int) -> bool:
     """Whether an off-policy loop (SAC, TD3, DQN) trains after the env step that reached
     `step`: past `learning_starts`, every `train_frequency` vector steps."""

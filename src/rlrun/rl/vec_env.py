@@ -9,7 +9,7 @@ observation to continue from. Where the sub-envs' state cannot be saved (async e
 simulators in C), a resume starts fresh episodes: `restored` is False and `last_obs` stays
 the fresh reset's, never the saved one of an episode that is gone.
 
-    envs = training_envs(ctx, n_envs)          # built, wrapped, reset from ctx's "envs" seed
+    envs = training_envs(ctx)                  # built, wrapped, reset from ctx's "envs" seed
     ctx.track_per_rank(envs=envs, ...)
     obs = ctx.resume().obs                     # the live observation, resumed or fresh
 """
@@ -65,12 +65,20 @@ class TrackedVecEnv(VectorWrapper):
             self.last_info = {str(k): np.asarray(v).copy() for k, v in state["info"].items()}
 
 
-def training_envs(ctx: Any, n_envs: int, wrappers: tuple = (),
-                  info_keys: tuple[str, ...] = ()) -> TrackedVecEnv:
-    """`n_envs` copies of `ctx.env` (`make_vector_env`, with its vector `wrappers`), tracked
-    and reset: the run's `envs` stream seeds the resets (sub-env i gets seed + i) and the
-    action space."""
+def num_envs(ctx: Any) -> int:
+    """The copies of the task a loop steps: `env.num_envs`, else its algorithm's
+    `spec.default_num_envs`, else 1."""
+    from rlrun.core.schema import spec_of
+
+    return ctx.env.num_envs or spec_of(type(ctx.algo)).default_num_envs or 1
+
+
+def training_envs(ctx: Any, wrappers: tuple = (), info_keys: tuple[str, ...] = ()
+                  ) -> TrackedVecEnv:
+    """`num_envs(ctx)` copies of `ctx.env` (`make_vector_env`, with its vector `wrappers`),
+    tracked and reset: the run's `envs` stream seeds the resets (sub-env i gets seed + i)
+    and the action spaces."""
     seed = ctx.seed_of("envs")
-    envs = TrackedVecEnv(make_vector_env(ctx.env, n_envs, seed, wrappers), info_keys)
+    envs = TrackedVecEnv(make_vector_env(ctx.env, num_envs(ctx), seed, wrappers), info_keys)
     envs.reset(seed=seed)
     return envs
