@@ -306,10 +306,13 @@ def test_dqn_learns_cartpole(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["td3", "ddpg"])
 def test_td3_and_ddpg_learn_pendulum(tmp_path, algo):
-    res = run_train(tmp_path, [*FAST, f"algo={algo}", "algo.total_steps=5000",
+    # TD3 swings up between 4500 and 5500 steps (seeds 0, 1, 2 at 5000: -755, -140, -274; at
+    # 6000: -91, -130, -177); DDPG sooner (at 5000: -82, -127, -125)
+    res = run_train(tmp_path, [*FAST, f"algo={algo}", "algo.total_steps=6000",
                                "algo.learning_starts=1000", "algo.eval_every=0",
                                "algo.eval_episodes=3", "network.hidden_sizes=[64,64]"])
-    assert res["metrics"]["eval/return"]["last"] > -700  # random play: about -1200
+    assert res["metrics"]["eval/return"]["last"] > -400  # random play about -1200; a swing-up
+    #                                                      policy above -400
 
 
 @pytest.mark.slow

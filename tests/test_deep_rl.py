@@ -378,16 +378,21 @@ def test_results_record_the_run(tmp_path):
 def test_compiled_run_gives_the_numbers_of_the_eager_one(tmp_path, algo):
     """algo.compile=true changes how the losses run, not what they compute: with the same
     seed every logged loss of a short run agrees with the eager run's up to float rounding
-    (PPO against its plain path, which is what compile=true compiles)."""
+    (PPO against its plain path, which is what compile=true compiles). Inductor draws the
+    random numbers of compiled code (SAC's actor samples) from a generator of its own unless
+    told to fall back to torch's, which it is here, so that the draws are the same too."""
+    import torch._inductor.config
+
     args = [*FAST, f"algo={algo}", "algo.eval_episodes=2"]
     args += (["algo.total_steps=400", "algo.learning_starts=200", "algo.batch_size=32",
               "algo.log_every=20", "network.hidden_sizes=[32,32]"] if algo == "sac"
              else ["algo.total_steps=2048", "algo.fast_path=off"])
     eager = run_train(tmp_path, args, "eager")["metrics"]
-    compiled = run_train(tmp_path, [*args, "algo.compile=true"], "c")["metrics"]
+    with torch._inductor.config.patch(fallback_random=True):
+        compiled = run_train(tmp_path, [*args, "algo.compile=true"], "c")["metrics"]
     losses = [t for t in eager if t.startswith("losses/")]
     assert losses and set(losses) <= set(compiled)
     for tag in losses:
         for k in ("last", "tail_mean", "best"):
-            assert compiled[tag][k] == pytest.approx(eager[tag][k], rel=1e-3, abs=1e-5), \
+            assert compiled[tag][k] == pytest.approx(eager[tag][k], rel=1e-4, abs=1e-6), \
                 (tag, k)
