@@ -121,7 +121,7 @@ CASES: list[tuple[list[str], str]] = [
     (["algo=sac", "algo.tau=0"], "tau=0"),
     (["algo=sac", "algo.alpha=nan"], "algo.alpha=nan"),
     (["algo=sac", "algo.variant=v3"], "algo.variant='v3'"),
-    (["algo=sac", "algo.noise_rho=1.0"], "algo.noise_rho=1.0"),
+    (["algo=sac", "algo.noise_rho=1.0"], "algo.noise_rho=1"),  # 1.0 shows as 1 (%g)
     (["algo=sac", "algo.polcy_lr=1"], "did you mean algo.policy_lr"),
     (["algo=sac", "env=CartPole-v1"], "env=CartPole-v1"),
     (["algo=sac", "network=unet"], "network=unet"),

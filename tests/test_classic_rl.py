@@ -12,6 +12,7 @@ from rlrun.algos.dqn import DQNConfig, dqn_loss, epsilon, td_target
 from rlrun.algos.td3 import critic_loss, smoothed_target_action
 from rlrun.core.errors import ConfigError, PairingError
 from rlrun.rl.buffers import FrameReplayBuffer
+from rlrun.testing import assert_same_state
 
 from .conftest import compose_cfg, interrupt_and_resume, run_train
 
@@ -206,8 +207,10 @@ def test_tuned_presets_are_picked_up():
     assert compose_cfg(["algo=a2c"]).env.num_envs == 8
 
 
-@pytest.mark.parametrize("algo", ["dqn", "td3", "a2c"])
+@pytest.mark.parametrize("algo", ["dqn", "td3", "ddpg", "a2c"])
 def test_resume_continues_exactly(tmp_path, monkeypatch, algo):
+    """Stopped mid-run and resumed: the same logged numbers and the same checkpointed state
+    (networks, optimisers, replay, RNGs, envs) as the run without the stop, bit for bit."""
     args = [*FAST, f"algo={algo}", "deterministic=true", "algo.eval_episodes=1"]
     if algo == "a2c":
         args += ["algo.total_steps=1600", "algo.eval_every=800", "algo.log_every=40"]
@@ -224,6 +227,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, algo):
     for r in (a, b):
         r["metrics"].pop("charts/SPS")
     assert b["metrics"] == a["metrics"]
+    assert_same_state(tmp_path / "a", tmp_path / "b")
 
 
 # ---- Atari -----------------------------------------------------------------------------------
@@ -302,10 +306,13 @@ def test_dqn_learns_cartpole(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["td3", "ddpg"])
 def test_td3_and_ddpg_learn_pendulum(tmp_path, algo):
-    res = run_train(tmp_path, [*FAST, f"algo={algo}", "algo.total_steps=5000",
+    # TD3 swings up between 4500 and 5500 steps (seeds 0, 1, 2 at 5000: -755, -140, -274; at
+    # 6000: -91, -130, -177); DDPG sooner (at 5000: -82, -127, -125)
+    res = run_train(tmp_path, [*FAST, f"algo={algo}", "algo.total_steps=6000",
                                "algo.learning_starts=1000", "algo.eval_every=0",
                                "algo.eval_episodes=3", "network.hidden_sizes=[64,64]"])
-    assert res["metrics"]["eval/return"]["last"] > -700  # random play: about -1200
+    assert res["metrics"]["eval/return"]["last"] > -400  # random play about -1200; a swing-up
+    #                                                      policy above -400
 
 
 @pytest.mark.slow

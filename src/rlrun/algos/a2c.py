@@ -17,61 +17,20 @@ the state after the rollout; one gradient step on -A log pi + vf_coef (R - V)^2
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from rlrun.core.errors import ConfigError
-from rlrun.envs.gym import make_vector_env, space_kind
+from rlrun.envs.gym import space_kind
 from rlrun.nets import build_network
 from rlrun.nets.actor_critic import ActorCritic, layer_init
 from rlrun.rl.evaluation import Evaluator
 from rlrun.rl.rollout import agent_policy, bootstrap_truncated, build_agent, gae
-from rlrun.rl.schema import GymAlgorithm
 from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile
-from rlrun.rl.vec_env import VecEnvState
-
-
-@dataclass
-class A2CConfig(GymAlgorithm):
-    action_spaces: ClassVar[tuple[str, ...]] = ("discrete", "continuous")
-    default_num_envs: ClassVar[int] = 8  # when env.num_envs is null
-
-    total_steps: int = 500_000  # env steps, all envs together
-    num_steps: int = 5  # steps per env per update (the n of n-step returns)
-    learning_rate: float = 7e-4
-    anneal_lr: bool = False  # linearly to 0 over the run
-    optimizer: str = "rmsprop"  # rmsprop (alpha 0.99, as the paper and SB3) or adam
-    rms_eps: float = 1e-5
-    gamma: float = 0.99
-    gae_lambda: float = 1.0  # 1: n-step returns; < 1: GAE
-    normalize_advantage: bool = False
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    shared: bool = False  # one torso for policy and value (else two networks)
-    log_std_init: float = 0.0  # Box actions: the policy's initial log standard deviation
-    eval_every: int = 20_000  # env steps between deterministic evaluations (0: end only)
-    eval_episodes: int = 10
-    log_every: int = 1_000  # env steps between loss logs (each one a host sync)
-    compile: bool = False  # torch.compile the loss (CUDA graphs on GPU)
-
-    def __post_init__(self) -> None:
-        for key in ("total_steps", "num_steps", "eval_episodes", "log_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        for key in ("learning_rate", "max_grad_norm", "rms_eps"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"{key}={getattr(self, key)} must be > 0")
-        if self.optimizer not in ("rmsprop", "adam"):
-            raise ConfigError(f"optimizer={self.optimizer!r}: use rmsprop or adam")
-        if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
-            raise ConfigError("gamma and gae_lambda must be in [0, 1]")
-        if self.eval_every < 0 or self.ent_coef < 0 or self.vf_coef < 0:
-            raise ConfigError("eval_every, ent_coef and vf_coef must be >= 0")
+from rlrun.rl.vec_env import training_envs
+from rlrun.schemas.deep_rl import A2CConfig
 
 
 class SharedActorCritic(ActorCritic):
@@ -116,8 +75,8 @@ def a2c_loss(agent: ActorCritic, b: dict[str, torch.Tensor], ent_coef: float,
 
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
-    n_envs = ctx.env.num_envs or A2CConfig.default_num_envs
-    envs = make_vector_env(ctx.env, n_envs, ctx.seed)
+    envs = training_envs(ctx)
+    n_envs = envs.num_envs
     space = envs.single_action_space
     continuous = space_kind(space) == "continuous"
     obs_shape = envs.single_observation_space.shape
@@ -141,27 +100,23 @@ def run(ctx) -> None:
     low, high = (space.low, space.high) if continuous else (None, None)
     params = list(agent.parameters())
 
-    obs, _ = envs.reset(seed=ctx.seed)
-    st = {"iteration": 0, "step": 0, "next_eval": cfg.eval_every or cfg.total_steps,
-          "next_log": 0}
-
-    vec = VecEnvState(envs, lambda: obs)
-    ctx.track(agent=agent, opt=opt, envs=vec, counters=st)
-    if ctx.resume():
-        obs = vec.observation(obs)
+    ctx.track(agent=agent, opt=opt)
+    ctx.track_per_rank(envs=envs)
+    obs = ctx.resume().obs
 
     def value_of(o: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return agent.value(torch.as_tensor(o, **f32)).cpu().numpy()
 
     policy = agent_policy(agent, space)  # the mode, clipped to the box
-
-    log, last_return, sps = ctx.logger, None, SPSMeter(st["step"])
-    ctx.start_progress(n_iters * batch, st["step"])
-    while st["iteration"] < n_iters:
-        lr = cfg.learning_rate * (1.0 - st["iteration"] / n_iters) if cfg.anneal_lr \
+    log, last_return, sps = ctx.logger, None, SPSMeter(ctx.step)
+    end = n_iters * batch
+    ctx.start_progress(end)
+    while ctx.step < end:
+        lr = cfg.learning_rate * (1.0 - ctx.step // batch / n_iters) if cfg.anneal_lr \
             else cfg.learning_rate
         opt.param_groups[0]["lr"] = lr
+        step = ctx.step
         for t in range(T):  # ---- rollout
             obs_t = torch.as_tensor(obs, **f32)
             with torch.no_grad():
@@ -174,9 +129,8 @@ def run(ctx) -> None:
             bootstrap_truncated(reward, term, trunc, infos, value_of, cfg.gamma)
             buf["rewards"][t] = torch.as_tensor(reward, device=dev)
             buf["dones"][t] = torch.as_tensor(term | trunc, **f32)
-            st["step"] += n_envs
-            ret = log_episodes(log, infos, st["step"])
-            last_return = ret if ret is not None else last_return
+            step += n_envs
+            last_return = log_episodes(log, infos, step, last_return)
         with torch.no_grad():
             next_value = agent.value(torch.as_tensor(obs, **f32))
         adv, returns = gae(buf["rewards"], buf["values"], buf["dones"], next_value,
@@ -188,16 +142,12 @@ def run(ctx) -> None:
         out["loss"].backward()
         nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
         opt.step()
-        st["iteration"] += 1
-        step = st["step"]
-        if step >= st["next_log"]:  # the only host syncs of the loop
-            st["next_log"] = step + cfg.log_every
+        if ctx.every("log", cfg.log_every, step) or step >= end:  # the only host syncs
             log.scalars({f"losses/{k}": float(out[k].detach())
                          for k in ("policy", "value", "entropy")}, step)
             log.scalars({"charts/learning_rate": lr, "charts/SPS": sps.read(step)}, step)
-        if step >= st["next_eval"] or st["iteration"] == n_iters:
+        if ctx.every("eval", cfg.eval_every, step) or step >= end:
             evaluator.run(policy, log, step)
-            st["next_eval"] += cfg.eval_every or cfg.total_steps
         if ctx.tick(step, last_return):
             break
     ctx.finish(close=(evaluator, envs))

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,64 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlrun.core.errors import ConfigError
-from rlrun.envs.gym import (
-    atari_vector_wrappers,
-    is_atari,
-    make_vector_env,
-)
+from rlrun.envs.gym import atari_vector_wrappers, is_atari
 from rlrun.nets import accepts_observations, build_network
 from rlrun.rl.buffers import FrameReplayBuffer, ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
-from rlrun.rl.schema import GymAlgorithm, check_replay
-from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
-from rlrun.rl.vec_env import VecEnvState
-
-
-@dataclass
-class DQNConfig(GymAlgorithm):
-    action_spaces: ClassVar[tuple[str, ...]] = ("discrete",)
-    suggest: ClassVar[dict[str, str]] = {"continuous": "td3 (or sac, ddpg)"}
-
-    total_steps: int = 500_000  # env steps
-    buffer_size: int = 100_000
-    batch_size: int = 128
-    learning_rate: float = 2.5e-4
-    gamma: float = 0.99
-    tau: float = 1.0  # 1: hard target copies; < 1: Polyak averaging
-    target_network_frequency: int = 500  # env steps between target updates
-    start_e: float = 1.0
-    end_e: float = 0.05
-    exploration_fraction: float = 0.5  # of total_steps, to decay epsilon over
-    learning_starts: int = 10_000  # uniformly random actions before learning begins
-    train_frequency: int = 10  # env steps between training phases
-    gradient_steps: int = 1  # updates per training phase
-    double: bool = False  # Double DQN: the online network picks the next action
-    max_grad_norm: float = 10.0
-    eval_epsilon: float = 0.0  # epsilon of evaluation episodes (0.05 on Atari, where a
-    #                            greedy agent may never press FIRE)
-    eval_every: int = 10_000  # env steps; 0: only at the end
-    eval_episodes: int = 10
-    log_every: int = 100  # env steps between loss logs (each one a host sync)
-    compile: bool = False  # torch.compile the loss (CUDA graphs on GPU)
-
-    def __post_init__(self) -> None:
-        for key in ("total_steps", "buffer_size", "batch_size", "target_network_frequency",
-                    "train_frequency", "gradient_steps", "eval_episodes", "log_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        if not self.learning_rate > 0 or not self.max_grad_norm > 0:
-            raise ConfigError("learning_rate and max_grad_norm must be > 0")
-        if not 0 <= self.gamma <= 1 or not 0 < self.tau <= 1:
-            raise ConfigError(f"gamma={self.gamma} must be in [0, 1], tau={self.tau} in (0, 1]")
-        for key in ("start_e", "end_e", "eval_epsilon"):
-            if not 0 <= getattr(self, key) <= 1:
-                raise ConfigError(f"{key}={getattr(self, key)} must be in [0, 1]")
-        if not 0 < self.exploration_fraction <= 1:
-            raise ConfigError(f"exploration_fraction={self.exploration_fraction} must be in"
-                              " (0, 1]")
-        if self.learning_starts < 0 or self.eval_every < 0:
-            raise ConfigError("learning_starts and eval_every must be >= 0")
-        check_replay(self)
+from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs, train_due
+from rlrun.rl.vec_env import training_envs
+from rlrun.schemas.deep_rl import DQNConfig
 
 
 def epsilon(step: int, cfg: DQNConfig) -> float:
@@ -157,49 +105,40 @@ def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray
 
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
-    n_envs = ctx.env.num_envs or 1
     pixels = is_atari(ctx.env.id)
-    envs = make_vector_env(ctx.env, n_envs, ctx.seed, atari_vector_wrappers(ctx.env))
+    envs = training_envs(ctx, atari_vector_wrappers(ctx.env), info_keys=("lives",))
+    n_envs = envs.num_envs
     n_actions = int(envs.single_action_space.n)
     obs_shape = tuple(envs.single_observation_space.shape)
     q_net = build_q(ctx, obs_shape, n_actions)
     target_net = copy.deepcopy(q_net).requires_grad_(False)
     opt = adam(q_net.parameters(), cfg.learning_rate, ctx.device)
     life_terminal = pixels and ctx.env.atari.episodic_life
+    capacity, buffer_seed = min(cfg.buffer_size, cfg.total_steps), ctx.seed_of("buffer")
     if pixels:
-        rb: Any = FrameReplayBuffer(min(cfg.buffer_size, cfg.total_steps), n_envs,
-                                    obs_shape[0], obs_shape[1:], dev)
+        rb: Any = FrameReplayBuffer(capacity, n_envs, obs_shape[0], obs_shape[1:], dev,
+                                    seed=buffer_seed)
     else:
-        rb = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), obs_shape, (), dev,
-                          act_dtype=torch.long)
-    rng = np.random.default_rng(ctx.seed)
+        rb = ReplayBuffer(capacity, obs_shape, (), dev, act_dtype=torch.long, seed=buffer_seed)
+    rng = ctx.rng("actions")
     loss_fn = maybe_compile(dqn_loss, cfg.compile, ctx.device)
     evaluator = Evaluator.of_run(ctx, cfg.eval_episodes, load_policy)
     params = list(q_net.parameters())
 
-    obs, infos = envs.reset(seed=ctx.seed)
-    lives = np.asarray(infos.get("lives", np.zeros(n_envs)))
-    if pixels:
+    ctx.track(q=q_net, target=target_net, opt=opt, rng=rng)
+    ctx.track_per_rank(envs=envs, rb=rb)
+    obs = ctx.resume().obs
+    lives = envs.last_info.get("lives", np.zeros(n_envs))
+    if pixels and not envs.restored:  # new episodes (ALE emulators restart): new streams
         rb.start(obs[:, -1])
-    st = {"step": 0, "next_eval": cfg.eval_every or cfg.total_steps, "next_log": 0,
-          "next_target": cfg.target_network_frequency}
-
-    vec = VecEnvState(envs, lambda: (obs, lives))
-    ctx.track(q=q_net, target=target_net, opt=opt, rb=rb, rng=rng, envs=vec, counters=st)
-    if ctx.resume():
-        obs, lives = vec.observation((obs, lives))
-        if pixels and not vec.restored:  # ALE emulators restart their episodes: streams too
-            rb.start(obs[:, -1])
 
     greedy = q_policy(q_net, n_actions)
-
     log, last_return, losses = ctx.logger, None, None
-    sps = SPSMeter(st["step"])
-    ctx.start_progress(cfg.total_steps, st["step"])
-    while st["step"] < cfg.total_steps:
-        step = st["step"]
-        eps = epsilon(step, cfg)
-        explore = rng.random(n_envs) < (1.0 if step < cfg.learning_starts else eps)
+    sps = SPSMeter(ctx.step)
+    ctx.start_progress(cfg.total_steps)
+    while ctx.step < cfg.total_steps:
+        eps = epsilon(ctx.step, cfg)
+        explore = rng.random(n_envs) < (1.0 if ctx.step < cfg.learning_starts else eps)
         actions = rng.integers(0, n_actions, n_envs)
         if not explore.all():
             actions = np.where(explore, actions, greedy(obs))
@@ -215,12 +154,10 @@ def run(ctx) -> None:
             rb.add(actions, rewards, learn_term, real_next[:, -1], done, next_obs[:, -1])
         else:
             rb.add(obs, actions, rewards, real_next, learn_term)
-        obs = next_obs
-        st["step"] = step = step + n_envs
-        ret = log_episodes(log, infos, step)
-        last_return = ret if ret is not None else last_return
+        obs, step = next_obs, ctx.step + n_envs
+        last_return = log_episodes(log, infos, step, last_return)
 
-        if step > cfg.learning_starts and (step // n_envs) % cfg.train_frequency == 0:
+        if train_due(cfg, step, n_envs):
             for _ in range(cfg.gradient_steps):
                 losses = loss_fn(q_net, target_net, rb.sample(cfg.batch_size), cfg.gamma,
                                  cfg.double)
@@ -228,21 +165,19 @@ def run(ctx) -> None:
                 losses["td"].backward()
                 nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
                 opt.step()
-        if step >= st["next_target"]:
-            st["next_target"] += cfg.target_network_frequency
-            if step > cfg.learning_starts:
-                with torch.no_grad():
-                    torch._foreach_lerp_(list(target_net.parameters()), params, cfg.tau)
-        if step >= st["next_log"]:
-            st["next_log"] = step + cfg.log_every
+        if ctx.every("target", cfg.target_network_frequency, step) and \
+                step > cfg.learning_starts:
+            with torch.no_grad():
+                torch._foreach_lerp_(list(target_net.parameters()), params, cfg.tau)
+        if ctx.every("log", cfg.log_every, step) or step >= cfg.total_steps:
             log.scalars({"charts/SPS": sps.read(step), "charts/epsilon": eps}, step)
             if losses is not None:  # the only host syncs of the loop
                 log.scalars({f"losses/{k}": float(v.detach()) for k, v in losses.items()},
                             step)
-        if step >= st["next_eval"] or step >= cfg.total_steps:
+        if ctx.every("eval", cfg.eval_every, step) or step >= cfg.total_steps:
+            # the evaluation's epsilon draws are seeded by the step (rlrun-eval replays them)
             evaluator.run(q_policy(q_net, n_actions, cfg.eval_epsilon, ctx.seed + step), log,
                           step)
-            st["next_eval"] += cfg.eval_every or cfg.total_steps
         if ctx.tick(step, last_return):
             break
     ctx.finish(close=(evaluator, envs))

@@ -21,74 +21,21 @@ holds it to.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from rlrun.core.errors import ConfigError
-from rlrun.envs.gym import make_vector_env, space_kind
+from rlrun.envs.gym import space_kind
 from rlrun.fast import ppo_cpu
 from rlrun.nets.actor_critic import ActorCritic
 from rlrun.rl.evaluation import Evaluator
 from rlrun.rl.rollout import agent_policy, bootstrap_truncated, build_agent, gae
-from rlrun.rl.schema import GymAlgorithm
 from rlrun.rl.training import ObsNormalizer, SPSMeter, adam, log_episodes, maybe_compile
-from rlrun.rl.vec_env import VecEnvState
-
-
-@dataclass
-class PPOConfig(GymAlgorithm):
-    action_spaces: ClassVar[tuple[str, ...]] = ("discrete", "continuous")
-    default_num_envs: ClassVar[int] = 4  # when env.num_envs is null
-
-    total_steps: int = 100_000  # env steps, all envs together
-    num_steps: int = 128  # steps per env per rollout
-    learning_rate: float = 2.5e-4
-    anneal_lr: bool = True
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    num_minibatches: int = 4
-    update_epochs: int = 4
-    norm_adv: bool = True
-    clip_coef: float = 0.2
-    anneal_clip: bool = False  # rl-zoo's linear clip range schedule
-    clip_vloss: bool = True
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    target_kl: float | None = None  # stop the epochs of an update once approx KL exceeds it
-    normalize_obs: bool = False  # running mean/std; statistics saved and used in evaluation
-    normalize_reward: bool = False  # Gymnasium NormalizeReward (scaled by the return's std)
-    clip_obs: float = 10.0  # after normalisation
-    clip_reward: float = 10.0
-    log_std_init: float = 0.0  # Box actions: the policy's initial log standard deviation
-    eval_every: int = 10_000  # env steps between deterministic evaluations (0: end only)
-    eval_episodes: int = 10
-    compile: bool = False  # torch.compile the loss (CUDA graphs on GPU)
-    fast_path: str = "auto"  # rlrun/fast/ppo_cpu.py: auto (CPU + tanh/relu MLP) | on | off
-
-    def __post_init__(self) -> None:
-        for key in ("total_steps", "num_steps", "num_minibatches", "update_epochs",
-                    "eval_episodes"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        for key in ("learning_rate", "clip_coef", "max_grad_norm", "clip_obs", "clip_reward"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"{key}={getattr(self, key)} must be > 0")
-        if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
-            raise ConfigError("gamma and gae_lambda must be in [0, 1]")
-        if self.target_kl is not None and self.target_kl <= 0:
-            raise ConfigError(f"target_kl={self.target_kl} must be > 0 (or null)")
-        if self.eval_every < 0 or self.ent_coef < 0 or self.vf_coef < 0:
-            raise ConfigError("eval_every, ent_coef and vf_coef must be >= 0")
-        if self.fast_path not in ("auto", "on", "off"):
-            raise ConfigError(f"fast_path={self.fast_path!r}: use auto, on or off")
-        if self.fast_path == "on" and self.compile:
-            raise ConfigError("fast_path=on and compile=true: the fast path is not compiled; "
-                              "use fast_path=auto or off")
+from rlrun.rl.vec_env import num_envs, training_envs
+from rlrun.schemas.deep_rl import PPOConfig
 
 
 def ppo_loss(agent: ActorCritic, b: dict[str, torch.Tensor], clip: float | torch.Tensor,
@@ -151,7 +98,7 @@ def _wrappers(cfg: PPOConfig) -> tuple:
 
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
-    n_envs = ctx.env.num_envs or PPOConfig.default_num_envs
+    n_envs = num_envs(ctx)
     if cfg.num_steps * n_envs // cfg.num_minibatches < 2:  # advantages normalise per minibatch
         raise ConfigError(
             f"algo.num_minibatches={cfg.num_minibatches} splits each rollout of"
@@ -159,7 +106,7 @@ def run(ctx) -> None:
             f"{n_envs}) into minibatches of {cfg.num_steps * n_envs // cfg.num_minibatches}:"
             f" set algo.num_minibatches <= {max(1, cfg.num_steps * n_envs // 2)}"
             " or raise algo.num_steps")
-    envs = make_vector_env(ctx.env, n_envs, ctx.seed, _wrappers(cfg))
+    envs = training_envs(ctx, _wrappers(cfg))
     space = envs.single_action_space
     continuous = space_kind(space) == "continuous"
     obs_shape = envs.single_observation_space.shape
@@ -186,29 +133,28 @@ def run(ctx) -> None:
            "dones": np.zeros((T, n_envs), np.float32)}
     low, high = (space.low, space.high) if continuous else (None, None)
 
-    raw_obs, _ = envs.reset(seed=ctx.seed)
-    obs = norm(raw_obs, update=True) if norm else raw_obs
-    st = {"iteration": 0, "step": 0, "next_eval": cfg.eval_every or cfg.total_steps}
-
-    vec = VecEnvState(envs, lambda: obs)
-    ctx.track(agent=agent, opt=opt, envs=vec, obs_norm=norm or {}, counters=st)
-    if ctx.resume():
-        obs = vec.observation(obs)
+    ctx.track(agent=agent, opt=opt, obs_norm=norm or {})
+    ctx.track_per_rank(envs=envs)
+    resumed = ctx.resume()
+    # the loop sees observations normalised by the statistics up to now (a fresh run's
+    # include its first reset; a resumed run's are the saved ones, left as they were)
+    obs = norm(resumed.obs, update=not resumed) if norm else resumed.obs
 
     def value_of(o: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return agent.value(torch.as_tensor(o, **f32)).cpu().numpy()
 
     policy = agent_policy(agent, space, True, norm.frozen if norm else None)
-
-    log, last_return, sps = ctx.logger, None, SPSMeter(st["step"])
-    ctx.start_progress(n_iters * batch, st["step"])
-    while st["iteration"] < n_iters:
-        frac = 1.0 - st["iteration"] / n_iters
+    log, last_return, sps = ctx.logger, None, SPSMeter(ctx.step)
+    end = n_iters * batch
+    ctx.start_progress(end)
+    while ctx.step < end:
+        frac = 1.0 - ctx.step // batch / n_iters  # iterations left (each one `batch` steps)
         lr = cfg.learning_rate * frac if cfg.anneal_lr else cfg.learning_rate
         opt.param_groups[0]["lr"] = lr
         clip = cfg.clip_coef * frac if cfg.anneal_clip else cfg.clip_coef
         noise = agent.draw_noise(T, n_envs)  # the rollout's sampling draws, in one call
+        step = ctx.step
         for t in range(T):  # ---- rollout
             buf["obs"][t] = obs
             a, buf["logp"][t], buf["values"][t] = path.step(buf["obs"][t], noise[t])
@@ -220,9 +166,8 @@ def run(ctx) -> None:
             bootstrap_truncated(buf["rewards"][t], term, trunc, infos, value_of, cfg.gamma,
                                 norm.frozen if norm else None)
             buf["dones"][t] = term | trunc
-            st["step"] += n_envs
-            ret = log_episodes(log, infos, st["step"])
-            last_return = ret if ret is not None else last_return
+            step += n_envs
+            last_return = log_episodes(log, infos, step, last_return)
         with torch.no_grad():
             next_value = agent.value(torch.as_tensor(obs, **f32)).cpu().numpy()
         adv, returns = gae(buf["rewards"], buf["values"], buf["dones"], next_value,
@@ -230,8 +175,6 @@ def run(ctx) -> None:
         flat = {k: torch.as_tensor(v.reshape(batch, *v.shape[2:]), device=dev)
                 for k, v in {**buf, "adv": adv, "returns": returns}.items()}
         out = _learn(path, opt, agent, flat, cfg, clip, mb_size)
-        st["iteration"] += 1
-        step = st["step"]
         y, v = flat["returns"], flat["values"]
         explained = 1 - torch.var(y - v) / torch.var(y).clamp_min(1e-8)
         log.scalars({f"losses/{k}": float(out[k]) for k in ("policy", "value", "entropy")},
@@ -240,9 +183,8 @@ def run(ctx) -> None:
                      "charts/clipfrac": float(out["clipfrac"]),
                      "charts/explained_variance": float(explained),
                      "charts/learning_rate": lr, "charts/SPS": sps.read(step)}, step)
-        if step >= st["next_eval"] or st["iteration"] == n_iters:
+        if ctx.every("eval", cfg.eval_every, step) or step >= end:
             evaluator.run(policy, log, step)
-            st["next_eval"] += cfg.eval_every or cfg.total_steps
         if ctx.tick(step, last_return):
             break
     ctx.finish(close=(evaluator, envs))

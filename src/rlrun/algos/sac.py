@@ -20,80 +20,28 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
-from rlrun.core.errors import ConfigError
-from rlrun.envs.gym import make_vector_env
 from rlrun.nets import build_network
 from rlrun.nets.actor_critic import QEnsemble, SquashedGaussianActor
 from rlrun.rl.buffers import ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
-from rlrun.rl.schema import GymAlgorithm, check_replay
-from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, ndtr, real_next_obs
-from rlrun.rl.vec_env import VecEnvState
+from rlrun.rl.training import (
+    SPSMeter,
+    adam,
+    log_episodes,
+    maybe_compile,
+    ndtr,
+    step_into_replay,
+    train_due,
+)
+from rlrun.rl.vec_env import training_envs
+from rlrun.schemas.deep_rl import SACConfig
 
 LOGGED = ("qf1", "qf2", "actor", "alpha", "value", "q_values")
-
-
-@dataclass
-class SACConfig(GymAlgorithm):
-    action_spaces: ClassVar[tuple[str, ...]] = ("continuous",)
-    suggest: ClassVar[dict[str, str]] = {"discrete": "ppo"}
-
-    variant: str = "v2"  # v2: twin Q + targets + auto entropy; v1: adds a soft V network
-    total_steps: int = 20_000  # env steps
-    buffer_size: int = 1_000_000
-    batch_size: int = 256
-    gamma: float = 0.99
-    tau: float = 0.005  # Polyak rate of the target networks
-    learning_starts: int = 5_000  # uniformly random actions before learning begins
-    policy_lr: float = 3e-4
-    q_lr: float = 1e-3
-    value_lr: float = 3e-4  # v1 only
-    policy_frequency: int = 2  # actor (and alpha) updated every N critic updates, N times
-    target_network_frequency: int = 1
-    train_frequency: int = 1  # env steps between training phases
-    gradient_steps: int = 1  # critic updates per training phase
-    alpha: float = 0.2  # the entropy coefficient when autotune=false, its start otherwise
-    autotune: bool = True
-    target_entropy: float | None = None  # null: -|A|
-    log_std_min: float = -5.0
-    log_std_max: float = 2.0
-    eval_every: int = 5_000  # env steps; 0: only at the end
-    eval_episodes: int = 10
-    log_every: int = 100  # env steps between loss logs (each one a host sync)
-    # AR(1) correlation of the behaviour policy's noise across env steps: 0 = independent
-    # (SAC as published); ~0.9 = temporally correlated exploration (in the spirit of OU and
-    # pink noise) that finds sparse rewards, e.g. MountainCarContinuous's flag. Marginals are
-    # unchanged: N(0, 1) for the policy, uniform over the box during `learning_starts`.
-    noise_rho: float = 0.0
-    compile: bool = False  # torch.compile the losses (CUDA graphs on GPU)
-
-    def __post_init__(self) -> None:
-        if self.variant not in ("v1", "v2"):
-            raise ConfigError(f"variant={self.variant!r}: use v2 (twin Q, targets) or v1"
-                              " (with a soft value network)")
-        for key in ("total_steps", "buffer_size", "batch_size", "policy_frequency",
-                    "target_network_frequency", "train_frequency", "gradient_steps",
-                    "eval_episodes", "log_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        for key in ("policy_lr", "q_lr", "value_lr", "alpha"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"{key}={getattr(self, key)} must be > 0")
-        if not 0 <= self.gamma <= 1 or not 0 < self.tau <= 1:
-            raise ConfigError(f"gamma={self.gamma} must be in [0, 1], tau={self.tau} in (0, 1]")
-        if self.learning_starts < 0 or self.eval_every < 0:
-            raise ConfigError("learning_starts and eval_every must be >= 0")
-        if not 0 <= self.noise_rho < 1:
-            raise ConfigError(f"noise_rho={self.noise_rho} must be in [0, 1)")
-        if self.log_std_min >= self.log_std_max:
-            raise ConfigError("log_std_min must be < log_std_max")
-        check_replay(self)
 
 
 def build(net_cfg: Any, obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray,
@@ -152,8 +100,8 @@ def actor_loss(nets: dict, obs: torch.Tensor, log_alpha: torch.Tensor,
 
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
-    n_envs = ctx.env.num_envs or 1
-    envs = make_vector_env(ctx.env, n_envs, ctx.seed)
+    envs = training_envs(ctx)
+    n_envs = envs.num_envs
     space = envs.single_action_space
     obs_dim, act_dim = int(np.prod(envs.single_observation_space.shape)), int(space.shape[0])
     nets = build(ctx.network, obs_dim, act_dim, space.low, space.high, cfg, ctx.device)
@@ -169,37 +117,32 @@ def run(ctx) -> None:
     if cfg.autotune:  # alpha learns at the critics' rate, as in CleanRL
         pi_opt.add_param_group({"params": [log_alpha], "lr": cfg.q_lr})
     target_entropy = float(-act_dim if cfg.target_entropy is None else cfg.target_entropy)
-    rb = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), (obs_dim,), (act_dim,), dev)
-    rng = np.random.default_rng(ctx.seed)
+    rb = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), (obs_dim,), (act_dim,), dev,
+                      seed=ctx.seed_of("buffer"))
+    rng = ctx.rng("actions")
     c_loss = maybe_compile(critic_loss, cfg.compile, ctx.device)
     a_loss = maybe_compile(actor_loss, cfg.compile, ctx.device)
     evaluator = Evaluator.of_run(ctx, cfg.eval_episodes, load_policy)
     targets = [(nets[c + "_target"], nets[c]) for c in critics]
     target_params = [p for t, _ in targets for p in t.parameters()]
     source_params = [p for _, s in targets for p in s.parameters()]
-
     noise = np.zeros((n_envs, act_dim))  # the correlated draw when noise_rho > 0
     rho, rho_c = cfg.noise_rho, float(np.sqrt(1 - cfg.noise_rho ** 2))
-    obs, _ = envs.reset(seed=ctx.seed)
-    st = {"step": 0, "updates": 0, "next_eval": cfg.eval_every or cfg.total_steps,
-          "next_log": 0}
+    st = {"updates": 0}
 
-    vec = VecEnvState(envs, lambda: obs)
-    ctx.track(nets=nets, q_opt=q_opt, pi_opt=pi_opt, log_alpha=log_alpha, rb=rb, rng=rng,
-              envs=vec, noise=noise, counters=st)
-    if ctx.resume():
-        obs = vec.observation(obs)
+    ctx.track(nets=nets, q_opt=q_opt, pi_opt=pi_opt, log_alpha=log_alpha, rng=rng,
+              noise=noise, counters=st)
+    ctx.track_per_rank(envs=envs, rb=rb)
+    obs = ctx.resume().obs
 
     policy = actor_policy(nets["actor"], dev)
-
     log, last_return, losses = ctx.logger, None, None
-    sps = SPSMeter(st["step"])
-    ctx.start_progress(cfg.total_steps, st["step"])
-    while st["step"] < cfg.total_steps:
-        step = st["step"]
+    sps = SPSMeter(ctx.step)
+    ctx.start_progress(cfg.total_steps)
+    while ctx.step < cfg.total_steps:
         if rho:
             noise[:] = rho * noise + rho_c * rng.standard_normal(noise.shape)
-        if step < cfg.learning_starts:
+        if ctx.step < cfg.learning_starts:
             actions = (space.low + (space.high - space.low) * ndtr(noise) if rho else
                        rng.uniform(space.low, space.high, (n_envs, act_dim))).astype(np.float32)
         else:
@@ -208,21 +151,17 @@ def run(ctx) -> None:
                 a = nets["actor"](torch.as_tensor(obs, device=dev, dtype=torch.float32),
                                   eps)[0]
             actions = a.cpu().numpy()
-        next_obs, rewards, term, trunc, infos = envs.step(actions)
-        rb.add(obs, actions, rewards, real_next_obs(next_obs, term | trunc, infos), term)
-        obs = next_obs
-        st["step"] = step = step + n_envs
-        ret = log_episodes(log, infos, step)
-        last_return = ret if ret is not None else last_return
+        obs, infos = step_into_replay(envs, rb, obs, actions)
+        step = ctx.step + n_envs
+        last_return = log_episodes(log, infos, step, last_return)
 
-        if step > cfg.learning_starts and (step // n_envs) % cfg.train_frequency == 0:
+        if train_due(cfg, step, n_envs):
             for _ in range(cfg.gradient_steps):
                 losses = _update(nets, rb, cfg, q_opt, pi_opt, log_alpha,
                                  target_entropy, c_loss, a_loss, st["updates"],
                                  target_params, source_params)
                 st["updates"] += 1
-        if step >= st["next_log"]:
-            st["next_log"] = step + cfg.log_every
+        if ctx.every("log", cfg.log_every, step) or step >= cfg.total_steps:
             log.scalar("charts/SPS", sps.read(step), step)
             if losses is not None:  # the only host syncs of the loop
                 log.scalars({f"losses/{k}": float(v) for k, v in losses.items()
@@ -230,9 +169,8 @@ def run(ctx) -> None:
                 log.scalar("charts/alpha", float(log_alpha.detach().exp()), step)
                 if "entropy" in losses:
                     log.scalar("charts/entropy", float(losses["entropy"]), step)
-        if step >= st["next_eval"] or step >= cfg.total_steps:
+        if ctx.every("eval", cfg.eval_every, step) or step >= cfg.total_steps:
             evaluator.run(policy, log, step)
-            st["next_eval"] += cfg.eval_every or cfg.total_steps
         if ctx.tick(step, last_return):
             break
     ctx.finish(close=(evaluator, envs))
@@ -259,7 +197,7 @@ def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray
     return actor_policy(nets["actor"], torch.device(ctx.device), deterministic)
 
 
-def _update(nets, rb, cfg, q_opt, pi_opt, log_alpha, target_entropy, c_loss, a_loss,
+def _update(nets, rb, cfg: SACConfig, q_opt, pi_opt, log_alpha, target_entropy, c_loss, a_loss,
             n_updates, target_params, source_params) -> dict[str, torch.Tensor]:
     """One critic step; every `policy_frequency` updates, that many actor (and alpha) steps
     (CleanRL's delayed-but-compensated schedule); Polyak-averaged targets."""

@@ -17,63 +17,26 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from rlrun.core.errors import ConfigError
-from rlrun.envs.gym import make_vector_env
 from rlrun.nets import build_network
 from rlrun.nets.actor_critic import QEnsemble
 from rlrun.rl.buffers import ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
-from rlrun.rl.schema import GymAlgorithm, check_replay
-from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, real_next_obs
-from rlrun.rl.vec_env import VecEnvState
-
-
-@dataclass
-class TD3Config(GymAlgorithm):
-    action_spaces: ClassVar[tuple[str, ...]] = ("continuous",)
-    suggest: ClassVar[dict[str, str]] = {"discrete": "dqn (or ppo, a2c)"}
-
-    total_steps: int = 1_000_000  # env steps
-    buffer_size: int = 1_000_000
-    batch_size: int = 256
-    learning_rate: float = 3e-4  # actor and critics
-    gamma: float = 0.99
-    tau: float = 0.005  # Polyak rate of the target networks
-    learning_starts: int = 25_000  # uniformly random actions before learning begins
-    exploration_noise: float = 0.1  # std of the Gaussian added to actions (x half range)
-    n_critics: int = 2  # TD3: 2 (min of the targets); DDPG: 1
-    policy_noise: float = 0.2  # target policy smoothing std (x half range); DDPG: 0
-    noise_clip: float = 0.5  # ... clipped to +-noise_clip (x half range)
-    policy_frequency: int = 2  # critic updates per actor + target update; DDPG: 1
-    train_frequency: int = 1  # env steps between training phases
-    gradient_steps: int = 1  # critic updates per training phase
-    eval_every: int = 5_000  # env steps; 0: only at the end
-    eval_episodes: int = 10
-    log_every: int = 100  # env steps between loss logs (each one a host sync)
-    compile: bool = False  # torch.compile the losses (CUDA graphs on GPU)
-
-    def __post_init__(self) -> None:
-        for key in ("total_steps", "buffer_size", "batch_size", "n_critics",
-                    "policy_frequency", "train_frequency", "gradient_steps", "eval_episodes",
-                    "log_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate={self.learning_rate} must be > 0")
-        if not 0 <= self.gamma <= 1 or not 0 < self.tau <= 1:
-            raise ConfigError(f"gamma={self.gamma} must be in [0, 1], tau={self.tau} in (0, 1]")
-        for key in ("exploration_noise", "policy_noise", "noise_clip", "learning_starts",
-                    "eval_every"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
-        check_replay(self)
+from rlrun.rl.training import (
+    SPSMeter,
+    adam,
+    log_episodes,
+    maybe_compile,
+    step_into_replay,
+    train_due,
+)
+from rlrun.rl.vec_env import training_envs
+from rlrun.schemas.deep_rl import TD3Config
 
 
 class DeterministicActor(nn.Module):
@@ -167,7 +130,7 @@ def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray
     mu = actor_policy(nets["actor"], torch.device(ctx.device))
     if deterministic:
         return mu
-    rng, sd = np.random.default_rng(ctx.seed), ctx.algo.exploration_noise
+    rng, sd = ctx.rng("eval_noise"), ctx.algo.exploration_noise  # follows seed=
     half_range = (space.high - space.low) / 2
     return lambda o: np.clip(mu(o) + rng.normal(0.0, sd, (len(o), len(half_range))) * half_range,
                              space.low, space.high).astype(np.float32)
@@ -175,71 +138,61 @@ def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray
 
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
-    n_envs = ctx.env.num_envs or 1
-    envs = make_vector_env(ctx.env, n_envs, ctx.seed)
+    envs = training_envs(ctx)
+    n_envs = envs.num_envs
     space = envs.single_action_space
     obs_dim, act_dim = int(np.prod(envs.single_observation_space.shape)), int(space.shape[0])
     nets = build(ctx.network, obs_dim, act_dim, space.low, space.high, cfg.n_critics,
                  ctx.device)
     q_opt = adam(nets["qf"].parameters(), cfg.learning_rate, ctx.device)
     pi_opt = adam(nets["actor"].parameters(), cfg.learning_rate, ctx.device)
-    rb = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), (obs_dim,), (act_dim,), dev)
-    rng = np.random.default_rng(ctx.seed)
+    rb = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), (obs_dim,), (act_dim,), dev,
+                      seed=ctx.seed_of("buffer"))
+    rng = ctx.rng("actions")
     c_loss = maybe_compile(critic_loss, cfg.compile, ctx.device)
     a_loss = maybe_compile(actor_loss, cfg.compile, ctx.device)
     evaluator = Evaluator.of_run(ctx, cfg.eval_episodes, load_policy)
     target_params = [p for k in ("actor", "qf") for p in nets[k + "_target"].parameters()]
     source_params = [p for k in ("actor", "qf") for p in nets[k].parameters()]
     half_range = (space.high - space.low) / 2
+    st = {"updates": 0}
 
-    obs, _ = envs.reset(seed=ctx.seed)
-    st = {"step": 0, "updates": 0, "next_eval": cfg.eval_every or cfg.total_steps,
-          "next_log": 0}
-
-    vec = VecEnvState(envs, lambda: obs)
-    ctx.track(nets=nets, q_opt=q_opt, pi_opt=pi_opt, rb=rb, rng=rng, envs=vec, counters=st)
-    if ctx.resume():
-        obs = vec.observation(obs)
+    ctx.track(nets=nets, q_opt=q_opt, pi_opt=pi_opt, rng=rng, counters=st)
+    ctx.track_per_rank(envs=envs, rb=rb)
+    obs = ctx.resume().obs
 
     policy = actor_policy(nets["actor"], dev)
-
     log, last_return, losses = ctx.logger, None, {}
-    sps = SPSMeter(st["step"])
-    ctx.start_progress(cfg.total_steps, st["step"])
-    while st["step"] < cfg.total_steps:
-        step = st["step"]
-        if step < cfg.learning_starts:
+    sps = SPSMeter(ctx.step)
+    ctx.start_progress(cfg.total_steps)
+    while ctx.step < cfg.total_steps:
+        if ctx.step < cfg.learning_starts:
             actions = rng.uniform(space.low, space.high, (n_envs, act_dim)).astype(np.float32)
         else:
             noise = rng.normal(0.0, cfg.exploration_noise, (n_envs, act_dim)) * half_range
             actions = np.clip(policy(obs) + noise, space.low, space.high).astype(np.float32)
-        next_obs, rewards, term, trunc, infos = envs.step(actions)
-        rb.add(obs, actions, rewards, real_next_obs(next_obs, term | trunc, infos), term)
-        obs = next_obs
-        st["step"] = step = step + n_envs
-        ret = log_episodes(log, infos, step)
-        last_return = ret if ret is not None else last_return
+        obs, infos = step_into_replay(envs, rb, obs, actions)
+        step = ctx.step + n_envs
+        last_return = log_episodes(log, infos, step, last_return)
 
-        if step > cfg.learning_starts and (step // n_envs) % cfg.train_frequency == 0:
+        if train_due(cfg, step, n_envs):
             for _ in range(cfg.gradient_steps):
                 losses.update(_update(nets, rb, cfg, q_opt, pi_opt, c_loss, a_loss,
                                       st["updates"], target_params, source_params))
                 st["updates"] += 1
-        if step >= st["next_log"]:
-            st["next_log"] = step + cfg.log_every
+        if ctx.every("log", cfg.log_every, step) or step >= cfg.total_steps:
             log.scalar("charts/SPS", sps.read(step), step)
             if losses:  # the only host syncs of the loop
                 log.scalars({f"losses/{k}": float(v) for k, v in losses.items()
                              if k != "critic"}, step)
-        if step >= st["next_eval"] or step >= cfg.total_steps:
+        if ctx.every("eval", cfg.eval_every, step) or step >= cfg.total_steps:
             evaluator.run(policy, log, step)
-            st["next_eval"] += cfg.eval_every or cfg.total_steps
         if ctx.tick(step, last_return):
             break
     ctx.finish(close=(evaluator, envs))
 
 
-def _update(nets, rb, cfg, q_opt, pi_opt, c_loss, a_loss, n_updates, target_params,
+def _update(nets, rb, cfg: TD3Config, q_opt, pi_opt, c_loss, a_loss, n_updates, target_params,
             source_params) -> dict[str, torch.Tensor]:
     """One critic step; every `policy_frequency` of them an actor step and the Polyak
     update of all targets (TD3's delayed updates; DDPG: every step)."""

@@ -12,60 +12,16 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from rlrun.core.errors import ConfigError, PairingError
+from rlrun.schemas.gym import AtariOptions, GymEnvConfig  # noqa: F401 (their old home)
 
 # Where an env's code lives -> the rlrun extra that installs what it needs.
 EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco",
           "ale_py": "atari"}
-
-
-@dataclass
-class AtariOptions:
-    """The standard DQN preprocessing of `ALE/...` ids (Machado et al. 2018 settings aside:
-    v5 ids keep their sticky actions, `env.kwargs.repeat_action_probability=0` removes them).
-    Gymnasium's AtariPreprocessing does no-op starts, frame skip with max-pooling, 84x84
-    grayscale; FrameStackObservation stacks frames; rewards are clipped by Gymnasium's
-    vector ClipReward outside the episode statistics, so `charts/episodic_return` is the
-    game score. `episodic_life`: a lost life is a terminal for the learner only (the game
-    goes on, as in the DQN paper); Gymnasium's own `terminal_on_life_loss` would reset the
-    whole game at every lost life."""
-
-    noop_max: int = 30
-    frame_skip: int = 4
-    screen_size: int = 84
-    grayscale: bool = True
-    frame_stack: int = 4
-    episodic_life: bool = True
-    clip_reward: bool = True
-
-
-@dataclass
-class GymEnvConfig:
-    id: str = "CartPole-v1"
-    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to gymnasium.make
-    num_envs: int | None = None  # parallel copies; null: the algorithm's default
-    vectorization: str = "sync"  # sync (one process) or async (one process per copy)
-    max_episode_steps: int | None = None  # null: the id's registered limit
-    atari: AtariOptions = field(default_factory=AtariOptions)  # ALE/... ids only
-
-    def __post_init__(self) -> None:
-        ensure_registered(self.id)
-        check_kwargs(self.id, self.kwargs)
-        a = self.atari
-        if min(a.noop_max + 1, a.frame_skip, a.screen_size, a.frame_stack) < 1:
-            raise ConfigError("env.atari: noop_max must be >= 0; frame_skip, screen_size and"
-                              " frame_stack >= 1")
-        if self.num_envs is not None and self.num_envs < 1:
-            raise ConfigError(f"num_envs={self.num_envs} must be >= 1 (or null)")
-        if self.vectorization not in ("sync", "async"):
-            raise ConfigError(f"vectorization={self.vectorization!r}: use sync or async")
-        if self.max_episode_steps is not None and self.max_episode_steps < 1:
-            raise ConfigError(f"max_episode_steps={self.max_episode_steps} must be >= 1")
 
 
 def ensure_registered(env_id: str) -> None:
@@ -239,6 +195,9 @@ def make_vector_env(cfg: GymEnvConfig, num_envs: int, seed: int,
         envs = gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode)
     else:
         envs = gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+    for i, sub in enumerate(getattr(envs, "envs", ())):  # sync: the sub-envs' own spaces,
+        sub.action_space.seed(seed + i)  # whose RNGs a checkpoint holds, seeded, not entropy
+        sub.observation_space.seed(seed + i)
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     for wrap in wrappers:
         envs = wrap(envs)

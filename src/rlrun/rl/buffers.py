@@ -1,7 +1,10 @@
 """Replay and rollout storage for the deep RL loops, kept as tensors on the run's device.
 
 Keeping the replay buffer on the device means a sampled batch never crosses the host/device
-boundary inside the update, and sampling is one `randint` plus one gather per field.
+boundary inside the update, and sampling is one `randint` plus one gather per field. With a
+`seed` (the loops pass their run's `buffer` stream) a buffer samples from a torch generator
+of its own, saved in its `state_dict`: which transitions are replayed does not depend on the
+other draws of the run (network initialisation, policy noise).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], act_shape: tuple[int, ...],
                  device: str | torch.device, obs_dtype: torch.dtype = torch.float32,
-                 act_dtype: torch.dtype = torch.float32):
+                 act_dtype: torch.dtype = torch.float32, seed: int | None = None):
         self.capacity, self.device = int(capacity), torch.device(device)
         self.pos, self.full = 0, False
+        self.gen = _generator(self.device, seed)
         kw = {"device": self.device}
         self.data = {
             "obs": torch.zeros((self.capacity, *obs_shape), dtype=obs_dtype, **kw),
@@ -50,12 +54,12 @@ class ReplayBuffer:
         self.pos = (self.pos + n) % self.capacity
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
-        idx = torch.randint(0, len(self), (batch_size,), device=self.device)
+        idx = torch.randint(0, len(self), (batch_size,), device=self.device, generator=self.gen)
         return {k: v[idx] for k, v in self.data.items()}
 
     def state_dict(self) -> dict[str, Any]:
         n = len(self)
-        return {"pos": self.pos, "full": self.full,
+        return {"pos": self.pos, "full": self.full, **_generator_state(self.gen),
                 **{k: v[:n].cpu() for k, v in self.data.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -63,6 +67,7 @@ class ReplayBuffer:
         sizes the buffer): a full saved ring is then laid out oldest first, as a run that
         had this capacity from the start would hold it."""
         self.pos, self.full = int(state["pos"]), bool(state["full"])
+        _load_generator(self.gen, state)
         n = len(state["rewards"])
         if n > self.capacity:
             raise ValueError(f"the saved replay holds {n} transitions, more than this"
@@ -94,8 +99,9 @@ class FrameReplayBuffer:
     """
 
     def __init__(self, capacity: int, n_envs: int, stack: int, frame_shape: tuple[int, ...],
-                 device: str | torch.device):
+                 device: str | torch.device, seed: int | None = None):
         self.device, self.n, self.stack = torch.device(device), int(n_envs), int(stack)
+        self.gen = _generator(self.device, seed)
         # per stream: its share of `capacity` plus room for the stack walk and final slots
         self.length = -(-int(capacity) // self.n) + self.stack + 1
         shape, kw = (self.n, self.length), {"device": self.device}
@@ -169,8 +175,8 @@ class FrameReplayBuffer:
             k = int(todo.sum())
             if k == 0:
                 break
-            r = torch.randint(0, self.n, (k,), device=d)
-            s = (torch.rand(k, device=d) * size[r]).long()
+            r = torch.randint(0, self.n, (k,), device=d, generator=self.gen)
+            s = (torch.rand(k, device=d, generator=self.gen) * size[r]).long()
             # the S-1 slots after the head have stack histories that were overwritten
             ok = self.data["valid"][r, s] & ((s - pos[r] - 1) % self.length >= self.stack - 1)
             where = todo.nonzero().squeeze(1)
@@ -185,12 +191,27 @@ class FrameReplayBuffer:
     def state_dict(self) -> dict[str, Any]:
         m = int(self.size.max())
         return {"pos": self.pos.clone(), "size": self.size.clone(),
-                "frames": self.frames[:, :m].cpu(),
+                "frames": self.frames[:, :m].cpu(), **_generator_state(self.gen),
                 **{k: v[:, :m].cpu() for k, v in self.data.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.pos, self.size = state["pos"].clone().long(), state["size"].clone().long()
+        _load_generator(self.gen, state)
         m = int(self.size.max())
         self.frames[:, :m] = state["frames"].to(self.device)
         for k, v in self.data.items():
             v[:, :m] = state[k].to(self.device)
+
+
+def _generator(device: torch.device, seed: int | None) -> torch.Generator | None:
+    """A buffer's own sampling generator (None: torch's global one)."""
+    return None if seed is None else torch.Generator(device=device).manual_seed(int(seed))
+
+
+def _generator_state(gen: torch.Generator | None) -> dict[str, Any]:
+    return {} if gen is None else {"generator": gen.get_state()}
+
+
+def _load_generator(gen: torch.Generator | None, state: dict[str, Any]) -> None:
+    if gen is not None and "generator" in state:
+        gen.set_state(state["generator"])

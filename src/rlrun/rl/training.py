@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 
 
-def log_episodes(logger: Any, infos: dict, step: int) -> float | None:
+def log_episodes(logger: Any, infos: dict, step: int, last: float | None = None
+                 ) -> float | None:
     """Log `charts/episodic_return/length` of episodes that ended this step (vector
-    RecordEpisodeStatistics); returns the mean return of those episodes, or None."""
+    RecordEpisodeStatistics); returns the mean return of those episodes, or `last` (the
+    loop's latest, its progress headline) when none ended."""
     if "episode" not in infos:
-        return None
+        return last
     done = infos["_episode"]
     returns = infos["episode"]["r"][done]
     lengths = infos["episode"]["l"][done]
@@ -23,6 +25,21 @@ def log_episodes(logger: Any, infos: dict, step: int) -> float | None:
         logger.scalar("charts/episodic_return", float(r), step)
         logger.scalar("charts/episodic_length", float(n), step)
     return float(np.mean(returns))
+
+
+def step_into_replay(envs: Any, rb: Any, obs: np.ndarray, actions: np.ndarray
+                     ) -> tuple[np.ndarray, dict]:
+    """One step of the vector env, its transitions added to the replay `rb` (with the true
+    last observations of the episodes that ended): the next observations and the infos."""
+    next_obs, rewards, term, trunc, infos = envs.step(actions)
+    rb.add(obs, actions, rewards, real_next_obs(next_obs, term | trunc, infos), term)
+    return next_obs, infos
+
+
+def train_due(cfg: Any, step: int, n_envs: int) -> bool:
+    """Whether an off-policy loop (SAC, TD3, DQN) trains after the env step that reached
+    `step`: past `learning_starts`, every `train_frequency` vector steps."""
+    return step > cfg.learning_starts and (step // n_envs) % cfg.train_frequency == 0
 
 
 def real_next_obs(next_obs: np.ndarray, done: np.ndarray, infos: dict) -> np.ndarray:

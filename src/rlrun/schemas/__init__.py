@@ -12,7 +12,18 @@ def register_all() -> None:
     their entry point is loaded."""
     from rlrun.core.logger import LoggerConfig
     from rlrun.core.schema import register
-    from rlrun.schemas import bandits, data, ddpm, envs, lm, networks, td, text_classifier
+    from rlrun.schemas import (
+        bandits,
+        data,
+        ddpm,
+        deep_rl,
+        envs,
+        gym,
+        lm,
+        networks,
+        td,
+        text_classifier,
+    )
 
     for group, name, cls in (
         ("algo", "epsilon_greedy", bandits.EpsilonGreedyConfig),
@@ -20,6 +31,11 @@ def register_all() -> None:
         ("algo", "gradient_bandit", bandits.GradientBanditConfig),
         ("algo", "td_control", td.TDControlConfig),
         ("algo", "td_prediction", td.TDPredictionConfig),
+        ("algo", "sac", deep_rl.SACConfig),
+        ("algo", "td3", deep_rl.TD3Config),  # ddpg too: TD3 with its three fixes off
+        ("algo", "dqn", deep_rl.DQNConfig),
+        ("algo", "ppo", deep_rl.PPOConfig),
+        ("algo", "a2c", deep_rl.A2CConfig),
         ("env", "bandit", envs.BanditConfig),
         ("env", "tabular", envs.TabularEnvConfig),
         ("logger", "tensorboard", LoggerConfig),
@@ -34,5 +50,6 @@ def register_all() -> None:
         ("network", "nature_cnn", networks.NatureCNNConfig),
         ("network", "unet", networks.UNetConfig),
         ("network", "transformer", networks.TransformerConfig),
+        ("env", "gym", gym.GymEnvConfig),
     ):
         register(group, name, cls)
