@@ -32,6 +32,8 @@ def _sentences(lines: list[str]) -> str:
 _APPEND_ADVICE = re.compile(r"\s*To append to your (config|default list) use \+\S*\.?")
 # "not in struct" (a plain node) or "not in 'UCBConfig'" (a schema's structured node)
 _UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'\..*Key '([^']+)' (?:is )?not in")
+_TUNED_KEY = re.compile(r"In 'tuned/([^/']+)/([^']+)': \w+ raised while composing config:"
+                        r" Key '(?:(\w+)\.)?(\w+)' not in '(\w+)'")
 _NOT_INTEGER = re.compile(r"Error merging override ([\w.]+)=(\S+?)\.? Value '([^']*)' of type"
                           r" 'float' could not be converted to Integer")
 _BAD_VALUE = re.compile(r"Error merging override ([\w.]+)=(\S+?)\.? Value '([^']*)' of type"
@@ -45,6 +47,16 @@ def _one_line(text: str) -> str:
     unknown = _UNKNOWN_KEY.search(flat)
     if unknown:
         return _unknown_key(unknown.group(1), unknown.group(2))
+    tuned = _TUNED_KEY.search(flat)
+    if tuned:  # algo=ddpg network=transformer: the pair's tuned values set MLP widths
+        algo, env, group, key, schema = tuned.groups()
+        group = group or _group_of_schema(schema)
+        chosen = next((a.partition("=")[2] for a in sys.argv[1:]
+                       if a.startswith(f"{group}=")), None)
+        what = f"{group}={chosen}" if chosen else f"this {group} ({schema})"
+        return (f"{what} does not fit algo={algo}: the tuned values"
+                f" configs/tuned/{algo}/{env}.yaml set {group}.{key}, which {what} does not"
+                f" have; use the {group} they are for, or drop them with ~tuned@_global_")
     integral = _NOT_INTEGER.search(flat)
     if integral:  # algo.total_steps=1e5: Hydra reads a float, the schema wants an integer
         key, given, value = integral.groups()
@@ -90,6 +102,21 @@ def _one_line(text: str) -> str:
             if found:
                 out = _sentences([out, f"Available: {', '.join(found)}"])
     return out
+
+
+def _group_of_schema(class_name: str) -> str:
+    """The config group whose registered schema is named `class_name` (network, when none
+    says otherwise: the group the tuned values of an algorithm and task set besides algo)."""
+    from hydra.core.config_store import ConfigStore
+
+    for group, nodes in ConfigStore.instance().repo.get("schema", {}).items():
+        for node in nodes.values():
+            cfg = getattr(node, "node", None)
+            if cfg is not None and str(cfg.get("schema") or cfg.get("_target_") or "") \
+                    and type(cfg._metadata.object_type).__name__ != "NoneType" \
+                    and cfg._metadata.object_type.__name__ == class_name:
+                return group
+    return "network"
 
 
 def _lexer_error(override: str, text: str) -> str:
