@@ -31,8 +31,9 @@ from conftest import compose_cfg  # noqa: E402
 
 from rlrun.core.config import register_resolvers  # noqa: E402
 from rlrun.core.logger import Logger, LoggerConfig  # noqa: E402
-from rlrun.envs.gym import GymEnvConfig, is_atari  # noqa: E402
+from rlrun.envs.gym import is_atari  # noqa: E402
 from rlrun.rl.evaluation import Evaluator  # noqa: E402
+from rlrun.schemas.gym import GymEnvConfig  # noqa: E402
 from rlrun.train import train  # noqa: E402
 
 TASKS = {"dqn": "CartPole-v1", "td3": "Pendulum-v1", "ddpg": "Pendulum-v1",

@@ -42,9 +42,9 @@ from conftest import compose_cfg  # noqa: E402
 from rlrun.core import run  # noqa: E402
 from rlrun.core.config import register_resolvers  # noqa: E402
 from rlrun.core.logger import Logger, LoggerConfig  # noqa: E402
-from rlrun.envs.gym import GymEnvConfig  # noqa: E402
 from rlrun.rl import evaluation as rl  # noqa: E402
 from rlrun.rl.evaluation import Evaluator  # noqa: E402
+from rlrun.schemas.gym import GymEnvConfig  # noqa: E402
 from rlrun.train import train  # noqa: E402
 
 TASKS = {"sac": "Pendulum-v1", "ppo": "CartPole-v1"}

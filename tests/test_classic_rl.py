@@ -233,7 +233,8 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, algo):
 # ---- Atari -----------------------------------------------------------------------------------
 def test_atari_stacks_rebuilt_from_single_frames_match_the_env():
     pytest.importorskip("ale_py", reason="Atari needs pip install 'rlrun[atari]'")
-    from rlrun.envs.gym import GymEnvConfig, make_vector_env
+    from rlrun.envs.gym import make_vector_env
+    from rlrun.schemas.gym import GymEnvConfig
 
     envs = make_vector_env(GymEnvConfig(id="ALE/Breakout-v5", max_episode_steps=60), 2, 0)
     rb = FrameReplayBuffer(1000, 2, 4, (84, 84), "cpu")

@@ -448,8 +448,8 @@ def test_batched_evaluation_plays_every_episode_as_it_was_played_alone(env_id, p
     policy that computes each row on its own, every return and length is bit for bit the
     one-at-a-time reference's, in waves too (more episodes than copies). CartPole's
     episodes end at different steps, so the batch shrinks as they do."""
-    from rlrun.envs.gym import GymEnvConfig
     from rlrun.rl import evaluation
+    from rlrun.schemas.gym import GymEnvConfig
 
     cfg = GymEnvConfig(id=env_id)
     ref = _one_at_a_time(cfg, 3, 7, policy)
@@ -464,8 +464,9 @@ def test_batched_evaluation_of_networks_matches_one_at_a_time():
     discrete returns are exactly today's; continuous ones differ only by BLAS rounding
     (a row of a batch is summed in another order than a single row)."""
     from rlrun.algos.sac import actor_policy, build
-    from rlrun.envs.gym import GymEnvConfig, make_env
+    from rlrun.envs.gym import make_env
     from rlrun.rl.rollout import agent_policy, build_agent
+    from rlrun.schemas.gym import GymEnvConfig
 
     torch.set_num_threads(1)
     net = OmegaConf.create({"_target_": "rlrun.nets.mlp.MLP", "hidden_sizes": [64, 64],

@@ -101,8 +101,9 @@ def test_our_algorithms_run_on_the_plugins_env_and_resume_exactly(tmp_path, monk
 
 # ---- module:EnvId without any plugin ---------------------------------------------------------
 def test_module_env_id_imports_the_module_and_a_missing_one_is_one_line(tmp_path, monkeypatch):
-    from rlrun.envs.gym import GymEnvConfig, make_env
+    from rlrun.envs.gym import make_env
     from rlrun.rl.evaluation import Evaluator
+    from rlrun.schemas.gym import GymEnvConfig
 
     (tmp_path / "tmp_walk_envs.py").write_text(textwrap.dedent("""
         import gymnasium

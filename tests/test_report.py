@@ -53,9 +53,11 @@ def mixed(tmp_path_factory) -> Path:
                               "network.ch=8", "network.groups=4", "network.ch_mult=[1,2]",
                               "network.num_res_blocks=1", "network.attn_resolutions=[]",
                               "algo.total_steps=20"], "a")
-    out = rlrun_cli([*BANDIT, "algo.epsilon=1.5", "logger.progress=none",
-                     f"hydra.run.dir={root / 'failed'}"], cwd=tmp)
-    assert out.returncode == 2, out.stderr
+    # a job that failed: kept as a `failed` record in a sweep (a single run that fails its
+    # preflight leaves no run dir at all)
+    out = rlrun_cli(["-m", *BANDIT, "algo.epsilon=1.5", "logger.progress=none",
+                     f"hydra.sweep.dir={root}", "hydra.sweep.subdir=failed"], cwd=tmp)
+    assert out.returncode == 1, out.stderr
     # a run killed without clean-up: results.json still says running, its PID is gone
     shutil.copytree(root / "bandit" / "eps0_s0", root / "stale")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -15,6 +15,8 @@ import sys
 # fail with Hydra's "use +key" advice for keys the default algorithm lacks.
 _HYDRA_SIDE = re.compile(r"^(resume=|hydra\.|hydra/|-)")
 _resume_overrides: list[str] = []
+# Hydra's launchers that only run sweeps' jobs (hydra/launcher=...), ours and the extras'
+_SWEEP_LAUNCHERS = ("joblib", "submitit_local", "submitit_slurm", "slurm", "ray", "ray_aws")
 # Hydra's flags that take their value as the next argument.
 _FLAGS_WITH_VALUE = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn",
                      "--package", "-p", "--experimental-rerun")
@@ -348,7 +350,7 @@ def _main() -> None:
 
     multirun = any(a in ("-m", "--multirun") or a.startswith("hydra.mode=") for a in args)
     launcher = next((a.partition("=")[2] for a in args if a.startswith("hydra/launcher=")), None)
-    if launcher and launcher != "basic" and not multirun:
+    if launcher in _SWEEP_LAUNCHERS and not multirun:  # an unknown one: Hydra names it
         _fail(f"hydra/launcher={launcher} launches the jobs of a sweep: add -m (rlrun -m"
               f" hydra/launcher={launcher} ...); without -m the run would train here")
     from rlrun.core.errors import RlrunError

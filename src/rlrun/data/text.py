@@ -117,6 +117,9 @@ def read_utf8(path: str, what: str) -> str:
         raise DataError(f"env.path={path} is not a regular file; give {what}")
     try:
         return p.read_text(encoding="utf-8")
+    except PermissionError:
+        raise DataError(f"env.path={path}: permission denied; give {what} you can read"
+                        ) from None
     except UnicodeDecodeError as e:
         raise DataError(f"env.path={path} is not UTF-8 text ({e.reason} at byte"
                         f" {e.start}); convert it first, e.g. iconv -t utf-8") from None

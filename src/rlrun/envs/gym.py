@@ -12,12 +12,14 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rlrun.core.errors import ConfigError, PairingError
-from rlrun.schemas.gym import AtariOptions, GymEnvConfig  # noqa: F401 (their old home)
+
+if TYPE_CHECKING:  # the schema imports this module's checks lazily: no import circle
+    from rlrun.schemas.gym import GymEnvConfig
 
 # Where an env's code lives -> the rlrun extra that installs what it needs.
 EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco",
