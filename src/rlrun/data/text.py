@@ -125,13 +125,14 @@ class TextFileConfig(TextConfig):
     loads it, so the config itself still composes and validates without one)."""
 
 
-def read_utf8(path: str, what: str) -> str:
-    """The text of the file at `env.path`; a missing or non-UTF-8 file is one DataError."""
+def read_utf8(path: str, what: str, key: str = "env.path") -> str:
+    """The text of the file named by option `key`; a missing or non-UTF-8 file is one
+    DataError."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DataError(f"env.path={path}: no such file; give {what}")
+        raise DataError(f"{key}={path}: no such file; give {what}")
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(f"env.path={path} is not UTF-8 text ({e.reason} at byte"
+        raise DataError(f"{key}={path} is not UTF-8 text ({e.reason} at byte"
                         f" {e.start}); convert it first, e.g. iconv -t utf-8") from None
