@@ -344,3 +344,91 @@ def test_the_console_script_is_declared():
     assert "evidently==0.7.23" in extras["drift"] and "pandas<3" in extras["drift"]
     assert any(d.startswith("captum") for d in extras["explain"])
     assert "drift" in extras["test"][-1] and "explain" in extras["test"][-1]
+
+
+# ---- the commands docs/drift.md and docs/eval.md show ---------------------------------------
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def shown(page: str, tool: str) -> list[list[str]]:
+    """The argument lists of every `tool ...` line in the code blocks of docs/`page`."""
+    import shlex
+
+    found, block = [], False
+    for line in (DOCS / page).read_text().splitlines():
+        if line.strip().startswith("```"):
+            block = not block
+        elif block and line.startswith(tool + " "):
+            found.append(shlex.split(line, comments=True)[1:])
+    return found
+
+
+def doc_files(root: Path) -> None:
+    """The files the documented commands name, in `root`: shifted data for new.*, the task's
+    own texts for old.txt, e-mail headers for mail.txt."""
+    new, old = shifted_rows(120), make_rows(200, seed=3)
+    write_csv(root / "reviews.csv", new, "review", "stars")
+    (root / "new.jsonl").write_text("".join(json.dumps({"text": t, "label": lab}) + "\n"
+                                            for t, lab in new))
+    (root / "new.txt").write_text("\n".join(t for t, _ in new))
+    (root / "old.txt").write_text("\n".join(t for t, _ in old))
+    (root / "mail.txt").write_text("\n".join(f"From: user{i}@example.org Subject: RE: meeting"
+                                             f" {i}" for i in range(200)))
+
+
+def test_every_shown_command_parses():
+    from rlrun.eval import parse_args as eval_args
+
+    drift = shown("drift.md", "rlrun-drift")
+    assert len(drift) >= 5
+    for argv in drift:
+        if argv != ["--help"]:
+            parse_args(argv)
+    explain = [a for a in shown("eval.md", "rlrun-eval") if "explain=true" in a]
+    assert explain
+    for argv in explain:
+        assert eval_args(argv)[1]["explain"] is True
+
+
+@pytest.mark.slow
+def test_every_shown_command_runs(runs, tmp_path, monkeypatch, capsys):
+    (tmp_path / "runs").mkdir()
+    for name in ("clf", "lm"):
+        (tmp_path / "runs" / name).symlink_to(runs(name))
+    doc_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for argv in shown("drift.md", "rlrun-drift"):
+        code, out, err = run_main(argv, capsys)
+        assert code in ((0, 1) if "--fail-on-drift" in argv else (0,)), (argv, err)
+        assert out.startswith("usage:" if argv == ["--help"] else "text_classifier on"
+                              if argv[0] == "runs/clf" else "lm on"), (argv, out)
+
+
+@pytest.mark.slow
+def test_method_errors_come_before_the_scoring(runs, tmp_path, capsys):
+    """Evidently's own names only, and a test that takes one of the check's column types
+    (both need Evidently imported: slow)."""
+    cur = tmp_path / "c.txt"
+    cur.write_text("some text\nmore text\n")
+    code, _, err = run_main([str(runs("clf")), f"current={cur}", "method=kss"], capsys)
+    assert code == 2 and "method='kss' is not one of Evidently's drift tests: " in err
+    assert "ks, " in err and err.count("\n") == 1
+    checks = lambda: len(list((runs("lm") / "drift").glob("*")))  # noqa: E731
+    before = checks()
+    code, _, err = run_main([str(runs("lm")), f"current={cur}", "method=z"], capsys)
+    assert code == 2 and err.count("\n") == 1 and (
+        "method=z tests categorical columns; this check has none (its columns: text (text),"
+        " perplexity (numerical), length_chars (numerical)") in err
+    assert checks() == before  # refused before anything was written
+
+
+def test_nothing_heavy_before_the_arguments_are_checked():
+    import subprocess
+
+    code = ("import sys; from rlrun.drift.cli import HELP, parse_args\n"
+            "try:\n    parse_args(['R', 'threshold=2', 'current=x'])\nexcept Exception: pass\n"
+            "print(sorted(m for m in ('torch', 'evidently', 'pandas', 'hydra') if m in"
+            " sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr

@@ -142,3 +142,22 @@ def test_explain_errors(run, capsys, monkeypatch):
         "rlrun-eval: error: explain=true needs Captum: pip install 'rlrun[explain]'\n")
     assert not (run / "eval.json").exists() or \
         json.loads((run / "eval.json").read_text())["settings"]["text"] != "a"
+
+
+def test_the_commands_docs_eval_shows_for_the_classifier_run(run, tmp_path, monkeypatch,
+                                                              capsys):
+    from .test_drift import shown
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "clf").symlink_to(run)
+    monkeypatch.chdir(tmp_path)
+    commands = [a for a in shown("eval.md", "rlrun-eval") if a[0] == "runs/clf"]
+    assert len(commands) >= 3
+    for argv in commands:
+        capsys.readouterr()
+        main(argv)
+        out = capsys.readouterr().out.splitlines()
+        n = sum(a.startswith("text=") for a in argv)
+        assert len(out) >= n + 1 and out[-1] == f"wrote {run / 'eval.json'}", (argv, out)
+        if "explain=true" in argv:
+            assert out[1].startswith(f"why {out[0]} (p=")

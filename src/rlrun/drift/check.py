@@ -81,26 +81,27 @@ def check(run_dir: str | Path, opts: dict[str, Any],
         oov = cols.oov_percent_of(mode, chars=set(corpus.stoi))
     t_load = time.perf_counter()
 
+    # the columns besides the descriptors: the true labels only where both sides have them
+    labelled = mode == "labels" and reference.labels is not None and current.labels is not None
+    types = {cols.TEXT: "text", "perplexity": "num"} if mode == "text" else {
+        cols.TEXT: "text", "prediction": "cat", "confidence": "num",
+        **({"label": "cat"} if labelled else {})}
     engine.import_evidently()
     method, threshold = opts.get("method"), opts.get("threshold")
-    if method is not None:
-        engine.method_types(method)  # an unknown test fails before the scoring
+    # a test that is not Evidently's, or takes none of these columns, fails before the scoring
+    engine.overrides(method, threshold, {**types, **dict.fromkeys(cols.DESCRIPTORS, "num")})
     t_import = time.perf_counter()
 
-    types: dict[str, str] = {cols.TEXT: "text"}
     if mode == "labels":
         batch = int(getattr(ctx.algo, "eval_batch_size", 256))
         sides = [cols.classifier_columns(model, d.texts, batch) for d in (reference, current)]
-        types.update(prediction="cat", confidence="num")
-        if reference.labels is not None and current.labels is not None:
+        if labelled:
             for extra, docs in zip(sides, (reference, current), strict=True):
                 extra["label"] = docs.labels
-            types["label"] = "cat"
     else:
         lm = ctx.tracked("model")
         sides = [{"perplexity": cols.perplexities(lm, corpus.stoi, block, d.texts)}
                  for d in (reference, current)]
-        types["perplexity"] = "num"
     t_infer = time.perf_counter()
 
     outcome = engine.run_report(engine.frame(reference.texts, sides[0]),

@@ -75,6 +75,23 @@ class Outcome:
     table: Any  # the DataDriftTable result: drift_by_columns, dataset_drift, ...
 
 
+def overrides(method: str | None, threshold: float | None, typed: dict[str, str]
+              ) -> dict[str, Any]:
+    """DataDriftPreset's arguments for `method=` and `threshold=` over the columns `typed`
+    (name -> 'num'|'cat'|'text', descriptors included); a method that takes none of them is
+    a one-line error."""
+    if method is None:
+        return {"threshold": threshold}
+    takes = method_types(method)
+    fits = [c for c, t in typed.items() if t in takes]
+    if not fits:
+        raise ConfigError(f"method={method} tests {' and '.join(TYPES[t] for t in sorted(takes))}"
+                          " columns; this check has none (its columns: "
+                          + ", ".join(f"{c} ({TYPES[t]})" for c, t in typed.items()) + ")")
+    return {"per_column_method": dict.fromkeys(fits, method),
+            "per_column_threshold": None if threshold is None else dict.fromkeys(fits, threshold)}
+
+
 def run_report(reference: Any, current: Any, columns: dict[str, str], descriptors: list[Any],
                method: str | None = None, threshold: float | None = None) -> Outcome:
     """Evidently's data-drift report of `current` against `reference` (pandas frames holding
@@ -84,25 +101,12 @@ def run_report(reference: Any, current: Any, columns: dict[str, str], descriptor
     from evidently.legacy.metrics import DataDriftTable
     from evidently.presets import DataDriftPreset
 
-    typed = {**columns, **{d.alias: "num" for d in descriptors}}
-    per_method = per_threshold = None
-    if method is not None:
-        takes = method_types(method)
-        fits = [c for c, t in typed.items() if t in takes]
-        if not fits:
-            raise ConfigError(f"method={method} tests {' and '.join(TYPES[t] for t in takes)}"
-                              " columns; this check has none (its columns: "
-                              + ", ".join(f"{c} ({TYPES[t]})" for c, t in typed.items()) + ")")
-        per_method = dict.fromkeys(fits, method)
-        if threshold is not None:
-            per_threshold = dict.fromkeys(fits, threshold)
+    chosen = overrides(method, threshold, {**columns, **{d.alias: "num" for d in descriptors}})
     definition = DataDefinition(
         text_columns=[c for c, t in columns.items() if t == "text"],
         numerical_columns=[c for c, t in columns.items() if t == "num"],
         categorical_columns=[c for c, t in columns.items() if t == "cat"])
-    preset = DataDriftPreset(drift_share=DRIFT_SHARE, per_column_method=per_method,
-                             per_column_threshold=per_threshold,
-                             threshold=threshold if method is None else None)
+    preset = DataDriftPreset(drift_share=DRIFT_SHARE, **chosen)
     with warnings.catch_warnings():  # numpy and pandas warnings from inside Evidently
         warnings.simplefilter("ignore")
         cur = Dataset.from_pandas(current, data_definition=definition, descriptors=descriptors)
