@@ -432,3 +432,35 @@ def test_nothing_heavy_before_the_arguments_are_checked():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+# ---- the scripts (slow: each runs Evidently several times) --------------------------------
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+STDLIB_TINY = ["threads=1", "checkpoint_every_s=0", "algo=text_classifier", *TINY,
+               "env.limit=200", "algo.total_steps=20"]
+
+
+@pytest.mark.slow
+def test_the_demo_and_the_benchmark_run_on_a_small_run(tmp_path):
+    import subprocess
+
+    run_train(tmp_path, STDLIB_TINY, "clf")
+    run = tmp_path / "clf"
+    env = {**__import__("os").environ, "PYTHONWARNINGS": "ignore"}
+    out = subprocess.run([sys.executable, str(SCRIPTS / "drift_demo.py"), "--run", str(run),
+                          "--out", str(tmp_path / "demo"), "--repeats", "1"], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads((tmp_path / "demo" / "demo.json").read_text())
+    assert res["training_texts"] == 200 and res["shift"]["columns"]["text"]["drifted"]
+    assert res["label_shift"]["columns"]["label"]["drifted"]
+    assert set(res["no_shift"]) == {"defaults", "TVD", "chi_square_expected_rate"}
+    assert res["no_shift"]["TVD"]["tests"]["label"] == "Total-Variation-Distance"
+    assert "| column | test | flagged |" in out.stdout
+    out = subprocess.run([sys.executable, str(SCRIPTS / "bench_drift.py"), str(run), "--out",
+                          str(tmp_path / "bench"), "--repeats", "1", "--texts", "2"], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    bench = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert bench["documents"] == [2000, 2000] and bench["explain_s_per_text"] > 0
+    assert set(bench["rlrun_drift_s"]) >= {"wall", "load", "import", "inference", "evidently"}

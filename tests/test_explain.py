@@ -161,3 +161,16 @@ def test_the_commands_docs_eval_shows_for_the_classifier_run(run, tmp_path, monk
         assert len(out) >= n + 1 and out[-1] == f"wrote {run / 'eval.json'}", (argv, out)
         if "explain=true" in argv:
             assert out[1].startswith(f"why {out[0]} (p=")
+
+
+@pytest.mark.slow
+def test_the_deletion_script_reports_both_curves(run, tmp_path):
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "explain_deletion.py"),
+                          str(run), "--json", str(tmp_path / "d.json"), "--draws", "2"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads((tmp_path / "d.json").read_text())
+    assert res["k"] == [1, 3, 5] and len(res["attributed"]) == len(res["random"]) == 3
+    assert "attributions beat random deletion at every k" in out.stdout
