@@ -113,11 +113,12 @@ def main() -> None:
            "explain_s_per_text": ex, "classify_s_per_text": cl, "explain / classify": ex / cl,
            "threads": __import__("torch").get_num_threads(), "repeats": args.repeats}
     (args.out / "bench.json").write_text(json.dumps(res, indent=1))
+    stages = sum(med[k] for k in ("load", "import", "inference", "evidently", "write"))
     print(f"\nrlrun-drift, 2,000 vs 2,000 documents (median of {args.repeats}):"
           f" wall {med['wall']:.1f} s = start-up and loading {med['load']:.1f}"
           f" + importing Evidently {med['import']:.1f} + inference {med['inference']:.1f}"
           f" + Evidently {med['evidently']:.1f} + writing {med['write']:.1f}"
-          f" (+ Python start-up and torch import {med['wall'] - sum(med[k] for k in ('load', 'import', 'inference', 'evidently', 'write')):.1f})")
+          f" (+ Python start-up and torch import {med['wall'] - stages:.1f})")
     print(f"references: `import evidently.presets` alone {med['import_alone']:.1f} s; bare"
           f" Evidently report on the same columns {med['bare_evidently']:.1f} s")
     for k, v in res["ratios"].items():

@@ -437,7 +437,7 @@ def test_nothing_heavy_before_the_arguments_are_checked():
 # ---- the scripts (slow: each runs Evidently several times) --------------------------------
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 STDLIB_TINY = ["threads=1", "checkpoint_every_s=0", "algo=text_classifier", *TINY,
-               "env.limit=200", "algo.total_steps=20"]
+               "env.packages=[asyncio,collections,concurrent,email]", "algo.total_steps=20"]
 
 
 @pytest.mark.slow
@@ -452,7 +452,7 @@ def test_the_demo_and_the_benchmark_run_on_a_small_run(tmp_path):
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads((tmp_path / "demo" / "demo.json").read_text())
-    assert res["training_texts"] == 200 and res["shift"]["columns"]["text"]["drifted"]
+    assert res["training_texts"] > 400 and res["shift"]["columns"]["text"]["drifted"]
     assert res["label_shift"]["columns"]["label"]["drifted"]
     assert set(res["no_shift"]) == {"defaults", "TVD", "chi_square_expected_rate"}
     assert res["no_shift"]["TVD"]["tests"]["label"] == "Total-Variation-Distance"
