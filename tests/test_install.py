@@ -43,6 +43,9 @@ def test_wheel_ships_configs_and_runs_from_anywhere(tmp_path):
     help_out = subprocess.run([str(target / "bin" / "rlrun-eval"), "--help"], cwd=elsewhere,
                               env=env, capture_output=True, text=True, timeout=300)
     assert help_out.returncode == 0 and "usage: rlrun-eval RUN_DIR" in help_out.stdout
+    drift = subprocess.run([str(target / "bin" / "rlrun-drift"), "--help"], cwd=elsewhere,
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert drift.returncode == 0 and "usage: rlrun-drift RUN_DIR" in drift.stdout
     bandit = subprocess.run([str(target / "bin" / "rlrun-eval"), str(run)], cwd=elsewhere,
                             env=env, capture_output=True, text=True, timeout=300)
     assert bandit.returncode == 2 and "algo=ucb has no policy to replay" in bandit.stderr

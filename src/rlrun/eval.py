@@ -51,6 +51,7 @@ class Option:
     choices: tuple[str, ...] = ()
     low: float | None = None  # smallest allowed value
     positive: bool = False  # > 0 (floats)
+    repeat: bool = False  # may be given more than once (a list of values)
 
 
 OPTIONS = {
@@ -72,7 +73,11 @@ OPTIONS = {
                       " algo.sampler)", choices=("ddpm", "ddim")),
     "steps": Option(int, "images", "DDIM steps, with sampler=ddim (default: the run's"
                     " algo.sample_steps)", low=1),
-    "text": Option(str, "labels", "the text to classify (required)"),
+    "text": Option(str, "labels", "the text to classify (required; give text= again for"
+                   " more texts, one label each)", repeat=True),
+    "explain": Option(bool, "labels", "true: which tokens drove the prediction (integrated"
+                      " gradients, Captum; one text; writes explain.json and explain.html;"
+                      " pip install 'rlrun[explain]')"),
     "seed": Option(int, None, "default: the run's seed, which replays the run's own last"
                    " evaluation (episodes are seeded seed + 10000 + i)", low=0),
     "device": Option(str, None, "cpu, cuda or auto (default: the run's device)",
@@ -102,6 +107,7 @@ examples:
   {PROG} LM_RUN prompt="The " chars=300 temperature=0.7
   {PROG} DDPM_RUN samples=16 sampler=ddim steps=50
   {PROG} CLASSIFIER_RUN text="Return the value of the named header field."
+  {PROG} CLASSIFIER_RUN text="Send an e-mail message." explain=true
 
 A plugin algorithm supports {PROG} by defining a hook in its loop's module: docs/eval.md.
 Bad input is one line on stderr and exit code 2."""
@@ -124,9 +130,12 @@ def parse_args(argv: list[str]) -> tuple[Path, dict[str, Any]]:
         if key not in OPTIONS:
             raise ConfigError(f"{key}= is not an option of {PROG}"
                               f"{did_you_mean(key, list(OPTIONS))}")
-        if key in opts:
+        if key in opts and not OPTIONS[key].repeat:
             raise ConfigError(f"{key}= is given twice")
-        opts[key] = _typed(key, value, OPTIONS[key])
+        typed = _typed(key, value, OPTIONS[key])
+        if key in opts:  # a repeatable option given again: the list of its values
+            typed = [*(opts[key] if isinstance(opts[key], list) else [opts[key]]), typed]
+        opts[key] = typed
     return Path(run_dir), opts
 
 
@@ -183,17 +192,23 @@ class ReadOnlyRunContext(RunContext):
         self.resumed = super().resume()
         return self.resumed
 
+    def tracked(self, name: str) -> Any:
+        """What the hook tracked under `name` (the loop's name): for tools that need more
+        than the hook's callable (rlrun-drift scores text with the LM's `model`)."""
+        return self._tracked[name]
+
     def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(f"{PROG} only reads a run: a hook may not save, tick or finish")
 
     save = tick = finish = write_results = start_progress = _read_only
 
 
-def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
-             echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Evaluate the run in `run_dir` with typed options (see OPTIONS); write and return the
-    eval.json record. User errors are RlrunErrors."""
-    opts = dict(opts or {})
+def open_run(run_dir: str | Path, opts: dict[str, Any],
+             modes: tuple[str, ...] | None = None, prog: str = PROG
+             ) -> tuple[ReadOnlyRunContext, Callable, str, Any]:
+    """(read-only context, hook, mode, saved config) of the run in `run_dir`, checked and
+    ready for `load_hook`: what rlrun-eval and the tools beside it (rlrun-drift) read a run
+    dir with. `modes`: the kinds of run the caller takes (default: any with a hook)."""
     run_dir = Path(run_dir).expanduser().resolve()
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such directory")
@@ -221,6 +236,10 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
     name = str(cfg.algo.get("name"))
     mode, hook = next(((m, getattr(module, h)) for h, m in HOOKS.items()
                        if callable(getattr(module, h, None))), (None, None))
+    if modes is not None and mode not in modes:
+        raise ConfigError(f"{prog} reads {' and '.join(MODE_WHAT[m] for m in modes)} runs;"
+                          f" algo={name} is " + (f"evaluated by {MODE_WHAT[mode]}" if mode
+                                                 else "neither"))
     if hook is None:
         hint = "" if module.__name__.startswith("rlrun.") else (
             f" ({module.__name__} defines no {', '.join(HOOKS)} hook: docs/eval.md)")
@@ -255,6 +274,18 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
         seed=seed, device=device, deterministic=bool(cfg.deterministic),
         logger_cfg=LoggerConfig(tensorboard=False, progress="none"), headline="",
         network=cfg.get("network"), resuming=True)
+    return ctx, hook, mode, cfg
+
+
+def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
+             echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Evaluate the run in `run_dir` with typed options (see OPTIONS); write and return the
+    eval.json record. User errors are RlrunErrors."""
+    from omegaconf import OmegaConf
+
+    opts = dict(opts or {})
+    ctx, hook, mode, cfg = open_run(run_dir, opts)
+    run_dir, name, seed, device = ctx.run_dir, ctx.algo_name, ctx.seed, ctx.device
     rec: dict[str, Any] = {"algo": name, "env": ctx.env_name, "run_dir": str(run_dir),
                            "checkpoint_step": ctx.step, "mode": mode,
                            "settings": {"seed": seed, "device": device}}
@@ -273,7 +304,7 @@ def evaluate(run_dir: str | Path, opts: dict[str, Any] | None = None,
     return rec
 
 
-def _load(ctx: ReadOnlyRunContext, hook: Callable, *args: Any) -> Any:
+def load_hook(ctx: ReadOnlyRunContext, hook: Callable, *args: Any) -> Any:
     """Call the hook; a checkpoint that does not fit what it built is a one-line error."""
     try:
         out = hook(ctx, *args)
@@ -313,7 +344,7 @@ def _play(ctx: ReadOnlyRunContext, hook: Callable, opts: dict[str, Any], rec: di
                           " installed): pip install 'rlrun[video]'")
     evaluator = Evaluator(ctx.env, ctx.seed, episodes, video, video_option="video")
     try:
-        policy = _load(ctx, hook, evaluator.env, deterministic)
+        policy = load_hook(ctx, hook, evaluator.env, deterministic)
         returns, lengths, frames = evaluator.play(policy)
     finally:
         evaluator.close()
@@ -340,7 +371,7 @@ def _text(ctx: ReadOnlyRunContext, hook: Callable, opts: dict[str, Any], rec: di
     prompt = opts.get("prompt", getattr(ctx.algo, "sample_prompt", ""))
     chars = opts.get("chars", getattr(ctx.algo, "sample_chars", 0) or 200)
     temperature = opts.get("temperature", getattr(ctx.algo, "sample_temperature", 1.0))
-    generate = _load(ctx, hook)
+    generate = load_hook(ctx, hook)
     text = generate(prompt, chars, temperature)
     rec["settings"].update(prompt=prompt, chars=chars, temperature=temperature)
     rec["text"] = text
@@ -350,14 +381,28 @@ def _text(ctx: ReadOnlyRunContext, hook: Callable, opts: dict[str, Any], rec: di
 
 def _labels(ctx: ReadOnlyRunContext, hook: Callable, opts: dict[str, Any],
             rec: dict[str, Any], echo: Callable[[str], None]) -> None:
-    if not str(opts.get("text", "")).strip():
+    if "text" not in opts:
+        raise ConfigError(f"algo={ctx.algo_name} classifies text: give text=\"...\"")
+    texts = [opts["text"]] if isinstance(opts["text"], str) else list(opts["text"])
+    if not all(str(t).strip() for t in texts):
         raise ConfigError(f"algo={ctx.algo_name} classifies text: give a non-empty"
                           " text=\"...\"")
-    predict = _load(ctx, hook)
-    label = predict([opts["text"]])[0]
-    rec["settings"].update(text=opts["text"])
-    rec["label"] = label
-    echo(label)
+    explain = opts.get("explain", False)
+    if explain:
+        from rlrun.explain import check_request, explain_and_write
+
+        check_request(texts)  # one text, and Captum installed: before anything loads
+    predict = load_hook(ctx, hook)
+    labels = predict(texts)
+    rec["settings"].update(text=opts["text"], explain=explain)
+    if len(texts) == 1:
+        rec["label"] = labels[0]
+    else:
+        rec["labels"] = labels
+    for label in labels:
+        echo(label)
+    if explain:
+        rec["explain"] = explain_and_write(predict, texts[0], ctx.run_dir, echo)
     echo(f"wrote {ctx.run_dir / EVAL_FILE}")
 
 
@@ -375,7 +420,7 @@ def _images(ctx: ReadOnlyRunContext, hook: Callable, opts: dict[str, Any],
                           " every step of the chain: add sampler=ddim")
     n = opts.get("samples", getattr(ctx.algo, "grid_samples", 64))
     steps = opts.get("steps", getattr(ctx.algo, "sample_steps", 50))
-    sample = _load(ctx, hook)
+    sample = load_hook(ctx, hook)
     grid = image_grid(sample(n, sampler, steps))
     from rlrun.algos.ddpm import save_png
 

@@ -106,20 +106,21 @@ def eval_batches(data: torch.Tensor, batch: int, length: int, n_batches: int):
     return [(w[i:i + batch, :-1], w[i:i + batch, 1:]) for i in range(0, n, batch)]
 
 
-def read_utf8(path: str, what: str) -> str:
-    """The text of the file at `env.path`; a missing or non-UTF-8 file is one DataError."""
+def read_utf8(path: str, what: str, key: str = "env.path") -> str:
+    """The text of the file named by option `key`; a missing, unreadable or non-UTF-8 file
+    is one DataError."""
     p = Path(path).expanduser()
     if p.is_dir():
-        raise DataError(f"env.path={path} is a directory; give {what}")
+        raise DataError(f"{key}={path} is a directory; give {what}")
     if not p.exists():
-        raise DataError(f"env.path={path}: no such file; give {what}")
+        raise DataError(f"{key}={path}: no such file; give {what}")
     if not p.is_file():  # /dev/zero, a FIFO: reading it would not end
-        raise DataError(f"env.path={path} is not a regular file; give {what}")
+        raise DataError(f"{key}={path} is not a regular file; give {what}")
     try:
         return p.read_text(encoding="utf-8")
     except PermissionError:
         raise DataError(f"env.path={path}: permission denied; give {what} you can read"
                         ) from None
     except UnicodeDecodeError as e:
-        raise DataError(f"env.path={path} is not UTF-8 text ({e.reason} at byte"
+        raise DataError(f"{key}={path} is not UTF-8 text ({e.reason} at byte"
                         f" {e.start}); convert it first, e.g. iconv -t utf-8") from None

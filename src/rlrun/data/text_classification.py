@@ -113,12 +113,16 @@ def read_imdb(path: str | None) -> tuple[list[tuple[str, str]], list[tuple[str, 
     return parts[0], parts[1]
 
 
-def read_table(path: str | None, text_col: str, label_col: str) -> list[tuple[str, str]]:
-    """(text, label) rows of a CSV file, or JSONL (one object per line) by its suffix."""
+def read_table(path: str | None, text_col: str, label_col: str, key: str = "env.path",
+               column_keys: tuple[str, str] = ("env.text_column", "env.label_column"),
+               label_optional: bool = False) -> list[tuple[str, str | None]]:
+    """(text, label) rows of a CSV file, or JSONL (one object per line) by its suffix. `key`
+    and `column_keys` name the options in messages; with `label_optional`, a file without
+    the label column gives None labels (rlrun-drift's current data)."""
     if not path:
         raise DataError("env=text_csv needs a file: env.path=/path/to/data.csv (or .jsonl)")
     p = Path(path).expanduser()
-    raw = read_utf8(path, "a CSV or JSONL file")
+    raw = read_utf8(path, "a CSV or JSONL file", key)
     if p.suffix.lower() in (".jsonl", ".json"):
         rows = []
         for i, line in enumerate(raw.splitlines(), 1):
@@ -126,9 +130,9 @@ def read_table(path: str | None, text_col: str, label_col: str) -> list[tuple[st
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
-                    raise DataError(f"env.path={path}: line {i} is not JSON ({e.msg})") from None
+                    raise DataError(f"{key}={path}: line {i} is not JSON ({e.msg})") from None
                 if not isinstance(rows[-1], dict):
-                    raise DataError(f"env.path={path}: line {i} is not a JSON object")
+                    raise DataError(f"{key}={path}: line {i} is not a JSON object")
         columns = sorted({k for r in rows for k in r})
     else:
         # Excel writes a byte-order mark first: it is not part of the first column's name.
@@ -148,13 +152,49 @@ def read_table(path: str | None, text_col: str, label_col: str) -> list[tuple[st
                             f" ({e})") from None
         columns = list(reader.fieldnames or [])
     if not rows:
-        raise DataError(f"env.path={path} holds no rows")
-    for key, col in (("env.text_column", text_col), ("env.label_column", label_col)):
+        raise DataError(f"{key}={path} holds no rows")
+    labelled = not label_optional or any(label_col in r for r in rows)
+    for what, col in zip(column_keys, (text_col, label_col) if labelled else (text_col,),
+                         strict=False):
         missing = sum(col not in r or r[col] is None for r in rows)
         if missing:
-            raise DataError(f"{key}={col!r}: {missing} of {len(rows)} rows of {path} lack it;"
+            raise DataError(f"{what}={col!r}: {missing} of {len(rows)} rows of {path} lack it;"
                             f" its columns are {', '.join(map(str, columns)) or 'none'}")
-    return [(str(r[text_col]), str(r[label_col])) for r in rows]
+    return [(str(r[text_col]), str(r[label_col]) if labelled else None) for r in rows]
+
+
+def read_label_folders(path: str, key: str) -> list[tuple[str, str]]:
+    """(text, label) of a folder in the aclImdb split layout, `<label>/*.txt` (an aclImdb
+    root, holding train/ and test/, must name one of them)."""
+    root = Path(path).expanduser()
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        raise DataError(f"{key}={path} is an aclImdb root (train/ and test/): name one split,"
+                        f" e.g. {key}={root / 'test'}")
+    rows = _folder_texts(root)
+    if not rows:
+        raise DataError(f"{key}={path}: no <label>/*.txt files (the aclImdb layout)")
+    return rows
+
+
+def read_documents(path: str, text_col: str = "text", label_col: str = "label",
+                   key: str = "current") -> list[tuple[str, str | None]]:
+    """Documents in any format a run's env reads, with their labels where the data has them:
+    CSV or JSONL (by suffix) with a text column and an optional label column, a folder in
+    the aclImdb layout (the folder names are the labels), or else a UTF-8 text file of one
+    document a line. Blank documents are left out."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        rows: list[tuple[str, str | None]] = list(read_label_folders(path, key))
+    elif p.suffix.lower() in (".csv", ".jsonl", ".json"):
+        rows = read_table(path, text_col, label_col, key, ("text_column", "label_column"),
+                          label_optional=True)
+    else:
+        rows = [(line, None) for line in read_utf8(path, "a CSV, JSONL or text file, or an"
+                                                   " aclImdb-style folder", key).splitlines()]
+    rows = [(t, lab) for t, lab in rows if t.strip()]
+    if not rows:
+        raise DataError(f"{key}={path} holds no documents (every text is blank)")
+    return rows
 
 
 # ---- the split --------------------------------------------------------------------------------
@@ -227,6 +267,16 @@ def tokens(text: str, kind: str) -> list[str]:
     return re.findall(r"\w+", text.replace("<br />", " ").lower())
 
 
+def token_spans(text: str, kind: str) -> list[tuple[str, int, int]]:
+    """(token, start, end) of each token of `tokens(text, kind)`, in order: where in the
+    original text each token the model reads comes from (attributions are shown on it)."""
+    if kind == "char":
+        return [(ch, i, i + 1) for i, ch in enumerate(text)]
+    # `<br />` is blanked with as many spaces, so that the offsets stay those of `text`
+    return [(m.group(0).lower(), m.start(), m.end())
+            for m in re.finditer(r"\w+", text.replace("<br />", " " * 6))]
+
+
 def encode(texts: list[str], stoi: dict[str, int], kind: str, max_len: int) -> torch.Tensor:
     """Ids (N, max_len): known tokens, OOV for the rest, cut or padded at the end."""
     out = torch.full((len(texts), max_len), PAD, dtype=torch.long)
@@ -291,9 +341,42 @@ def classify(run_dir: str | Path, texts: list[str]) -> list[str]:
     return predict(texts)
 
 
-def saved_classifier(run_dir: Path, network: Any, algo: Any) -> tuple[Any, Any]:
+class SavedClassifier:
+    """A run's classifier with its vocab.json. Called with texts it returns their labels (what
+    rlrun-eval's `load_text_classifier` hook returns); `probabilities` gives the softmax, and
+    the tokenizer is open to tools that look inside (rlrun-drift, `rlrun.explain`)."""
+
+    def __init__(self, model: torch.nn.Module, vocab: dict[str, Any]):
+        self.model = model
+        self.labels: list[str] = list(vocab["labels"])
+        self.tokens: list[str] = list(vocab["tokens"])
+        self.kind, self.max_len = str(vocab["tokenizer"]), int(vocab["max_len"])
+        self.stoi = {tok: i for i, tok in enumerate(self.tokens)}
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """Ids (N, max_len) as in training: known tokens, unknown (1) for the rest."""
+        return encode(texts, self.stoi, self.kind, self.max_len)
+
+    @torch.no_grad()
+    def probabilities(self, texts: list[str], batch_size: int | None = None) -> torch.Tensor:
+        """Softmax over the labels (N, C), float32 on the CPU. `batch_size=None` classifies
+        the texts in one batch; a MoE's expert capacity counts the tokens of a batch, so its
+        labels can depend on the batching, as they do in the run's own evaluation."""
+        self.model.eval()
+        dev = next(self.model.parameters()).device
+        step = batch_size or max(1, len(texts))
+        out = [self.model(self.encode(texts[i:i + step]).to(dev))[0].float().softmax(-1).cpu()
+               for i in range(0, len(texts), step)]
+        return torch.cat(out) if out else torch.zeros(0, len(self.labels))
+
+    def __call__(self, texts: list[str]) -> list[str]:
+        return [self.labels[i] for i in self.probabilities(texts).argmax(-1).tolist()]
+
+
+def saved_classifier(run_dir: Path, network: Any, algo: Any) -> tuple[Any, SavedClassifier]:
     """The classifier of a run (weights not loaded yet) built from its vocab.json, and the
-    function that labels texts with it: what `classify` and rlrun-eval's hook share."""
+    `SavedClassifier` that labels texts with it: what `classify` and rlrun-eval's hook
+    share."""
     from rlrun.nets import build_network
     from rlrun.nets.classifier import SequenceClassifier
 
@@ -313,12 +396,4 @@ def saved_classifier(run_dir: Path, network: Any, algo: Any) -> tuple[Any, Any]:
                             block_size=vocab["max_len"])
     model = SequenceClassifier(encoder, len(vocab["labels"]), 0.0,
                                hidden=int(algo.head_hidden), mask_padding=bool(algo.mask_padding))
-    stoi = {tok: i for i, tok in enumerate(vocab["tokens"])}
-
-    def predict(texts: list[str]) -> list[str]:
-        model.eval()
-        with torch.no_grad():
-            logits, _ = model(encode(texts, stoi, vocab["tokenizer"], vocab["max_len"]))
-        return [vocab["labels"][i] for i in logits.argmax(-1).tolist()]
-
-    return model, predict
+    return model, SavedClassifier(model, vocab)

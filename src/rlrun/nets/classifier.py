@@ -30,10 +30,14 @@ class SequenceClassifier(nn.Module):
             d = hidden
         self.head = nn.Sequential(*layers, nn.Linear(d, n_classes))
 
-    def forward(self, idx: torch.Tensor) -> tuple[torch.Tensor, ForwardAux]:
+    def forward(self, idx: torch.Tensor, real: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, ForwardAux]:
         """Class logits (B, C) of token ids (B, T) and the encoder's `ForwardAux` (router
-        losses, routing statistics; FLOPs including the head)."""
-        real = idx != self.pad_id
+        losses, routing statistics; FLOPs including the head). `real` (B, T) bool marks the
+        positions that hold text (default: `idx != pad_id`); attributions pass the text's own
+        mask with the padding baseline's ids, so that the baseline is read like the text."""
+        if real is None:
+            real = idx != self.pad_id
         h, aux = self.encoder.hidden(idx, keep=real if self.mask_padding else None)
         w = real.unsqueeze(-1).to(h.dtype)
         pooled = (h * w).sum(1) / w.sum(1).clamp(min=1.0)
