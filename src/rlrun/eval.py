@@ -215,7 +215,6 @@ def open_run(run_dir: str | Path, opts: dict[str, Any],
     if not (run_dir / ".hydra" / "config.yaml").is_file():
         raise CheckpointError(f"{run_dir} is not a run dir (no .hydra/config.yaml): name the"
                               " folder of one run, e.g. outputs/<algo>/<env>/<date>_<time>")
-    from omegaconf import OmegaConf
 
     from rlrun.core.config import import_object, register_resolvers
     from rlrun.core.device import resolve_device
