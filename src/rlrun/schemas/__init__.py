@@ -12,7 +12,7 @@ def register_all() -> None:
     their entry point is loaded."""
     from rlrun.core.logger import LoggerConfig
     from rlrun.core.schema import register
-    from rlrun.schemas import bandits, envs, td
+    from rlrun.schemas import bandits, dp, envs, mc, td
 
     for group, name, cls in (
         ("algo", "epsilon_greedy", bandits.EpsilonGreedyConfig),
@@ -20,8 +20,17 @@ def register_all() -> None:
         ("algo", "gradient_bandit", bandits.GradientBanditConfig),
         ("algo", "td_control", td.TDControlConfig),
         ("algo", "td_prediction", td.TDPredictionConfig),
+        ("algo", "policy_evaluation", dp.PolicyEvaluationConfig),
+        ("algo", "value_iteration", dp.ValueIterationConfig),
+        ("algo", "policy_iteration", dp.PolicyIterationConfig),
+        ("algo", "mc_prediction", mc.MCPredictionConfig),
+        ("algo", "mc_control_es", mc.MCControlESConfig),
+        ("algo", "mc_off_policy", mc.MCOffPolicyConfig),
+        ("algo", "n_step_td", mc.NStepTDConfig),
         ("env", "bandit", envs.BanditConfig),
         ("env", "tabular", envs.TabularEnvConfig),
+        ("env", "jacks_car_rental", envs.JacksCarRentalConfig),
+        ("env", "gamblers_problem", envs.GamblersProblemConfig),
         ("logger", "tensorboard", LoggerConfig),
     ):
         register(group, name, cls)
