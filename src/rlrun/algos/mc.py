@@ -16,6 +16,8 @@ actions (control).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from rlrun.rl import dp, mc
@@ -49,7 +51,7 @@ def mc_prediction(ctx) -> None:
     ctx.start_progress(cfg.episodes, unit="episode")
 
     while ctx.step < cfg.episodes:
-        end = _batch_end(ctx.step, cfg.batch, cfg.episodes, kept)
+        end = _batch_end(ctx.step, max(1, cfg.batch // runs), cfg.episodes, kept)
         n = end - ctx.step
         episodes = source.play(pi, n=n * runs)  # run r plays episodes r*n .. (r+1)*n - 1
         mc.first_visit_prediction(acc, episodes, mdp.gamma, runs=np.repeat(np.arange(runs), n),
@@ -160,7 +162,7 @@ def mc_off_policy(ctx) -> None:
     ctx.start_progress(cfg.episodes, unit="episode")
 
     while ctx.step < cfg.episodes:
-        end = int(min(points[points > ctx.step].min(initial=cfg.episodes), ctx.step + cfg.batch))
+        end = _batch_end(ctx.step, max(1, cfg.batch // runs), cfg.episodes, points)
         n = end - ctx.step
         episodes = source.play(behaviour, n=n * runs) if start is None else \
             source.play(behaviour, start_states=np.full(n * runs, start))
@@ -192,10 +194,10 @@ def mc_off_policy(ctx) -> None:
 
 
 # ---- machinery ----------------------------------------------------------------------------------
-def _batch_end(step: int, batch: int, total: int, kept: list[int]) -> int:
-    """Where the batch that starts at `step` ends: after `batch` episodes, at the budget or
-    at the next snapshot, whichever comes first (so snapshots are exact)."""
-    return min([step + batch, total, *(k for k in kept if k > step)])
+def _batch_end(step: int, batch: int, total: int, stops: Sequence[int]) -> int:
+    """Where the batch that starts at `step` ends: after `batch` episodes per run, at the
+    budget, or at the next of `stops` (snapshots, logging points: exact there)."""
+    return int(min([step + batch, total, *(k for k in stops if k > step)]))
 
 
 def _rms(err: np.ndarray) -> float:

@@ -196,3 +196,66 @@ def draw_importance_sampling(ctx: Any, title: str, ylabel: str) -> list[Path]:
     fig = F.draw_importance_sampling(np.asarray(steps), np.asarray(ordinary),
                                      np.asarray(weighted), title, ylabel)
     return [F.publish(ctx, "importance_sampling", fig, "mc/importance_sampling")]
+
+
+# ---- chapter 6's learners against the exact solution --------------------------------------------
+class ExactReference:
+    """v* of a task, solved once (rlrun.rl.dp.solve_optimal), and what the chapter 6 control
+    loops are measured against at each evaluation:
+
+    * `eval/optimality_gap`: v*(start) minus the exact value of the learner's greedy policy
+      (ties split evenly, as its greedy evaluation breaks them at random), both at the start
+      distribution; 0 once the greedy policy is optimal. A greedy policy that never ends an
+      episode (gamma = 1) has no value: it gets the expected return of its first
+      `horizon` steps, the cap the sampled `eval/return` uses;
+    * `eval/value_rms`: the RMS over the reachable non-terminal states of max_a Q(s, a) -
+      v*(s), against v* for every method: Q-learning's estimates converge to it, Sarsa's and
+      Expected Sarsa's to the values of their epsilon-greedy policy, so theirs stays above 0
+      by the cost of exploring.
+    """
+
+    def __init__(self, mdp: dp.MDP, horizon: int):
+        from rlrun.rl.tabular_task import one_blas_thread, reachable_states
+
+        self.mdp, self.horizon = mdp, horizon
+        with one_blas_thread():
+            self.v_star, _, _ = dp.solve_optimal(mdp)
+        self.live = np.flatnonzero(reachable_states(mdp.model))
+        self.start = float(mdp.initial @ self.v_star)
+
+    @classmethod
+    def of(cls, model: Any, gamma: float, name: str, horizon: int) -> ExactReference | None:
+        """The reference, or None where the task has no finite values at `gamma` (a
+        continuing task with gamma = 1: the loops still learn, capped by episode length)."""
+        try:
+            return cls(dp.MDP(model, gamma, name), horizon)
+        except ConfigError as e:
+            log.info("no eval/optimality_gap or eval/value_rms: %s", e)
+            return None
+
+    def policy_value(self, pi: np.ndarray) -> np.ndarray:
+        """v_pi exactly, or its first `horizon` steps' expected return where pi never ends."""
+        try:
+            return self.mdp.evaluate(pi)
+        except dp.ImproperPolicyError:
+            P, r = self.mdp.policy_model(pi)
+            v = np.zeros(self.mdp.S)
+            for _ in range(self.horizon):
+                v = r + self.mdp.gamma * (P @ v)
+            return v
+
+    def measure(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(gap, rms) per run, from the runs' Q tables q (runs, S, A)."""
+        from rlrun.rl.tabular_task import one_blas_thread
+
+        m = self.mdp
+        q = np.where(m.valid, q, -np.inf)
+        best = q.max(axis=2)
+        ties = q == best[:, :, None]
+        gap = np.zeros(len(q))
+        with one_blas_thread():
+            for i in range(len(q)):
+                pi = ties[i] / ties[i].sum(axis=1, keepdims=True)
+                gap[i] = self.start - float(m.initial @ self.policy_value(pi))
+        err = best[:, self.live] - self.v_star[self.live]
+        return gap, np.sqrt((err**2).mean(axis=1))

@@ -66,8 +66,9 @@ def make_mdp(task: Task, gamma: float | None) -> dp.MDP:
     try:
         return dp.MDP(task.model, discount(gamma, task), task.name)
     except ConfigError as e:
-        raise ConfigError(f"algo.{e}" + (" (null takes the task's own discount)"
-                                          if gamma is None else "")) from None
+        text = str(e).replace("use gamma", "use algo.gamma")
+        raise ConfigError(f"algo.{text}" + (" (null takes the task's own discount)"
+                                             if gamma is None else "")) from None
 
 
 @contextlib.contextmanager

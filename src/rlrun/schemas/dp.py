@@ -34,20 +34,27 @@ def matplotlib_installed() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
+FIGURES_HELP = ("draw the figures (PNGs in <run>/figures/, TensorBoard images); null: when"
+                " matplotlib is installed (pip install 'rlrun[plot]')")
+
+
+def check_figures(figures: bool | None) -> None:
+    """`figures=true` without matplotlib: said before the run, not at its end."""
+    if figures and not matplotlib_installed():
+        raise ConfigError("figures=true needs matplotlib, which is not installed: pip"
+                          " install 'rlrun[plot]', or set algo.figures=false")
+
+
 @dataclass
 class TabularLoopSchema(AlgoSchema):
     """What the chapter 3-7 loops share: `figures`, and `check_env`, which builds the task
     in the preflight so that what does not fit it is a one-line error before any run dir."""
 
-    figures: bool | None = opt(None, "draw the figures (PNGs in <run>/figures/, TensorBoard"
-                                     " images); null: when matplotlib is installed (pip install"
-                                     " 'rlrun[plot]')")
+    figures: bool | None = opt(None, FIGURES_HELP)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.figures and not matplotlib_installed():
-            raise ConfigError("figures=true needs matplotlib, which is not installed: pip"
-                              " install 'rlrun[plot]', or set algo.figures=false")
+        check_figures(self.figures)
         policy, policy_file = getattr(self, "policy", None), getattr(self, "policy_file", None)
         if policy in ("greedy", "file") and not policy_file:
             raise ConfigError(f"policy={policy} reads algo.policy_file: name a run's"

@@ -24,8 +24,8 @@ class MCPredictionConfig(TabularLoopSchema):
     spec: ClassVar[AlgoSpec] = _spec("mc/rms_error", "min", ("mc/*", "eval/*"))
 
     episodes: int = opt(10_000, "episodes per run", ge=1)
-    batch: int = opt(10_000, "episodes played at once (per run): memory and speed only, the"
-                             " estimates are the same", ge=1)
+    batch: int = opt(10_000, "episodes played at once, over all runs (at least one per run):"
+                             " memory and speed only, the estimates are the same", ge=1)
     gamma: float | None = opt(None, GAMMA_HELP, ge=0, le=1)
     policy: str = opt("book", POLICY_HELP, choices=POLICIES)
     policy_file: str | None = opt(None, POLICY_FILE_HELP)
@@ -42,8 +42,8 @@ class MCControlESConfig(TabularLoopSchema):
     spec: ClassVar[AlgoSpec] = _spec("eval/policy_agreement", "max", ("mc/*", "eval/*"))
 
     episodes: int = opt(100_000, "episodes per run", ge=1)
-    batch: int = opt(1000, "episodes played with one greedy policy before it is improved (1:"
-                           " the book's algorithm exactly, slow in Python)", ge=1)
+    batch: int = opt(1000, "episodes each run plays with one greedy policy before it is"
+                           " improved (1: the book's algorithm exactly, slow in Python)", ge=1)
     gamma: float | None = opt(None, GAMMA_HELP, ge=0, le=1)
     policy: str = opt("book", "the first batch's policy: " + POLICY_HELP, choices=POLICIES)
     policy_file: str | None = opt(None, POLICY_FILE_HELP)
@@ -54,8 +54,8 @@ class MCOffPolicyConfig(TabularLoopSchema):
     spec: ClassVar[AlgoSpec] = _spec("mc/weighted_mse", "min", ("mc/*", "eval/*"))
 
     episodes: int = opt(10_000, "episodes per run", ge=1)
-    batch: int = opt(10_000, "episodes played at once (per run), at most: memory and speed"
-                             " only", ge=1)
+    batch: int = opt(10_000, "episodes played at once, over all runs (at least one per run):"
+                             " memory and speed only", ge=1)
     gamma: float | None = opt(None, GAMMA_HELP, ge=0, le=1)
     policy: str = opt("book", "the target policy: " + POLICY_HELP, choices=POLICIES)
     policy_file: str | None = opt(None, POLICY_FILE_HELP)
