@@ -11,7 +11,9 @@ Three rlrun columns:
 * command: `rlrun experiment=sutton_barto/figX_Y` as a user types it, in a fresh process,
   wall clock: Python, torch and Hydra start-up, the preflight, the run (model, loop,
   checkpoint, values.json, the figures drawn and saved), best of --repeat;
-* run: that run's own `wall_time_s` (results.json): the command without its start-up;
+* run: that run's own `wall_time_s` (results.json): the command without its start-up
+  (with --no-drawing, also without drawing its figures, as the reference's plots are
+  stubbed out);
 * core: the computation alone, as the loops make it, in this process, best of --repeat.
 
 Figure 4.2 is run per return model (`4.2` fixed, as the reference's default; `4.2p`
@@ -211,14 +213,16 @@ PRESETS = {"3.2": ["experiment=sutton_barto/fig3_2"], "3.5": ["experiment=sutton
            "7.2": ["experiment=sutton_barto/fig7_2"]}
 
 
-def time_command(fig: str, work: Path, repeat: int) -> tuple[float, float, str]:
+def time_command(fig: str, work: Path, repeat: int, draw: bool = True
+                 ) -> tuple[float, float, str]:
     """(command seconds, the run's own wall_time_s, a check) of `rlrun <preset>`, best of
-    `repeat` fresh processes."""
+    `repeat` fresh processes; `draw=False` adds algo.figures=false (the reference's plots
+    are stubbed out, so this is the like-for-like run)."""
     best = (float("inf"), float("inf"), "")
     for i in range(repeat):
         run_dir = work / f"fig{fig}_{i}"
         cmd = [sys.executable, "-m", "rlrun", *PRESETS[fig], f"hydra.run.dir={run_dir}",
-               "logger.progress=none"]
+               "logger.progress=none", *([] if draw else ["algo.figures=false"])]
         t = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True)
         took = time.perf_counter() - t
@@ -278,7 +282,8 @@ def reference_runs(root: Path, scale: float, poisson_sweeps: list[int]
                                                                                       str]:
         np.random.seed(0)
         t = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):  # its progress prints, kept quiet
+        with contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):  # its progress prints and bars
             fn()
         return (time.perf_counter() - t) * factor, note
 
@@ -380,6 +385,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-commands", action="store_true",
                    help="time the NumPy core only, not the rlrun commands")
+    p.add_argument("--no-drawing", action="store_true",
+                   help="run the commands with algo.figures=false (the reference's plotting"
+                        " is stubbed out too)")
     args = p.parse_args(argv)
     if not 0 < args.ref_scale <= 1:
         p.error(f"--ref-scale={args.ref_scale} must be in (0, 1]")
@@ -420,10 +428,11 @@ def main(argv: list[str] | None = None) -> None:
             t_ours, check = best_of(ours[fig], args.repeat)
             t_ref, note = refs[fig]() if fig in refs else (float("nan"), "")
             if commands:
-                t_cmd, t_run, obj = time_command(fig, Path(tmp), args.repeat)
+                t_cmd, t_run, obj = time_command(fig, Path(tmp), args.repeat,
+                                                 draw=not args.no_drawing)
                 ratio = t_ref / t_cmd if fig in refs else float("nan")
-                print(f"{fig:7} {t_cmd:9.2f} {t_run:7.2f} {t_ours:7.3f} {t_ref:11.1f}"
-                      f" {ratio:7.0f}x  {check}; {obj}" + (f" [{note}]" if note else ""),
+                print(f"{fig:7} {t_cmd:9.2f} {t_run:7.2f} {t_ours:7.3f} {t_ref:11.3g}"
+                      f" {ratio:7.2g}x  {check}; {obj}" + (f" [{note}]" if note else ""),
                       flush=True)
             else:
                 ratio = t_ref / t_ours if fig in refs else float("nan")

@@ -30,6 +30,7 @@ from rlrun.rl.tabular_task import (
     make_mdp,
     one_blas_thread,
     policy_name,
+    title,
 )
 
 MAX_EVAL_SWEEPS = 1_000_000  # policy iteration's sweep evaluation of one policy, at most
@@ -86,7 +87,7 @@ def policy_evaluation(ctx) -> None:
                 report.draw(ctx, task, mdp, rows=rows, greedy=greedy,
                             actions=dp.first_greedy(q, cfg.atol), mu_policy=pi,
                             title=f"Policy evaluation ({name} policy), γ = {mdp.gamma:g},"
-                                  f" {task.name}")
+                                  f" {title(task)}")
 
         report.warn_unconverged(ctx, st["converged"], cfg.max_iterations)
         ctx.finish(final=final)
@@ -130,7 +131,7 @@ def value_iteration(ctx) -> None:
                 split = greedy / greedy.sum(axis=1, keepdims=True)  # ties shared, as drawn
                 report.draw(ctx, task, mdp, rows=rows, greedy=greedy, actions=actions,
                             mu_policy=split, title=f"Value iteration, γ = {mdp.gamma:g},"
-                                                   f" {task.name}")
+                                                   f" {title(task)}")
 
         report.warn_unconverged(ctx, st["converged"], cfg.max_iterations)
         ctx.finish(final=final)
@@ -200,7 +201,7 @@ def policy_iteration(ctx) -> None:
                 report.draw(ctx, task, mdp, rows=[(f"v of π{ctx.step - 1}", v)],
                             greedy=greedy, actions=actions, policies=shown,
                             mu_policy=dp.deterministic(actions, mdp.A),
-                            title=f"Policy iteration, γ = {mdp.gamma:g}, {task.name}")
+                            title=f"Policy iteration, γ = {mdp.gamma:g}, {title(task)}")
 
         report.warn_unconverged(ctx, st["stable"], cfg.max_iterations)
         ctx.finish(final=final)

@@ -186,8 +186,9 @@ def mc_off_policy(ctx) -> None:
                      f" {v_true[start]:.5f}" if start is not None else "all states reached")
             name = policy_name(cfg.policy, cfg.policy_file, task)
             over = "runs" if start is not None else "runs and states"
+            behaving = "uniformly random" if eps == 1 else f"{eps:g}-soft on the target"
             report.draw_importance_sampling(
-                ctx, f"Off-policy MC (target: {name}; behaviour: ε = {eps:g} soft), {where},"
+                ctx, f"Off-policy MC (target: {name}; behaviour: {behaving}), {where},"
                      f" {runs} runs", f"Mean square error\n(average over {over})")
 
     ctx.finish(final=final)

@@ -56,6 +56,18 @@ def load_task(env_cfg: Any) -> Task:
                 float(getattr(env, "discount", 1.0)))
 
 
+def title(task: Task) -> str:
+    """The task for figure titles: its name, and the settings that change its picture."""
+    env = task.env
+    if hasattr(env, "poisson_returns"):  # Jack's car rental
+        returns = "Poisson returns" if env.poisson_returns else "fixed returns"
+        cut = f", requests and returns cut at {env.max_poisson}" if env.max_poisson else ""
+        return f"{task.name} ({returns}{cut})"
+    if hasattr(env, "p_heads"):
+        return f"{task.name} (p_heads {env.p_heads:g})"
+    return task.name
+
+
 def discount(gamma: float | None, task: Task) -> float:
     return task.discount if gamma is None else float(gamma)
 

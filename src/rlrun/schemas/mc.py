@@ -65,8 +65,9 @@ class MCOffPolicyConfig(TabularLoopSchema):
                                         " state's (Figure 5.3: 111, blackjack's player sum 13"
                                         " with a usable ace, dealer 2); null: the start"
                                         " distribution, errors over all reached states", ge=0)
-    log_points: int = opt(60, "episode counts, log-spaced from 1 to algo.episodes, at which"
-                              " the errors are logged (the book's log axis)", ge=1)
+    log_points: int = opt(41, "episode counts, log-spaced from 1 to algo.episodes, at which"
+                              " the errors are logged (the book's log axis; 41 over 10,000"
+                              " episodes: 10 a decade, 10, 100 and 1,000 among them)", ge=1)
 
     def check_env(self, env: Any, data: bool = True) -> None:
         from rlrun.rl.tabular_task import check_start_state, check_task
