@@ -370,3 +370,19 @@ def test_benchmark_times_the_figure_commands(capsys):
     out = capsys.readouterr().out
     assert "command s" in out and "eval/start_value (last) 0.9045" in out
     assert "eval/start_value (last) 0.3991" in out
+
+
+@pytest.mark.parametrize("algo", ["value_iteration", "mc_control_es", "n_step_td"])
+def test_rlrun_eval_says_a_tabular_run_has_no_policy_to_replay(tmp_path, capsys, algo):
+    """Their results are values.json and the figures; rlrun-eval refuses in one line (a
+    loop module whose names looked like eval's hooks would be replayed instead)."""
+    from rlrun.eval import main
+
+    run(tmp_path, [f"algo={algo}", "algo.figures=false", *(
+        ["algo.episodes=2000"] if algo == "mc_control_es" else [])])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert f"algo={algo} has no policy to replay" in err

@@ -25,11 +25,11 @@ from rlrun.rl import dp
 from rlrun.rl import tabular_report as report
 from rlrun.rl.tabular_task import (
     initial_policy,
-    load_policy,
     load_task,
     make_mdp,
     one_blas_thread,
     policy_name,
+    task_policy,
     title,
 )
 
@@ -42,7 +42,7 @@ def policy_evaluation(ctx) -> None:
     with one_blas_thread():
         task = load_task(ctx.env)
         mdp = make_mdp(task, cfg.gamma)
-        pi = load_policy(cfg.policy, cfg.policy_file, task)
+        pi = task_policy(cfg.policy, cfg.policy_file, task)
         kept = sorted(set(cfg.snapshots))
         st = {"v": np.zeros(mdp.S), "snapshots": np.zeros((len(kept), mdp.S)),
               "converged": False}

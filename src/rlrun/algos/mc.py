@@ -24,12 +24,12 @@ from rlrun.rl import dp, mc
 from rlrun.rl import tabular_report as report
 from rlrun.rl.tabular_task import (
     episode_source,
-    load_policy,
     load_task,
     make_mdp,
     one_blas_thread,
     policy_name,
     reachable_states,
+    task_policy,
 )
 
 
@@ -38,7 +38,7 @@ def mc_prediction(ctx) -> None:
     cfg, runs = ctx.algo, ctx.env.num_runs
     task = load_task(ctx.env)
     mdp = make_mdp(task, cfg.gamma)
-    pi = load_policy(cfg.policy, cfg.policy_file, task)
+    pi = task_policy(cfg.policy, cfg.policy_file, task)
     with one_blas_thread():
         v_true = mdp.evaluate(pi)  # what mc/rms_error measures against
     scored = _reached(mdp, pi)
@@ -95,7 +95,7 @@ def mc_control_es(ctx) -> None:
     source = episode_source(task, ctx.rng("episodes"))
     starts = ctx.rng("starts")
     acc = mc.Averages(runs, S * A)
-    first = load_policy(cfg.policy, cfg.policy_file, task)
+    first = task_policy(cfg.policy, cfg.policy_file, task)
     st = {"policies": np.repeat(first[None], runs, axis=0)}  # each run's current policy
     ctx.track(sums=acc.sums, counts=acc.counts, rngs=[source.rng, starts], counters=st)
     ctx.resume()
@@ -146,7 +146,7 @@ def mc_off_policy(ctx) -> None:
     cfg, runs = ctx.algo, ctx.env.num_runs
     task = load_task(ctx.env)
     mdp = make_mdp(task, cfg.gamma)
-    target = load_policy(cfg.policy, cfg.policy_file, task)
+    target = task_policy(cfg.policy, cfg.policy_file, task)
     eps = cfg.behaviour_epsilon
     behaviour = (1.0 - eps) * target + eps * dp.uniform_policy(task.model.valid)
     with one_blas_thread():

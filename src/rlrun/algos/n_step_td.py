@@ -23,14 +23,14 @@ import numpy as np
 from rlrun.core.checkpoint import atomic_write_json
 from rlrun.rl import dp, nstep
 from rlrun.rl import tabular_report as report
-from rlrun.rl.tabular_task import load_policy, load_task, make_mdp, one_blas_thread
+from rlrun.rl.tabular_task import load_task, make_mdp, one_blas_thread, task_policy
 
 
 def run(ctx) -> None:
     cfg, runs = ctx.algo, ctx.env.num_runs
     task = load_task(ctx.env)
     mdp = make_mdp(task, cfg.gamma)
-    pi = load_policy(cfg.policy, cfg.policy_file, task)
+    pi = task_policy(cfg.policy, cfg.policy_file, task)
     with one_blas_thread():
         v_true = mdp.evaluate(pi)  # what the errors are measured against
     P, _ = mdp.policy_model(pi)

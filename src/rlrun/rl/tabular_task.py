@@ -3,7 +3,7 @@ policy a run follows, the episodes it samples and how its states lie on a grid.
 
     task = load_task(ctx.env)                     # model, unwrapped env, labels, episode cap
     mdp = make_mdp(task, cfg.gamma)               # gamma null: the task's own discount
-    pi = load_policy(cfg.policy, cfg.policy_file, task)       # (S, A) probabilities
+    pi = task_policy(cfg.policy, cfg.policy_file, task)       # (S, A) probabilities
     source = episode_source(task, ctx.rng("episodes"))       # blackjack deals cards,
     episodes = source.play(pi, n=10_000)          # other tasks sample their model
 
@@ -94,7 +94,7 @@ def one_blas_thread() -> Iterator[None]:
 
 
 # ---- policies -----------------------------------------------------------------------------------
-def load_policy(kind: str, path: str | None, task: Task, where: str = "algo.policy_file"
+def task_policy(kind: str, path: str | None, task: Task, where: str = "algo.policy_file"
                 ) -> np.ndarray:
     """(S, A) action probabilities of the policy a run follows or evaluates:
 
@@ -376,6 +376,6 @@ def check_task(algo: Any, env_cfg: Any, data: bool = True) -> Task:
     mdp = make_mdp(task, getattr(algo, "gamma", None))
     kind = getattr(algo, "policy", None)
     if kind is not None and (data or kind in ("book", "uniform")):
-        pi = load_policy(kind, getattr(algo, "policy_file", None), task)
+        pi = task_policy(kind, getattr(algo, "policy_file", None), task)
         check_proper(mdp, pi, f"algo.policy={kind}")
     return task
