@@ -19,6 +19,8 @@ equally good policies and every run breaks ties the same way (rlrun.rl.dp).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from rlrun.rl import dp
@@ -57,17 +59,10 @@ def policy_evaluation(ctx) -> None:
             ctx.logger.scalar("dp/delta", residual, 1)  # the solution's Bellman residual
             st["converged"] = True
             ctx.tick(1, residual)
-        elif cfg.method == "sweep":
+        elif cfg.method == "sweep":  # v(s) <- sum_a pi(a|s) q(s, a), sweep after sweep
             policy_model = mdp.policy_model(pi)
-            _keep(st, kept, ctx.step)
-            while not st["converged"] and ctx.step < cfg.max_iterations:
-                delta = mdp.evaluation_sweep(st["v"], policy_model, in_place=cfg.in_place)
-                k = ctx.step + 1
-                ctx.logger.scalar("dp/delta", delta, k)
-                _keep(st, kept, k)
-                st["converged"] = delta < cfg.theta
-                if ctx.tick(k, delta):
-                    break
+            _sweep(ctx, st, kept, cfg, lambda v: mdp.evaluation_sweep(v, policy_model,
+                                                                      in_place=cfg.in_place))
 
         def final() -> None:
             v = st["v"]
@@ -106,15 +101,8 @@ def value_iteration(ctx) -> None:
         ctx.resume()
         ctx.start_progress(cfg.max_iterations, unit="sweep")
 
-        _keep(st, kept, ctx.step)
-        while not st["converged"] and ctx.step < cfg.max_iterations:
-            delta = mdp.optimality_sweep(st["v"], in_place=cfg.in_place)
-            k = ctx.step + 1
-            ctx.logger.scalar("dp/delta", delta, k)
-            _keep(st, kept, k)
-            st["converged"] = delta < cfg.theta
-            if ctx.tick(k, delta):
-                break
+        # v(s) <- max_a q(s, a), sweep after sweep
+        _sweep(ctx, st, kept, cfg, lambda v: mdp.optimality_sweep(v, in_place=cfg.in_place))
 
         def final() -> None:
             v = st["v"]
@@ -205,6 +193,21 @@ def policy_iteration(ctx) -> None:
 
         report.warn_unconverged(ctx, st["stable"], cfg.max_iterations)
         ctx.finish(final=final)
+
+
+def _sweep(ctx, st: dict, kept: list[int], cfg, sweep: Callable[[np.ndarray], float]) -> None:
+    """Sweeps of `st["v"]` (in place; each returns its largest change, `dp/delta`) until
+    one changes no value by `algo.theta` or more, or `algo.max_iterations`; one tick each,
+    the values of the sweeps in `kept` (`algo.snapshots`, 0: before the first) kept."""
+    _keep(st, kept, ctx.step)
+    while not st["converged"] and ctx.step < cfg.max_iterations:
+        delta = sweep(st["v"])
+        k = ctx.step + 1
+        ctx.logger.scalar("dp/delta", delta, k)
+        _keep(st, kept, k)
+        st["converged"] = delta < cfg.theta
+        if ctx.tick(k, delta):
+            return
 
 
 def _keep(st: dict, kept: list[int], k: int) -> None:

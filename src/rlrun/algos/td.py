@@ -184,7 +184,8 @@ def run(ctx) -> None:
         if exact is not None and cfg.draws:  # mu_pi of run 0's epsilon-greedy policy
             q = np.where(model.valid, agents.tables()[0], -np.inf)
             pi = epsilon_greedy_probs(q.T, cfg.epsilon, model.valid.T).T
-            draw_mu(ctx, task, exact.mdp, pi, "td", "run 0's behaviour policy")
+            draw_mu(ctx, task, exact.mdp, pi, "td", f"{ctx.algo_name}'s behaviour policy (run"
+                                                    f" 0, ε = {cfg.epsilon:g}), {task.name}")
 
     ctx.finish(final=final)
 

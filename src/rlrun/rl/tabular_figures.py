@@ -343,9 +343,9 @@ def draw_step_size_study(ns: np.ndarray, alphas: np.ndarray, errors: np.ndarray,
     fig, (ax,) = figure(1, 1, size=(7.5, 5.0))
     from matplotlib import colormaps
 
-    cmap = colormaps["viridis"]
+    cmap = colormaps["tab10"]  # one distinct colour per n (ten in the book's figure)
     for i, n in enumerate(ns):
-        ax.plot(alphas, errors[i], color=cmap(i / max(len(ns) - 1, 1)), lw=1.3, label=f"n={n}")
+        ax.plot(alphas, errors[i], color=cmap(i % 10), lw=1.3, label=f"n={n}")
     ax.set_xlabel("α")
     ax.set_ylabel("Average RMS error over states\nand first episodes")
     ax.set_ylim(0.25, 0.55)  # the book's axis (large n and alpha rise above it)
