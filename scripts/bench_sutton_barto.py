@@ -1,8 +1,23 @@
-"""Benchmark: the computations behind Sutton & Barto Figures 3.2-7.2 in rlrun's NumPy core
-(rlrun.rl.dp, rlrun.rl.mc, rlrun.rl.nstep, the dense envs) against the reference scripts.
+"""Benchmark: Sutton & Barto Figures 3.2-7.2 by rlrun, through its own commands and in its
+NumPy core (rlrun.rl.dp, rlrun.rl.mc, rlrun.rl.nstep, the dense envs), against the reference
+scripts.
 
     python scripts/bench_sutton_barto.py --reference ~/reinforcement-learning-an-introduction
     python scripts/bench_sutton_barto.py --reference DIR --figures 4.2 5.3 --ref-scale 0.1
+    python scripts/bench_sutton_barto.py --no-commands      # the NumPy core alone, quickly
+
+Three rlrun columns:
+
+* command: `rlrun experiment=sutton_barto/figX_Y` as a user types it, in a fresh process,
+  wall clock: Python, torch and Hydra start-up, the preflight, the run (model, loop,
+  checkpoint, values.json, the figures drawn and saved), best of --repeat;
+* run: that run's own `wall_time_s` (results.json): the command without its start-up
+  (with --no-drawing, also without drawing its figures, as the reference's plots are
+  stubbed out);
+* core: the computation alone, as the loops make it, in this process, best of --repeat.
+
+Figure 4.2 is run per return model (`4.2` fixed, as the reference's default; `4.2p`
+Poisson): the preset's exact model and exact evaluation, not the reference's truncated one.
 
 The reference is ShangtongZhang/reinforcement-learning-an-introduction, a checkout you pass
 (nothing of it is part of rlrun). Its scripts are imported from DIR as they are, with
@@ -10,8 +25,9 @@ The reference is ShangtongZhang/reinforcement-learning-an-introduction, a checko
 are timed on computation only) and its random seed fixed. It needs scipy, and seaborn if
 installed (otherwise a stub stands in: nothing is drawn anyway).
 
-* rlrun: each figure computed as the loops will, model building included, best of
-  --repeat runs; BLAS is held to one thread (like the reference's pure Python).
+* rlrun core: each figure computed as the loops do, model building included, best of
+  --repeat runs; BLAS is held to one thread (like the reference's pure Python, and as
+  the loops hold it).
 * reference: one run of its function for the figure. For the Monte Carlo and TD figures,
   --ref-scale < 1 runs that fraction of the episodes or runs and scales the time up
   (their cost is linear in both). Figure 4.2 with Poisson returns is estimated: the
@@ -36,6 +52,8 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import importlib.util  # noqa: E402
 import io  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -185,6 +203,39 @@ def ours_7_2(rng: np.random.Generator) -> str:
     return f"best n={2 ** n} alpha={a / 10:.1f} error {err.min():.3f}"
 
 
+# ---- rlrun's commands ------------------------------------------------------------------------
+PRESETS = {"3.2": ["experiment=sutton_barto/fig3_2"], "3.5": ["experiment=sutton_barto/fig3_5"],
+           "4.1": ["experiment=sutton_barto/fig4_1"],
+           "4.2": ["experiment=sutton_barto/fig4_2", "env.poisson_returns=false"],
+           "4.2p": ["experiment=sutton_barto/fig4_2", "env.poisson_returns=true"],
+           "4.3": ["experiment=sutton_barto/fig4_3"], "5.1": ["experiment=sutton_barto/fig5_1"],
+           "5.2": ["experiment=sutton_barto/fig5_2"], "5.3": ["experiment=sutton_barto/fig5_3"],
+           "7.2": ["experiment=sutton_barto/fig7_2"]}
+
+
+def time_command(fig: str, work: Path, repeat: int, draw: bool = True
+                 ) -> tuple[float, float, str]:
+    """(command seconds, the run's own wall_time_s, a check) of `rlrun <preset>`, best of
+    `repeat` fresh processes; `draw=False` adds algo.figures=false (the reference's plots
+    are stubbed out, so this is the like-for-like run)."""
+    best = (float("inf"), float("inf"), "")
+    for i in range(repeat):
+        run_dir = work / f"fig{fig}_{i}"
+        cmd = [sys.executable, "-m", "rlrun", *PRESETS[fig], f"hydra.run.dir={run_dir}",
+               "logger.progress=none", *([] if draw else ["algo.figures=false"])]
+        t = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        took = time.perf_counter() - t
+        if out.returncode != 0:
+            raise SystemExit(f"bench_sutton_barto: error: {' '.join(cmd[2:])} failed:"
+                             f" {out.stderr.strip().splitlines()[-1:]}")
+        res = json.loads((run_dir / "results.json").read_text())
+        obj = f"{res.get('objective_metric', 'objective')} {res.get('objective'):.4g}"
+        if took < best[0]:
+            best = (took, float(res["wall_time_s"]), obj)
+    return best
+
+
 # ---- the reference ---------------------------------------------------------------------------
 class _NoPlot:
     """Stands in for matplotlib.pyplot and seaborn: every call does nothing."""
@@ -231,7 +282,8 @@ def reference_runs(root: Path, scale: float, poisson_sweeps: list[int]
                                                                                       str]:
         np.random.seed(0)
         t = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):  # its progress prints, kept quiet
+        with contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):  # its progress prints and bars
             fn()
         return (time.perf_counter() - t) * factor, note
 
@@ -331,6 +383,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="fraction of the MC/TD reference workloads to run (time scaled up)")
     p.add_argument("--repeat", type=int, default=3, help="rlrun runs per figure (best kept)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-commands", action="store_true",
+                   help="time the NumPy core only, not the rlrun commands")
+    p.add_argument("--no-drawing", action="store_true",
+                   help="run the commands with algo.figures=false (the reference's plotting"
+                        " is stubbed out too)")
     args = p.parse_args(argv)
     if not 0 < args.ref_scale <= 1:
         p.error(f"--ref-scale={args.ref_scale} must be in (0, 1]")
@@ -357,7 +414,12 @@ def main(argv: list[str] | None = None) -> None:
         refs = reference_runs(args.reference.expanduser().resolve(), args.ref_scale,
                               poisson_sweeps)
 
-    print(f"{'figure':8} {'rlrun s':>9} {'reference s':>12} {'speed-up':>9}  check")
+    commands = not args.no_commands
+    if commands:
+        print(f"{'figure':7} {'command s':>9} {'run s':>7} {'core s':>7} {'reference s':>11}"
+              f" {'speed-up':>8}  check (speed-up: reference / command)")
+    else:
+        print(f"{'figure':8} {'rlrun s':>9} {'reference s':>12} {'speed-up':>9}  check")
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
         os.makedirs("images")  # the reference writes ../images from its chapter dirs
         os.makedirs("work")
@@ -365,13 +427,21 @@ def main(argv: list[str] | None = None) -> None:
         for fig in args.figures:
             t_ours, check = best_of(ours[fig], args.repeat)
             t_ref, note = refs[fig]() if fig in refs else (float("nan"), "")
-            ratio = t_ref / t_ours if fig in refs else float("nan")
-            print(f"{fig:8} {t_ours:9.3f} {t_ref:12.1f} {ratio:8.0f}x  {check}"
-                  + (f" [{note}]" if note else ""), flush=True)
+            if commands:
+                t_cmd, t_run, obj = time_command(fig, Path(tmp), args.repeat,
+                                                 draw=not args.no_drawing)
+                ratio = t_ref / t_cmd if fig in refs else float("nan")
+                print(f"{fig:7} {t_cmd:9.2f} {t_run:7.2f} {t_ours:7.3f} {t_ref:11.3g}"
+                      f" {ratio:7.2g}x  {check}; {obj}" + (f" [{note}]" if note else ""),
+                      flush=True)
+            else:
+                ratio = t_ref / t_ours if fig in refs else float("nan")
+                print(f"{fig:8} {t_ours:9.3f} {t_ref:12.1f} {ratio:8.0f}x  {check}"
+                      + (f" [{note}]" if note else ""), flush=True)
             if fig in replica:
                 t_rep, text = replica[fig]
                 print(f"{'':8} {t_rep:9.3f} {'':12} {t_ref / t_rep:8.0f}x  {text} "
-                      f"(the reference's algorithm)", flush=True)
+                      f"(the reference's algorithm, core)", flush=True)
 
 
 if __name__ == "__main__":

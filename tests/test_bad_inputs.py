@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra._internal.hydra import Hydra
@@ -114,6 +115,35 @@ CASES: list[tuple[list[str], str]] = [
     (["algo=td0", "env.walk_std=nan"], "env.walk_std"),
     (["algo=td0", "algo.initial_value=inf"], "algo.initial_value=inf"),
     (["algo=td0", "objective.metric=charts/episodic_return"], "objective.metric"),
+    # ---- dynamic programming, Monte Carlo, n-step TD; the chapter 3-5 tasks ---------------
+    (["algo=value_iteration", "env.id=Blackjack-v1"], "Blackjack-v1 has no tabular model"),
+    (["algo=policy_iteration", "env=CartPole-v1"], "env=CartPole-v1"),
+    (["algo=value_iteration", "algo.gamma=1"], "algo.gamma=1 on env=gridworld_3_5"),
+    (["algo=policy_evaluation", "env=gridworld_3_5", "algo.gamma=1"],
+     "continuing task with no terminal state"),
+    (["algo=policy_evaluation", "algo.theta=0"], "algo.theta=0"),
+    (["algo=value_iteration", "algo.theta=-1e-3"], "algo.theta=-0.001"),
+    (["algo=value_iteration", "algo.episodes=3"], "its budget is algo.max_iterations"),
+    (["algo=n_step_td", "algo.n=0"], "algo.n=0"),
+    (["algo=n_step_td", "env=random_walk_19", "algo.step_size=2"], "algo.step_size=2"),
+    (["algo=n_step_td", "algo.study_n=[1,2]"], "algo.study_n and algo.study_step_size"),
+    (["algo=policy_evaluation", "env=small_gridworld_4_1", "algo.policy=file",
+      "algo.policy_file={data}/policy_15x4.npy"], "expected (16, 4)"),
+    (["algo=policy_evaluation", "env=small_gridworld_4_1", "algo.policy=file",
+      "algo.policy_file={data}/always_up.npy"], "never ends an episode"),
+    (["algo=policy_evaluation", "algo.policy=greedy"], "algo.policy=greedy reads"),
+    (["algo=policy_evaluation", "algo.policy=file", "algo.policy_file={data}/nope.json"],
+     "no such file"),
+    (["algo=policy_evaluation", "algo.snapshots=[1]"], "needs algo.method=sweep"),
+    (["algo=policy_iteration", "algo.initial_action=20"], "algo.initial_action=20"),
+    (["algo=policy_iteration", "env=jacks_car_rental", "env.max_poisson=0"],
+     "env.max_poisson=0"),
+    (["algo=value_iteration", "env=gamblers_problem", "env.p_heads=1"], "env.p_heads=1"),
+    (["algo=mc_prediction", "env=blackjack", "env.num_runs=0"], "env.num_runs=0"),
+    (["algo=mc_prediction", "algo.episodes=0"], "algo.episodes=0"),
+    (["algo=mc_control_es", "algo.batch=0"], "algo.batch=0"),
+    (["algo=mc_off_policy", "algo.start_state=212"], "algo.start_state=212"),
+    (["algo=mc_off_policy", "algo.behaviour_epsilon=0"], "algo.behaviour_epsilon=0"),
     # ---- SAC -----------------------------------------------------------------------------
     (["algo=sac", "algo.batch_size=1000", "algo.buffer_size=100"], "algo.batch_size=1000"),
     (["algo=sac", "algo.learning_starts=100", "algo.total_steps=50"],
@@ -338,6 +368,8 @@ def data(tmp_path_factory) -> Path:
     (root / "unclosed.csv").write_text('text,label\n"an open quote,a\n' + "".join(
         f"{t},{lab}\n" for t, lab in rows))
     (root / "bom.csv").write_bytes(b"\xef\xbb\xbf" + (root / "labels.csv").read_bytes())
+    np.save(root / "policy_15x4.npy", np.full((15, 4), 0.25))  # the 4x4 gridworld has 16
+    np.save(root / "always_up.npy", np.zeros(16, dtype=np.int64))  # bumps the top wall
     return root
 
 

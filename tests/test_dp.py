@@ -514,7 +514,7 @@ def test_benchmark_script_runs_rlrun_side(capsys):
     spec = importlib.util.spec_from_file_location("bench_sutton_barto", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    bench.main(["--figures", "3.2", "3.5", "4.3", "--repeat", "1"])
+    bench.main(["--figures", "3.2", "3.5", "4.3", "--repeat", "1", "--no-commands"])
     out = capsys.readouterr().out
     assert "top row 3.3 8.8 4.4 5.3 1.5" in out and "top row 22.0 24.4 22.0 19.4 17.5" in out
     assert "17 sweeps, stakes at 25/50/51: 25/50/1" in out

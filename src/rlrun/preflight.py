@@ -9,7 +9,9 @@ calls it before Hydra's run dir is kept, so a config error leaves no run dir beh
    the algorithm's declarations (`AlgoSpec`);
 4. the pairing of algorithm and task (task kind, action space), the network fitting the
    task, the objective metric being one the algorithm logs;
-5. the data: an env schema with a `check()` (text files, image folders) looks at its path.
+5. the data: an env schema with a `check()` (text files, image folders) looks at its path;
+   an algorithm schema with a `check_env(env, data)` checks what needs the task itself (the
+   tabular loops: a transition table, the discount, the shape of a policy file).
 
 It returns a `Plan`: what `train` needs to start, already built.
 """
@@ -80,6 +82,9 @@ def preflight(cfg: DictConfig, data: bool = True) -> Plan:
     check = getattr(plan.env, "check", None)
     if data and callable(check):
         check()  # data paths (text files, image folders): a DataError before any run dir
+    fits = getattr(plan.algo, "check_env", None)
+    if callable(fits):  # what needs the task built: a P table, the discount, a policy file
+        fits(plan.env, data=data)
     return plan
 
 

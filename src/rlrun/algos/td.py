@@ -9,6 +9,12 @@
 Every run is an independent agent with its own table; all runs step together through the
 task's transition model (rlrun.envs.tabular_sim). Runs stop at evaluation points until all
 have finished the same number of episodes, so logged curves are exact per-episode averages.
+
+The same model is solved exactly once (chapter 4's policy iteration), and every evaluation
+also measures the agents against it: `eval/optimality_gap` (v* at the start minus the exact
+value of each greedy policy) and `eval/value_rms` (max_a Q against v*; see
+rlrun.rl.tabular_report.ExactReference). At the end, grid tasks get mu_pi of the first
+run's behaviour policy as a heatmap (chapter 9's on-policy distribution).
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ import time
 
 import numpy as np
 
-from rlrun.envs.tabular_sim import VectorTabularSim, load_model
+from rlrun.envs.tabular_sim import VectorTabularSim
 from rlrun.rl.policy import argmax_random_ties, epsilon_greedy_probs
+from rlrun.rl.tabular_report import ExactReference, draw_mu
+from rlrun.rl.tabular_task import load_task
 from rlrun.schemas.td import TDControlConfig
 
 METHODS = ("sarsa", "q_learning", "expected_sarsa")
@@ -36,6 +44,11 @@ class Agents:
         self.q[:, :, (self.base[:, None] + np.flatnonzero(model.terminal)).ravel()] = 0.0
         # (A, S) mask of available actions; None when every action is always available.
         self.valid = None if model.valid.all() else model.valid.T.copy()
+
+    def tables(self) -> np.ndarray:
+        """(runs, S, A) every run's action values (double: the mean of its two tables)."""
+        q = self.q.mean(axis=0)
+        return q.reshape(self.A, len(self.base), self.S).transpose(1, 2, 0)
 
     def values(self, rows: np.ndarray) -> np.ndarray:
         """(A, n) behaviour values at `rows`: the table, or the sum of the two (double)."""
@@ -113,7 +126,9 @@ def evaluate(agents: Agents, sim: VectorTabularSim, rng: np.random.Generator, ep
 
 def run(ctx) -> None:
     cfg, env_cfg = ctx.algo, ctx.env
-    model, env, max_steps = load_model(env_cfg)
+    task = load_task(env_cfg)
+    model, env, max_steps = task.model, task.env, task.max_steps
+    exact = ExactReference.of(model, cfg.gamma, task.name, cfg.eval_max_steps)
     n, E = env_cfg.num_runs, cfg.episodes
     left = getattr(env, "LEFT", None)  # maximization bias: log the share of left first moves
     seeds = np.random.SeedSequence(ctx.seed).spawn(4)
@@ -158,9 +173,21 @@ def run(ctx) -> None:
         result = evaluate(agents, eval_sim, eval_rng, cfg.eval_episodes, cfg.eval_max_steps, n)
         for key, values in result.items():
             log.scalar(f"eval/{key}", values.mean(), sync)
+        if exact is not None:
+            gap, rms = exact.measure(agents.tables())
+            log.scalars({"eval/optimality_gap": gap.mean(), "eval/value_rms": rms.mean()},
+                        sync)
         st["evaluated"] = sync
         t0, steps0 = time.perf_counter(), st["env_steps"]
-    ctx.finish()
+
+    def final() -> None:
+        if exact is not None and cfg.draws:  # mu_pi of run 0's epsilon-greedy policy
+            q = np.where(model.valid, agents.tables()[0], -np.inf)
+            pi = epsilon_greedy_probs(q.T, cfg.epsilon, model.valid.T).T
+            draw_mu(ctx, task, exact.mdp, pi, "td", f"{ctx.algo_name}'s behaviour policy (run"
+                                                    f" 0, ε = {cfg.epsilon:g}), {task.name}")
+
+    ctx.finish(final=final)
 
 
 def _step(agents: Agents, sim: VectorTabularSim, st: dict, idx: np.ndarray | slice,

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 from rlrun.core.errors import ConfigError, RlrunError
 
 GOALS = ("max", "min")
-BUDGET_KEYS = ("algo.total_steps", "env.steps", "algo.episodes")
+BUDGET_KEYS = ("algo.total_steps", "env.steps", "algo.episodes", "algo.max_iterations")
 
 
 def opt(default: Any = MISSING, help: str = "", *, ge: float | None = None,
@@ -138,7 +138,8 @@ class AlgoSpec:
     - `parallel_ops`: its operators are large (threads=auto gives it the idle cores);
     - `default_num_envs`: copies of a Gymnasium env when `env.num_envs` is null;
     - `budget`: the key that sets its length (`algo.total_steps`, `env.steps`,
-      `algo.episodes`);
+      `algo.episodes`, or `algo.max_iterations` for the dynamic-programming loops, which
+      stop at convergence and sweep at most that often);
     - `resume_keys`: regexes of the keys `resume=` may change besides the budget (they
       change how a run is evaluated or logged, not what it learns).
     """

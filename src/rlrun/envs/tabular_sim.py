@@ -26,7 +26,7 @@ def load_model(cfg: TabularEnvConfig) -> tuple[TabularModel, Any, int]:
     import rlrun.envs.tabular  # noqa: F401  (registers the project's own envs)
 
     try:
-        env = gymnasium.make(cfg.id, **dict(cfg.kwargs))
+        env = gymnasium.make(cfg.id, **cfg.make_kwargs())
     except gymnasium.error.Error as e:
         raise ConfigError(f"env.id={cfg.id!r}: {e}") from None
     except TypeError as e:

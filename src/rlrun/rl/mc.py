@@ -61,15 +61,19 @@ def returns_to_go(rewards: np.ndarray, lengths: np.ndarray, gamma: float = 1.0) 
 
 
 def first_visits(keys: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """(n, L) bool: step t is in the episode and its key was not seen earlier in it."""
+    """(n, L) bool: step t is in the episode and its key was not seen earlier in it.
+
+    The first occurrence of each (episode, key) among the steps in time order, found by one
+    sort (np.unique's first indices): O(N log N) in the number of steps N, however long the
+    episodes (comparing each step with all earlier ones would be O(n L^2))."""
     n, L = keys.shape
-    inside = np.arange(L)[None, :] < lengths[:, None]
-    first = inside.copy()
-    for t in range(1, L):
-        if not inside[:, t].any():
-            break
-        first[:, t] &= ~(keys[:, :t] == keys[:, t:t + 1]).any(axis=1)
-    return first
+    rows, cols = np.nonzero(np.arange(L)[None, :] < lengths[:, None])  # row-major: by time
+    k = keys[rows, cols].astype(np.int64)
+    span = int(k.max()) + 1 if k.size else 1
+    _, first = np.unique(rows * span + k, return_index=True)
+    out = np.zeros((n, L), dtype=bool)
+    out[rows[first], cols[first]] = True
+    return out
 
 
 def _check_runs(runs: np.ndarray | None, n: int) -> np.ndarray | None:

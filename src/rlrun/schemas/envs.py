@@ -31,3 +31,38 @@ class TabularEnvConfig(EnvSchema):
     num_runs: int = opt(1, "independent agents whose curves are averaged", ge=1)
     max_steps: int | None = opt(None, "truncate longer episodes; null: the env's registered"
                                       " limit (Taxi 200, FrozenLake 100, ...) or 100,000", ge=1)
+
+    def make_kwargs(self) -> dict[str, Any]:
+        """What `gymnasium.make(id, ...)` gets: `kwargs`, plus a subclass's own settings."""
+        return dict(self.kwargs)
+
+
+@dataclass
+class JacksCarRentalConfig(TabularEnvConfig):
+    """Jack's car rental (Example 4.2) with its two model settings as options of their own."""
+
+    id: str = opt("rlrun/JacksCarRental-v0", "the Gymnasium id of Jack's car rental")
+    poisson_returns: bool = opt(True, "returns are Poisson with means 3 and 2, as in the book;"
+                                      " false: exactly 3 and 2 a day, the reference code's"
+                                      " default")
+    max_poisson: int | None = opt(None, "requests and returns above this count have"
+                                        " probability 0, as in the reference code (10): the"
+                                        " lost mass goes to an absorbing 'lost' state; null:"
+                                        " the exact model, nothing truncated", ge=1)
+
+    def make_kwargs(self) -> dict[str, Any]:
+        return {**self.kwargs, "poisson_returns": self.poisson_returns,
+                "max_poisson": self.max_poisson}
+
+
+@dataclass
+class GamblersProblemConfig(TabularEnvConfig):
+    """The gambler's problem (Example 4.3)."""
+
+    id: str = opt("rlrun/GamblersProblem-v0", "the Gymnasium id of the gambler's problem")
+    p_heads: float = opt(0.4, "probability that the coin comes up heads (the gambler wins his"
+                              " stake)", gt=0, lt=1)
+    goal: int = opt(100, "the capital that wins (+1) and ends the episode", ge=2)
+
+    def make_kwargs(self) -> dict[str, Any]:
+        return {**self.kwargs, "p_heads": self.p_heads, "goal": self.goal}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rlrun.core.schema import AlgoSchema, AlgoSpec, opt
+from rlrun.schemas.dp import check_figures, matplotlib_installed
 
 METHODS = ("sarsa", "q_learning", "expected_sarsa")
 
@@ -31,6 +32,17 @@ class TDControlConfig(AlgoSchema):
                                 " tasks)", ge=1)
     eval_max_steps: int = opt(1000, "a greedy policy that never reaches a terminal state is"
                                     " cut here", ge=1)
+    figures: bool | None = opt(None, "draw mu_pi of the behaviour policy on grid tasks (a"
+                                     " heatmap: <run>/figures/mu.png, TensorBoard); null: when"
+                                     " matplotlib is installed (pip install 'rlrun[plot]')")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_figures(self.figures)
+
+    @property
+    def draws(self) -> bool:
+        return matplotlib_installed() if self.figures is None else bool(self.figures)
 
 
 @dataclass

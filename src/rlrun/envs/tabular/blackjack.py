@@ -175,6 +175,7 @@ class BlackjackBookEnv(DenseTabularEnv):
     docstring for the states. Episodes start from the deal (`initial_state_distrib`)."""
 
     TARGET_STICK: ClassVar[int] = 20  # the policy of Figure 5.1 sticks on 20 and 21
+    book_policy_name: ClassVar[str] = "stick on 20 or 21"
 
     def __init__(self, render_mode: str | None = None):
         P, R, done, initial = blackjack_arrays()
@@ -184,6 +185,10 @@ class BlackjackBookEnv(DenseTabularEnv):
         self._setup(P, R, done, initial, np.ones((N_STATES, 2), dtype=bool), terminal,
                     render_mode, 1.0, [state_label(s) for s in range(N_STATES)],
                     ["stick", "hit"])
+
+    def book_policy(self) -> np.ndarray:
+        """The policy the book evaluates (Figures 5.1 and 5.3): stick on 20 or 21."""
+        return stick_on(self.TARGET_STICK)
 
 
 def stick_on(threshold: int = 20) -> np.ndarray:

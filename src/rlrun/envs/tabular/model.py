@@ -17,6 +17,10 @@ from gymnasium import spaces
 from rlrun.core.errors import ConfigError
 
 Transition = tuple[float, int, float, bool]
+# The tasks with a transition model that rlrun ships configs for (the error above names them).
+TABLE_ENVS = ("env=gridworld_3_5, small_gridworld_4_1, jacks_car_rental, gamblers_problem,"
+              " blackjack, random_walk, random_walk_19, windy_gridworld, cliff_walking_book,"
+              " maximization_bias, CliffWalking-v1, FrozenLake-v1, Taxi-v4")
 TransitionTable = dict[int, dict[int, list[Transition]]]
 
 
@@ -144,7 +148,7 @@ def model_from_env(env: gymnasium.Env) -> TabularModel:
     if table is None:
         raise ConfigError(
             f"env={name} has no tabular model (discrete states and actions with a transition "
-            f"table P, like CliffWalking-v1, FrozenLake-v1, Taxi-v4 or rlrun/RandomWalk-v0)"
+            f"table P); these have one: {TABLE_ENVS}"
         )
     S = _discrete_n(env.observation_space, "observation", name)
     A = _discrete_n(env.action_space, "action", name)
