@@ -401,10 +401,6 @@ def _main() -> None:
         app()
     except RlrunError as e:
         _fail(str(e))
-    except ValueError as e:
-        if not str(e).startswith("Only one of --run, --multirun"):
-            raise
-        _fail(f"{str(e).splitlines()[0]}: give one of them")
     except (HydraException, OmegaConfBaseException) as e:
         cause = e.__cause__
         if isinstance(cause, RlrunError):
@@ -421,6 +417,8 @@ def _main() -> None:
     except OSError as e:  # Hydra making the run dir or writing .hydra/ (read-only, full)
         _fail(describe_os_error(e))
     except Exception as e:
+        if isinstance(e, ValueError) and str(e).startswith("Only one of --run, --multirun"):
+            _fail(f"{str(e).splitlines()[0]}: give one of them")  # Hydra's flags clash
         # Hydra's log file handler in a read-only or full run dir
         if isinstance(e, ValueError) and isinstance(e.__cause__, OSError):
             _fail(describe_os_error(e.__cause__))
