@@ -150,6 +150,7 @@ def _start_and_signal(tmp_path: Path, run_dir: Path, args: list[str], sig: int):
 
 @pytest.mark.parametrize("algo, sig", [("epsilon_greedy", signal.SIGINT),
                                        ("gradient_bandit", signal.SIGTERM)])
+@pytest.mark.slow  # tens of seconds: the slow tier (.ci/run runs it)
 def test_interrupt_then_resume_matches_uninterrupted_run(tmp_path, algo, sig):
     args = [f"algo={algo}", "env=contextual_bandit", "env.num_runs=300", "env.steps=5000",
             "logger.progress=lines", "logger.print_every_s=0.2", "deterministic=true"]
@@ -177,6 +178,7 @@ def test_interrupt_then_resume_matches_uninterrupted_run(tmp_path, algo, sig):
     assert again.returncode == 2 and "already completed" in again.stderr
 
 
+@pytest.mark.slow  # tens of seconds: the slow tier (.ci/run runs it)
 def test_resume_refuses_other_overrides_and_corrupt_checkpoints(tmp_path):
     run_dir = tmp_path / "r"
     rc, _ = _start_and_signal(tmp_path, run_dir, [

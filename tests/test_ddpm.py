@@ -148,6 +148,7 @@ def test_frechet_distance_of_gaussians():
 
 
 # ---- runs ----------------------------------------------------------------------------------------
+@pytest.mark.slow  # tens of seconds: the slow tier (.ci/run runs it)
 def test_tiny_run_learns_and_logs_every_tag(tmp_path, tiny):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -80,6 +80,7 @@ def test_fig2_2_from_a_tiny_sweep(tmp_path, figures, capsys):
     assert_png(other)
 
 
+@pytest.mark.slow  # tens of seconds: the slow tier (.ci/run runs it)
 def test_fig2_6_parameter_study_from_a_tiny_sweep(tmp_path, figures, capsys):
     out = sweep(tmp_path, "fig2_6", "env.num_runs=20", "env.steps=30")
     assert figures.main([str(out)]) == 0

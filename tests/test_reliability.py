@@ -48,6 +48,7 @@ def _wait_for(cond, timeout=60.0):
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # tens of seconds: the slow tier (.ci/run runs it)
 def test_one_process_per_run_dir_and_a_killed_run_is_stale_then_resumes(tmp_path):
     run_dir = tmp_path / "live"
     cmd = [sys.executable, "-m", "rlrun", "env.num_runs=300", "env.steps=30000",
@@ -423,6 +424,7 @@ def test_resume_overrides_other_than_budgets_and_logging_are_refused(tmp_path, m
     assert done["status"] == "completed" and done["steps"] == 400
 
 
+@pytest.mark.slow  # tens of seconds: the slow tier (.ci/run runs it)
 def test_cli_resume_extends_without_hydra_plus_advice(tmp_path):
     run_dir = tmp_path / "r"
     out = rlrun_cli([*BANDIT, "logger.progress=none", f"hydra.run.dir={run_dir}"],
@@ -449,6 +451,7 @@ def test_raising_the_budget_says_which_schedules_follow_it(tmp_path, caplog):
         in caplog.text
 
 
+@pytest.mark.slow  # tens of seconds: the slow tier (.ci/run runs it)
 def test_real_full_and_read_only_filesystems(tmp_path):
     """On a real tmpfs (root only): a full disk mid-run, then the run dir remounted read-only
     for a resume and for a fresh run. Each is one line and exit 2; results.json says failed

@@ -59,6 +59,7 @@ def test_joblib_sweep_with_a_failing_job(tmp_path):
     assert "sweep done: 4 jobs, 2 failed:" in out.stderr + out.stdout
 
 
+@pytest.mark.slow  # tens of seconds: the slow tier (.ci/run runs it)
 def test_optuna_study_runs_and_resumes_from_storage(tmp_path):
     optuna = pytest.importorskip("optuna")
     args = ["-m", "hparams_search=q_learning_cliff", "algo.episodes=20", "env.num_runs=2",
