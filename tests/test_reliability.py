@@ -15,7 +15,7 @@ import time
 import pytest
 
 from rlrun.core import status as run_status
-from rlrun.core.errors import CheckpointError, ConfigError, RunIOError
+from rlrun.core.errors import CheckpointError, ConfigError, DataError, RunIOError
 from rlrun.core.run import RunContext
 from rlrun.train import Interrupted, train
 
@@ -146,11 +146,11 @@ def test_an_unreadable_data_file_is_one_line(tmp_path, monkeypatch):
         return real(self, *a, **k)
 
     monkeypatch.setattr(Path, "read_text", denied)
-    with pytest.raises(RunIOError) as e:
+    with pytest.raises(DataError) as e:  # found by the preflight: before any run dir
         run_train(tmp_path, ["algo=lm", "env=text_file", f"env.path={corpus}",
                              "algo.total_steps=2"], "lm")
-    assert str(corpus) in str(e.value) and "Permission denied" in str(e.value)
-    assert read_results(tmp_path / "lm")["status"] == "failed"
+    assert str(corpus) in str(e.value) and "permission denied" in str(e.value)
+    assert "\n" not in str(e.value) and not (tmp_path / "lm").exists()
 
 
 def test_stray_temp_files_of_a_killed_save_are_removed_on_resume(tmp_path, monkeypatch):
