@@ -487,3 +487,21 @@ def test_batched_evaluation_of_networks_matches_one_at_a_time():
         new, old = _batched(pend, seed, 10, policy), _one_at_a_time(pend, seed, 10, policy)
         assert [n for _, n in new] == [n for _, n in old]
         assert [r for r, _ in new] == pytest.approx([r for r, _ in old], rel=1e-6, abs=1e-4)
+
+
+def test_a_budget_that_is_not_whole_rollouts_is_said_once(tmp_path, caplog):
+    """PPO trains whole rollouts (issue 22): 1000 steps of 4 envs x 128 is 512 steps run;
+    one log line and results.json say so; a whole budget says nothing."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="rlrun")
+    args = [*FAST, "algo=ppo", "env.num_envs=4", "algo.num_steps=128", "algo.eval_episodes=1"]
+    res = run_train(tmp_path, [*args, "algo.total_steps=1000"], "odd")
+    lines = [r.getMessage() for r in caplog.records if "whole number of rollouts" in r.message]
+    assert len(lines) == 1 and "trains 512 steps" in lines[0]
+    assert res["total_steps_run"] == 512 and res["steps"] == 512
+    assert read_results(tmp_path / "odd")["total_steps_run"] == 512
+    caplog.clear()
+    whole = run_train(tmp_path, [*args, "algo.total_steps=1024"], "whole")
+    assert "total_steps_run" not in whole
+    assert not [r for r in caplog.records if "whole number of rollouts" in r.message]

@@ -28,7 +28,7 @@ from rlrun.nets import build_network
 from rlrun.nets.actor_critic import ActorCritic, layer_init
 from rlrun.rl.evaluation import Evaluator
 from rlrun.rl.rollout import agent_policy, bootstrap_truncated, build_agent, gae
-from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile
+from rlrun.rl.training import SPSMeter, adam, log_episodes, maybe_compile, whole_rollouts
 from rlrun.rl.vec_env import training_envs
 from rlrun.schemas.deep_rl import A2CConfig
 
@@ -91,7 +91,7 @@ def run(ctx) -> None:
     loss_fn = maybe_compile(a2c_loss, cfg.compile, ctx.device)
     evaluator = Evaluator.of_run(ctx, cfg.eval_episodes, load_policy)
     T, batch = cfg.num_steps, cfg.num_steps * n_envs
-    n_iters = max(1, cfg.total_steps // batch)  # never past the budget
+    n_iters = whole_rollouts(ctx, cfg.total_steps, T, n_envs)  # never past the budget
     f32 = dict(dtype=torch.float32, device=dev)
     buf = {"obs": torch.zeros((T, n_envs, *obs_shape), **f32),
            "actions": torch.zeros((T, n_envs, *act_shape), **f32),

@@ -33,7 +33,14 @@ from rlrun.fast import ppo_cpu
 from rlrun.nets.actor_critic import ActorCritic
 from rlrun.rl.evaluation import Evaluator
 from rlrun.rl.rollout import agent_policy, bootstrap_truncated, build_agent, gae
-from rlrun.rl.training import ObsNormalizer, SPSMeter, adam, log_episodes, maybe_compile
+from rlrun.rl.training import (
+    ObsNormalizer,
+    SPSMeter,
+    adam,
+    log_episodes,
+    maybe_compile,
+    whole_rollouts,
+)
 from rlrun.rl.vec_env import num_envs, training_envs
 from rlrun.schemas.deep_rl import PPOConfig
 
@@ -120,7 +127,7 @@ def run(ctx) -> None:
     norm = ObsNormalizer(obs_shape, cfg.clip_obs) if cfg.normalize_obs else None
     evaluator = Evaluator.of_run(ctx, cfg.eval_episodes, load_policy)
     T, batch = cfg.num_steps, cfg.num_steps * n_envs
-    n_iters = max(1, cfg.total_steps // batch)  # never past the budget
+    n_iters = whole_rollouts(ctx, cfg.total_steps, T, n_envs)  # never past the budget
     mb_size = max(1, batch // cfg.num_minibatches)
     f32 = dict(dtype=torch.float32, device=dev)
     # the rollout lives in numpy (one host copy per step is free on CPU) and moves to the

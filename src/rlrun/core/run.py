@@ -125,6 +125,7 @@ class RunContext:
     _per_rank: set[str] = field(default_factory=set, init=False)  # track_per_rank's names
     _due: dict[str, int] = field(default_factory=dict, init=False)  # ctx.every's next points
     _scalars_points: int = field(default=-1, init=False)  # points in the last scalars.parquet
+    _records: dict[str, Any] = field(default_factory=dict, init=False)  # ctx.record's items
     finished: bool = field(default=False, init=False)  # finish() ran to its end
     # the step of an evaluation that Ctrl-C cut short: saved with the checkpoint of that
     # step, redone on resume (rlrun.rl.evaluation)
@@ -176,6 +177,11 @@ class RunContext:
         torchrun the same as `track`."""
         self.track(**items)
         self._per_rank.update(items)
+
+    def record(self, **items: Any) -> None:
+        """Add plain JSON values to every `results.json` this run writes (what a loop decided
+        that a reader should know, e.g. a budget rounded to whole rollouts)."""
+        self._records.update(items)
 
     def rng(self, name: str) -> Any:
         """The named random stream of this run (a NumPy Generator; see the module docstring)."""
@@ -346,6 +352,7 @@ class RunContext:
             extra["world_size"] = self.dist.world_size
         if error:
             extra["error"] = error
+        extra.update(self._records)
         rec = results_file.build(algo=self.algo_name, env=self.env_name, seed=self.seed,
                                  status=status, steps=self.step, wall_time_s=self.wall_time_s,
                                  metrics=metrics, **extra)

@@ -125,3 +125,20 @@ def ndtr(x: np.ndarray) -> np.ndarray:
     """The standard normal CDF: maps a N(0, 1) draw to a U(0, 1) one (SAC's correlated
     exploration noise before learning starts)."""
     return 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def whole_rollouts(ctx: Any, total_steps: int, num_steps: int, n_envs: int) -> int:
+    """How many rollouts of `num_steps` x `n_envs` steps the budget buys: rounded down, so a
+    run never passes its budget (at least one). When that is not the budget exactly, the run
+    says so once, in one log line and as `total_steps_run` in results.json."""
+    import logging
+
+    batch = num_steps * n_envs
+    n = max(1, total_steps // batch)
+    if n * batch != total_steps:
+        logging.getLogger("rlrun").info(
+            "algo.total_steps=%d is not a whole number of rollouts of %d steps (%d envs x %d):"
+            " the run trains %d steps (%d rollouts)", total_steps, batch, n_envs, num_steps,
+            n * batch, n)
+        ctx.record(total_steps_run=n * batch)
+    return n
