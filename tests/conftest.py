@@ -62,3 +62,20 @@ def read_results(run_dir: Path) -> dict:
 def small():
     """Overrides for a quick bandit run."""
     return ["env.num_runs=200", "env.steps=300"]
+
+
+@pytest.fixture(autouse=True)
+def _logging_handlers_stay_per_test():
+    """In-process CLI runs let Hydra configure logging, with handlers on the streams pytest
+    captured for that test; a later test in the same worker would then log into a closed
+    stream ("--- Logging error ---"). Handlers a test added are removed after it."""
+    import logging
+
+    names = ("", "rlrun", "hydra")
+    before = {n: list(logging.getLogger(n).handlers) for n in names}
+    yield
+    for n in names:
+        logger = logging.getLogger(n)
+        for handler in list(logger.handlers):
+            if handler not in before[n]:
+                logger.removeHandler(handler)
