@@ -166,6 +166,11 @@ def teardown(together: bool = True) -> None:
                 with contextlib.suppress(Exception):
                     dist.barrier()
             dist.destroy_process_group()
+            # the group's C++ object (and gloo's threads) goes now, while the interpreter is
+            # whole: left to interpreter finalization, its threads abort the process at times
+            import gc
+
+            gc.collect()
 
 
 def report_error(message: str) -> None:
