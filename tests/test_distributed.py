@@ -100,6 +100,7 @@ def assert_close_params(got: dict[str, torch.Tensor], ref: dict[str, torch.Tenso
         torch.testing.assert_close(got[k], ref[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
+@pytest.mark.slow  # tens of seconds of subprocesses; .ci/run runs the slow tier
 def test_ddp_on_two_ranks_equals_one_process_with_both_ranks_batches(tmp_path, monkeypatch):
     """After K steps, 2 ranks x batch 4 (DDP averages the gradients) hold the parameters of
     one process with batch 8 made of the two ranks' batches. Rank 0 alone writes, into one
@@ -140,6 +141,7 @@ def test_ddp_on_two_ranks_equals_one_process_with_both_ranks_batches(tmp_path, m
     assert read_results(ddp_dir)["status"] == "completed"  # untouched
 
 
+@pytest.mark.slow  # tens of seconds of subprocesses; .ci/run runs the slow tier
 def test_a_submitit_job_with_two_tasks_is_one_data_parallel_run(tmp_path, monkeypatch):
     """`hydra.launcher.tasks_per_node=2`: submitit's two tasks are the two ranks of one run,
     as under torchrun (submitit_local here; tests/test_slurm.py does it under SLURM): the
@@ -290,6 +292,7 @@ if os.environ.get("{rank_var}") == "1":
     return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
 
 
+@pytest.mark.slow  # tens of seconds of subprocesses; .ci/run runs the slow tier
 def test_a_crashing_rank_fails_the_run_in_one_line_naming_it(tmp_path):
     """Rank 1 raises at its third batch (a bug, through a sitecustomize that only rank 1
     obeys): rank 1 says so in one line, rank 0 (whose collective then loses its peer) says

@@ -52,6 +52,7 @@ def assert_png(path: Path, min_width: int = 400) -> None:
     assert len(data) > 20_000  # axes, lines and text, not a blank canvas
 
 
+@pytest.mark.slow  # tens of seconds of subprocesses; .ci/run runs the slow tier
 def test_fig2_2_from_a_tiny_sweep(tmp_path, figures, capsys):
     out = sweep(tmp_path, "fig2_2", "env.num_runs=50", "env.steps=60")
     assert figures.main([str(out)]) == 0  # --figure auto: read from multirun.yaml

@@ -30,6 +30,7 @@ def figures() -> ModuleType:
     return module
 
 
+@pytest.mark.slow  # tens of seconds of subprocesses; .ci/run runs the slow tier
 def test_ex6_2_from_a_tiny_sweep(tmp_path, figures, capsys):
     # The points set algo.episodes=100 themselves; `++` because the sweep's first
     # composition (before the points are applied) has no algo.episodes to override.

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import torch
 
 import rlrun
@@ -97,6 +98,7 @@ def test_examples_are_found():
         [e.where() for e in examples]
 
 
+@pytest.mark.slow  # tens of seconds of subprocesses; .ci/run runs the slow tier
 def test_examples_print_the_first_line_shown(tmp_path):
     examples = [e for e in find_examples() if shown(e)]
     dirs = [tmp_path / str(i) for i in range(len(examples))]

@@ -41,6 +41,7 @@ def test_launcher_and_sweeper_configs_compose(overrides):
         assert hydra.launcher.gpus_per_node == 1 and hydra.launcher.timeout_min == 120
 
 
+@pytest.mark.slow  # tens of seconds of subprocesses; .ci/run runs the slow tier
 def test_joblib_sweep_with_a_failing_job(tmp_path):
     sweep = tmp_path / "sweep"
     out = rlrun_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
