@@ -9,7 +9,8 @@ calls it before Hydra's run dir is kept, so a config error leaves no run dir beh
    the algorithm's declarations (`AlgoSpec`);
 4. the pairing of algorithm and task (task kind, action space), the network fitting the
    task, the objective metric being one the algorithm logs;
-5. the data: an env schema with a `check()` (text files, image folders) looks at its path.
+5. the data: an env schema with a `check()` (text files, image folders) looks at its path,
+   then the algorithm's `check_data(env)` its settings against that data (labels, characters).
 
 It returns a `Plan`: what `train` needs to start, already built.
 """
@@ -80,6 +81,9 @@ def preflight(cfg: DictConfig, data: bool = True) -> Plan:
     check = getattr(plan.env, "check", None)
     if data and callable(check):
         check()  # data paths (text files, image folders): a DataError before any run dir
+    check_data = getattr(plan.algo, "check_data", None)
+    if data and callable(check_data):
+        check_data(plan.env)  # the algorithm's settings against that data (AlgoSchema)
     return plan
 
 

@@ -201,6 +201,12 @@ class AlgoSchema:
         since those schedules are then recomputed against the new total."""
         return []
 
+    def check_data(self, env: Any) -> None:
+        """Checks of these settings against the data the built `env` names (labels an image
+        set must have, characters a corpus must hold), raising a one-line RlrunError with the
+        full key (`algo.x=...`). Preflight calls it after `env.check()`, before a run dir
+        exists; rlrun-eval does not (it replays from the checkpoint). None by default."""
+
 
 @dataclass
 class EnvSchema:
