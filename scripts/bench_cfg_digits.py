@@ -45,7 +45,8 @@ from rlrun.data.fid import FidEvaluator
 from rlrun.data.images import ImageDataConfig, load_images
 
 
-def train(run_dir: Path, seed: int, steps: int | None, threads: int) -> float:
+def train(run_dir: Path, seed: int, steps: int | None, threads: int,
+          overrides: list[str]) -> float:
     """One conditional run of the preset (skipped when already completed); its wall time."""
     done = run_dir / "results.json"
     if done.is_file() and json.loads(done.read_text()).get("status") == "completed":
@@ -57,6 +58,7 @@ def train(run_dir: Path, seed: int, steps: int | None, threads: int) -> float:
            "logger.progress=none", f"hydra.run.dir={run_dir}"]
     if steps:
         cmd.append(f"algo.total_steps={steps}")
+    cmd += overrides
     print(" ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, check=True)
     return float(json.loads(done.read_text())["wall_time_s"])
@@ -153,11 +155,14 @@ def main() -> None:
     p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--train-only", action="store_true")
+    p.add_argument("--override", nargs="*", default=[],
+                   help="more overrides of the training runs (tests: a smaller UNet)")
     p.add_argument("--figures", type=Path, default=None, help="copy the PNGs here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    walls = {s: train(args.out / f"seed{s}", s, args.steps, args.threads) for s in args.seeds}
+    walls = {s: train(args.out / f"seed{s}", s, args.steps, args.threads, args.override)
+             for s in args.seeds}
     if args.train_only:
         return
     results = {}
