@@ -66,8 +66,9 @@ def test_an_unconditional_run_trains_exactly_as_the_loop_of_before(tmp_path, tin
     """algo.conditional=false (p_uncond set, to show it is not read) against the DDPM loop as
     it was before guidance (tests/ddpm_before_cfg.py): the same parameters, EMA, optimiser and
     RNG states after the same steps, the same numbers and the same final grid."""
-    before = run_train(tmp_path, [*tiny, "algo.loop=tests.ddpm_before_cfg.run"], "before")
-    now = run_train(tmp_path, [*tiny, "algo.conditional=false", "algo.p_uncond=0.5"], "now")
+    few = [*tiny, "algo.total_steps=4", "algo.eval_samples=16"]
+    before = run_train(tmp_path, [*few, "algo.loop=tests.ddpm_before_cfg.run"], "before")
+    now = run_train(tmp_path, [*few, "algo.conditional=false", "algo.p_uncond=0.5"], "now")
     assert_same_state(tmp_path / "before", tmp_path / "now")
     assert _timeless(now) == _timeless(before)
     assert "eval/class_accuracy" not in now["metrics"]
@@ -261,9 +262,8 @@ def test_lm_logs_guided_samples_and_rlrun_eval_decodes_them_again(tmp_path, caps
                                            negative_prompt=corpus.encode("the ")))
     rec = evaluate(run, {"cfg": 1.0})  # plain decoding, the run's negative prompt unused
     assert rec["text"] == plain and rec["settings"]["cfg"] == 1.0
-    # gamma 4, no negative prompt given and none in the run: the prompt's last character
-    run_train(tmp_path, trained, "plain")
-    rec = evaluate(tmp_path / "plain", {"cfg": 4.0})
+    # gamma 4 with an empty negative prompt: the prompt's last character alone
+    rec = evaluate(run, {"cfg": 4.0, "negative_prompt": ""})
     assert rec["settings"]["negative_prompt"] == ""
     assert rec["text"] == corpus.decode(generate(model, corpus.encode("The "), 40, 0.8,
                                                  sample_generator(0, 150, "cpu"),
@@ -304,7 +304,7 @@ def test_labelled_docstrings_is_the_labelled_corpus_under_the_lms_split(tmp_path
 def test_lm_negative_prompt_characters_are_checked_before_the_run_dir(tmp_path):
     from rlrun.preflight import preflight
 
-    cfg = compose_cfg(["algo=lm", "algo.sample_cfg=2", "algo.sample_negative_prompt=x\u2603y"])
+    cfg = compose_cfg(["algo=lm", "algo.sample_cfg=2", "algo.sample_negative_prompt='x\u2603y'"])
     with pytest.raises(ConfigError, match="algo.sample_negative_prompt='x\u2603y' holds"
                                           " characters outside the corpus's vocabulary:"
                                           " '\u2603'"):
