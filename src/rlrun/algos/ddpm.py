@@ -166,10 +166,10 @@ def run(ctx) -> None:
 
         check_labels(data)  # fail now rather than after training
     x_all = data.images.to(dev)
-    y_all = data.labels.to(dev) if cfg.conditional else None  # None: unconditional, as before
-    classes = data.n_classes if cfg.conditional else None
     shape = tuple(x_all.shape[1:])
     net, ema, diff = build(ctx.network, data, cfg, ctx.device)
+    y_all = data.labels.to(dev) if cfg.conditional else None  # None: unconditional, as before
+    classes = data.n_classes if cfg.conditional else None
     ddp = dist.wrap(net)  # DDP under torchrun; net itself on one process
     # Each rank draws its own batches, t and noise, and its own dropout (torch's global RNG);
     # the net is the same on every rank (DDP).
