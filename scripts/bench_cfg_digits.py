@@ -17,7 +17,8 @@
 3. Output, in `--out`: `cfg_digits.json` (every number), a Markdown table (mean and standard
    deviation over the seeds) on stdout, `cfg_digits.png` (FID and class accuracy against w,
    every seed a dot) and, from the first seed, one grid per w with one row per class and the
-   same noise in every grid (`grid_w<w>.png`); `--figures DIR` copies those PNGs there.
+   same noise in every grid (`grid_w<w>.png`, side by side in `cfg_grids.png`); `--figures DIR`
+   copies the two figures there (as `ddpm_cfg_digits.png`, `ddpm_cfg_grids.png`).
 
 Sampling uses `--sampler` (default ddim, 50 steps, eta 0: 20x cheaper than the preset's 1000
 ancestral steps; `--sampler ddpm` gives the preset's sampler).
@@ -34,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -144,6 +146,24 @@ def plot(results: dict[int, list[dict]], weights: list[float], path: Path, title
     fig.savefig(path, dpi=110)
 
 
+def grids(out: Path, weights: list[float], path: Path) -> None:
+    """The first seed's grids at every w side by side (rows: classes 0-9, same noise)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    fig, axes = plt.subplots(1, len(weights), figsize=(2.1 * len(weights), 2.9))
+    for ax, w in zip(np.atleast_1d(axes), weights, strict=True):
+        ax.imshow(np.asarray(Image.open(out / f"grid_w{w:g}.png")), cmap="gray", vmin=0,
+                  vmax=255, interpolation="nearest")
+        ax.set_title(f"w = {w:g} (s = {1 + w:g})", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/cfg_digits"))
@@ -182,9 +202,10 @@ def main() -> None:
     print(table(results, args.weights))
     plot(results, args.weights, args.out / "cfg_digits.png",
          f"digits, conditional DDPM ({steps} steps), {how}, {len(args.seeds)} seeds")
+    grids(args.out, args.weights, args.out / "cfg_grids.png")
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)
-        for png in ["cfg_digits.png", *(f"grid_w{w:g}.png" for w in args.weights)]:
+        for png in ("cfg_digits.png", "cfg_grids.png"):
             shutil.copy(args.out / png, args.figures / f"ddpm_{png}")
 
 

@@ -336,7 +336,7 @@ def test_bench_cfg_digits_end_to_end(tmp_path):
         assert [r["w"] for r in rows] == [0, 2]
         assert all(0 <= r["class_accuracy"] <= 1 and r["fid"] > 0 for r in rows)
     assert "| 2 (3) |" in out
-    for png in ("cfg_digits.png", "grid_w0.png", "grid_w2.png"):
+    for png in ("cfg_digits.png", "grid_w0.png", "grid_w2.png", "cfg_grids.png"):
         assert (tmp_path / "b" / png).is_file()
 
 
