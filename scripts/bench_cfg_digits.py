@@ -49,20 +49,22 @@ from rlrun.data.images import ImageDataConfig, load_images
 
 def train(run_dir: Path, seed: int, steps: int | None, threads: int,
           overrides: list[str]) -> float:
-    """One conditional run of the preset (skipped when already completed); its wall time."""
-    done = run_dir / "results.json"
-    if done.is_file() and json.loads(done.read_text()).get("status") == "completed":
+    """One conditional run of the preset; its wall time. A run of the same settings that
+    completed in run_dir is kept (a run cut short, or one of other settings, is redone)."""
+    args = ["experiment=ddpm/digits", "algo.conditional=true", f"seed={seed}",
+            f"threads={threads}", "algo.eval_samples=0", "algo.sample_every=0",
+            *([f"algo.total_steps={steps}"] if steps else []), *overrides]
+    done, same = run_dir / "results.json", run_dir / "bench_args.json"
+    if done.is_file() and json.loads(done.read_text()).get("status") == "completed" and \
+            same.is_file() and json.loads(same.read_text()) == args:
         return float(json.loads(done.read_text())["wall_time_s"])
     if run_dir.exists():
-        shutil.rmtree(run_dir)  # a run cut short: start it again
-    cmd = [sys.executable, "-m", "rlrun", "experiment=ddpm/digits", "algo.conditional=true",
-           f"seed={seed}", f"threads={threads}", "algo.eval_samples=0", "algo.sample_every=0",
-           "logger.progress=none", f"hydra.run.dir={run_dir}"]
-    if steps:
-        cmd.append(f"algo.total_steps={steps}")
-    cmd += overrides
+        shutil.rmtree(run_dir)
+    cmd = [sys.executable, "-m", "rlrun", *args, "logger.progress=none",
+           f"hydra.run.dir={run_dir}"]
     print(" ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, check=True)
+    same.write_text(json.dumps(args))
     return float(json.loads(done.read_text())["wall_time_s"])
 
 

@@ -353,4 +353,4 @@ def test_cfg_on_topic_end_to_end(tmp_path):
         assert 0 <= r["gammas"][g]["on_topic"] <= 1 and r["gammas"][g]["ppl_uncond"] > 1
         assert len(r["samples"][g]) == 2 * 2  # two classes, two continuations each
         assert all(len(t) <= 30 and "\n\n" not in t for _, t in r["samples"][g])
-    assert "| real test documents |" in out
+    assert "| real test documents (LM's header accuracy" in out
