@@ -115,7 +115,7 @@ examples:
   {PROG} outputs/ppo/CartPole-v1/2026-12-01_10-00-00
   {PROG} RUN episodes=20 deterministic=false video=true
   {PROG} LM_RUN prompt="The " chars=300 temperature=0.7
-  {PROG} LM_RUN prompt="[json]\n" cfg=1.5 negative_prompt="[email]\n"
+  {PROG} LM_RUN prompt=$'[json]\\n' cfg=1.5 negative_prompt=$'[email]\\n'   # bash's $'..'
   {PROG} DDPM_RUN samples=16 sampler=ddim steps=50
   {PROG} CONDITIONAL_DDPM_RUN class=3 guidance=2 samples=64
   {PROG} CLASSIFIER_RUN text="Return the value of the named header field."
