@@ -156,14 +156,14 @@ def grids(out: Path, weights: list[float], path: Path) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    fig, axes = plt.subplots(1, len(weights), figsize=(2.1 * len(weights), 2.9))
+    fig, axes = plt.subplots(1, len(weights), figsize=(2.4 * len(weights), 3.4))
     for ax, w in zip(np.atleast_1d(axes), weights, strict=True):
         ax.imshow(np.asarray(Image.open(out / f"grid_w{w:g}.png")), cmap="gray", vmin=0,
                   vmax=255, interpolation="nearest")
         ax.set_title(f"w = {w:g} (s = {1 + w:g})", fontsize=9)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=130)
 
 
 def main() -> None:
@@ -203,7 +203,8 @@ def main() -> None:
           f" seeds {args.seeds}\n")
     print(table(results, args.weights))
     plot(results, args.weights, args.out / "cfg_digits.png",
-         f"digits, conditional DDPM ({steps} steps), {how}, {len(args.seeds)} seeds")
+         f"digits, conditional DDPM ({steps} steps), {how}, {len(args.seeds)}"
+         f" seed{'s' if len(args.seeds) > 1 else ''}")
     grids(args.out, args.weights, args.out / "cfg_grids.png")
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)
