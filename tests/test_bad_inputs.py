@@ -237,6 +237,19 @@ CASES: list[tuple[list[str], str]] = [
     (["algo=lm", "env.val_fraction=2"], "env.val_fraction=2"),
     (["algo=lm", "env.split_block=0"], "env.split_block=0"),
     (["algo=lm", "objective.metric=eval/return"], "objective.metric='eval/return'"),
+    # classifier-free guidance (issue 25): the LM's guided samples, the labelled corpus
+    (["algo=lm", "algo.sample_cfg=-1"], "algo.sample_cfg=-1 must be >= 0"),
+    (["algo=lm", "algo.sample_cfg=2", "algo.sample_negative_prompt='x\u2603'"],
+     "algo.sample_negative_prompt='x\u2603' holds characters outside the corpus's vocabulary:"
+     " '\u2603'"),
+    (["algo=lm", "algo.sample_negative_prompt=x"],
+     "algo.sample_negative_prompt='x' changes nothing at sample_cfg=1"),
+    (["algo=lm", "env=labelled_docstrings", "env.splits=[dev]"], "env.splits='dev'"),
+    (["algo=lm", "env=labelled_docstrings", "env.source=csv", "env.path={data}/labels.csv",
+      "env.text_column=review"], "env.text_column='review'"),
+    (["algo=lm", "env=labelled_docstrings", "env.source=csv",
+      "env.path={data}/newline_label.csv"], "holds a line break"),
+    (["algo=text_classifier", "env=labelled_docstrings"], "env=labelled_docstrings"),
     # ---- text classification -------------------------------------------------------------
     (["algo=text_classifier", "network.causal=true"], "network.causal=true"),
     (["algo=text_classifier", "network=transformer"], "network.causal=true"),
@@ -282,6 +295,14 @@ CASES: list[tuple[list[str], str]] = [
     (["algo=ddpm", "network.activation=nope"], "network.activation"),
     (["algo=ddpm", "network.ch=nan"], "network.ch"),
     (["algo=ddpm", "env=stdlib_docs"], "env=stdlib_docs"),
+    # classifier-free guidance (issue 25)
+    (["algo=ddpm", "algo.guidance=2"], "algo.guidance=2 needs conditional=true"),
+    (["algo=ddpm", "algo.conditional=true", "algo.guidance=-1"], "algo.guidance=-1 must be"
+                                                                   " >= 0"),
+    (["algo=ddpm", "algo.p_uncond=1"], "algo.p_uncond=1 must be in [0, 1)"),
+    (["algo=ddpm", "algo.p_uncond=-0.1"], "algo.p_uncond=-0.1 must be in [0, 1)"),
+    (["algo=ddpm", "algo.conditional=true", "env=image_folder", "env.path={data}/flat_images"],
+     "algo.conditional=true needs class labels, and env=image_folder has none"),
     # ---- nature_cnn ----------------------------------------------------------------------
     (["algo=dqn", "network=nature_cnn"], "network=nature_cnn"),
     (["algo=ppo", "env=Pendulum-v1", "network=nature_cnn"], "network=nature_cnn"),
@@ -347,8 +368,9 @@ SUBPROCESS_CASES = [
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """Bad data files: an empty file, non-UTF-8 bytes, too little text, a folder without
-    images, a folder with a file that is not an image; labelled CSVs with one class, with
-    labels that only validation and test hold, and with a header but no rows."""
+    images, a folder with a file that is not an image, a folder of images without class
+    sub-folders; labelled CSVs with one class, with labels that only validation and test
+    hold, with labels holding line breaks, and with a header but no rows."""
     root = tmp_path_factory.mktemp("bad_data")
     (root / "empty.txt").write_text("")
     (root / "binary.bin").write_bytes(bytes(range(256)) * 8)
@@ -370,6 +392,13 @@ def data(tmp_path_factory) -> Path:
     (root / "bom.csv").write_bytes(b"\xef\xbb\xbf" + (root / "labels.csv").read_bytes())
     np.save(root / "policy_15x4.npy", np.full((15, 4), 0.25))  # the 4x4 gridworld has 16
     np.save(root / "always_up.npy", np.zeros(16, dtype=np.int64))  # bumps the top wall
+    (root / "newline_label.csv").write_text("text,label\n" + "".join(
+        f'{t},"{lab}\n{lab}"\n' for t, lab in rows))
+    from PIL import Image  # images without class sub-folders: no labels
+
+    (root / "flat_images").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(root / "flat_images" / f"{i}.png")
     return root
 
 

@@ -243,7 +243,7 @@ def test_lm_generates_the_runs_own_sample_and_more(tmp_path, capsys):
     rec = evaluate(run)
     assert rec["mode"] == "text" and len(rec["text"]) == 40
     assert rec["settings"] == {"seed": 0, "device": "cpu", "prompt": "The ", "chars": 40,
-                               "temperature": 0.8}
+                               "temperature": 0.8, "cfg": 1.0, "negative_prompt": ""}
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ea = EventAccumulator(str(run), size_guidance={"tensors": 0}).Reload()
@@ -305,6 +305,9 @@ def _fails(argv: list[str], capsys) -> str:
     (["RUN", "seed=-1"], "seed='-1' must be an integer >= 0"),
     (["RUN", "temperature=nan"], "temperature='nan' must be a number > 0"),
     (["RUN", "sampler=euler"], "sampler='euler' must be ddpm or ddim"),
+    (["RUN", "cfg=-1"], "cfg='-1' must be a number >= 0"),
+    (["RUN", "guidance=-0.5"], "guidance='-0.5' must be a number >= 0"),
+    (["RUN", "class=-1"], "class='-1' must be all or a class index 0, 1, ..."),
     (["RUN", "episodes=2", "episodes=3"], "episodes= is given twice"),
     (["RUN", "10"], "'10': options are key=value"),
 ])

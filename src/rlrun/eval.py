@@ -11,8 +11,11 @@ loop's names and calls `ctx.resume()`:
   (ours and plugins'); rlrun-eval plays `episodes=` episodes on `env`, seeded as the run's
   own evaluations (`seed + 10_000 + i`), so by default it reproduces the run's last
   `eval/return`;
-- `load_text_generator(ctx) -> generate(prompt, chars, temperature) -> text` (algo=lm);
-- `load_image_sampler(ctx) -> sample(n, sampler, steps) -> images in [-1, 1]` (algo=ddpm);
+- `load_text_generator(ctx) -> generate(prompt, chars, temperature) -> text` (algo=lm; with
+  `cfg=`/`negative_prompt=`, it is also called with those keywords);
+- `load_image_sampler(ctx) -> sample(n, sampler, steps) -> images in [-1, 1]` (algo=ddpm; a
+  class-conditional model's sampler has an `n_classes` attribute and takes `labels=` and
+  `guidance=`);
 - `load_text_classifier(ctx) -> classify(texts) -> labels` (algo=text_classifier, `text=`).
 
 The run dir is only read, except for what rlrun-eval writes: `eval.json` (atomically) and
@@ -49,7 +52,7 @@ class Option:
     mode: str | None  # None: every mode
     help: str
     choices: tuple[str, ...] = ()
-    low: float | None = None  # smallest allowed value
+    low: float | None = None  # smallest allowed value (ints and floats)
     positive: bool = False  # > 0 (floats)
     repeat: bool = False  # may be given more than once (a list of values)
 
@@ -67,12 +70,24 @@ OPTIONS = {
                     " else 200)", low=1),
     "temperature": Option(float, "text", "sampling temperature (default: the run's"
                           " algo.sample_temperature)", positive=True),
+    "cfg": Option(float, "text", "classifier-free guidance scale gamma: log p(x|uncond) + gamma"
+                  " (log p(x|prompt) - log p(x|uncond)), transformers' guidance_scale; 1: plain"
+                  " decoding (default: the run's algo.sample_cfg, else 1)", low=0),
+    "negative_prompt": Option(str, "text", "with cfg != 1: the text the unconditional branch"
+                              " starts from (default: the run's algo.sample_negative_prompt;"
+                              " empty: the prompt's last character alone)"),
     "samples": Option(int, "images", f"images in the grid written to {SAMPLES_FILE} (default:"
                       " the run's algo.grid_samples)", low=1),
     "sampler": Option(str, "images", "ddpm (all T steps) or ddim (default: the run's"
                       " algo.sampler)", choices=("ddpm", "ddim")),
     "steps": Option(int, "images", "DDIM steps, with sampler=ddim (default: the run's"
                     " algo.sample_steps)", low=1),
+    "class": Option(str, "images", "a class-conditional run (algo.conditional=true): a class"
+                    " index 0..K-1 fills the grid with that class; all: one row per class"
+                    " (the default, as the run's own grids)"),
+    "guidance": Option(float, "images", "a class-conditional run: guidance weight w, eps ="
+                       " (1 + w) eps(x, c) - w eps(x) (Ho & Salimans; diffusers'"
+                       " guidance_scale is 1 + w; default: the run's algo.guidance)", low=0),
     "text": Option(str, "labels", "the text to classify (required; give text= again for"
                    " more texts, one label each)", repeat=True),
     "explain": Option(bool, "labels", "true: which tokens drove the prediction (integrated"
@@ -105,7 +120,9 @@ examples:
   {PROG} outputs/ppo/CartPole-v1/2026-12-01_10-00-00
   {PROG} RUN episodes=20 deterministic=false video=true
   {PROG} LM_RUN prompt="The " chars=300 temperature=0.7
+  {PROG} LM_RUN prompt=$'[json]\\n' cfg=1.5 negative_prompt=$'[email]\\n'   # bash's $'..'
   {PROG} DDPM_RUN samples=16 sampler=ddim steps=50
+  {PROG} CONDITIONAL_DDPM_RUN class=3 guidance=2 samples=64
   {PROG} CLASSIFIER_RUN text="Return the value of the named header field."
   {PROG} CLASSIFIER_RUN text="Send an e-mail message." explain=true
 
@@ -144,8 +161,10 @@ def _typed(key: str, value: str, opt: Option) -> Any:
 
     bad = ConfigError(f"{key}={value!r} must be " + {
         int: "an integer" + (f" >= {opt.low:g}" if opt.low is not None else ""),
-        float: "a number" + (" > 0" if opt.positive else ""), bool: "true or false",
-        str: " or ".join(opt.choices) if opt.choices else "text"}[opt.kind])
+        float: "a number" + (" > 0" if opt.positive else f" >= {opt.low:g}"
+                             if opt.low is not None else ""), bool: "true or false",
+        str: "all or a class index 0, 1, ..." if key == "class" else
+        " or ".join(opt.choices) if opt.choices else "text"}[opt.kind])
     if opt.kind is bool:
         if value.lower() not in ("true", "false"):
             raise bad
@@ -163,11 +182,16 @@ def _typed(key: str, value: str, opt: Option) -> Any:
             out = float(value)
         except ValueError:
             raise bad from None
-        if not math.isfinite(out) or opt.positive and out <= 0:
+        if not math.isfinite(out) or opt.positive and out <= 0 or \
+                opt.low is not None and out < opt.low:
             raise bad
         return out
     if opt.choices and value not in opt.choices:
         raise bad
+    if key == "class" and value != "all":
+        if not value.isdigit():
+            raise bad
+        return int(value)
     return value
 
 
@@ -370,12 +394,33 @@ def _text(ctx: ReadOnlyRunContext, hook: Callable, opts: dict[str, Any], rec: di
     prompt = opts.get("prompt", getattr(ctx.algo, "sample_prompt", ""))
     chars = opts.get("chars", getattr(ctx.algo, "sample_chars", 0) or 200)
     temperature = opts.get("temperature", getattr(ctx.algo, "sample_temperature", 1.0))
+    cfg = opts.get("cfg", getattr(ctx.algo, "sample_cfg", 1.0))
+    negative = opts.get("negative_prompt", getattr(ctx.algo, "sample_negative_prompt", ""))
+    if "negative_prompt" in opts and cfg == 1:
+        raise ConfigError(f"negative_prompt={negative!r} changes nothing at cfg=1 (plain"
+                          " decoding): add a guidance scale, e.g. cfg=1.5")
     generate = load_hook(ctx, hook)
-    text = generate(prompt, chars, temperature)
-    rec["settings"].update(prompt=prompt, chars=chars, temperature=temperature)
+    if cfg == 1 and not negative:  # plain decoding: the hook's three arguments
+        text = generate(prompt, chars, temperature)
+    else:
+        _takes(generate, ("cfg", "negative_prompt"), ctx.algo_name, "cfg=")
+        text = generate(prompt, chars, temperature, cfg=cfg, negative_prompt=negative)
+    rec["settings"].update(prompt=prompt, chars=chars, temperature=temperature, cfg=cfg,
+                           negative_prompt=negative)
     rec["text"] = text
     echo(prompt + text)
     echo(f"wrote {ctx.run_dir / EVAL_FILE}")
+
+
+def _takes(fn: Callable, names: tuple[str, ...], algo: str, option: str) -> None:
+    """A hook's callable must take these keywords for `option` (a plugin's may not)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()) and \
+            not all(n in params for n in names):
+        raise ConfigError(f"{option} needs a hook whose callable takes"
+                          f" {', '.join(n + '=' for n in names)}; algo={algo}'s does not")
 
 
 def _labels(ctx: ReadOnlyRunContext, hook: Callable, opts: dict[str, Any],
@@ -419,15 +464,58 @@ def _images(ctx: ReadOnlyRunContext, hook: Callable, opts: dict[str, Any],
                           " every step of the chain: add sampler=ddim")
     n = opts.get("samples", getattr(ctx.algo, "grid_samples", 64))
     steps = opts.get("steps", getattr(ctx.algo, "sample_steps", 50))
+    conditional = bool(getattr(ctx.algo, "conditional", False))
+    for key in ("class", "guidance"):
+        if key in opts and not conditional:
+            value = f"{opts[key]:g}" if isinstance(opts[key], float) else opts[key]
+            raise ConfigError(f"{key}={value} asks a class-conditional model, and this"
+                              f" run's is unconditional (algo.conditional=false"
+                              f"{_unlabelled(ctx)}): train one with algo.conditional=true")
     sample = load_hook(ctx, hook)
-    grid = image_grid(sample(n, sampler, steps))
+    settings: dict[str, Any] = {}
+    nrow = None
+    if not conditional:
+        x = sample(n, sampler, steps)
+    else:
+        import torch
+
+        k = getattr(sample, "n_classes", None)
+        if not k:
+            raise ConfigError(f"algo={ctx.algo_name}'s image sampler has no n_classes: it"
+                              " cannot draw classes")
+        cls = opts.get("class", "all")
+        if cls != "all" and not cls < k:
+            raise ConfigError(f"class={cls} is out of range: the model knows classes 0..{k - 1}"
+                              f" (env={ctx.env_name}), or class=all for one row of each")
+        w = opts.get("guidance", getattr(ctx.algo, "guidance", 0.0))
+        from rlrun.algos.ddpm import class_rows
+
+        labels = class_rows(k, n) if cls == "all" else torch.full((n,), cls, dtype=torch.long)
+        nrow = len(labels) // k if cls == "all" else None
+        x = sample(len(labels), sampler, steps, labels=labels, guidance=w)
+        settings = {"class": cls, "guidance": w}
+    grid = image_grid(x, nrow=nrow)
     from rlrun.algos.ddpm import save_png
 
     save_png(grid, ctx.run_dir / SAMPLES_FILE)  # atomically
-    rec["settings"].update(samples=n, sampler=sampler, steps=steps if sampler == "ddim" else None)
+    rec["settings"].update(samples=n, sampler=sampler, steps=steps if sampler == "ddim" else None,
+                           **settings)
     rec["image"] = SAMPLES_FILE
-    echo(f"{ctx.algo_name} on {ctx.env_name} (checkpoint at step {ctx.step}): {n} {sampler}"
-         f" samples in {ctx.run_dir / SAMPLES_FILE}")
+    what = "" if not settings else (
+        f", one row per class at guidance w={settings['guidance']:g}" if settings["class"] ==
+        "all" else f" of class {settings['class']} at guidance w={settings['guidance']:g}")
+    echo(f"{ctx.algo_name} on {ctx.env_name} (checkpoint at step {ctx.step}): {len(x)} {sampler}"
+         f" samples{what} in {ctx.run_dir / SAMPLES_FILE}")
+
+
+def _unlabelled(ctx: ReadOnlyRunContext) -> str:
+    """', and env=X has no class labels' where the run's image data set has none."""
+    try:
+        from rlrun.data.images import has_labels
+
+        return "" if has_labels(ctx.env) else f", and env={ctx.env_name} has no class labels"
+    except (RlrunError, OSError, AttributeError):  # its folder is gone: say nothing of it
+        return ""
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,8 @@ calls it before Hydra's run dir is kept, so a config error leaves no run dir beh
    task, the objective metric being one the algorithm logs;
 5. the data: an env schema with a `check()` (text files, image folders) looks at its path;
    an algorithm schema with a `check_env(env, data)` checks what needs the task itself (the
-   tabular loops: a transition table, the discount, the shape of a policy file).
+   tabular loops: a transition table, the discount, the shape of a policy file; DDPM's
+   labels for a conditional model; the LM's negative prompt against the corpus).
 
 It returns a `Plan`: what `train` needs to start, already built.
 """

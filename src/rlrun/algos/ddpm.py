@@ -4,6 +4,7 @@
     rlrun experiment=ddpm/digits                      # the CPU preset: digits in minutes
     rlrun algo=ddpm algo.sampler=ddim algo.sample_steps=50 algo.eta=0
     rlrun algo=ddpm env=mnist env.path=$HOME/data/mnist algo.schedule=cosine
+    rlrun experiment=ddpm/digits algo.conditional=true algo.guidance=1   # classifier-free guidance
     torchrun --standalone --nproc_per_node=2 -m rlrun experiment=ddpm/digits  # docs/scaling.md
 
 A UNet (`network=unet`) learns to predict the noise added by the forward process (the
@@ -12,6 +13,15 @@ An exponential moving average of its weights (`torch.optim.swa_utils.AveragedMod
 `algo.ema_decay`) is what samples: grids every `algo.sample_every` steps, a denoising strip
 x_T .. x_0 and the sample-quality numbers (`eval/fid`, its real-vs-real floor, the share of
 confidently classified samples; see `rlrun.data.fid`) at the end.
+
+Classifier-free guidance (Ho & Salimans 2022), with `algo.conditional=true`: the UNet also
+takes the class label, which training drops to a learned null class with probability
+`algo.p_uncond` (`rlrun.nets.diffusion.drop_labels`), so one network learns eps(x, c) and
+eps(x). Grids then have one row per class, and every sample (grids, strip, evaluation) is
+drawn at guidance weight `algo.guidance` = w, eps = (1 + w) eps(x, c) - w eps(x); the
+evaluation asks for each class in turn and adds `eval/class_accuracy`, the share of samples
+the FID classifier assigns to the class asked for. With the flag off nothing of the above
+runs: no labels are read and no random number is drawn for them.
 """
 
 from __future__ import annotations
@@ -25,17 +35,25 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from rlrun.core.errors import ConfigError
 from rlrun.core.logger import image_grid
 from rlrun.data.images import ImageData, load_images
 from rlrun.nets import build_network
-from rlrun.nets.diffusion import Diffusion, make_betas
+from rlrun.nets.diffusion import Diffusion, drop_labels, make_betas
 from rlrun.schemas.ddpm import DDPMConfig
 
 
 def build(ctx_network: Any, data: ImageData, cfg: DDPMConfig, device: str):
-    """The UNet, its EMA copy and the diffusion process, on `device`."""
+    """The UNet (class-conditional over the data's classes with `cfg.conditional`), its EMA
+    copy and the diffusion process, on `device`."""
     c, size = data.images.shape[1], data.images.shape[-1]
-    net = build_network(ctx_network, in_channels=c, image_size=size).to(device)
+    classes = {}
+    if cfg.conditional:
+        if data.labels is None:
+            raise ConfigError(f"algo.conditional=true needs class labels, and env={data.name}"
+                              " has none: put the images in one sub-folder per class")
+        classes = {"n_classes": data.n_classes}
+    net = build_network(ctx_network, in_channels=c, image_size=size, **classes).to(device)
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     diff = Diffusion(make_betas(cfg.schedule, cfg.timesteps, cfg.beta_start, cfg.beta_end,
                                 cfg.cosine_s), device)
@@ -44,23 +62,45 @@ def build(ctx_network: Any, data: ImageData, cfg: DDPMConfig, device: str):
 
 def sample(ema: AveragedModel, diff: Diffusion, cfg: DDPMConfig, n: int, shape: tuple,
            seed: int, sampler: str | None = None, steps: int | None = None,
-           keep: int = 0, on_step: Any = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+           keep: int = 0, on_step: Any = None, labels: torch.Tensor | None = None,
+           guidance: float | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """n images from the EMA model in chunks of `cfg.sample_batch`, from noise of a fixed
     seed (grids at different steps start from the same x_T; the run's RNG is not touched).
-    `on_step`: called at every denoising step (`ctx.check_stop`, to honour Ctrl-C)."""
+    `on_step`: called at every denoising step (`ctx.check_stop`, to honour Ctrl-C).
+    A conditional model takes `labels` (n,), one class per image, drawn at guidance weight
+    `guidance` (None: `cfg.guidance`); the noise is the same whatever the labels and w."""
     sampler = sampler or cfg.sampler
+    w = cfg.guidance if guidance is None else guidance
     g = torch.Generator().manual_seed(seed)
     model = ema.module.eval()
     out, snaps = [], []
     for i in range(0, n, cfg.sample_batch):
         m = min(cfg.sample_batch, n - i)
+        y = None if labels is None else labels[i:i + m]
         x, s = diff.sample(model, (m, *shape), sampler,
                            steps if steps is not None else cfg.sample_steps, cfg.eta,
                            cfg.ddpm_variance, cfg.clip_denoised, g, keep if i == 0 else 0,
-                           on_step)
+                           on_step, labels=y, guidance=w if y is not None else 0.0)
         out.append(x.cpu())
         snaps = snaps or s
     return torch.cat(out), snaps
+
+
+def class_rows(n_classes: int, n: int) -> torch.Tensor:
+    """The labels of a grid with one row per class: each class max(1, n // n_classes) times
+    in a row (`n` is the grid's size; the grid holds that many per row, times the classes)."""
+    return torch.arange(n_classes).repeat_interleave(max(1, n // n_classes))
+
+
+def sample_grid(ema: AveragedModel, diff: Diffusion, cfg: DDPMConfig, n: int, shape: tuple,
+                seed: int, n_classes: int | None, on_step: Any = None) -> Any:
+    """The grid the run logs: `n` unconditional samples, or for a conditional model
+    (`n_classes`) one row per class (`class_rows`) at `cfg.guidance`."""
+    if not n_classes:
+        return image_grid(sample(ema, diff, cfg, n, shape, seed, on_step=on_step)[0])
+    labels = class_rows(n_classes, n)
+    x, _ = sample(ema, diff, cfg, len(labels), shape, seed, on_step=on_step, labels=labels)
+    return image_grid(x, nrow=len(labels) // n_classes)
 
 
 def save_png(grid: Any, path: Path, scale: int = 4) -> None:
@@ -98,15 +138,23 @@ def save_npy(path: Path, array: Any) -> None:
 
 
 def load_image_sampler(ctx: Any) -> Callable[[int, str, int], torch.Tensor]:
-    """rlrun-eval's hook: `sample(n, sampler, steps) -> images` in [-1, 1] from the EMA
-    model, from the noise of the run's final grid (seed `ctx.seed`)."""
+    """rlrun-eval's hook: `sample(n, sampler, steps, labels=None, guidance=None) -> images`
+    in [-1, 1] from the EMA model, from the noise of the run's final grid (seed `ctx.seed`).
+    Its `n_classes` attribute is the classes a conditional model takes (None: unconditional);
+    `labels` (n,) and `guidance` (None: the run's `algo.guidance`) are for those."""
     data = load_images(ctx.env)
     _, ema, diff = build(ctx.network, data, ctx.algo, ctx.device)
     ctx.track(ema=ema)  # the loop's name
     ctx.resume()
     shape = tuple(data.images.shape[1:])
-    return lambda n, sampler, steps: sample(ema, diff, ctx.algo, n, shape, ctx.seed, sampler,
-                                            steps)[0]
+
+    def draw(n: int, sampler: str, steps: int, labels: torch.Tensor | None = None,
+             guidance: float | None = None) -> torch.Tensor:
+        return sample(ema, diff, ctx.algo, n, shape, ctx.seed, sampler, steps, labels=labels,
+                      guidance=guidance)[0]
+
+    draw.n_classes = data.n_classes if ctx.algo.conditional else None  # type: ignore[attr-defined]
+    return draw
 
 
 def run(ctx) -> None:
@@ -120,6 +168,8 @@ def run(ctx) -> None:
     x_all = data.images.to(dev)
     shape = tuple(x_all.shape[1:])
     net, ema, diff = build(ctx.network, data, cfg, ctx.device)
+    y_all = data.labels.to(dev) if cfg.conditional else None  # None: unconditional, as before
+    classes = data.n_classes if cfg.conditional else None
     ddp = dist.wrap(net)  # DDP under torchrun; net itself on one process
     # Each rank draws its own batches, t and noise, and its own dropout (torch's global RNG);
     # the net is the same on every rank (DDP).
@@ -140,7 +190,10 @@ def run(ctx) -> None:
     net.train()
     while ctx.step < cfg.total_steps:
         idx = torch.randint(0, len(x_all), (cfg.batch_size,), device=dev, generator=draws)
-        loss = diff.loss(ddp, x_all[idx], generator=draws)
+        labels = None  # CFG training: each label dropped to the null class w.p. p_uncond
+        if y_all is not None:
+            labels = drop_labels(y_all[idx], cfg.p_uncond, net.null_class, draws)
+        loss = diff.loss(ddp, x_all[idx], labels, generator=draws)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -162,27 +215,32 @@ def run(ctx) -> None:
             t_last, step_last = now, step
         if ctx.every("samples", cfg.sample_every, step) and step < cfg.total_steps \
                 and dist.is_main:
-            grid = image_grid(sample(ema, diff, cfg, cfg.grid_samples, shape, ctx.seed)[0])
+            grid = sample_grid(ema, diff, cfg, cfg.grid_samples, shape, ctx.seed, classes)
             log.image("diffusion/samples", grid, step)
             net.train()
             t_last = time.perf_counter()  # sampling time is not training throughput
         if ctx.tick(step, last_loss):
             break
-    ctx.finish(final=lambda: _finish(ctx, cfg, ema, diff, data, shape))
+    ctx.finish(final=lambda: _finish(ctx, cfg, ema, diff, data, shape, classes))
 
 
-def _finish(ctx, cfg: DDPMConfig, ema, diff: Diffusion, data: ImageData, shape: tuple) -> None:
-    """Final sample grid, the denoising strip and the sample-quality numbers."""
+def _finish(ctx, cfg: DDPMConfig, ema, diff: Diffusion, data: ImageData, shape: tuple,
+            classes: int | None) -> None:
+    """Final sample grid, the denoising strip and the sample-quality numbers; a conditional
+    model (`classes`) asks for each class in turn, at `cfg.guidance`."""
     import numpy as np
 
     log, step = ctx.logger, ctx.step
     stop = ctx.check_stop
-    grid_x, _ = sample(ema, diff, cfg, cfg.grid_samples, shape, ctx.seed, on_step=stop)
-    grid = image_grid(grid_x)
+    grid = sample_grid(ema, diff, cfg, cfg.grid_samples, shape, ctx.seed, classes, stop)
     log.image("diffusion/samples", grid, step)
     save_png(grid, ctx.run_dir / "samples.png")
+
+    def asked(n: int) -> torch.Tensor | None:  # classes 0, 1, ..., K-1, 0, 1, ...
+        return torch.arange(n) % classes if classes else None
+
     _, snaps = sample(ema, diff, cfg, cfg.strip_rows, shape, ctx.seed + 1,
-                      keep=cfg.strip_columns, on_step=stop)
+                      keep=cfg.strip_columns, on_step=stop, labels=asked(cfg.strip_rows))
     strip = torch.stack(snaps, 1).flatten(0, 1)  # row r: sample r from x_T to x_0
     strip_grid = image_grid(strip.clamp(-1, 1), nrow=len(snaps))
     log.image("diffusion/denoising", strip_grid, step)
@@ -194,21 +252,25 @@ def _finish(ctx, cfg: DDPMConfig, ema, diff: Diffusion, data: ImageData, shape: 
     stop()
     evaluator = FidEvaluator(data, cfg.fid_cache_dir, train_steps=cfg.fid_classifier_steps)
     t0 = time.perf_counter()
-    samples, _ = sample(ema, diff, cfg, cfg.eval_samples, shape, ctx.seed + 2, on_step=stop)
+    labels = asked(cfg.eval_samples)
+    samples, _ = sample(ema, diff, cfg, cfg.eval_samples, shape, ctx.seed + 2, on_step=stop,
+                        labels=labels)
     seconds = time.perf_counter() - t0
     stop()
-    r = evaluator.evaluate(samples)
-    log.scalars({f"eval/{k}": r[k] for k in ("fid", "fid_floor", "fid_samples",
-                                             "confident_fraction", "confident_fraction_real",
-                                             "class_coverage", "classifier_accuracy")}, step)
+    r = evaluator.evaluate(samples, labels)
+    keys = ("fid", "fid_floor", "fid_samples", "confident_fraction", "confident_fraction_real",
+            "class_coverage", "classifier_accuracy", *(("class_accuracy",) if classes else ()))
+    log.scalars({f"eval/{k}": r[k] for k in keys}, step)
     log.scalar("eval/sampling_s_per_image", seconds / cfg.eval_samples, step)
     n_steps = len(diff.timesteps_for(cfg.sampler, cfg.sample_steps))
+    guided = (f"; guidance w={cfg.guidance:g}: {r['class_accuracy']:.1%} of the samples"
+              " classified as the class asked for") if classes else ""
     log.text("eval/summary", (
         f"FID {r['fid']:.3f} over {r['fid_samples']} {cfg.sampler} samples ({n_steps} steps)"
         f" vs real-vs-real floor {r['fid_floor']:.3f} ({r['floor_samples']} held-out real images"
         f" vs the reference half); confident (p > 0.9): "
         f"{r['confident_fraction']:.1%} (real images: {r['confident_fraction_real']:.1%});"
         f" confident labels per class: {r['class_counts']}; classifier held-out accuracy "
-        f"{r['classifier_accuracy']:.1%}; sampling {seconds:.1f} s"), step)
+        f"{r['classifier_accuracy']:.1%}; sampling {seconds:.1f} s{guided}"), step)
     ctx.logger.flush()
     save_npy(ctx.run_dir / "class_counts.npy", np.asarray(r["class_counts"]))

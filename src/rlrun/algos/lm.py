@@ -19,7 +19,10 @@ the weight gradient per forward matmul); MoE layers count only the assignments t
 Evaluation (every `algo.eval_every` steps and at the end) scores fixed validation windows
 (`eval/val_loss`, nats per character, and `eval/val_ppl`), logs what the attention heads do
 on the first of them (`attention/*`, `rlrun.nets.attention_stats`; `algo.attention_stats`)
-and a text sample decoded with a KV cache (`rlrun.nets.decode`). Attention variants
+and a text sample decoded with a KV cache (`rlrun.nets.decode`), with classifier-free guidance
+when `algo.sample_cfg` is not 1 (Sanchez et al. 2023, transformers' convention: the
+unconditional branch is `algo.sample_negative_prompt`, or the prompt's last character alone;
+docs/lm.md#classifier-free-guidance). Attention variants
 (`network.n_kv_heads`, `network.pos_encoding`) are the network's: see docs/lm.md.
 """
 
@@ -39,7 +42,7 @@ from rlrun.data.text import CharCorpus, eval_batches, random_batch
 from rlrun.nets import build_network
 from rlrun.nets.attention_stats import log_attention
 from rlrun.nets.decode import generate
-from rlrun.schemas.lm import LMConfig
+from rlrun.schemas.lm import LMConfig, unknown_chars
 
 MOE_TAGS = ("entropy", "top1_share", "dropped_fraction", "aux_loss", "z_loss")
 
@@ -108,6 +111,7 @@ def run(ctx) -> None:
     torch.manual_seed(ctx.seed_of("torch"))
     val = eval_batches(corpus.val, cfg.batch_size, block, cfg.eval_batches)
     prompt = corpus.encode(cfg.sample_prompt)
+    negative = encode_known(corpus, cfg.sample_negative_prompt, "algo.sample_negative_prompt")
     st = {"flops": 0, "tokens": 0}
 
     ctx.track(model=model, opt=opt, counters=st)
@@ -161,7 +165,8 @@ def run(ctx) -> None:
             if cfg.sample_chars:  # KV-cache decoding, its own RNG (training's is untouched);
                 g = sample_generator(ctx.seed, step, dev)  # rlrun-eval replays it
                 text = corpus.decode(generate(model, prompt, cfg.sample_chars,
-                                              cfg.sample_temperature, g))
+                                              cfg.sample_temperature, g,
+                                              **guidance(cfg.sample_cfg, negative)))
                 log.text("eval/sample", "    " + (cfg.sample_prompt + text)
                          .replace("\n", "\n    "), step)
             t_log = time.perf_counter()  # evaluation time is not training throughput
@@ -176,19 +181,38 @@ def sample_generator(seed: int, step: int, device: Any) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed + step)
 
 
-def load_text_generator(ctx: Any) -> Callable[[str, int, float], str]:
-    """rlrun-eval's hook: `generate(prompt, chars, temperature) -> text` from the saved model,
-    decoded with the KV cache and seeded `ctx.seed + step` as the run's own samples are."""
+def guidance(cfg: float, negative: list[int]) -> dict[str, Any]:
+    """`generate`'s CFG arguments for scale `cfg` (gamma; 1: plain decoding, no second
+    branch, as transformers skips it at exactly 1) and the encoded negative prompt."""
+    return {"guidance_scale": None if cfg == 1 else cfg, "negative_prompt": negative or None}
+
+
+def encode_known(corpus: CharCorpus, text: str, key: str) -> list[int]:
+    """`text` encoded; a character outside the corpus's vocabulary is a one-line error
+    naming them (`key`: the option that gave the text)."""
+    unknown = unknown_chars(text, corpus.stoi)
+    if unknown:
+        raise ConfigError(f"{key}={text!r} holds characters the model never saw: {unknown!r}")
+    return corpus.encode(text)
+
+
+def load_text_generator(ctx: Any) -> Callable[..., str]:
+    """rlrun-eval's hook: `generate(prompt, chars, temperature, cfg=1.0, negative_prompt="")
+    -> text` from the saved model, decoded with the KV cache and seeded `ctx.seed + step` as
+    the run's own samples are; `cfg` != 1 decodes with classifier-free guidance."""
     corpus = CharCorpus(ctx.env, int(ctx.network.block_size))
     model = build_network(ctx.network, vocab_size=corpus.vocab_size).to(ctx.device)
     ctx.track(model=model)  # the loop's name
     ctx.resume()
 
-    def gen(prompt: str, chars: int, temperature: float) -> str:
-        unknown = "".join(sorted(set(prompt) - set(corpus.stoi)))
+    def gen(prompt: str, chars: int, temperature: float, cfg: float = 1.0,
+            negative_prompt: str = "") -> str:
+        unknown = unknown_chars(prompt, corpus.stoi)
         if unknown:
             raise ConfigError(f"prompt= holds characters the model never saw: {unknown!r}")
+        negative = encode_known(corpus, negative_prompt, "negative_prompt")
         g = sample_generator(ctx.seed, ctx.step, ctx.device)
-        return corpus.decode(generate(model, corpus.encode(prompt), chars, temperature, g))
+        return corpus.decode(generate(model, corpus.encode(prompt), chars, temperature, g,
+                                      **guidance(cfg, negative)))
 
     return gen

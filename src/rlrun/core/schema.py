@@ -202,6 +202,13 @@ class AlgoSchema:
         since those schedules are then recomputed against the new total."""
         return []
 
+    def check_env(self, env: Any, data: bool = True) -> None:
+        """Checks of these settings against the built `env` and, when `data`, the data it
+        names (labels an image set must have, characters a corpus must hold, a tabular
+        task's transition table), raising a one-line RlrunError with the full key
+        (`algo.x=...`). Preflight calls it after `env.check()`, before a run dir exists;
+        rlrun-eval does not (it replays from the checkpoint). None by default."""
+
 
 @dataclass
 class EnvSchema:

@@ -10,6 +10,8 @@ its penultimate features stand in for Inception's. Three numbers come out:
   (real vs real: the best a model can hope for at this `n`, as FID is biased by `n`).
 - `confident_fraction`: the share of samples the classifier labels with probability > 0.9,
   and `class_coverage`: the share of classes among those confident labels.
+- `class_accuracy` (class-conditional samples): the share the classifier assigns to the class
+  they were asked for.
 """
 
 from __future__ import annotations
@@ -143,16 +145,22 @@ class FidEvaluator:
         """Real vs real at the same n: the distance of n held-out real images."""
         return frechet_distance(self.features(self.other[:n])[0], self.ref)
 
-    def evaluate(self, samples: torch.Tensor) -> dict[str, Any]:
-        """FID, its floor, confident fraction, class coverage and the confident label counts."""
+    def evaluate(self, samples: torch.Tensor, labels: Any = None) -> dict[str, Any]:
+        """FID, its floor, confident fraction, class coverage and the confident label counts;
+        with the `labels` the samples were asked for (a class-conditional model), also
+        `class_accuracy`: the share the classifier assigns to their class (its argmax)."""
         f, p = self.features(samples)
         n = len(samples)
         conf = p.max(1) > CONFIDENT
         counts = np.bincount(p.argmax(1)[conf], minlength=self.n_classes)
         real_p = self.features(self.other[:n])[1]
-        return {"fid": frechet_distance(f, self.ref), "fid_floor": self.floor(n),
-                "fid_samples": n, "floor_samples": min(n, len(self.other)),
-                "confident_fraction": float(conf.mean()),
-                "confident_fraction_real": float((real_p.max(1) > CONFIDENT).mean()),
-                "class_coverage": float((counts > 0).mean()),
-                "classifier_accuracy": self.accuracy, "class_counts": counts.tolist()}
+        out = {"fid": frechet_distance(f, self.ref), "fid_floor": self.floor(n),
+               "fid_samples": n, "floor_samples": min(n, len(self.other)),
+               "confident_fraction": float(conf.mean()),
+               "confident_fraction_real": float((real_p.max(1) > CONFIDENT).mean()),
+               "class_coverage": float((counts > 0).mean()),
+               "classifier_accuracy": self.accuracy, "class_counts": counts.tolist()}
+        if labels is not None:
+            asked = np.asarray(torch.as_tensor(labels).cpu())
+            out["class_accuracy"] = float((p.argmax(1) == asked).mean())
+        return out

@@ -58,6 +58,14 @@ def check_source(cfg: ImageDataConfig) -> None:
         _pillow()
 
 
+def has_labels(cfg: ImageDataConfig) -> bool:
+    """Whether the data set has class labels: digits and (Fashion-)MNIST always; an image
+    folder when its images are in one sub-folder per class (the layout, nothing decoded)."""
+    if cfg.dataset != "image_folder":
+        return True
+    return _image_files(_folder_of(cfg))[0][1] >= 0
+
+
 def load_images(cfg: ImageDataConfig) -> ImageData:
     """Load the configured data set as (N, C, size, size) floats in [-1, 1]."""
     import torch

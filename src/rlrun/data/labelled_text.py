@@ -2,7 +2,8 @@
 
 Each document of a labelled data set (`rlrun.data.text_classification`: the offline
 standard-library docstrings, an IMDB folder, a CSV/JSONL file) becomes its label as a header
-line, then its text:
+line, then its text (`env=labelled_docstrings`, `rlrun.schemas.data.LabelledTextConfig`, reads
+them through `rlrun.data.text.load_text`):
 
     [json]
     Decode a JSON document from s ...
@@ -25,9 +26,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rlrun.core.errors import ConfigError, DataError
-from rlrun.data.text_classification import TextClassificationConfig, _bucket, load_splits
-
-SPLITS = ("train", "val", "test")
+from rlrun.data.text_classification import _bucket, load_splits
+from rlrun.schemas.data import LABELLED_SPLITS as SPLITS
+from rlrun.schemas.data import LabelledSourceConfig
 
 
 def header(label: str) -> str:
@@ -36,7 +37,7 @@ def header(label: str) -> str:
     return f"[{label}]\n"
 
 
-def labelled_corpus(cfg: TextClassificationConfig, splits: Sequence[str] = ("train",)) -> str:
+def labelled_corpus(cfg: LabelledSourceConfig, splits: Sequence[str] = ("train",)) -> str:
     """The documents of `splits` of the labelled data set `cfg`, each as `header(label)` +
     its text (stripped) + a newline, separated by blank lines, in hash order (module
     docstring). What `rlrun.data.text.CharCorpus(..., text=...)` reads."""

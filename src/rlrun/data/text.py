@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from rlrun.core.errors import DataError
-from rlrun.schemas.data import TextConfig, TextFileConfig
+from rlrun.schemas.data import LabelledTextConfig, TextConfig, TextFileConfig
 
 
 def stdlib_docs_text() -> str:
@@ -29,12 +29,17 @@ def stdlib_docs_text() -> str:
     return "\n\n".join(topics[k] for k in sorted(topics))
 
 
-def load_text(cfg: TextConfig) -> str:
+def load_text(cfg: TextConfig | LabelledTextConfig) -> str:
     """The whole text of the corpus (cut to `max_chars`); a missing, non-UTF-8 or empty file
-    is one DataError (preflight calls this through `TextConfig.check`)."""
+    is one DataError (preflight calls this through `TextConfig.check`). `env=labelled_docstrings`
+    (`LabelledTextConfig`) is the labelled documents, each under its header line."""
     if not cfg.path and isinstance(cfg, TextFileConfig):
         raise DataError("env=text_file needs a file: env.path=/path/to/text.txt")
-    if cfg.path is None:
+    if isinstance(cfg, LabelledTextConfig):  # labelled documents under their headers
+        from rlrun.data.labelled_text import labelled_corpus
+
+        text = labelled_corpus(cfg, cfg.splits)
+    elif cfg.path is None:
         text = stdlib_docs_text()
     else:
         text = read_utf8(cfg.path, "a UTF-8 text file")

@@ -329,12 +329,14 @@ def classify(run_dir: str | Path, texts: list[str]) -> list[str]:
     from rlrun.core import state as tracked_state
     from rlrun.core.checkpoint import load_checkpoint
     from rlrun.core.trust import check_references
+    from rlrun.schemas import register_all
 
     run = Path(run_dir)
     for need in (".hydra/config.yaml", "checkpoints/last.pt"):
         if not (run / need).is_file():
             raise DataError(f"{run_dir}: no {need}; give the dir of an algo=text_classifier run")
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    register_all()  # the schemas a saved config names are trusted once registered
     check_references(OmegaConf.to_container(cfg, resolve=False), str(run_dir))
     model, predict = saved_classifier(run, cfg.network, cfg.algo)
     tracked_state.load(model, load_checkpoint(run / "checkpoints" / "last.pt")["loop"]["model"])

@@ -56,6 +56,7 @@ def register_all() -> None:
         ("env", "text", data.TextConfig),
         ("env", "text_file", data.TextFileConfig),
         ("env", "text_classification", data.TextClassificationConfig),
+        ("env", "labelled_text", data.LabelledTextConfig),
         ("env", "images", data.ImageDataConfig),
         ("network", "mlp", networks.MLPConfig),
         ("network", "nature_cnn", networks.NatureCNNConfig),

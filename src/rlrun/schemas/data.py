@@ -1,5 +1,5 @@
-"""Settings of the data sets: text corpora (`env=stdlib_docs|text_file`, algo=lm), labelled
-text (`env=stdlib_docstrings|imdb|text_csv`, algo=text_classifier) and images
+"""Settings of the data sets: text corpora (`env=stdlib_docs|text_file|labelled_docstrings`,
+algo=lm), labelled text (`env=stdlib_docstrings|imdb|text_csv`, algo=text_classifier) and images
 (`env=digits|mnist|fashion_mnist|image_folder`, algo=ddpm).
 
 Each has a `check()` that preflight calls before a run dir exists: it runs the reading code
@@ -20,6 +20,7 @@ STDLIB_PACKAGES = ["asyncio", "collections", "concurrent", "email", "http", "imp
                    "logging", "multiprocessing", "unittest", "urllib", "xml"]
 SOURCES = ("stdlib", "imdb", "csv")
 TOKENIZERS = ("word", "char")
+LABELLED_SPLITS = ("train", "val", "test")
 DATASETS = ("digits", "mnist", "fashion_mnist", "image_folder")
 
 
@@ -51,9 +52,11 @@ class TextFileConfig(TextConfig):
 
 
 @dataclass
-class TextClassificationConfig(EnvSchema):
-    """`env=stdlib_docstrings|imdb|text_csv`: where the labelled text comes from, how it is
-    split and tokenised (`rlrun.data.text_classification`)."""
+class LabelledSourceConfig(EnvSchema):
+    """Where labelled text comes from and how it is split into train/validation/test by hash
+    (`rlrun.data.text_classification.load_splits`): what the text classifier's envs and the
+    LM's labelled corpus (`env=labelled_docstrings`) share, so both can name the same
+    documents and the same splits."""
 
     source: str = opt("stdlib", "stdlib: standard-library docstrings by package; imdb: an"
                                 " aclImdb folder; csv: a CSV or JSONL file", choices=SOURCES)
@@ -63,10 +66,6 @@ class TextClassificationConfig(EnvSchema):
     packages: list[str] = opt(factory=lambda: list(STDLIB_PACKAGES),
                               help="stdlib: the packages whose docstrings are the classes")
     min_chars: int = opt(20, "stdlib: shorter docstrings are dropped", ge=0)
-    tokenizer: str = opt("word", "word: lower-cased \\w+ words; char: characters",
-                         choices=TOKENIZERS)
-    vocab_size: int = opt(8000, "token ids, including padding (0) and unknown (1)", ge=3)
-    max_len: int = opt(64, "ids per text: longer texts are cut, shorter ones padded", ge=1)
     val_fraction: float = opt(0.1, "share of the texts (by hash) for validation", gt=0, lt=0.5)
     test_fraction: float = opt(0.1, "share of the texts (by hash) for test; not used by imdb,"
                                     " which has its own test folder", gt=0, lt=0.5)
@@ -76,12 +75,55 @@ class TextClassificationConfig(EnvSchema):
         if self.source == "stdlib" and not self.packages:
             raise ConfigError("packages=[]: name at least two standard-library packages")
 
+
+@dataclass
+class TextClassificationConfig(LabelledSourceConfig):
+    """`env=stdlib_docstrings|imdb|text_csv`: where the labelled text comes from, how it is
+    split and tokenised (`rlrun.data.text_classification`)."""
+
+    tokenizer: str = opt("word", "word: lower-cased \\w+ words; char: characters",
+                         choices=TOKENIZERS)
+    vocab_size: int = opt(8000, "token ids, including padding (0) and unknown (1)", ge=3)
+    max_len: int = opt(64, "ids per text: longer texts are cut, shorter ones padded", ge=1)
+
     def check(self) -> None:
         """The texts can be read and split into three non-empty splits of at least two
         classes, every validation and test label seen in training."""
         from rlrun.data.text_classification import check_splits, load_splits
 
         check_splits(*load_splits(self), self.path or "the standard-library docstrings")
+
+
+@dataclass
+class LabelledTextConfig(LabelledSourceConfig):
+    """`env=labelled_docstrings`: a character corpus for the LM made of labelled documents,
+    each under its label as a header line (`rlrun.data.labelled_text`): the documents of the
+    classifier's `splits` of the same source, so a text classifier trained with the same
+    settings (`env=stdlib_docstrings`) never validates or tests on a text the LM saw. The LM
+    then splits that corpus as `env=stdlib_docs` does: blocks of `split_block` characters,
+    every 1/val_fraction-th to its validation."""
+
+    val_fraction: float = opt(0.1, "share of the texts (by hash) in the classifier's"
+                                   " validation split, and of the corpus's blocks in the LM's",
+                              gt=0, lt=0.5)
+    splits: list[str] = opt(factory=lambda: ["train"], help="the classifier's splits whose"
+                            " documents make the corpus", choices=LABELLED_SPLITS, each=True)
+    split_block: int = opt(2048, "characters per split block (every 1/val_fraction-th block"
+                                 " is the LM's validation)", ge=16)
+    max_chars: int | None = opt(None, "use only the first N characters (quick tests)",
+                                ge=1000)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.splits:
+            raise ConfigError(f"splits=[]: name one or more of {', '.join(LABELLED_SPLITS)}")
+
+    def check(self) -> None:
+        """The documents can be read, split and written under their headers (a label with a
+        line break cannot be a header)."""
+        from rlrun.data.labelled_text import labelled_corpus
+
+        labelled_corpus(self, self.splits)
 
 
 @dataclass

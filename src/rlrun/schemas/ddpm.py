@@ -1,10 +1,12 @@
 """Settings of DDPM (Ho et al. 2020; loop: rlrun.algos.ddpm; docs/ddpm.md). The defaults are
-the paper's; experiment=ddpm/digits is the small CPU preset."""
+the paper's; experiment=ddpm/digits is the small CPU preset. `conditional`, `p_uncond` and
+`guidance` are classifier-free guidance (Ho & Salimans 2022; docs/ddpm.md, Classifier-free
+guidance)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rlrun.core.errors import ConfigError
 from rlrun.core.schema import AlgoSchema, AlgoSpec, opt
@@ -19,8 +21,9 @@ class DDPMConfig(AlgoSchema):
         minimize=("eval/fid_floor", "eval/sampling_s_per_image"),
         logged_tags=("charts/*", "losses/*", "eval/*"),
         network_inputs=("in_channels", "image_size"), data_parallel=True, parallel_ops=True,
-        # the sample grids use their own noise: how often they are drawn changes no training
-        resume_keys=(*AlgoSpec.resume_keys, r"algo\.sample_every"))
+        # the sample grids use their own noise: how often they are drawn, and the guidance
+        # they are drawn with, change no training
+        resume_keys=(*AlgoSpec.resume_keys, r"algo\.sample_every", r"algo\.guidance"))
 
     total_steps: int = opt(20_000, "optimizer steps", ge=1)
     batch_size: int = opt(128, "images per step (per rank under torchrun)", ge=1)
@@ -58,6 +61,16 @@ class DDPMConfig(AlgoSchema):
     fid_classifier_steps: int = opt(1500, "training steps of that classifier (once per data"
                                           " set)", ge=1)
     log_every: int = opt(50, "steps between loss logs", ge=1)
+    conditional: bool = opt(False, "class-conditional UNet (a learned class embedding; the"
+                                   " data set's labels) trained with label dropout, for"
+                                   " classifier-free guidance; grids get one row per class")
+    p_uncond: float = opt(0.1, "conditional: share of the labels dropped to the learned null"
+                               " class while training, so one network learns eps(x, c) and"
+                               " eps(x)", ge=0, lt=1)
+    guidance: float = opt(0.0, "conditional: guidance weight w of the grids and evaluation"
+                               " samples, eps = (1 + w) eps(x, c) - w eps(x) (Ho & Salimans;"
+                               " diffusers' guidance_scale is 1 + w); 0: plain conditional",
+                          ge=0)
 
     def __post_init__(self) -> None:
         if self.eval_samples == 1:
@@ -65,3 +78,18 @@ class DDPMConfig(AlgoSchema):
         if not self.beta_start < self.beta_end:
             raise ConfigError(f"beta_start={self.beta_start} must be below beta_end="
                               f"{self.beta_end}")
+        if self.guidance and not self.conditional:
+            raise ConfigError(f"guidance={self.guidance:g} needs conditional=true: guidance"
+                              " mixes the class-conditional and unconditional noise"
+                              " predictions of a class-conditional model")
+
+    def check_env(self, env: Any, data: bool = True) -> None:
+        """A conditional model needs the data set's class labels: an image folder without
+        one sub-folder per class has none (found from the folder's layout, no decoding)."""
+        if data and self.conditional:
+            from rlrun.data.images import has_labels
+
+            if not has_labels(env):
+                raise ConfigError(
+                    f"algo.conditional=true needs class labels, and env={env.name} has none: put"
+                    " the images in one sub-folder per class, or set algo.conditional=false")

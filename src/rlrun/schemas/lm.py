@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from rlrun.core.errors import ConfigError
 from rlrun.core.schema import AlgoSchema, AlgoSpec, opt
 
 # Routing statistics of the mixture-of-experts layers whose best value is the lowest.
 MOE_MINIMIZED = ("moe/dropped_fraction*", "moe/aux_loss*", "moe/z_loss*")
+
+
+def unknown_chars(text: str, vocabulary: Collection[str]) -> str:
+    """The characters of `text` outside `vocabulary`, once each, sorted (for errors)."""
+    return "".join(sorted(set(text) - set(vocabulary)))
 
 
 @dataclass
@@ -41,8 +48,35 @@ class LMConfig(AlgoSchema):
     sample_chars: int = opt(200, "characters generated at each evaluation; 0: none", ge=0)
     sample_temperature: float = opt(0.8, "softmax temperature of the samples", gt=0)
     sample_prompt: str = opt("The ", "the text each sample continues")
+    sample_cfg: float = opt(1.0, "classifier-free guidance scale gamma of the samples:"
+                                 " log p(x|uncond) + gamma (log p(x|prompt) - log p(x|uncond))"
+                                 " (Sanchez et al. 2023; transformers' guidance_scale); 1: plain"
+                                 " decoding", ge=0)
+    sample_negative_prompt: str = opt("", "sample_cfg != 1: the text the unconditional branch"
+                                          " starts from; empty: the prompt's last character"
+                                          " alone (transformers' convention)")
     attention_stats: bool = opt(True, "per-head attention entropy, diagonal score, type and"
                                       " maps at each evaluation (attention/*)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sample_negative_prompt and self.sample_cfg == 1:
+            raise ConfigError(f"sample_negative_prompt={self.sample_negative_prompt!r} changes"
+                              " nothing at sample_cfg=1 (plain decoding): set a guidance scale,"
+                              " e.g. algo.sample_cfg=1.5")
+
+    def check_env(self, env: Any, data: bool = True) -> None:
+        """The negative prompt's characters must be in the corpus's vocabulary (the prompt's
+        unknown ones are dropped, as before; a negative prompt without them would silently
+        be another one)."""
+        if data and self.sample_negative_prompt:
+            from rlrun.data.text import load_text
+
+            unknown = unknown_chars(self.sample_negative_prompt, set(load_text(env)))
+            if unknown:
+                raise ConfigError(f"algo.sample_negative_prompt={self.sample_negative_prompt!r}"
+                                  f" holds characters outside the corpus's vocabulary:"
+                                  f" {unknown!r}")
 
     def budget_schedules(self) -> list[str]:
         return ["the cosine learning-rate decay now ends at the new total_steps"]
