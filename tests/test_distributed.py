@@ -73,7 +73,7 @@ def both_ranks_reference(tmp_path: Path, monkeypatch, args: list[str], steps: in
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     with monkeypatch.context() as m:
-        m.setattr("rlrun.algos.lm.random_batch", both_ranks)
+        m.setattr("rlrun.data.lm_data.random_batch", both_ranks)
         run_train(tmp_path, [*args, f"algo.total_steps={steps}", f"algo.batch_size={2 * batch}",
                              "seed=0"], "single")
     return params(tmp_path / "single")
@@ -109,7 +109,7 @@ def test_ddp_on_two_ranks_equals_one_process_with_both_ranks_batches(tmp_path, m
     assert_close_params(got, both_ranks_reference(tmp_path, monkeypatch, TINY_LM, steps, batch))
     # ... and not by accident: a step on rank 0's batch alone lands elsewhere
     draw, gen0 = text.random_batch, torch.Generator().manual_seed(rank_seed("batches", 0))
-    monkeypatch.setattr("rlrun.algos.lm.random_batch",
+    monkeypatch.setattr("rlrun.data.lm_data.random_batch",
                         lambda data, b, block, gen: draw(data, b // 2, block, gen0))
     run_train(tmp_path, [*TINY_LM, f"algo.total_steps={steps}",
                          f"algo.batch_size={2 * batch}"], "rank0_only")

@@ -23,6 +23,12 @@ alphabetically), every text cut or padded to `env.max_len` ids. `env.tokenizer=w
 lower-cased text into `\\w+` words (IMDB's `<br />` removed first); `char` takes characters.
 Unlike keras' `pad_sequences` (which keeps the end and pads in front), the first `max_len`
 tokens are kept and padding goes at the end; the classifier's pooling ignores padding.
+
+A classifier that starts from an LM run (`algo.init_from`, `algo.init_from_vocab=same`)
+encodes its texts with that run's tokenizer instead (`LabelledText(cfg, source=...)`): the
+raw text, not lower-cased, through the run's tokenizer.json (a copy goes into the run dir) or
+its characters; the padding id is one past the LM's vocabulary, and there is no unknown id
+(a character the LM never saw is left out).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import torch
 
 from rlrun.core.errors import DataError
 from rlrun.data.text import read_utf8
+from rlrun.data.tokens import TOKENIZER_FILE, RunTokenizer, Vocabulary
 from rlrun.schemas.data import STDLIB_PACKAGES, TextClassificationConfig
 
 PAD, OOV = 0, 1
@@ -227,11 +234,17 @@ def tokens(text: str, kind: str) -> list[str]:
     return re.findall(r"\w+", text.replace("<br />", " ").lower())
 
 
-def encode(texts: list[str], stoi: dict[str, int], kind: str, max_len: int) -> torch.Tensor:
-    """Ids (N, max_len): known tokens, OOV for the rest, cut or padded at the end."""
-    out = torch.full((len(texts), max_len), PAD, dtype=torch.long)
+def encode(texts: list[str], stoi: dict[str, int], kind: str, max_len: int, pad: int = PAD,
+           unknown: int | None = OOV, tokenizer: RunTokenizer | None = None) -> torch.Tensor:
+    """Ids (N, max_len): known tokens, `unknown` for the rest (None: left out), cut or padded
+    with `pad` at the end; with `tokenizer` (an LM run's), its ids of the raw text."""
+    out = torch.full((len(texts), max_len), pad, dtype=torch.long)
     for i, text in enumerate(texts):
-        ids = [stoi.get(t, OOV) for t in tokens(text, kind)][:max_len]
+        if tokenizer is not None:
+            ids = tokenizer.encode(text)[:max_len]
+        else:
+            ids = [stoi.get(t, unknown) for t in tokens(text, kind)
+                   if unknown is not None or t in stoi][:max_len]
         out[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
     return out
 
@@ -240,14 +253,20 @@ class LabelledText:
     """The three splits as id tensors (N, max_len) and label tensors, with the vocabulary
     and the label names; `to_json()` is what the run saves as vocab.json."""
 
-    def __init__(self, cfg: TextClassificationConfig):
+    def __init__(self, cfg: TextClassificationConfig, source: RunTokenizer | None = None):
         train, val, test = load_splits(cfg)
         self.labels = check_splits(train, val, test, cfg.path or "the standard-library"
                                    " docstrings")
         self.kind, self.max_len = cfg.tokenizer, cfg.max_len
-        counts = Counter(tok for text, _ in train for tok in tokens(text, self.kind))
-        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:cfg.vocab_size - 2]
-        self.vocab = ["<pad>", "<unk>", *(tok for tok, _ in top)]
+        self.pad, self.unknown, self.source = PAD, OOV, source
+        if source is None:
+            counts = Counter(tok for text, _ in train for tok in tokens(text, self.kind))
+            top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:cfg.vocab_size - 2]
+            self.vocab = ["<pad>", "<unk>", *(tok for tok, _ in top)]
+        else:  # an LM run's tokens, then padding
+            self.kind = "char" if source.chars is not None else TOKENIZER_FILE
+            self.vocab = [*source.tokens(), "<pad>"]
+            self.pad, self.unknown = len(self.vocab) - 1, None
         self.stoi = {tok: i for i, tok in enumerate(self.vocab)}
         self.lab_id = {lab: i for i, lab in enumerate(self.labels)}
         self.splits = {name: self._encode(part)
@@ -255,7 +274,16 @@ class LabelledText:
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         """Ids (N, max_len): known tokens, OOV for the rest, cut or padded at the end."""
-        return encode(texts, self.stoi, self.kind, self.max_len)
+        return encode(texts, self.stoi, self.kind, self.max_len, self.pad, self.unknown,
+                      self.source if self.kind == TOKENIZER_FILE else None)
+
+    def vocabulary(self) -> Vocabulary:
+        """What each id stands for: its token's UTF-8 bytes; padding and unknown (and
+        nothing else) by name, so `algo.init_from_vocab=extend` maps the rest by bytes."""
+        if self.source is not None:
+            return Vocabulary(self.source.vocabulary().pieces + ("<pad>",), "")
+        return Vocabulary(("<pad>", "<unk>", *(t.encode("utf-8") for t in self.vocab[2:])),
+                          f"{len(self.vocab)} {self.kind} tokens")
 
     def _encode(self, rows: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
         return (self.encode([t for t, _ in rows]),
@@ -266,8 +294,8 @@ class LabelledText:
         return len(self.labels)
 
     def to_json(self) -> dict:
-        return {"tokenizer": self.kind, "max_len": self.max_len, "pad": PAD, "unknown": OOV,
-                "labels": self.labels, "tokens": self.vocab}
+        return {"tokenizer": self.kind, "max_len": self.max_len, "pad": self.pad,
+                "unknown": self.unknown, "labels": self.labels, "tokens": self.vocab}
 
 
 def classify(run_dir: str | Path, texts: list[str]) -> list[str]:
@@ -309,16 +337,23 @@ def saved_classifier(run_dir: Path, network: Any, algo: Any) -> tuple[Any, Any]:
     except (ValueError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is unreadable ({str(e).splitlines()[0][:120]}): the run's"
                         " saved vocabulary is damaged; retrain the run") from None
+    pad, unknown = int(vocab.get("pad", PAD)), vocab.get("unknown", OOV)
+    tokenizer = None
+    if vocab["tokenizer"] == TOKENIZER_FILE:  # an LM's tokenizer (algo.init_from), saved here
+        tokenizer = RunTokenizer.read(run_dir)
+        if tokenizer is None or tokenizer.tokenizer is None:
+            raise DataError(f"{run_dir}: no {TOKENIZER_FILE}, which its vocab.json names")
     encoder = build_network(network, vocab_size=len(vocab["tokens"]), lm_head=False,
                             block_size=vocab["max_len"])
-    model = SequenceClassifier(encoder, len(vocab["labels"]), 0.0,
+    model = SequenceClassifier(encoder, len(vocab["labels"]), 0.0, pad_id=pad,
                                hidden=int(algo.head_hidden), mask_padding=bool(algo.mask_padding))
     stoi = {tok: i for i, tok in enumerate(vocab["tokens"])}
 
     def predict(texts: list[str]) -> list[str]:
         model.eval()
         with torch.no_grad():
-            logits, _ = model(encode(texts, stoi, vocab["tokenizer"], vocab["max_len"]))
+            logits, _ = model(encode(texts, stoi, vocab["tokenizer"], vocab["max_len"], pad,
+                                     None if unknown is None else int(unknown), tokenizer))
         return [vocab["labels"][i] for i in logits.argmax(-1).tolist()]
 
     return model, predict
