@@ -236,6 +236,47 @@ def test_sigint_to_torchrun_stops_both_ranks_at_one_step_and_resume_is_exact(tmp
 
 
 @pytest.mark.slow
+def test_token_shards_train_on_two_ranks_with_per_rank_windows(tmp_path, monkeypatch):
+    """`env=tokens` under torchrun: each rank draws its windows from its own `batches`
+    stream (`ctx.rng`, the rank in the spawn key), so after K steps the two ranks hold the
+    parameters of one process whose batches are rank 0's windows followed by rank 1's."""
+    from rlrun.data import lm_data
+    from rlrun.prepare import pipeline
+    from rlrun.prepare.settings import Settings
+
+    from .test_prepare import extra_docs, write_corpus
+
+    shards = tmp_path / "shards"
+    pipeline.prepare([str(write_corpus(tmp_path / "corpus", extra_docs(12)))],
+                     Settings(out=str(shards), tokenizer="char", progress=False),
+                     echo=lambda s: None)
+    args = [*[a for a in TINY_LM if not a.startswith("env.")], "env=tokens",
+            f"env.path={shards}"]
+    steps, batch = 3, 4
+    out = torchrun([*args, f"algo.total_steps={steps}", f"algo.batch_size={batch}"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (ddp_dir,) = (tmp_path / "outputs" / "lm" / "tokens").iterdir()
+    rec = read_results(ddp_dir)
+    assert rec["status"] == "completed" and rec["world_size"] == 2
+    ckpt = torch.load(ddp_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert len(ckpt["ranks"]) == 2 and "batches" in ckpt["ranks"][1]["loop"]  # per rank
+
+    streams = [np.random.default_rng(np.random.SeedSequence(
+        0, spawn_key=(zlib.crc32(b"batches"), r))) for r in (0, 1)]
+
+    def both_ranks(self, n):
+        w = np.concatenate([self.shards.windows("train", n // 2, self.block, g)
+                            for g in streams])
+        w = torch.from_numpy(w)
+        return w[:, :-1], w[:, 1:]
+
+    monkeypatch.setattr(lm_data.ShardData, "batch", both_ranks)
+    run_train(tmp_path, [*args, f"algo.total_steps={steps}", f"algo.batch_size={2 * batch}"],
+              "single")
+    assert_close_params(params(ddp_dir), params(tmp_path / "single"))
+
+
+@pytest.mark.slow
 def test_ddpm_runs_on_two_ranks_with_one_ema_and_rank0_writing(tmp_path):
     out = torchrun(["experiment=ddpm/digits", "threads=1", "algo.total_steps=4",
                     "algo.batch_size=8", "algo.log_every=2", "algo.eval_samples=0",

@@ -349,3 +349,78 @@ def test_a_classifier_refuses_an_lm_of_another_architecture(data):
     with pytest.raises(ConfigError, match=r"network\.d_model=64 \(init_from run: 32\)"):
         preflight(compose_cfg(["algo=text_classifier", f"algo.init_from={data['source']}",
                                "env.packages=[urllib,wsgiref]"]))
+
+
+# ---- docs/lm.md#your-own-data: its commands, run ---------------------------------------------
+DOC = Path(__file__).resolve().parents[1] / "docs" / "lm.md"
+
+
+def own_data_commands() -> list[str]:
+    """The lines of the first code block of docs/lm.md's "Your own data" section."""
+    text = DOC.read_text().split("\n## Your own data\n", 1)[1]
+    block = text.split("```\n", 2)[1]
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_own_data_commands_of_the_docs_run(tmp_path, monkeypatch, capsys):
+    """Each command of docs/lm.md's "Your own data" block, in order, in this process, on a
+    slice of the default corpus (the 40 smallest stdlib modules of at least 3 KB) and a
+    folder of notes, with a tiny network and a few steps appended to every `rlrun` line
+    (torchrun: tests/test_distributed.py)."""
+    import os
+    import shlex
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from rlrun import cli
+    from rlrun.eval import main as eval_main
+    from rlrun.prepare import inputs
+    from rlrun.prepare.cli import main as prepare_main
+
+    full = inputs.default_sources()
+    small = sorted((s for s in full[:-1] if os.path.getsize(s.path) >= 3000),
+                   key=lambda s: os.path.getsize(s.path))[:40]
+    monkeypatch.setattr(inputs, "default_sources", lambda: small)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["rlrun"])
+    write_corpus(tmp_path / "notes", extra_docs(20, start=700))
+    commands = own_data_commands()
+    assert commands[0].startswith("rlrun-prepare out=data/stdlib ") and len(commands) == 9
+    tiny = {"network.d_model": "32", "network.n_layers": "1", "network.n_heads": "2",
+            "network.d_ff": "64", "network.block_size": "16", "algo.total_steps": "3",
+            "algo.eval_batches": "1", "algo.batch_size": "4", "algo.sample_chars": "5",
+            "threads": "1", "logger.progress": "none", "checkpoint_every_s": "0"}
+    threads = torch.get_num_threads()
+    for n, command in enumerate(commands):
+        prog, *args = shlex.split(command, comments=True)
+        if prog == "torchrun":
+            continue
+        try:
+            if prog == "rlrun-prepare":
+                prepare_main([*args, "progress=false"])
+            elif prog == "rlrun-eval":
+                eval_main(args)
+            else:
+                assert prog == "rlrun", command
+                keys = dict(a.split("=", 1) for a in args)
+                keys.update(tiny)
+                if keys.get("algo") == "text_classifier":
+                    keys.update({"env.packages": "[urllib,wsgiref]", "algo.total_steps": "1"})
+                    for lm_only in ("algo.batch_size", "algo.eval_batches", "algo.sample_chars"):
+                        keys.pop(lm_only)
+                keys.setdefault("hydra.run.dir", f"runs/doc{n}")
+                GlobalHydra.instance().clear()
+                try:
+                    cli.main([f"{k}={v}" for k, v in keys.items()])
+                finally:
+                    GlobalHydra.instance().clear()
+        except SystemExit as e:
+            raise AssertionError(f"{command}: exit {e.code}: {capsys.readouterr().err}") from None
+    torch.set_num_threads(threads)
+    assert json.loads(Path("runs/stdlib/eval.json").read_text())["settings"]["chars"] == 40
+    fine = json.loads(Path("runs/doc4/results.json").read_text())
+    assert fine["status"] == "completed" and fine["init_from"]["vocab"] == "same"
+    extend = json.loads(Path("runs/doc6/results.json").read_text())["init_from"]
+    assert extend["vocab"] == "extend" and extend["tokens_new"] > 0
+    cls = json.loads(Path("runs/doc7/results.json").read_text())
+    assert cls["status"] == "completed" and cls["init_from"]["causal_source"] is True
