@@ -36,6 +36,7 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -125,7 +126,10 @@ def run(ctx) -> None:
         if src is not None:
             from rlrun.algos.init_from import init_encoder
 
-            mapping = data.vocabulary().map_from(source_tokens.vocabulary())
+            if data.source is not None:  # the LM's own ids, then padding (a new row)
+                mapping = np.append(np.arange(len(data.vocab) - 1), -1)
+            else:  # the classifier's vocabulary: rows of tokens the LM has, by their bytes
+                mapping = data.vocabulary().map_from(source_tokens.vocabulary())
             causal = bool(src.cfg.network.get("causal", True))
             rec = init_encoder(encoder, src, mapping, causal)
             ctx.record(init_from={**rec, "vocab": cfg.init_from_vocab})
