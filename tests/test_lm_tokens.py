@@ -424,3 +424,18 @@ def test_the_own_data_commands_of_the_docs_run(tmp_path, monkeypatch, capsys):
     assert extend["vocab"] == "extend" and extend["tokens_new"] > 0
     cls = json.loads(Path("runs/doc7/results.json").read_text())
     assert cls["status"] == "completed" and cls["init_from"]["causal_source"] is True
+
+
+def test_ctx_record_may_not_replace_the_records_own_keys(tmp_path):
+    from rlrun.core.logger import LoggerConfig
+    from rlrun.core.run import RunContext
+
+    ctx = RunContext(run_dir=tmp_path, algo=None, env=None, algo_name="lm", env_name="tokens",
+                     seed=0, device="cpu", deterministic=False,
+                     logger_cfg=LoggerConfig(tensorboard=False, progress="none"), headline="")
+    with pytest.raises(ValueError, match=r"ctx.record\(objective, status=...\)"):
+        ctx.record(status="completed", objective=1.0)
+    ctx.record(init_from={"step": 3})
+    rec = ctx.write_results("running")
+    assert rec["init_from"] == {"step": 3} and rec["status"] == "running"
+    ctx.close()
