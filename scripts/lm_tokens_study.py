@@ -6,6 +6,7 @@ script can be stopped and started again, and `report` tabulates whatever has fin
     python scripts/lm_tokens_study.py prepare       # the shard folders (rlrun-prepare)
     python scripts/lm_tokens_study.py tokenizers    # chars vs BPE 512/2048/8192, equal FLOPs
     python scripts/lm_tokens_study.py moe           # dense/switch/mixtral on BPE, equal FLOPs
+    python scripts/lm_tokens_study.py moe_long      # dense vs mixtral, 4x the budget, 1 seed
     python scripts/lm_tokens_study.py finetune      # docs -> stdlib source, vs from scratch
     python scripts/lm_tokens_study.py report        # the tables (ROOT/study.md)
     python scripts/lm_tokens_study.py all           # all of it, in that order
@@ -19,7 +20,8 @@ script can be stopped and started again, and `report` tabulates whatever has fin
    (each run's curve interpolated at the smallest final FLOP count).
 2. **moe**: `experiment=moe/isoflop` (dense, Switch 8x top-1, Mixtral 8x top-2 at equal
    active width) on the BPE shards of `--moe-vocab` tokens, 3 seeds, in bpb and perplexity
-   (per token), the budget `--flops`.
+   (per token), the budget `--flops`. **moe_long**: dense against Mixtral at `--long-flops`
+   (4x), seed 0 alone: whether the gap moves with compute.
 3. **finetune**: Python's documentation topics (pydoc_data: the text `help()` shows) and the
    stdlib's `.py` source prepared as two corpora with one BPE tokenizer (trained on the
    documentation, `--ft-vocab` tokens; the source keeps its code: the symbol, word-length
@@ -127,6 +129,16 @@ def run_moe(root: Path, args: argparse.Namespace) -> None:
                 "algo.attention_stats=false"])
 
 
+def run_moe_long(root: Path, args: argparse.Namespace) -> None:
+    data = root / "data" / f"bpe{args.moe_vocab}"
+    for ffn in ("dense", "mixtral"):
+        train(root / "moe_long" / f"{ffn}_s0", [
+            "experiment=moe/isoflop", "env=tokens", f"env.path={data}", "seed=0",
+            f"network.ffn={ffn}", f"algo.flop_budget={args.long_flops}", "algo.eval_every=200",
+            f"algo.eval_batches={args.eval_batches}", "algo.sample_chars=0",
+            "algo.attention_stats=false"])
+
+
 def run_finetune(root: Path, args: argparse.Namespace) -> None:
     data = root / "data"
     common = ["algo=lm", "env=tokens", "algo.sample_chars=0", "algo.attention_stats=false",
@@ -165,6 +177,29 @@ def at_step(run_dir: Path, tag: str, step: int) -> float:
         return math.nan
     hit = np.flatnonzero(c[0] == step)
     return float(c[1][hit[0]]) if len(hit) else math.nan
+
+
+def bpb_on(run_dir: Path, data: Path, eval_batches: int) -> float:
+    """Validation bpb of a run's last checkpoint on another corpus's shards (the windows the
+    runs on that corpus score): the pre-trained model on the second domain, before any
+    fine-tuning step."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from rlrun.algos.lm import evaluate
+    from rlrun.core.checkpoint import load_checkpoint
+    from rlrun.data.lm_data import ShardData
+    from rlrun.nets import build_network
+    from rlrun.schemas.data import TokensConfig
+
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    shards = ShardData(TokensConfig(path=str(data)), int(cfg.network.block_size),
+                       np.random.default_rng(0))
+    model = build_network(cfg.network, vocab_size=shards.vocab_size)
+    model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "last.pt")["loop"]["model"])
+    with torch.no_grad():
+        return evaluate(model, shards.eval_batches(int(cfg.algo.batch_size), eval_batches),
+                        torch.device("cpu"), shards.token_bytes)[1]
 
 
 def last(run_dir: Path, tag: str) -> float:
@@ -236,12 +271,28 @@ def report(root: Path, args: argparse.Namespace) -> str:
                 mean_sd([math.exp(at_flops(d, "eval/val_loss", budget)) for d in rs]),
                 mean_sd([at_flops(d, "eval/val_loss", budget) for d in rs])]) + " |")
         dense = [math.exp(at_flops(d, "eval/val_loss", budget)) for d in mruns["dense"]]
+        dense_bpb = [at_flops(d, "eval/val_bpb", budget) for d in mruns["dense"]]
         for f in ("switch", "mixtral"):
             moe = [math.exp(at_flops(d, "eval/val_loss", budget)) for d in mruns[f]]
+            moe_bpb = [at_flops(d, "eval/val_bpb", budget) for d in mruns[f]]
             if dense and moe:
-                gap = 1 - np.nanmean(moe) / np.nanmean(dense)
-                out.append(f"\n{f}: {100 * gap:+.1f}% perplexity against dense (lower is"
-                           " better for the MoE when positive)")
+                gap = np.nanmean(moe) / np.nanmean(dense) - 1
+                gap_bpb = np.nanmean(moe_bpb) / np.nanmean(dense_bpb) - 1
+                out.append(f"\n{f} against dense (means over seeds): perplexity"
+                           f" {100 * gap:+.1f}%, bpb {100 * gap_bpb:+.1f}% (negative: the MoE"
+                           " is better)")
+        out.append("")
+    long = {f: done([root / "moe_long" / f"{f}_s0"]) for f in ("dense", "mixtral")}
+    if long["dense"] and long["mixtral"]:
+        budget = min(last(d[0], "charts/flops") for d in long.values())
+        out += [f"## Dense against Mixtral at {budget:.3g} training FLOPs (seed 0)", "",
+                "| FFN | steps | " + " | ".join(f"val ppl / bpb at {int(100 * q)}%"
+                                             for q in (0.25, 0.5, 1.0)) + " |",
+                "|" + "---|" * 5]
+        for f, (d,) in long.items():
+            cells = [f"{math.exp(at_flops(d, 'eval/val_loss', q * budget)):.2f} /"
+                     f" {at_flops(d, 'eval/val_bpb', q * budget):.3f}" for q in (0.25, 0.5, 1.0)]
+            out.append(f"| {f} | {_steps(d)} | " + " | ".join(cells) + " |")
         out.append("")
     ft_root = root / "finetune"
     ft = {n: done([ft_root / f"{n}_source_s{s}" for s in args.seeds])
@@ -259,6 +310,9 @@ def report(root: Path, args: argparse.Namespace) -> str:
                 + " |")
         pre = done([ft_root / f"pretrain_docs_s{s}" for s in args.seeds])
         if pre:
+            zero = [bpb_on(d, root / "data" / "source", args.eval_batches) for d in pre]
+            out.append(f"\nStep 0 of the fine-tuning, the pre-trained models on the source:"
+                       f" {mean_sd(zero)}")
             out.append(f"\nThe pre-trained models' own validation bpb on the documentation:"
                        f" {mean_sd([last(d, 'eval/val_bpb') for d in pre])}")
         out.append("")
@@ -274,8 +328,8 @@ def _steps(run_dir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=("prepare", "tokenizers", "moe", "finetune", "report",
-                                     "all"))
+    ap.add_argument("what", choices=("prepare", "tokenizers", "moe", "moe_long", "finetune",
+                                     "report", "all"))
     ap.add_argument("--root", type=Path, default=Path("runs/tokens_study"))
     ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
     ap.add_argument("--flops", type=float, default=3e12, help="training FLOPs of each run of"
@@ -283,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-batches", type=int, default=32, help="validation batches of 32"
                     " windows per evaluation")
     ap.add_argument("--moe-vocab", type=int, default=2048, choices=VOCABS)
+    ap.add_argument("--long-flops", type=float, default=1.2e13, help="moe_long's budget")
     ap.add_argument("--ft-vocab", type=int, default=2048)
     ap.add_argument("--pretrain-steps", type=int, default=300)
     ap.add_argument("--ft-steps", type=int, default=300)
@@ -291,8 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     steps = {"prepare": [prepare_all], "tokenizers": [run_tokenizers], "moe": [run_moe],
-             "finetune": [run_finetune], "report": [],
-             "all": [prepare_all, run_tokenizers, run_moe, run_finetune]}[args.what]
+             "moe_long": [run_moe_long], "finetune": [run_finetune], "report": [],
+             "all": [prepare_all, run_tokenizers, run_moe, run_finetune, run_moe_long]
+             }[args.what]
     for step in steps:
         step(root, args)
     text = report(root, args)
