@@ -29,6 +29,11 @@ from .conftest import compose_cfg, rlrun_cli
 
 NO_GPU = not torch.cuda.is_available()
 
+# the network of the algo.init_from source run that `data` trains (issue 28's cases)
+TINY_NET = ["network.d_model=32", "network.n_layers=1", "network.n_heads=2",
+            "network.block_size=16", "network.d_ff=64"]
+
+
 # (command line, a piece of the message: the offending key or value). "{data}" is a folder
 # of prepared bad files (see `data`).
 CASES: list[tuple[list[str], str]] = [
@@ -250,6 +255,21 @@ CASES: list[tuple[list[str], str]] = [
     (["algo=lm", "env=labelled_docstrings", "env.source=csv",
       "env.path={data}/newline_label.csv"], "holds a line break"),
     (["algo=text_classifier", "env=labelled_docstrings"], "env=labelled_docstrings"),
+    # ---- LM on token shards; init_from (issue 28) -----------------------------------------
+    (["algo=lm", "env=tokens"], "env.path=DIR"),
+    (["algo=lm", "env=tokens", "env.path={data}/no_meta"], "but no meta.json"),
+    (["algo=lm", "env=tokens", "env.path={data}/shards_char", "network.block_size=100000"],
+     "network.block_size=100000 needs windows of 100001 tokens"),
+    (["algo=lm", "env=tokens", "env.path={data}/shards_bpe", "algo.init_from={data}/lm_run",
+      *TINY_NET], "different tokenizer than the algo.init_from run"),
+    (["algo=lm", "env=tokens", "env.path={data}/shards_char", "algo.init_from={data}/lm_run",
+      *TINY_NET, "network.n_layers=2", "network.ffn=mixtral"],
+     "network.n_layers=2 (init_from run: 1), network.ffn=mixtral (init_from run: dense)"),
+    (["algo=lm", "algo.init_from=/nonexistent/run"], "algo.init_from=/nonexistent/run"),
+    (["algo=lm", "algo.init_from={data}/no_images"], "is not a run dir"),
+    (["algo=lm", "algo.init_from_vocab=grow"], "algo.init_from_vocab='grow'"),
+    (["algo=text_classifier", "algo.init_from={data}/lm_run"], "network.d_model=64"),
+    (["algo=ddpm", "env=tokens"], "env=tokens is token shards from rlrun-prepare"),
     # ---- text classification -------------------------------------------------------------
     (["algo=text_classifier", "network.causal=true"], "network.causal=true"),
     (["algo=text_classifier", "network=transformer"], "network.causal=true"),
@@ -353,7 +373,8 @@ CASES: list[tuple[list[str], str]] = [
 # Data errors that preflight finds (it reads the data) before a run dir exists.
 DATA_CASES = [(argv, expected) for argv, expected in CASES
               if any(a.startswith(("env.path", "env=text_file", "env=imdb", "env=text_csv",
-                                   "env=mnist", "env=image_folder", "env.packages"))
+                                   "env=mnist", "env=image_folder", "env.packages",
+                                   "algo.init_from="))
                      for a in argv)
               and "{data}/corrupt" not in " ".join(argv)  # decoded by the run, not preflight
               and "{data}/short.txt" not in " ".join(argv)]  # too short for network.block_size
@@ -399,7 +420,31 @@ def data(tmp_path_factory) -> Path:
     (root / "flat_images").mkdir()
     for i in range(3):
         Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(root / "flat_images" / f"{i}.png")
+    token_shards(root)
     return root
+
+
+def token_shards(root: Path) -> None:
+    """rlrun-prepare shards of a little prose as characters and as BPE, a folder of shards
+    without meta.json (an interrupted prepare), and an LM run on the character shards (the
+    `algo.init_from` source)."""
+    from rlrun.prepare import pipeline
+    from rlrun.prepare.settings import Settings
+
+    from .test_prepare import extra_docs, write_corpus
+
+    corpus = write_corpus(root / "prose", extra_docs(12))
+    for tok in ("char", "bpe"):
+        pipeline.prepare([str(corpus)], Settings(out=str(root / f"shards_{tok}"), tokenizer=tok,
+                                                 vocab_size=300, progress=False),
+                         echo=lambda s: None)
+    (root / "no_meta").mkdir()
+    (root / "no_meta" / "train_000000.bin").write_bytes(bytes(64))
+    train(compose_cfg(["algo=lm", "env=tokens", f"env.path={root / 'shards_char'}", *TINY_NET,
+                       "algo.total_steps=2", "algo.batch_size=2", "algo.eval_batches=1",
+                       "algo.sample_chars=0", "algo.attention_stats=false", "threads=1",
+                       "logger.progress=none", "checkpoint_every_s=0"]),
+          run_dir=root / "lm_run")
 
 
 def run_main(argv: list[str], run_dir: Path, capfd) -> tuple[int, str]:

@@ -88,7 +88,7 @@ def both_ranks_reference(tmp_path: Path, monkeypatch, args: list[str], steps: in
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     with monkeypatch.context() as m:
-        m.setattr("rlrun.algos.lm.random_batch", both_ranks)
+        m.setattr("rlrun.data.lm_data.random_batch", both_ranks)
         run_train(tmp_path, [*args, f"algo.total_steps={steps}", f"algo.batch_size={2 * batch}",
                              "seed=0"], "single")
     return params(tmp_path / "single")
@@ -125,7 +125,7 @@ def test_ddp_on_two_ranks_equals_one_process_with_both_ranks_batches(tmp_path, m
     assert_close_params(got, both_ranks_reference(tmp_path, monkeypatch, TINY_LM, steps, batch))
     # ... and not by accident: a step on rank 0's batch alone lands elsewhere
     draw, gen0 = text.random_batch, torch.Generator().manual_seed(rank_seed("batches", 0))
-    monkeypatch.setattr("rlrun.algos.lm.random_batch",
+    monkeypatch.setattr("rlrun.data.lm_data.random_batch",
                         lambda data, b, block, gen: draw(data, b // 2, block, gen0))
     run_train(tmp_path, [*TINY_LM, f"algo.total_steps={steps}",
                          f"algo.batch_size={2 * batch}"], "rank0_only")
@@ -250,6 +250,47 @@ def test_sigint_to_torchrun_stops_both_ranks_at_one_step_and_resume_is_exact(tmp
         assert torch.equal(got[k], ref[k]), k
     a, b = read_results(run_dir), read_results(full_dir)
     assert a["metrics"]["losses/train"]["last"] == b["metrics"]["losses/train"]["last"]
+
+
+@pytest.mark.slow
+def test_token_shards_train_on_two_ranks_with_per_rank_windows(tmp_path, monkeypatch):
+    """`env=tokens` under torchrun: each rank draws its windows from its own `batches`
+    stream (`ctx.rng`, the rank in the spawn key), so after K steps the two ranks hold the
+    parameters of one process whose batches are rank 0's windows followed by rank 1's."""
+    from rlrun.data import lm_data
+    from rlrun.prepare import pipeline
+    from rlrun.prepare.settings import Settings
+
+    from .test_prepare import extra_docs, write_corpus
+
+    shards = tmp_path / "shards"
+    pipeline.prepare([str(write_corpus(tmp_path / "corpus", extra_docs(12)))],
+                     Settings(out=str(shards), tokenizer="char", progress=False),
+                     echo=lambda s: None)
+    args = [*[a for a in TINY_LM if not a.startswith("env.")], "env=tokens",
+            f"env.path={shards}"]
+    steps, batch = 3, 4
+    out = torchrun([*args, f"algo.total_steps={steps}", f"algo.batch_size={batch}"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (ddp_dir,) = (tmp_path / "outputs" / "lm" / "tokens").iterdir()
+    rec = read_results(ddp_dir)
+    assert rec["status"] == "completed" and rec["world_size"] == 2
+    ckpt = torch.load(ddp_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert len(ckpt["ranks"]) == 2 and "batches" in ckpt["ranks"][1]["loop"]  # per rank
+
+    streams = [np.random.default_rng(np.random.SeedSequence(
+        0, spawn_key=(zlib.crc32(b"batches"), r))) for r in (0, 1)]
+
+    def both_ranks(self, n):
+        w = np.concatenate([self.shards.windows("train", n // 2, self.block, g)
+                            for g in streams])
+        w = torch.from_numpy(w)
+        return w[:, :-1], w[:, 1:]
+
+    monkeypatch.setattr(lm_data.ShardData, "batch", both_ranks)
+    run_train(tmp_path, [*args, f"algo.total_steps={steps}", f"algo.batch_size={2 * batch}"],
+              "single")
+    assert_close_params(params(ddp_dir), params(tmp_path / "single"))
 
 
 @pytest.mark.slow

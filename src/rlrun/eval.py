@@ -66,8 +66,8 @@ OPTIONS = {
                     " dir (the env must render rgb_array; pip install 'rlrun[video]')"),
     "prompt": Option(str, "text", "the text to continue (default: the run's"
                      " algo.sample_prompt)"),
-    "chars": Option(int, "text", "characters to generate (default: the run's algo.sample_chars,"
-                    " else 200)", low=1),
+    "chars": Option(int, "text", "characters to generate (tokens, for a run on token shards;"
+                    " default: the run's algo.sample_chars, else 200)", low=1),
     "temperature": Option(float, "text", "sampling temperature (default: the run's"
                           " algo.sample_temperature)", positive=True),
     "cfg": Option(float, "text", "classifier-free guidance scale gamma: log p(x|uncond) + gamma"

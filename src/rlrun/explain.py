@@ -114,8 +114,14 @@ def explain(clf: Any, text: str, steps: int = STEPS) -> Explanation:
     predicts for it."""
     import torch
 
+    from rlrun.core.errors import ConfigError
     from rlrun.data.text_classification import OOV, PAD, token_spans
 
+    if getattr(clf, "tokenizer", None) is not None or getattr(clf, "pad", PAD) != PAD or \
+            getattr(clf, "unknown", OOV) != OOV:
+        raise ConfigError("explain=true reads a classifier's own word or character vocabulary;"
+                          " this run reads the vocabulary of the LM run it started from"
+                          " (algo.init_from), which explain does not map back onto the text")
     spans = token_spans(text, clf.kind)
     read = spans[:clf.max_len]
     ids = torch.full((1, clf.max_len), PAD, dtype=torch.long)

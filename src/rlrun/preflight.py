@@ -9,10 +9,14 @@ calls it before Hydra's run dir is kept, so a config error leaves no run dir beh
    the algorithm's declarations (`AlgoSpec`);
 4. the pairing of algorithm and task (task kind, action space), the network fitting the
    task, the objective metric being one the algorithm logs;
-5. the data: an env schema with a `check()` (text files, image folders) looks at its path;
-   an algorithm schema with a `check_env(env, data)` checks what needs the task itself (the
-   tabular loops: a transition table, the discount, the shape of a policy file; DDPM's
-   labels for a conditional model; the LM's negative prompt against the corpus).
+5. the data: an env schema with a `check()` (text files, image folders, token shards) looks
+   at its path (a `check(cfg)` is given the composed config: a shard must hold a window of
+   `network.block_size` tokens); an algorithm schema with a `check_env(env, data)` checks
+   what needs the task itself (the tabular loops: a transition table, the discount, the
+   shape of a policy file; DDPM's labels for a conditional model; the LM's negative prompt
+   against the corpus);
+6. the starting point: `algo.init_from` names an LM run whose architecture and tokens fit
+   (`rlrun.algos.init_from.check`).
 
 It returns a `Plan`: what `train` needs to start, already built.
 """
@@ -54,6 +58,7 @@ TASK_KINDS = {
                 "e.g. env=cliff_walking_book, env=CliffWalking-v1"),
     "gym": ("a Gymnasium task without a transition table", "e.g. env=CartPole-v1"),
     "text": ("a text corpus", "e.g. env=stdlib_docs, env=text_file env.path=..."),
+    "tokens": ("token shards from rlrun-prepare", "env=tokens env.path=DIR"),
     "images": ("an image data set", "e.g. env=digits, env=image_folder env.path=..."),
     "text_classification": ("labelled text", "e.g. env=stdlib_docstrings, env=imdb env.path=..."),
 }
@@ -71,10 +76,11 @@ class Plan:
     spec: AlgoSpec
 
 
-def preflight(cfg: DictConfig, data: bool = True) -> Plan:
+def preflight(cfg: DictConfig, data: bool = True, init_from: bool = True) -> Plan:
     """Every check that needs no run dir (see the module docstring); a `Plan`, or the first
-    problem as one-line RlrunError. `data=False` skips the data paths (rlrun-eval replays a
-    run from its checkpoint and saved vocabulary, without the training data)."""
+    problem as one-line RlrunError. `data=False` skips the data paths and `algo.init_from`
+    (rlrun-eval replays a run from its checkpoint and saved vocabulary, without the training
+    data); `init_from=False` skips the latter alone (a resumed run has its own weights)."""
     register_resolvers()
     register_all()
     check_root(cfg)
@@ -82,10 +88,15 @@ def preflight(cfg: DictConfig, data: bool = True) -> Plan:
     check_pairing(cfg, plan)
     check = getattr(plan.env, "check", None)
     if data and callable(check):
-        check()  # data paths (text files, image folders): a DataError before any run dir
+        # data paths (text files, image folders, shards): a DataError before any run dir
+        check(cfg) if inspect.signature(check).parameters else check()
     fits = getattr(plan.algo, "check_env", None)
     if callable(fits):  # what needs the task built: a P table, the discount, a policy file
         fits(plan.env, data=data)
+    if data and init_from and getattr(plan.algo, "init_from", None):
+        from rlrun.algos.init_from import check as check_init_from
+
+        check_init_from(cfg, plan.algo, plan.env)
     return plan
 
 

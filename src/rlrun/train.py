@@ -79,7 +79,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None,
         try:
             if resuming:
                 cfg = load_run_config(run_dir, overrides or [])
-                plan = preflight(cfg)
+                plan = preflight(cfg, init_from=False)  # its weights are its checkpoint's
             assert plan is not None
             return _train(cfg, plan, run_dir, resuming, dist, stop_at)
         finally:
@@ -111,6 +111,7 @@ def _train(cfg: DictConfig, plan: Plan, run_dir: Path, resuming: bool, dist: Dis
         deterministic=bool(cfg.deterministic), logger_cfg=plan.logger, headline=headline,
         checkpoint_every_s=float(cfg.checkpoint_every_s), resuming=resuming,
         network=cfg.get("network"), objective_tag=objective, minimize=spec.minimize,
+        also_report=spec.also_report,
         objective_stat=str(obj_cfg.get("stat") or "last"), dist=dist, stop_at=stop_at,
     )
     if not resuming:

@@ -1,14 +1,18 @@
-"""Character-level language modelling with a dense or mixture-of-experts transformer.
+"""Language modelling with a dense or mixture-of-experts transformer, on characters or on
+token shards.
 
     rlrun algo=lm                                        # dense FFN on Python's own docs
     rlrun algo=lm network.ffn=mixtral                    # 8 SwiGLU experts, top-2 (Mixtral)
     rlrun algo=lm network.ffn=switch network.capacity_factor=1.0 network.jitter=0.01
     rlrun algo=lm algo.flop_budget=2e13                  # stop at a training-FLOP budget
     rlrun algo=lm env=text_file env.path=book.txt
+    rlrun algo=lm env=tokens env.path=data/stdlib        # shards of rlrun-prepare (BPE)
+    rlrun algo=lm env=tokens env.path=data/code algo.init_from=RUN_DIR   # fine-tune a run
     torchrun --standalone --nproc_per_node=2 -m rlrun algo=lm   # data-parallel: docs/scaling.md
 
-One loop, top to bottom, as in nanoGPT: random windows of the training text, next-character
-cross-entropy plus the MoE router losses (already weighted by `network.aux_loss_coef` and
+One loop, top to bottom, as in nanoGPT: random windows of the training text (characters in
+memory, or token shards through np.memmap: `rlrun.data.lm_data`), next-token cross-entropy
+plus the MoE router losses (already weighted by `network.aux_loss_coef` and
 `network.z_loss_coef`), AdamW with warmup and cosine decay, gradient clipping. The run ends at
 `algo.total_steps` optimizer steps or when the cumulative training FLOPs reach
 `algo.flop_budget`, whichever comes first; the learning-rate schedule follows whichever is
@@ -17,17 +21,24 @@ matmul FLOPs the model counts itself (backward: one matmul for the input gradien
 the weight gradient per forward matmul); MoE layers count only the assignments they kept.
 
 Evaluation (every `algo.eval_every` steps and at the end) scores fixed validation windows
-(`eval/val_loss`, nats per character, and `eval/val_ppl`), logs what the attention heads do
+(`eval/val_loss`, nats per token (character), `eval/val_ppl`, and `eval/val_bpb`, bits per
+byte of the text the targets stand for, which compares runs with different tokenizers),
+logs what the attention heads do
 on the first of them (`attention/*`, `rlrun.nets.attention_stats`; `algo.attention_stats`)
 and a text sample decoded with a KV cache (`rlrun.nets.decode`), with classifier-free guidance
 when `algo.sample_cfg` is not 1 (Sanchez et al. 2023, transformers' convention: the
 unconditional branch is `algo.sample_negative_prompt`, or the prompt's last character alone;
 docs/lm.md#classifier-free-guidance). Attention variants
 (`network.n_kv_heads`, `network.pos_encoding`) are the network's: see docs/lm.md.
+
+`algo.init_from=RUN_DIR` starts a fresh run from another LM run's weights (`rlrun.algos.
+init_from`: checked in preflight, recorded in results.json); the optimiser, schedule and
+budget are this run's. A resumed run continues from its own checkpoint instead.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -38,13 +49,15 @@ import torch
 import torch.nn.functional as F
 
 from rlrun.core.errors import ConfigError
-from rlrun.data.text import CharCorpus, eval_batches, random_batch
+from rlrun.data.lm_data import open_lm_data, saved_text_codec
+from rlrun.data.tokens import bits_per_byte
 from rlrun.nets import build_network
 from rlrun.nets.attention_stats import log_attention
 from rlrun.nets.decode import generate
-from rlrun.schemas.lm import LMConfig, unknown_chars
+from rlrun.schemas.lm import LMConfig
 
 MOE_TAGS = ("entropy", "top1_share", "dropped_fraction", "aux_loss", "z_loss")
+log_ = logging.getLogger("rlrun")
 
 
 def learning_rate(cfg: LMConfig, step: int, progress: float) -> float:
@@ -66,15 +79,25 @@ def make_optimizer(model: torch.nn.Module, cfg: LMConfig) -> torch.optim.AdamW:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: list, dev: torch.device) -> float:
-    """Mean next-character cross-entropy (nats) over the fixed validation batches."""
+def evaluate(model: torch.nn.Module, batches: list, dev: torch.device,
+             token_bytes: np.ndarray) -> tuple[float, float]:
+    """(mean next-token cross-entropy in nats, bits per byte) over the fixed validation
+    batches. Bits per byte: the summed cross-entropy of the targets that stand for text,
+    / ln 2, / the bytes they stand for (`token_bytes`; the end-of-text token has none and is
+    left out of both sums)."""
     model.eval()
-    total = 0.0
+    total = nats = 0.0
+    n_bytes = 0
+    per_token = torch.as_tensor(token_bytes)
     for x, y in batches:
         logits, _ = model(x.to(dev))
-        total += float(F.cross_entropy(logits.flatten(0, 1), y.to(dev).flatten()))
+        ce = F.cross_entropy(logits.flatten(0, 1), y.to(dev).flatten(), reduction="none")
+        total += float(ce.mean())
+        b = per_token[y.flatten()].to(ce.device)
+        nats += float(ce[b > 0].double().sum())
+        n_bytes += int(b.sum())
     model.train()
-    return total / len(batches)
+    return total / len(batches), bits_per_byte(nats, n_bytes)
 
 
 def log_moe(log: Any, stats: list[dict[str, torch.Tensor]], step: int) -> None:
@@ -102,26 +125,39 @@ def run(ctx) -> None:
         raise ConfigError("network.causal=false: a language model predicts the next character"
                           " and must not see it; algo=lm needs network.causal=true")
     block = int(ctx.network.block_size)
-    corpus = CharCorpus(ctx.env, block)
-    model = build_network(ctx.network, vocab_size=corpus.vocab_size).to(dev)
+    # characters in memory, or token shards; each rank draws its own batches (stream
+    # `batches`, per rank), and its own router jitter (torch's global RNG)
+    data = open_lm_data(ctx, block)
+    model = build_network(ctx.network, vocab_size=data.vocab_size).to(dev)
     opt = make_optimizer(model, cfg)
     ddp = dist.wrap(model)  # DDP under torchrun (averages gradients); the model on 1 process
-    # Each rank draws its own batches, and its own router jitter (torch's global RNG).
-    batches = torch.Generator().manual_seed(ctx.seed_of("batches"))
     torch.manual_seed(ctx.seed_of("torch"))
-    val = eval_batches(corpus.val, cfg.batch_size, block, cfg.eval_batches)
-    prompt = corpus.encode(cfg.sample_prompt)
-    negative = encode_known(corpus, cfg.sample_negative_prompt, "algo.sample_negative_prompt")
+    val = data.eval_batches(cfg.batch_size, cfg.eval_batches)
+    prompt = data.encode(cfg.sample_prompt)
+    negative = encode_known(data.encode, data.unknown, cfg.sample_negative_prompt,
+                            "algo.sample_negative_prompt")
     st = {"flops": 0, "tokens": 0}
 
     ctx.track(model=model, opt=opt, counters=st)
-    ctx.track_per_rank(batches=batches)
+    ctx.track_per_rank(batches=data.rng)
     log = ctx.logger
+    if dist.is_main:  # the tokenizer, for rlrun-eval and a later algo.init_from
+        data.save(ctx.run_dir)
     if not ctx.resume():
+        if cfg.init_from:  # the source's weights; the optimiser and schedule are this run's
+            from rlrun.algos.init_from import init_lm, open_source
+
+            rec = init_lm(model, open_source(cfg.init_from), cfg.init_from_vocab,
+                          data.vocabulary())
+            ctx.record(init_from=rec)
+            log_.info("init_from: the weights of %s (step %d, sha256 %s...)%s",
+                      rec["run_dir"], rec["step"], rec["sha256"][:12],
+                      f"; {rec['tokens_new']} new tokens start from the mean row"
+                      if "tokens_new" in rec else "")
         total, active = model.num_params()
         log.scalars({"model/params": total, "model/active_params": active,
-                     "data/unigram_entropy": corpus.unigram_entropy()}, 0)
-        log.text("data/vocabulary", repr("".join(corpus.chars)), 0)
+                     "data/unigram_entropy": data.unigram_entropy()}, 0)
+        log.text("data/vocabulary", data.describe(), 0)
 
     budget = cfg.flop_budget or math.inf
     ppl = None
@@ -131,7 +167,7 @@ def run(ctx) -> None:
         lr = learning_rate(cfg, ctx.step, max(ctx.step / cfg.total_steps, st["flops"] / budget))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y = random_batch(corpus.train, cfg.batch_size, block, batches)  # per rank
+        x, y = data.batch(cfg.batch_size)  # per rank
         x, y = x.to(dev), y.to(dev)
         logits, aux = ddp(x)
         ce = F.cross_entropy(logits.flatten(0, 1), y.flatten())
@@ -156,17 +192,17 @@ def run(ctx) -> None:
             log_moe(log, aux.moe, step)
             t_log, tok_log = now, st["tokens"]
         if (ctx.every("eval", cfg.eval_every, step) or done) and dist.is_main:
-            vl = evaluate(model, val, dev)
+            vl, bpb = evaluate(model, val, dev, data.token_bytes)
             ppl = math.exp(vl)
-            log.scalars({"eval/val_loss": vl, "eval/val_ppl": ppl,
+            log.scalars({"eval/val_loss": vl, "eval/val_ppl": ppl, "eval/val_bpb": bpb,
                          "eval/flops": st["flops"]}, step)
             if cfg.attention_stats:  # the first 8 validation windows, explicit attention
                 log_attention(log, model, val[0][0][:8].to(dev), step)
             if cfg.sample_chars:  # KV-cache decoding, its own RNG (training's is untouched);
                 g = sample_generator(ctx.seed, step, dev)  # rlrun-eval replays it
-                text = corpus.decode(generate(model, prompt, cfg.sample_chars,
-                                              cfg.sample_temperature, g,
-                                              **guidance(cfg.sample_cfg, negative)))
+                text = data.decode(generate(model, prompt, cfg.sample_chars,
+                                            cfg.sample_temperature, g,
+                                            **guidance(cfg.sample_cfg, negative)))
                 log.text("eval/sample", "    " + (cfg.sample_prompt + text)
                          .replace("\n", "\n    "), step)
             t_log = time.perf_counter()  # evaluation time is not training throughput
@@ -187,32 +223,37 @@ def guidance(cfg: float, negative: list[int]) -> dict[str, Any]:
     return {"guidance_scale": None if cfg == 1 else cfg, "negative_prompt": negative or None}
 
 
-def encode_known(corpus: CharCorpus, text: str, key: str) -> list[int]:
-    """`text` encoded; a character outside the corpus's vocabulary is a one-line error
-    naming them (`key`: the option that gave the text)."""
-    unknown = unknown_chars(text, corpus.stoi)
+def encode_known(encode: Callable[[str], list[int]], unknown_in: Callable[[str], str],
+                 text: str, key: str) -> list[int]:
+    """`text` encoded; a character outside a character model's vocabulary is a one-line
+    error naming them (`key`: the option that gave the text; a byte-level tokenizer knows
+    every text)."""
+    unknown = unknown_in(text)
     if unknown:
         raise ConfigError(f"{key}={text!r} holds characters the model never saw: {unknown!r}")
-    return corpus.encode(text)
+    return encode(text)
 
 
 def load_text_generator(ctx: Any) -> Callable[..., str]:
     """rlrun-eval's hook: `generate(prompt, chars, temperature, cfg=1.0, negative_prompt="")
     -> text` from the saved model, decoded with the KV cache and seeded `ctx.seed + step` as
-    the run's own samples are; `cfg` != 1 decodes with classifier-free guidance."""
-    corpus = CharCorpus(ctx.env, int(ctx.network.block_size))
-    model = build_network(ctx.network, vocab_size=corpus.vocab_size).to(ctx.device)
+    the run's own samples are; `cfg` != 1 decodes with classifier-free guidance. A run on
+    token shards encodes and decodes with the tokenizer.json in its run dir (`chars` then
+    counts tokens)."""
+    encode, decode, vocab_size, unknown_in = saved_text_codec(
+        ctx.run_dir, ctx.env, int(ctx.network.block_size))
+    model = build_network(ctx.network, vocab_size=vocab_size).to(ctx.device)
     ctx.track(model=model)  # the loop's name
     ctx.resume()
 
     def gen(prompt: str, chars: int, temperature: float, cfg: float = 1.0,
             negative_prompt: str = "") -> str:
-        unknown = unknown_chars(prompt, corpus.stoi)
+        unknown = unknown_in(prompt)
         if unknown:
             raise ConfigError(f"prompt= holds characters the model never saw: {unknown!r}")
-        negative = encode_known(corpus, negative_prompt, "negative_prompt")
+        negative = encode_known(encode, unknown_in, negative_prompt, "negative_prompt")
         g = sample_generator(ctx.seed, ctx.step, ctx.device)
-        return corpus.decode(generate(model, corpus.encode(prompt), chars, temperature, g,
-                                      **guidance(cfg, negative)))
+        return decode(generate(model, encode(prompt), chars, temperature, g,
+                               **guidance(cfg, negative)))
 
     return gen

@@ -20,14 +20,23 @@ most frequent class, what always answering it scores; `eval/confusion`, an image
 true classes, columns predictions, each row normalised). At the end the test split is
 scored the same way under `test/*`. Routing statistics are `moe/*`, as for `algo=lm`. The
 vocabulary and label names are saved as `<run>/vocab.json`.
+
+`algo.init_from=LM_RUN` starts the encoder from an `algo=lm` run's embedding and blocks
+(`rlrun.algos.init_from`): a causal LM's blocks become a bidirectional encoder
+(`network.causal=false` says how it attends now; the log says the source was causal). With
+`algo.init_from_vocab=same` the texts are encoded with the LM's tokenizer (copied into the run
+dir), with `extend` with env.tokenizer's vocabulary, whose tokens the LM also has (the same
+bytes) starting from its rows.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -35,6 +44,7 @@ from rlrun.algos.lm import learning_rate, log_moe, make_optimizer
 from rlrun.core.checkpoint import atomic_write_bytes
 from rlrun.core.errors import ConfigError
 from rlrun.data.text_classification import LabelledText
+from rlrun.data.tokens import TOKENIZER_FILE
 from rlrun.nets import build_network
 from rlrun.nets.classifier import SequenceClassifier
 from rlrun.schemas.text_classifier import TextClassifierConfig
@@ -92,11 +102,17 @@ def run(ctx) -> None:
     if ctx.network.causal:
         raise ConfigError("network.causal=true: algo=text_classifier reads the whole text at"
                           " once; use network.causal=false (network=encoder)")
-    data = LabelledText(ctx.env)
+    src = source_tokens = None
+    if cfg.init_from:  # an LM run's weights (and, with init_from_vocab=same, its tokenizer)
+        from rlrun.algos.init_from import open_source
+
+        src = open_source(cfg.init_from)
+        source_tokens = src.tokenizer()
+    data = LabelledText(ctx.env, source_tokens if cfg.init_from_vocab == "same" else None)
     encoder = build_network(ctx.network, vocab_size=len(data.vocab), lm_head=False,
                             block_size=data.max_len)
-    model = SequenceClassifier(encoder, data.n_classes, cfg.dropout, hidden=cfg.head_hidden,
-                               mask_padding=cfg.mask_padding).to(dev)
+    model = SequenceClassifier(encoder, data.n_classes, cfg.dropout, pad_id=data.pad,
+                               hidden=cfg.head_hidden, mask_padding=cfg.mask_padding).to(dev)
     opt = make_optimizer(model, cfg)
     x_train, y_train = data.splits["train"]
     n_train = len(x_train)
@@ -107,6 +123,21 @@ def run(ctx) -> None:
     ctx.track(model=model, opt=opt, counters=st)
     log = ctx.logger
     if not ctx.resume():
+        if src is not None:
+            from rlrun.algos.init_from import init_encoder
+
+            if data.source is not None:  # the LM's own ids, then padding (a new row)
+                mapping = np.append(np.arange(len(data.vocab) - 1), -1)
+            else:  # the classifier's vocabulary: rows of tokens the LM has, by their bytes
+                mapping = data.vocabulary().map_from(source_tokens.vocabulary())
+            causal = bool(src.cfg.network.get("causal", True))
+            rec = init_encoder(encoder, src, mapping, causal)
+            ctx.record(init_from={**rec, "vocab": cfg.init_from_vocab})
+            logging.getLogger("rlrun").info(
+                "init_from: the embedding and blocks of %s (step %d, sha256 %s...)%s; %d of %d"
+                " tokens from its rows", rec["run_dir"], rec["step"], rec["sha256"][:12],
+                ", a causal LM: its blocks now attend both ways (network.causal=false)"
+                if causal else "", rec["tokens_from_source"], len(mapping))
         total, active = model.num_params()
         log.scalars({"model/params": total, "model/active_params": active,
                      "data/train": n_train, "data/val": len(data.splits["val"][1]),
@@ -114,6 +145,8 @@ def run(ctx) -> None:
                      "data/vocab": len(data.vocab)}, 0)
         log.text("data/labels", ", ".join(data.labels), 0)
     atomic_write_bytes(ctx.run_dir / "vocab.json", json.dumps(data.to_json()).encode())
+    if data.kind == TOKENIZER_FILE:  # the LM's tokenizer, for rlrun-eval and classify()
+        source_tokens.tokenizer.save(str(ctx.run_dir / TOKENIZER_FILE))
 
     acc = None
     order = torch.empty(0, dtype=torch.long)

@@ -107,15 +107,20 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely (`weights_only=True`); a corrupt file is a `CheckpointError`."""
+def load_checkpoint(path: Path, map_location: str = "cpu",
+                    data: bytes | None = None) -> dict[str, Any]:
+    """Load a checkpoint safely (`weights_only=True`); a corrupt file is a `CheckpointError`.
+    `data`: the file's bytes, already read (so that a hash of them describes what loads)."""
+    import io
+
     import torch
 
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(io.BytesIO(data) if data is not None else path,
+                           map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for truncated/garbage files
         if "Weights only load failed" in str(e):  # not torch's advice to load it unsafely
             raise CheckpointError(

@@ -28,6 +28,8 @@ The context also carries the typed configs, the logger, the device and the seed.
 - `ctx.every(name, interval)` is True when `ctx.step` reaches the cadence's next point
   (`interval`, `2 * interval`, ...; never for 0); the next points are saved with the
   checkpoint.
+- `ctx.record(**items)` adds keys to `results.json` (e.g. where the weights came from:
+  `init_from`); they go into checkpoints too, so a resumed run keeps them.
 - `ctx.track(**items)` declares what a checkpoint holds (`rlrun.core.state`). In a
   data-parallel run, items with a `state_dict` are taken to be the same on every rank
   (networks, optimisers) and saved once; `ctx.track_per_rank(**items)` declares those each
@@ -72,6 +74,11 @@ from rlrun.core.seeding import rng_state, set_rng_state
 from rlrun.core.status import HEARTBEAT_S
 
 StateFn = Callable[[], dict[str, Any]]
+# results.json keys that rlrun writes itself (ctx.record may not replace them)
+RESERVED_RESULT_KEYS = frozenset({
+    "algo", "env", "seed", "status", "steps", "wall_time_s", "metrics", "device", "headline",
+    "objective", "objective_metric", "objective_mode", "objectives", "minimize", "world_size",
+    "error", "pid", "pid_start", "host", "heartbeat", "heartbeat_s"})
 
 
 class Resumed:
@@ -108,6 +115,7 @@ class RunContext:
     objective_tag: str | None = None  # the scalar results.json reports as `objective`
     objective_stat: str = "last"
     minimize: tuple[str, ...] = ()  # tags the algorithm minimises (its schema's `minimize`)
+    also_report: tuple[str, ...] = ()  # reported beside the objective (its spec's)
     resuming: bool = False
     step: int = 0
     wall_time_prev_s: float = 0.0
@@ -125,12 +133,12 @@ class RunContext:
     _per_rank: set[str] = field(default_factory=set, init=False)  # track_per_rank's names
     _due: dict[str, int] = field(default_factory=dict, init=False)  # ctx.every's next points
     _scalars_points: int = field(default=-1, init=False)  # points in the last scalars.parquet
-    _records: dict[str, Any] = field(default_factory=dict, init=False)  # ctx.record's items
     finished: bool = field(default=False, init=False)  # finish() ran to its end
     # the step of an evaluation that Ctrl-C cut short: saved with the checkpoint of that
     # step, redone on resume (rlrun.rl.evaluation)
     pending_evaluation: int | None = field(default=None, init=False)
     _resume_hooks: list[Callable[[], None]] = field(default_factory=list, init=False)
+    _record: dict[str, Any] = field(default_factory=dict, init=False)  # ctx.record's keys
 
     def __post_init__(self) -> None:
         self._resume_state = None
@@ -179,9 +187,12 @@ class RunContext:
         self._per_rank.update(items)
 
     def record(self, **items: Any) -> None:
-        """Add plain JSON values to every `results.json` this run writes (what a loop decided
-        that a reader should know, e.g. a budget rounded to whole rollouts)."""
-        self._records.update(items)
+        """Add keys (JSON values) to results.json, after the contract's own, which they may
+        not replace; saved with checkpoints, so a resumed run's record keeps them."""
+        taken = sorted(set(items) & RESERVED_RESULT_KEYS)
+        if taken:
+            raise ValueError(f"ctx.record({', '.join(taken)}=...): results.json's own keys")
+        self._record.update(items)
 
     def rng(self, name: str) -> Any:
         """The named random stream of this run (a NumPy Generator; see the module docstring)."""
@@ -286,6 +297,7 @@ class RunContext:
         self.step = int(s["step"])
         self.wall_time_prev_s = float(s["wall_time_s"])
         self._due = {str(k): int(v) for k, v in (s.get("due") or {}).items()}
+        self._record.update(s.get("record") or {})
         return s["loop"]
 
     def save(self, step: int, loop_state: dict[str, Any] | None = None) -> None:
@@ -311,7 +323,7 @@ class RunContext:
         save_checkpoint(self.checkpoint_path, {
             "step": step, "loop": loop_state, "logger": self.logger.state_dict(),
             "rng": rng_state(), "wall_time_s": self.wall_time_s, "due": dict(self._due),
-            **extra,
+            **({"record": dict(self._record)} if self._record else {}), **extra,
         })
         self._saved_step = step
         self._last_ckpt = time.monotonic()
@@ -347,12 +359,14 @@ class RunContext:
             extra["objective_metric"] = f"{tag} ({self.objective_stat})"
         if tag:  # the declared direction, for sweepers and reports (no guessing by name)
             extra["objective_mode"] = "min" if lower_is_better(tag, self.minimize) else "max"
+            # what rlrun-report summarises by default: the objective, then the spec's others
+            extra["objectives"] = list(dict.fromkeys([tag, *self.also_report]))
         extra["minimize"] = [*ALWAYS_MINIMIZED, *self.minimize]
         if self.dist.enabled:
             extra["world_size"] = self.dist.world_size
         if error:
             extra["error"] = error
-        extra.update(self._records)
+        extra.update({k: v for k, v in self._record.items() if k not in extra})
         rec = results_file.build(algo=self.algo_name, env=self.env_name, seed=self.seed,
                                  status=status, steps=self.step, wall_time_s=self.wall_time_s,
                                  metrics=metrics, **extra)

@@ -125,6 +125,9 @@ class AlgoSpec:
     The rest:
     - `headline`: the tag on the progress bar and in log lines (default: the objective);
     - `minimize`: tags whose `best` is the minimum (besides `losses/*`);
+    - `also_report`: tags rlrun-report summarises beside the objective by default (the LM's
+      `eval/val_bpb`, which compares runs with different tokenizers); recorded in
+      results.json's `objectives` after the objective;
     - `logged_tags`: patterns of the tags it logs, for checking `objective.metric` up front
       (None: not checked until the run ends);
     - `uses_torch`: False for NumPy loops (no device, no torch threads, no torch import);
@@ -149,6 +152,7 @@ class AlgoSpec:
     goal: str
     headline: str | None = None
     minimize: tuple[str, ...] = ()
+    also_report: tuple[str, ...] = ()
     logged_tags: tuple[str, ...] | None = None
     uses_torch: bool = True
     uses_network: bool = True
@@ -173,8 +177,8 @@ class AlgoSpec:
             object.__setattr__(self, "headline", self.objective)
         if self.budget not in BUDGET_KEYS:
             raise ValueError(f"budget={self.budget!r} must be one of {', '.join(BUDGET_KEYS)}")
-        for name in ("task_kinds", "minimize", "network_inputs", "action_spaces",
-                     "resume_keys"):
+        for name in ("task_kinds", "minimize", "also_report", "network_inputs",
+                     "action_spaces", "resume_keys"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
 

@@ -23,6 +23,12 @@ alphabetically), every text cut or padded to `env.max_len` ids. `env.tokenizer=w
 lower-cased text into `\\w+` words (IMDB's `<br />` removed first); `char` takes characters.
 Unlike keras' `pad_sequences` (which keeps the end and pads in front), the first `max_len`
 tokens are kept and padding goes at the end; the classifier's pooling ignores padding.
+
+A classifier that starts from an LM run (`algo.init_from`, `algo.init_from_vocab=same`)
+encodes its texts with that run's tokenizer instead (`LabelledText(cfg, source=...)`): the
+raw text, not lower-cased, through the run's tokenizer.json (a copy goes into the run dir) or
+its characters; the padding id is one past the LM's vocabulary, and there is no unknown id
+(a character the LM never saw is left out).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import torch
 
 from rlrun.core.errors import DataError
 from rlrun.data.text import read_utf8
+from rlrun.data.tokens import TOKENIZER_FILE, RunTokenizer, Vocabulary
 from rlrun.schemas.data import STDLIB_PACKAGES, TextClassificationConfig
 
 PAD, OOV = 0, 1
@@ -277,11 +284,17 @@ def token_spans(text: str, kind: str) -> list[tuple[str, int, int]]:
             for m in re.finditer(r"\w+", text.replace("<br />", " " * 6))]
 
 
-def encode(texts: list[str], stoi: dict[str, int], kind: str, max_len: int) -> torch.Tensor:
-    """Ids (N, max_len): known tokens, OOV for the rest, cut or padded at the end."""
-    out = torch.full((len(texts), max_len), PAD, dtype=torch.long)
+def encode(texts: list[str], stoi: dict[str, int], kind: str, max_len: int, pad: int = PAD,
+           unknown: int | None = OOV, tokenizer: RunTokenizer | None = None) -> torch.Tensor:
+    """Ids (N, max_len): known tokens, `unknown` for the rest (None: left out), cut or padded
+    with `pad` at the end; with `tokenizer` (an LM run's), its ids of the raw text."""
+    out = torch.full((len(texts), max_len), pad, dtype=torch.long)
     for i, text in enumerate(texts):
-        ids = [stoi.get(t, OOV) for t in tokens(text, kind)][:max_len]
+        if tokenizer is not None:
+            ids = tokenizer.encode(text)[:max_len]
+        else:
+            ids = [stoi.get(t, unknown) for t in tokens(text, kind)
+                   if unknown is not None or t in stoi][:max_len]
         out[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
     return out
 
@@ -290,14 +303,20 @@ class LabelledText:
     """The three splits as id tensors (N, max_len) and label tensors, with the vocabulary
     and the label names; `to_json()` is what the run saves as vocab.json."""
 
-    def __init__(self, cfg: TextClassificationConfig):
+    def __init__(self, cfg: TextClassificationConfig, source: RunTokenizer | None = None):
         train, val, test = load_splits(cfg)
         self.labels = check_splits(train, val, test, cfg.path or "the standard-library"
                                    " docstrings")
         self.kind, self.max_len = cfg.tokenizer, cfg.max_len
-        counts = Counter(tok for text, _ in train for tok in tokens(text, self.kind))
-        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:cfg.vocab_size - 2]
-        self.vocab = ["<pad>", "<unk>", *(tok for tok, _ in top)]
+        self.pad, self.unknown, self.source = PAD, OOV, source
+        if source is None:
+            counts = Counter(tok for text, _ in train for tok in tokens(text, self.kind))
+            top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:cfg.vocab_size - 2]
+            self.vocab = ["<pad>", "<unk>", *(tok for tok, _ in top)]
+        else:  # an LM run's tokens, then padding
+            self.kind = "char" if source.chars is not None else TOKENIZER_FILE
+            self.vocab = [*source.tokens(), "<pad>"]
+            self.pad, self.unknown = len(self.vocab) - 1, None
         self.stoi = {tok: i for i, tok in enumerate(self.vocab)}
         self.lab_id = {lab: i for i, lab in enumerate(self.labels)}
         self.splits = {name: self._encode(part)
@@ -305,7 +324,16 @@ class LabelledText:
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         """Ids (N, max_len): known tokens, OOV for the rest, cut or padded at the end."""
-        return encode(texts, self.stoi, self.kind, self.max_len)
+        return encode(texts, self.stoi, self.kind, self.max_len, self.pad, self.unknown,
+                      self.source if self.kind == TOKENIZER_FILE else None)
+
+    def vocabulary(self) -> Vocabulary:
+        """What each id stands for: its token's UTF-8 bytes; padding and unknown (and
+        nothing else) by name, so `algo.init_from_vocab=extend` maps the rest by bytes."""
+        if self.source is not None:
+            return Vocabulary(self.source.vocabulary().pieces + ("<pad>",), "")
+        return Vocabulary(("<pad>", "<unk>", *(t.encode("utf-8") for t in self.vocab[2:])),
+                          f"{len(self.vocab)} {self.kind} tokens")
 
     def _encode(self, rows: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
         return (self.encode([t for t, _ in rows]),
@@ -316,8 +344,8 @@ class LabelledText:
         return len(self.labels)
 
     def to_json(self) -> dict:
-        return {"tokenizer": self.kind, "max_len": self.max_len, "pad": PAD, "unknown": OOV,
-                "labels": self.labels, "tokens": self.vocab}
+        return {"tokenizer": self.kind, "max_len": self.max_len, "pad": self.pad,
+                "unknown": self.unknown, "labels": self.labels, "tokens": self.vocab}
 
 
 def classify(run_dir: str | Path, texts: list[str]) -> list[str]:
@@ -348,8 +376,12 @@ class SavedClassifier:
     rlrun-eval's `load_text_classifier` hook returns); `probabilities` gives the softmax, and
     the tokenizer is open to tools that look inside (rlrun-drift, `rlrun.explain`)."""
 
-    def __init__(self, model: torch.nn.Module, vocab: dict[str, Any]):
+    def __init__(self, model: torch.nn.Module, vocab: dict[str, Any], pad: int = PAD,
+                 unknown: int | None = OOV, tokenizer: RunTokenizer | None = None):
         self.model = model
+        # a classifier started from an LM run (algo.init_from) reads that run's vocabulary:
+        # its padding id, no unknown id (unknown characters are left out), or its tokenizer
+        self.pad, self.unknown, self.tokenizer = pad, unknown, tokenizer
         self.labels: list[str] = list(vocab["labels"])
         self.tokens: list[str] = list(vocab["tokens"])
         self.kind, self.max_len = str(vocab["tokenizer"]), int(vocab["max_len"])
@@ -357,7 +389,8 @@ class SavedClassifier:
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         """Ids (N, max_len) as in training: known tokens, unknown (1) for the rest."""
-        return encode(texts, self.stoi, self.kind, self.max_len)
+        return encode(texts, self.stoi, self.kind, self.max_len, self.pad, self.unknown,
+                      self.tokenizer)
 
     @torch.no_grad()
     def probabilities(self, texts: list[str], batch_size: int | None = None) -> torch.Tensor:
@@ -394,8 +427,15 @@ def saved_classifier(run_dir: Path, network: Any, algo: Any) -> tuple[Any, Saved
     except (ValueError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is unreadable ({str(e).splitlines()[0][:120]}): the run's"
                         " saved vocabulary is damaged; retrain the run") from None
+    pad, unknown = int(vocab.get("pad", PAD)), vocab.get("unknown", OOV)
+    tokenizer = None
+    if vocab["tokenizer"] == TOKENIZER_FILE:  # an LM's tokenizer (algo.init_from), saved here
+        tokenizer = RunTokenizer.read(run_dir)
+        if tokenizer is None or tokenizer.tokenizer is None:
+            raise DataError(f"{run_dir}: no {TOKENIZER_FILE}, which its vocab.json names")
     encoder = build_network(network, vocab_size=len(vocab["tokens"]), lm_head=False,
                             block_size=vocab["max_len"])
-    model = SequenceClassifier(encoder, len(vocab["labels"]), 0.0,
+    model = SequenceClassifier(encoder, len(vocab["labels"]), 0.0, pad_id=pad,
                                hidden=int(algo.head_hidden), mask_padding=bool(algo.mask_padding))
-    return model, SavedClassifier(model, vocab)
+    return model, SavedClassifier(model, vocab, pad, None if unknown is None else int(unknown),
+                                  tokenizer)

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from rlrun.core.errors import DataError
+from rlrun.core.errors import ConfigError, DataError
 
 META_FILE = "meta.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -116,8 +116,9 @@ class TokenShards:
         if block_size + 1 > longest:
             where = f"the longest {split} shard of {self.path} holds {longest}" if shards else \
                 f"{self.path} has no {split} shard"
-            raise DataError(f"block_size={block_size} needs windows of {block_size + 1} tokens,"
-                            f" but {where}; use a smaller block_size or more text")
+            raise DataError(f"network.block_size={block_size} needs windows of {block_size + 1}"
+                            f" tokens, but {where}; use a smaller network.block_size or more"
+                            " text")
         return shards
 
     def windows(self, split: str, batch: int, block_size: int,
@@ -152,6 +153,16 @@ class TokenShards:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer().encode(text, add_special_tokens=False).ids
 
+    def vocabulary(self) -> Vocabulary:
+        """What each id stands for (`algo.init_from` compares it with the source run's)."""
+        return Vocabulary.of_tokenizer(self.tokenizer(), str(self.path / TOKENIZER_FILE))
+
+    def check_fits(self, block_size: int) -> None:
+        """Both splits hold a shard of at least `block_size + 1` tokens (a DataError naming
+        the shortfall otherwise): what preflight checks before a run dir exists."""
+        for split in SPLITS:
+            self._check_fits(split, block_size)
+
     def decode(self, ids: list[int] | np.ndarray) -> str:
         return self.tokenizer().decode([int(i) for i in ids], skip_special_tokens=False)
 
@@ -168,7 +179,13 @@ class TokenShards:
 
 
 def load_tokenizer(path: str | Path) -> Any:
-    from tokenizers import Tokenizer
+    """A saved `tokenizer.json` (a JSON description that `tokenizers` parses in Rust: reading
+    one runs no code), with special-token text in input kept as text."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise ConfigError("token shards need Hugging Face tokenizers: pip install"
+                          " 'rlrun[prepare]'") from None
 
     path = Path(path)
     if not path.is_file():
@@ -210,3 +227,131 @@ def bits_per_byte(total_nats: float, n_bytes: int) -> float:
     if n_bytes <= 0:
         raise ValueError("bits per byte needs at least one byte")
     return total_nats / math.log(2) / n_bytes
+
+
+# ---- vocabularies: what each id stands for (algo.init_from compares and maps them) ----------
+def byte_level_alphabet() -> dict[str, int]:
+    """Character -> byte of byte-level BPE (GPT-2's `bytes_to_unicode`, which `tokenizers`'
+    ByteLevel pre-tokenizer uses): printable bytes stand for themselves, the other 68 are
+    shifted to code points 256 and up, in byte order."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+            *range(ord("®"), ord("ÿ") + 1)]
+    out, shifted = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[chr(b)] = b
+        else:
+            out[chr(256 + shifted)] = b
+            shifted += 1
+    return out
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What each token id of a model stands for: the bytes of text (`bytes`), or the name of
+    a special token (`str`, e.g. `<|endoftext|>`). Two runs whose pieces are equal id for id
+    share a tokenizer; otherwise `map_from` finds, for each id, the id of another vocabulary
+    that stands for the same bytes (or the same special token)."""
+
+    pieces: tuple[bytes | str, ...]
+    what: str  # for messages: "8192 tokens (byte-level BPE, DIR/tokenizer.json)"
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    @classmethod
+    def of_tokenizer(cls, tokenizer: Any, where: str) -> Vocabulary:
+        """A `tokenizers.Tokenizer`: byte-level tokens decoded to their bytes, others (a
+        character vocabulary, WordPiece...) as the UTF-8 of their string."""
+        n = tokenizer.get_vocab_size(with_added_tokens=True)
+        byte_level = type(tokenizer.decoder).__name__ == "ByteLevel"
+        special = {i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+        alphabet = byte_level_alphabet() if byte_level else {}
+        pieces: list[bytes | str] = []
+        for i in range(n):
+            tok = tokenizer.id_to_token(i)
+            if i in special or tok is None:
+                pieces.append(str(tok))
+            elif byte_level:
+                pieces.append(bytes(alphabet[c] for c in tok) if all(
+                    c in alphabet for c in tok) else tok)
+            else:
+                pieces.append(tok.encode("utf-8"))
+        model = json.loads(tokenizer.to_str()).get("model") or {}
+        kind = ("byte-level BPE" if byte_level else "characters"
+                if model.get("type") == "BPE" and not model.get("merges")
+                else str(model.get("type", "tokenizer")))
+        return cls(tuple(pieces), f"{n} tokens ({kind}, {where})")
+
+    @classmethod
+    def of_chars(cls, chars: list[str], where: str) -> Vocabulary:
+        """A character vocabulary (token i is `chars[i]`), as the character-level path has."""
+        return cls(tuple(c.encode("utf-8") for c in chars),
+                   f"{len(chars)} characters ({where})")
+
+    def map_from(self, source: Vocabulary) -> np.ndarray:
+        """For each id of this vocabulary, the id of `source` that stands for the same bytes
+        (or special token), or -1 where `source` has none (int64, len(self) long)."""
+        index: dict[bytes | str, int] = {}
+        for i, p in enumerate(source.pieces):
+            index.setdefault(p, i)
+        return np.array([index.get(p, -1) for p in self.pieces], dtype=np.int64)
+
+
+CHAR_VOCAB_FILE = "vocab.json"  # a character-level LM run's characters, in its run dir
+
+
+@dataclass
+class RunTokenizer:
+    """The tokenizer of an LM run, as it saved it in its run dir: `tokenizer.json` (a run on
+    token shards: a copy of theirs) or `vocab.json` (a character run: its characters, id i
+    is `chars[i]`). `algo.init_from` compares it with the new run's and, for the text
+    classifier, encodes texts with it."""
+
+    where: str
+    tokenizer: Any = None  # a tokenizers.Tokenizer, or None for characters
+    chars: list[str] | None = None
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> RunTokenizer | None:
+        """The run dir's saved tokenizer, or None where it saved none (runs of an older
+        rlrun); a damaged file is a DataError."""
+        run_dir = Path(run_dir)
+        if (run_dir / TOKENIZER_FILE).is_file():
+            path = run_dir / TOKENIZER_FILE
+            return cls(str(path), tokenizer=load_tokenizer(path))
+        path = run_dir / CHAR_VOCAB_FILE
+        if not path.is_file():
+            return None
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            chars = saved["tokens"]
+            if saved.get("tokenizer") != "char" or not isinstance(chars, list) or not all(
+                    isinstance(c, str) and len(c) == 1 for c in chars):
+                raise ValueError("not an LM run's character vocabulary")
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise DataError(f"{path} is unreadable ({str(e).splitlines()[0][:120]})") from None
+        return cls(str(path), chars=chars)
+
+    def __len__(self) -> int:
+        if self.chars is not None:
+            return len(self.chars)
+        return int(self.tokenizer.get_vocab_size(with_added_tokens=True))
+
+    def vocabulary(self) -> Vocabulary:
+        if self.chars is not None:
+            return Vocabulary.of_chars(self.chars, self.where)
+        return Vocabulary.of_tokenizer(self.tokenizer, self.where)
+
+    def encode(self, text: str) -> list[int]:
+        """The ids of `text` (characters the vocabulary lacks are left out)."""
+        if self.chars is not None:
+            stoi = {c: i for i, c in enumerate(self.chars)}
+            return [stoi[c] for c in text if c in stoi]
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def tokens(self) -> list[str]:
+        """Each id's token string (for display and vocab.json)."""
+        if self.chars is not None:
+            return list(self.chars)
+        return [str(self.tokenizer.id_to_token(i)) for i in range(len(self))]

@@ -44,6 +44,7 @@ class RunRow:
     metric_counts: dict[str, int] = field(default_factory=dict)
     minimize: tuple[str, ...] = ()  # tags its algorithm declares lower-is-better
     problem: str | None = None  # a file of the run that could not be read (index.read_run)
+    objectives: tuple[str, ...] = ()  # reported by default: the objective, then others
 
 
 @dataclass
@@ -85,18 +86,20 @@ def load_runs(con: Any) -> list[RunRow]:
         met.setdefault(run_dir, {})[tag] = {"last": last, "tail_mean": tail, "best": best}
         counts.setdefault(run_dir, {})[tag] = int(count or 0)
     rows = con.execute("SELECT run_dir, root, rel, algo, env, seed, status, error, label, "
-                       "objective_tag, headline, minimize, problem FROM runs").fetchall()
+                       "objective_tag, headline, minimize, problem, objectives FROM runs"
+                       ).fetchall()
     out = []
     one_root = len({r[1] for r in rows}) == 1
     for (run_dir, root, rel, algo, env, seed, status, error, label, obj, head, mini,
-         problem) in rows:
+         problem, objectives) in rows:
         c = cfg.get(run_dir, {})
         out.append(RunRow(run_dir, rel if one_root else
                           f"{root.rsplit('/', 1)[-1]}/{rel}", algo, env, seed, status, error,
                           label, obj, head, c, met.get(run_dir, {}), has_config=bool(c),
                           metric_counts=counts.get(run_dir, {}),
                           minimize=tuple(json.loads(mini)) if mini else (),
-                          problem=problem))
+                          problem=problem,
+                          objectives=tuple(json.loads(objectives)) if objectives else ()))
     return sorted(out, key=lambda r: natural_key(r.run_dir))
 
 

@@ -6,7 +6,9 @@ Tables (what `rlrun-report --sql` and `rlrun.report.connect()` see):
   `group_id` (its group of seeds, see groups.py), `seed`, `status`
   (`completed`, `failed`, `interrupted`, `running`, `stale` for a `running` run whose process
   is gone, `pending` for a job dir without results.json yet), `steps`, `wall_time_s`,
-  `headline`, `objective` (value), `objective_tag`, `error`, `label`, `overrides`, and one
+  `headline`, `objective` (value), `objective_tag`, `error`, `label`, `overrides`,
+  `minimize` and `objectives` (JSON lists: the tags its algorithm declares lower-is-better,
+  and those the summary reports by default, the objective first), `problem`, and one
   column per resolved config key (`"algo.learning_rate"`, `"env.name"`, ...; quote them).
 - `metrics`: `run_dir`, `tag`, `last`, `tail_mean`, `best`, `count`: results.json's
   summaries of every scalar.
@@ -51,13 +53,13 @@ from rlrun.core.scalars import SCALARS_FILE
 from rlrun.report.groups import group_runs, load_runs, natural_key
 
 INDEX_FILE = ".rlrun-index.duckdb"  # where rlrun < 0.2 kept it, in the root: never read now
-# 2: `minimize` (the tags a run declares lower-is-better); 3: `problem`
-SCHEMA_VERSION = 3
+# 2: `minimize` (the tags a run declares lower-is-better); 3: `problem`; 4: `objectives`
+SCHEMA_VERSION = 4
 
 # Columns of `runs` that come from results.json; config keys of the same name are left out.
 RUN_COLUMNS = ("run_dir", "root", "rel", "algo", "env", "seed", "status", "steps",
                "wall_time_s", "headline", "objective", "objective_tag", "error", "label",
-               "overrides", "minimize", "problem")
+               "overrides", "minimize", "problem", "objectives")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (version INTEGER);
@@ -67,7 +69,7 @@ CREATE TABLE IF NOT EXISTS run_info (
     raw_status VARCHAR, steps BIGINT, wall_time_s DOUBLE, headline VARCHAR, objective DOUBLE,
     objective_tag VARCHAR, error VARCHAR, label VARCHAR, overrides VARCHAR, pid BIGINT,
     pid_start BIGINT, host VARCHAR, heartbeat DOUBLE, heartbeat_s DOUBLE, minimize VARCHAR,
-    problem VARCHAR);
+    problem VARCHAR, objectives VARCHAR);
 CREATE TABLE IF NOT EXISTS config (run_dir VARCHAR, key VARCHAR, num DOUBLE, text VARCHAR);
 CREATE TABLE IF NOT EXISTS metrics (run_dir VARCHAR, tag VARCHAR, last DOUBLE,
     tail_mean DOUBLE, best DOUBLE, count DOUBLE);
@@ -203,6 +205,9 @@ def read_run(run_dir: Path, root: Path) -> dict[str, Any]:
         "minimize": json.dumps([str(t) for t in results["minimize"]])
         if isinstance(results.get("minimize"), list) else None,
         "problem": problem,
+        # what the summary reports by default: the objective, then the spec's `also_report`
+        "objectives": json.dumps([str(t) for t in results["objectives"]])
+        if isinstance(results.get("objectives"), list) else None,
         "_config": flat, "_metrics": results.get("metrics") or {},
     }
 

@@ -74,7 +74,8 @@ class MetricSection:
 
 
 def default_metrics(runs: Sequence[RunRow]) -> list[str]:
-    """Each algorithm's declared objective (its headline where no run recorded one)."""
+    """Each algorithm's declared objective and the tags it reports beside it (results.json's
+    `objectives`: the LM's eval/val_bpb), or its headline where no run recorded either."""
     out: list[str] = []
     by_algo: dict[str | None, list[RunRow]] = {}
     for r in runs:
@@ -82,6 +83,7 @@ def default_metrics(runs: Sequence[RunRow]) -> list[str]:
     for members in by_algo.values():
         tags = [r.objective_tag for r in members if r.objective_tag] or \
                [r.headline for r in members if r.headline]
+        tags += [t for r in members for t in r.objectives]
         for t in tags:
             if t not in out:
                 out.append(t)

@@ -55,6 +55,7 @@ def register_all() -> None:
         ("algo", "text_classifier", text_classifier.TextClassifierConfig),
         ("env", "text", data.TextConfig),
         ("env", "text_file", data.TextFileConfig),
+        ("env", "tokens", data.TokensConfig),
         ("env", "text_classification", data.TextClassificationConfig),
         ("env", "labelled_text", data.LabelledTextConfig),
         ("env", "images", data.ImageDataConfig),

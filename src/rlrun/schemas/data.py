@@ -1,18 +1,22 @@
 """Settings of the data sets: text corpora (`env=stdlib_docs|text_file|labelled_docstrings`,
-algo=lm), labelled text (`env=stdlib_docstrings|imdb|text_csv`, algo=text_classifier) and images
+algo=lm), token shards (`env=tokens`, algo=lm), labelled text
+(`env=stdlib_docstrings|imdb|text_csv`, algo=text_classifier) and images
 (`env=digits|mnist|fashion_mnist|image_folder`, algo=ddpm).
 
 Each has a `check()` that preflight calls before a run dir exists: it runs the reading code
 the loops use (`rlrun.data.*`, imported only then), so a bad `env.path` (missing, not UTF-8,
 empty, no rows, a missing column, a folder without the expected layout) is a one-line
-DataError that leaves nothing behind. Torch-free at import: read at CLI start-up.
+DataError that leaves nothing behind. A `check(cfg)` that takes an argument is given the
+composed config, for checks that depend on another group (a window of `network.block_size`
+tokens must fit in a shard). Torch-free at import: read at CLI start-up.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from rlrun.core.errors import ConfigError
+from rlrun.core.errors import ConfigError, DataError
 from rlrun.core.schema import EnvSchema, opt
 
 # Present in CPython 3.11-3.13 as pure-Python packages (no optional build parts needed).
@@ -49,6 +53,31 @@ class TextConfig(EnvSchema):
 class TextFileConfig(TextConfig):
     """`env=text_file`: the corpus of `TextConfig`, read from `env.path`, which it requires
     (checked by `check()`, so that the config itself composes without one)."""
+
+
+@dataclass
+class TokensConfig(EnvSchema):
+    """`env=tokens env.path=DIR`: token shards written by `rlrun-prepare` (docs/prepare.md),
+    read through np.memmap (`rlrun.data.tokens`); the vocabulary size comes from the folder's
+    meta.json, the tokenizer from its tokenizer.json."""
+
+    path: str | None = opt(None, "a folder written by rlrun-prepare ... out=DIR (meta.json,"
+                                 " tokenizer.json, train_*.bin, val_*.bin)")
+
+    def check(self, cfg: Any = None) -> None:
+        """The folder is a complete rlrun-prepare output (meta.json agrees with the shards,
+        the tokenizer loads) and, given the composed config, both splits hold a shard long
+        enough for one window of network.block_size + 1 tokens."""
+        from rlrun.data.tokens import TokenShards
+
+        if not self.path:
+            raise DataError("env=tokens needs a folder of token shards: env.path=DIR (made by"
+                            " rlrun-prepare INPUT... out=DIR)")
+        shards = TokenShards.open(self.path)
+        shards.tokenizer()
+        block = (cfg.get("network") or {}).get("block_size") if cfg is not None else None
+        if isinstance(block, int) and not isinstance(block, bool):
+            shards.check_fits(block)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Settings of the character-level language model (loop: rlrun.algos.lm; docs/lm.md)."""
+"""Settings of the language model, on characters or token shards (loop: rlrun.algos.lm;
+docs/lm.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from rlrun.core.schema import AlgoSchema, AlgoSpec, opt
 
 # Routing statistics of the mixture-of-experts layers whose best value is the lowest.
 MOE_MINIMIZED = ("moe/dropped_fraction*", "moe/aux_loss*", "moe/z_loss*")
+INIT_FROM_VOCABS = ("same", "extend")
+INIT_FROM_HELP = ("a finished or interrupted algo=lm run dir to start from: its weights, with a"
+                  " new optimiser, schedule and budget (this config's); its network must match"
+                  " this one's (docs/lm.md#your-own-data); null: from scratch")
 
 
 def unknown_chars(text: str, vocabulary: Collection[str]) -> str:
@@ -21,8 +26,9 @@ def unknown_chars(text: str, vocabulary: Collection[str]) -> str:
 @dataclass
 class LMConfig(AlgoSchema):
     spec: ClassVar[AlgoSpec] = AlgoSpec(
-        task_kinds=("text",), objective="eval/val_ppl", goal="min",
-        minimize=("eval/val_loss", *MOE_MINIMIZED),
+        task_kinds=("text", "tokens"), objective="eval/val_ppl", goal="min",
+        minimize=("eval/val_loss", "eval/val_bpb", *MOE_MINIMIZED),
+        also_report=("eval/val_bpb",),
         logged_tags=("charts/*", "losses/*", "eval/val_*", "eval/flops", "model/*", "data/*",
                      "moe/*", "attention/*"),
         network_inputs=("vocab_size",), data_parallel=True, parallel_ops=True)
@@ -31,8 +37,8 @@ class LMConfig(AlgoSchema):
     flop_budget: float | None = opt(None, "training FLOPs (3x the forward matmuls): the run"
                                           " stops at whichever of this and total_steps comes"
                                           " first; null: no FLOP budget", gt=0)
-    batch_size: int = opt(32, "sequences of network.block_size characters per step (per rank"
-                              " under torchrun)", ge=1)
+    batch_size: int = opt(32, "sequences of network.block_size tokens (characters) per step"
+                              " (per rank under torchrun)", ge=1)
     lr: float = opt(3e-3, "peak learning rate (AdamW)", gt=0)
     min_lr_ratio: float = opt(0.1, "the cosine decay ends at lr * min_lr_ratio", ge=0, le=1)
     warmup_steps: int = opt(30, "linear learning-rate warm-up", ge=0)
@@ -45,7 +51,8 @@ class LMConfig(AlgoSchema):
                                " text sample; 0: only at the end", ge=0)
     eval_batches: int = opt(8, "fixed validation batches per evaluation", ge=1)
     log_every: int = opt(20, "steps between training scalars (losses, tokens/s, moe/*)", ge=1)
-    sample_chars: int = opt(200, "characters generated at each evaluation; 0: none", ge=0)
+    sample_chars: int = opt(200, "characters (tokens, on env=tokens) generated at each"
+                                 " evaluation; 0: none", ge=0)
     sample_temperature: float = opt(0.8, "softmax temperature of the samples", gt=0)
     sample_prompt: str = opt("The ", "the text each sample continues")
     sample_cfg: float = opt(1.0, "classifier-free guidance scale gamma of the samples:"
@@ -57,6 +64,12 @@ class LMConfig(AlgoSchema):
                                           " alone (transformers' convention)")
     attention_stats: bool = opt(True, "per-head attention entropy, diagonal score, type and"
                                       " maps at each evaluation (attention/*)")
+    init_from: str | None = opt(None, INIT_FROM_HELP)
+    init_from_vocab: str = opt("same", "same: this run's tokens must be the init_from run's (a"
+                                       " different tokenizer is refused); extend: tokens that"
+                                       " stand for the same bytes start from the source's"
+                                       " embedding and output rows, the others from the mean"
+                                       " of its rows", choices=INIT_FROM_VOCABS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -69,8 +82,10 @@ class LMConfig(AlgoSchema):
         """The negative prompt's characters must be in the corpus's vocabulary (the prompt's
         unknown ones are dropped, as before; a negative prompt without them would silently
         be another one)."""
-        if data and self.sample_negative_prompt:
-            from rlrun.data.text import load_text
+        from rlrun.schemas.data import TokensConfig
+
+        if data and self.sample_negative_prompt and not isinstance(env, TokensConfig):
+            from rlrun.data.text import load_text  # (token shards' byte-level BPE: any text)
 
             unknown = unknown_chars(self.sample_negative_prompt, set(load_text(env)))
             if unknown:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rlrun.core.schema import AlgoSchema, AlgoSpec, opt
-from rlrun.schemas.lm import MOE_MINIMIZED
+from rlrun.schemas.lm import INIT_FROM_HELP, INIT_FROM_VOCABS, MOE_MINIMIZED
 
 
 @dataclass
@@ -37,6 +37,13 @@ class TextClassifierConfig(AlgoSchema):
     eval_every: int = opt(100, "steps between validation scores; 0: only at the end", ge=0)
     eval_batch_size: int = opt(256, "texts per forward pass when scoring a split", ge=1)
     log_every: int = opt(20, "steps between training scalars (losses, tokens/s, moe/*)", ge=1)
+    init_from: str | None = opt(None, INIT_FROM_HELP.replace(
+        "its weights", "its embedding and blocks (a causal LM's blocks become this encoder's)"))
+    init_from_vocab: str = opt("same", "same: the texts are encoded with the init_from run's"
+                                       " tokenizer (env.tokenizer and env.vocab_size do not"
+                                       " apply); extend: env.tokenizer's vocabulary, whose"
+                                       " tokens the LM also has (the same bytes) start from"
+                                       " its embedding rows", choices=INIT_FROM_VOCABS)
 
     def budget_schedules(self) -> list[str]:
         return ["the cosine learning-rate decay now ends at the new total_steps"]
