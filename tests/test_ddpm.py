@@ -182,6 +182,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, tiny):
     assert b["steps"] == 30
 
 
+@pytest.mark.slow  # tens of seconds of subprocesses; .ci/run runs the slow tier
 def test_ctrl_c_during_the_final_evaluation_stops_at_once_and_resumes_into_it(
         tmp_path, monkeypatch, tiny):
     """The checkpoint is saved before the final evaluation; Ctrl-C in its sampling stops

@@ -48,6 +48,7 @@ def test_ex6_2_from_a_tiny_sweep(tmp_path, figures, capsys):
         assert r[1] == "0.2357" and 0.0 < float(r[2]) < 0.3
 
 
+@pytest.mark.slow  # tens of seconds of subprocesses; .ci/run runs the slow tier
 def test_fig6_4_from_a_tiny_sweep(tmp_path, figures, capsys):
     out = sweep(tmp_path, "fig6_4", "env.num_runs=5", "algo.episodes=20")
     png = tmp_path / "figs" / "cliff.png"

@@ -94,6 +94,7 @@ def test_every_name_of_the_example_is_renamed(copy):
     assert "  - /schema/algo/my_pg@_here_" in (copy / "configs/algo/my_pg.yaml").read_text()
 
 
+@pytest.mark.slow  # tens of seconds of subprocesses; .ci/run runs the slow tier
 def test_the_copys_tests_pass_where_it_was_written(copy, tmp_path):
     out = _pytest(copy, _fake_install(copy, tmp_path / "site"), "-k", FAST)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]

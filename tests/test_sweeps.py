@@ -127,6 +127,7 @@ def test_job_name_abbreviates_drops_and_hashes(monkeypatch):
     assert len(a) <= 80 and len(b) <= 80 and a != b and a[:40] == b[:40]
 
 
+@pytest.mark.slow  # tens of seconds of subprocesses; .ci/run runs the slow tier
 def test_a_sweep_over_algorithms_takes_their_shared_keys(tmp_path):
     """`rlrun -m algo=q_learning,sarsa algo.episodes=3` (issue 22): Hydra composes the sweep's
     base config with the default algorithm, which has no `episodes`; rlrun sets the swept
