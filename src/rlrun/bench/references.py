@@ -49,7 +49,11 @@ def load(path: Path = PATH) -> tuple[dict[str, Reference], dict[str, Exact]]:
     """(deep RL references by pair, exact checks by figure)."""
     import yaml
 
-    data = yaml.safe_load(path.read_text())
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:  # a tag such as !!python/object: refused, never built
+        raise ConfigError(f"{path}: not plain YAML data ({' '.join(str(err).split())})"
+                          ) from None
     rl, exact = {}, {}
     try:
         for name, r in data["pairs"].items():
@@ -64,7 +68,7 @@ def load(path: Path = PATH) -> tuple[dict[str, Reference], dict[str, Exact]]:
                                  (float(c["range"][0]), float(c["range"][1])), str(c["book"]))
                            for c in e["checks"])
             exact[name] = Exact(name, str(e["source"]), checks)
-    except (KeyError, TypeError, ValueError, IndexError) as err:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         raise ConfigError(f"{path}: a malformed reference entry ({type(err).__name__}: {err})"
                           ) from None
     return rl, exact
