@@ -120,7 +120,8 @@ def run(args: argparse.Namespace, pairs: list[Any], notes: list[str], argv: list
         row = (exact_row(res, exact[pair.name], args.smoke) if pair.kind == "exact"
                else rl_row(res, refs[pair.name], args.smoke))
         rows.append(row)
-        curves[pair.name] = [r.curve for r in res.runs if r.curve]
+        if pair.kind == "rl":  # a figure's jobs are different algorithms, not seeds
+            curves[pair.name] = [r.curve for r in res.runs if r.curve]
         print(f"{PROG}: {pair.name}: {row.verdict} ({row.why}), {row.wall_s:.0f} s",
               file=sys.stderr, flush=True)
     meta = {"command": shlex.join([PROG, *argv]), "seeds": args.seeds, "smoke": args.smoke,
