@@ -129,6 +129,7 @@ def run_pair(pair: Pair, out: Path, seeds: int, overrides: Sequence[str], smoke:
         code = rlrun_sweep(["-m", *pair.overrides, f"seed={','.join(map(str, range(seeds)))}",
                             f"hydra.sweep.dir={root}", *extra])
         return PairResult(pair, read_runs(root), time.perf_counter() - t, code)
+    warm_up()
     runs, code = [], 0
     for seed in range(seeds):
         with eval_clock() as spent:
@@ -144,6 +145,15 @@ def run_pair(pair: Pair, out: Path, seeds: int, overrides: Sequence[str], smoke:
             f" SB3 {sps:.0f} steps/s")
         runs += found
     return PairResult(pair, runs, time.perf_counter() - t, code)
+
+
+def warm_up() -> None:
+    """One-off imports out of the first timed run, as scripts/bench_classic_rl.py does:
+    torch's lazily imported optimiser machinery (torch._dynamo, pulled in by the first
+    optimiser) would otherwise land in whichever side runs first."""
+    import torch
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)
 
 
 def _train_sps(runs: list[Run]) -> float:

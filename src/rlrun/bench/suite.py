@@ -41,15 +41,15 @@ def _rl(name: str, budget: int, smoke: tuple[str, ...] = (), extra: str | None =
 
 
 # Budgets are the references' (references.yaml `budget`, rl-zoo's n_timesteps); a test
-# holds the two equal. --smoke: off-policy learning starts within the few steps.
+# holds the two equal. --smoke: off-policy learning starts within the few steps (100 updates).
 SUITE: tuple[Pair, ...] = (
     _rl("ppo/CartPole-v1", 100_000),
     _rl("a2c/CartPole-v1", 500_000),
     _rl("dqn/CartPole-v1", 50_000, ("algo.learning_starts=100", "algo.train_frequency=16",
                                     "algo.gradient_steps=4")),
-    _rl("sac/Pendulum-v1", 20_000, ("algo.learning_starts=100",)),
-    _rl("td3/Pendulum-v1", 20_000, ("algo.learning_starts=100",)),
-    _rl("ddpg/Pendulum-v1", 20_000, ("algo.learning_starts=100",)),
+    _rl("sac/Pendulum-v1", 20_000, ("algo.learning_starts=300",)),
+    _rl("td3/Pendulum-v1", 20_000, ("algo.learning_starts=300",)),
+    _rl("ddpg/Pendulum-v1", 20_000, ("algo.learning_starts=300",)),
     _rl("ppo/Acrobot-v1", 1_000_000, ("env.num_envs=2", "algo.num_steps=64",
                                       "algo.num_minibatches=2")),
     _rl("ppo/LunarLander-v3", 1_000_000, ("env.num_envs=2", "algo.num_steps=64",
