@@ -246,3 +246,24 @@ def test_docs_commands_run(tmp_path, capsys, monkeypatch):
         assert code == 0, (command, err[-2000:])
         where = Path(args[args.index("--out") + 1]) if "--out" in args else Path("bench")
         assert "| pair |" in (where / "bench.md").read_text(), command
+
+
+def test_pairs_run_as_rlrun_sweeps_with_the_overrides(tmp_path, monkeypatch):
+    """Each pair is one `rlrun -m` sweep over the seeds; Hydra overrides (a launcher) pass
+    through, after the pair's own, so they win; --only's `=` items are overrides."""
+    seen = []
+    monkeypatch.setattr(runner, "rlrun_sweep", lambda argv: seen.append(argv) or 0)
+    args = cli.parse(["--only", "ppo/CartPole-v1", "hydra/launcher=joblib", "--seeds", "3",
+                      "threads=1"])
+    assert args.only == ["ppo/CartPole-v1"]
+    assert args.overrides == ["hydra/launcher=joblib", "threads=1"]
+    (pair,) = suite.select(args.only)[0]
+    runner.run_pair(pair, tmp_path, 3, args.overrides, smoke=False, vs_sb3=False)
+    assert seen == [["-m", "algo=ppo", "env=CartPole-v1", "algo.total_steps=100000",
+                     "seed=0,1,2", f"hydra.sweep.dir={tmp_path}/runs/ppo_CartPole-v1",
+                     "logger.progress=none", "hydra/launcher=joblib", "threads=1"]]
+    fig = next(p for p in suite.SUITE if p.name == "sutton_barto/fig6_4")
+    runner.run_pair(fig, tmp_path, 3, [], smoke=True, vs_sb3=False)
+    assert seen[-1] == ["-m", "experiment=sutton_barto/fig6_4",
+                        f"hydra.sweep.dir={tmp_path}/runs/sutton_barto_fig6_4",
+                        "logger.progress=none", "env.num_runs=5", "algo.episodes=20"]
