@@ -57,4 +57,5 @@ def judge_exact(found: list[dict[str, Any]], smoke: bool = False) -> Judged:
     if bad:
         return Judged(FAIL, "; ".join(f"{c['what']} = {c['value']} outside {c['range']}"
                                       for c in bad))
-    return Judged(PASS, f"{len(found)} numbers within the book's ranges")
+    return Judged(PASS, "; ".join(f"{c['what']} = {c['value']:.4g} in {c['range']}"
+                                  for c in found))
