@@ -203,8 +203,9 @@ def test_smoke_suite_runs_every_pair(tmp_path, capsys):
         assert "skipped ppo/LunarLander-v3 needs the box2d extra" in md
     data = json.loads((tmp_path / "bench.json").read_text())
     for p in data["pairs"]:
-        assert p["wall_s"] > 0 and p["steps_per_s"] > 0
+        assert p["wall_s"] > 0
         if p["kind"] == "rl":
+            assert p["steps_per_s"] > 0
             assert p["n"] == 3 and len(p["ci95"]) == 2
             assert all(r["status"] == "completed" for r in p["runs"])
         else:
