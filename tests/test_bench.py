@@ -121,6 +121,14 @@ def test_bad_input_is_one_line_exit_2(argv, named, capsys, monkeypatch, tmp_path
     assert not (tmp_path / "b").exists()  # nothing ran
 
 
+@pytest.mark.slow  # Hydra composes twice (the did-you-mean): seconds on a loaded machine
+def test_a_bad_override_is_rlruns_one_line(capsys, tmp_path):
+    code, out, err = bench(["--only", "sutton_barto/fig6_5", "algo.nope=1", "--out",
+                            str(tmp_path / "b")], capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("rlrun: error: algo.nope"), err
+    assert not (tmp_path / "b" / "bench.md").exists()
+
+
 def test_without_box2d_the_suite_skips_lunarlander_with_a_note(monkeypatch):
     no_box2d(monkeypatch)
     pairs, notes = suite.select(None)

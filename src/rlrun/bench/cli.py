@@ -24,6 +24,10 @@ DEFAULT_SEEDS = 5
 _OTHER_LAUNCHER = "hydra/launcher="
 
 
+class _Refused(Exception):
+    """rlrun refused a pair's sweep (a bad override) and said why in its own one line."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse's usage + error: one line instead
         _fail(message)
@@ -85,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         code = run(args, pairs, notes, argv)
     except RlrunError as e:
         _fail(str(e))
+    except _Refused:
+        sys.exit(2)
     except OSError as e:
         from rlrun.core.errors import describe_os_error
 
@@ -111,12 +117,11 @@ def run(args: argparse.Namespace, pairs: list[Any], notes: list[str], argv: list
     for pair in pairs:
         if vs and pair.kind == "exact":
             notes.append(f"{pair.name}: no SB3 counterpart (a book figure)")
-        print(f"{PROG}: {pair.name} ...", file=sys.stderr, flush=True)
         res = runner.run_pair(pair, out, args.seeds, args.overrides, args.smoke,
                               vs and pair.kind == "rl",
                               log=lambda s: print(f"{PROG}: {s}", file=sys.stderr, flush=True))
         if res.exit_code == 2 and not res.runs:  # rlrun refused the overrides: its line said why
-            raise ConfigError(f"{pair.name}: rlrun refused the run (its error is above)")
+            raise _Refused(pair.name)
         row = (exact_row(res, exact[pair.name], args.smoke) if pair.kind == "exact"
                else rl_row(res, refs[pair.name], args.smoke))
         rows.append(row)
