@@ -121,6 +121,13 @@ def test_bad_input_is_one_line_exit_2(argv, named, capsys, monkeypatch, tmp_path
     assert not (tmp_path / "b").exists()  # nothing ran
 
 
+def test_an_out_dir_with_earlier_runs_is_refused(capsys, tmp_path):
+    (tmp_path / "runs" / "dqn_CartPole-v1" / "0_seed=0").mkdir(parents=True)
+    code, out, err = bench(["--only", "dqn/CartPole-v1", "--out", str(tmp_path)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "holds the runs of an earlier" in err
+    assert str(tmp_path / "runs" / "dqn_CartPole-v1") in err
+
+
 @pytest.mark.slow  # Hydra composes twice (the did-you-mean): seconds on a loaded machine
 def test_a_bad_override_is_rlruns_one_line(capsys, tmp_path):
     code, out, err = bench(["--only", "sutton_barto/fig6_5", "algo.nope=1", "--out",

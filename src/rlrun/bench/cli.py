@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> None:
             print("\n".join(suite.NAMES))
             return
         pairs, notes = suite.select(args.only)
+        for pair in pairs:  # a run dir holds one run: rlrun would refuse each job in it
+            root = args.out / "runs" / pair.name.replace("/", "_")
+            if root.is_dir() and any(root.iterdir()):
+                raise ConfigError(f"--out {args.out}: {root} holds the runs of an earlier"
+                                  " rlrun-bench; give another --out or remove it")
         code = run(args, pairs, notes, argv)
     except RlrunError as e:
         _fail(str(e))
