@@ -245,10 +245,11 @@ def doc_commands(path: Path) -> list[str]:
 def test_docs_commands_run(tmp_path, capsys, monkeypatch):
     """docs/benchmark.md's and the README's commands, each as --smoke on one quick pair
     (unless it names its own), 3 seeds: the options, overrides and outputs they show."""
-    monkeypatch.chdir(tmp_path)
     commands = doc_commands(ROOT / "docs" / "benchmark.md") + doc_commands(ROOT / "README.md")
     assert len(commands) >= 5 and "rlrun-bench" in commands
-    for command in dict.fromkeys(commands):
+    for i, command in enumerate(dict.fromkeys(commands)):
+        (tmp_path / str(i)).mkdir()
+        monkeypatch.chdir(tmp_path / str(i))  # each its own bench/
         args = shlex.split(command, comments=True)[1:]
         if "--vs" in args and importlib.util.find_spec("stable_baselines3") is None:
             continue  # the bench extra: installed by the test extra
@@ -260,6 +261,9 @@ def test_docs_commands_run(tmp_path, capsys, monkeypatch):
             del args[seeds:seeds + 2]
         code, out, err = bench(["--smoke", "--seeds", "3", *args], capsys)
         assert code == 0, (command, err[-2000:])
+        if "--list" in args:
+            assert out.split() == list(suite.NAMES)
+            continue
         where = Path(args[args.index("--out") + 1]) if "--out" in args else Path("bench")
         assert "| pair |" in (where / "bench.md").read_text(), command
 

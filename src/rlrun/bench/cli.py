@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
 
         if args.list:
             print("\n".join(suite.NAMES))
-            return
+            sys.exit(0)
         pairs, notes = suite.select(args.only)
         for pair in pairs:  # a run dir holds one run: rlrun would refuse each job in it
             root = args.out / "runs" / pair.name.replace("/", "_")
