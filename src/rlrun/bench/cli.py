@@ -193,7 +193,10 @@ def _short(source: str) -> str:
     """`DLR-RM/rl-baselines3-zoo benchmark.md @ 0088472...` as `rl-zoo 0088472` in the table
     (bench.json and docs/benchmark.md keep the whole source)."""
     zoo = "DLR-RM/rl-baselines3-zoo benchmark.md @ "
-    return f"rl-zoo {source[len(zoo):][:7]}" if source.startswith(zoo) else source
+    if not source.startswith(zoo):
+        return source
+    note = source.partition(" (")[2].partition(":")[0]  # "(LunarLander-v2: ...)": its row
+    return f"rl-zoo {source[len(zoo):][:7]}" + (f", its {note} row" if note else "")
 
 
 def _same(a: Any, b: Any) -> bool:
