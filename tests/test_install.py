@@ -55,6 +55,15 @@ def test_wheel_ships_configs_and_runs_from_anywhere(tmp_path):
     prep = subprocess.run([str(target / "bin" / "rlrun-prepare"), "--help"], cwd=elsewhere,
                           env=env, capture_output=True, text=True, timeout=300)
     assert prep.returncode == 0 and "usage: rlrun-prepare [INPUT ...]" in prep.stdout
+    # rlrun-bench and its references.yaml, which the wheel must carry (docs/benchmark.md)
+    bench = subprocess.run([str(target / "bin" / "rlrun-bench"), "--list"], cwd=elsewhere,
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert bench.returncode == 0 and "ppo/CartPole-v1" in bench.stdout.split()
+    refs = subprocess.run([sys.executable, "-c", "from rlrun.bench import references as r;"
+                           "print(r.PATH); print(len(r.load()[0]))"], cwd=elsewhere, env=env,
+                          capture_output=True, text=True, timeout=300)
+    path, count = refs.stdout.split()
+    assert path.startswith(str(target)) and int(count) == 8, refs.stderr
 
 
 def test_the_extras_install_one_pygame():

@@ -1,0 +1,3 @@
+from rlrun.bench.cli import main
+
+main()
