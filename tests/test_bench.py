@@ -287,3 +287,19 @@ def test_pairs_run_as_rlrun_sweeps_with_the_overrides(tmp_path, monkeypatch):
     assert seen[-1] == ["-m", "experiment=sutton_barto/fig6_4",
                         f"hydra.sweep.dir={tmp_path}/runs/sutton_barto_fig6_4",
                         "logger.progress=none", "env.num_runs=5", "algo.episodes=20"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,
+                    reason="the sweep extra (joblib launcher) is not installed")
+def test_seeds_run_in_parallel_unless_a_launcher_or_threads_is_given(monkeypatch):
+    """By default a pair's seeds share the cores (joblib, one thread each); the user's
+    launcher or threads win, and --vs sb3 (which times in this process) adds nothing."""
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    assert cli.parse([]).overrides == ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                                       "threads=1"]
+    assert cli.parse(["--seeds", "1"]).overrides[1] == "hydra.launcher.n_jobs=1"
+    assert cli.parse(["threads=2"]).overrides == ["hydra/launcher=joblib",
+                                                  "hydra.launcher.n_jobs=2", "threads=2"]
+    assert cli.parse(["hydra/launcher=basic"]).overrides == ["hydra/launcher=basic"]
+    if importlib.util.find_spec("stable_baselines3") is not None:
+        assert cli.parse(["--vs", "sb3"]).overrides == []
