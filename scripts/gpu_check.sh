@@ -24,7 +24,8 @@
 # real process group), no CPU column; CI runs it (tests/test_gpu_check.py). Without a GPU and
 # without --dry-run: one line, exit 2. Exit 1 when any command fails, naming each.
 # PYTHON=... picks the interpreter (default: .venv/bin/python, else python3);
-# GPU_CHECK_DIR=... keeps the run dirs and logs there (default: a temporary dir, removed).
+# GPU_CHECK_DIR=... keeps the run dirs and logs there (default: a temporary dir, removed);
+# GPU_CHECK_TIMEOUT=150 limits each command, GPU_CHECK_BUDGET=540 the whole check (seconds).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PROG=gpu_check
@@ -82,6 +83,9 @@ mkdir -p "$WORK"
 MANIFEST=$WORK/manifest.tsv
 : > "$MANIFEST"
 STEP_TIMEOUT=${GPU_CHECK_TIMEOUT:-150}  # seconds per command: one hang must not eat the lease
+# seconds for the whole check (a lent GPU machine gives about 10 minutes): commands not started
+# by then are listed as not run, and the check fails
+BUDGET=${GPU_CHECK_BUDGET:-540}
 
 "$PY" - "$DEV" "$NPROC" <<'EOF'
 import sys
@@ -117,6 +121,12 @@ run() {
     cmd=("$PY" -m rlrun)
   fi
   cmd+=("$@" "${COMMON[@]}" "hydra.run.dir=$dir")
+  if [ "$SECONDS" -ge "$BUDGET" ]; then
+    echo "  $name ($dev) not run: past the ${BUDGET}s budget (GPU_CHECK_BUDGET)"
+    FAILED+=("$name ($dev) not run")
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$dev" "$dir" "skip" 0 >> "$MANIFEST"
+    return
+  fi
   [ "$dev" = numpy ] && cmd+=(device=auto) || cmd+=("device=$dev")
   echo "+ ${cmd[*]}" | sed "s#^+ $PY -m torch.distributed.run#+ torchrun#; s#^+ $PY -m rlrun#+ rlrun#"
   local t0=$SECONDS rc
@@ -197,7 +207,7 @@ for line in Path(manifest).read_text().splitlines():
     name, device, run_dir, rc, secs = line.split("\t")
     res = Path(run_dir) / "results.json"
     rec = json.loads(res.read_text()) if rc == "0" and res.is_file() else None
-    rows.setdefault(name, {})[device] = (rec, int(rc), int(secs))
+    rows.setdefault(name, {})[device] = (rec, rc, int(secs))
 
 def cells(entry):
     """(steps/s of the whole run, the loop's logged throughput, its number) or failures."""
@@ -205,7 +215,7 @@ def cells(entry):
         return "-", "-", None
     rec, rc, secs = entry
     if rec is None:
-        return f"FAILED (exit {rc})", "-", None
+        return ("not run (time)" if rc == "skip" else f"FAILED (exit {rc})"), "-", None
     sps = rec["steps"] / rec["wall_time_s"] if rec["wall_time_s"] else float("nan")
     for tag, unit in RATES:
         if tag in rec["metrics"]:
@@ -238,8 +248,9 @@ EOF
 
 echo
 if [ ${#FAILED[@]} -gt 0 ]; then
+  joined=$(printf '%s; ' "${FAILED[@]}")
   printf '%s: %d command(s) failed: %s (logs in %s)\n' "$PROG" "${#FAILED[@]}" \
-    "$(IFS=,; echo "${FAILED[*]}" | sed 's/,/, /g')" "${GPU_CHECK_DIR:-a temporary dir: set GPU_CHECK_DIR to keep them}" >&2
+    "${joined%; }" "${GPU_CHECK_DIR:-a temporary dir: set GPU_CHECK_DIR to keep them}" >&2
   exit 1
 fi
 echo "$PROG: every command ran (${SECONDS}s)"

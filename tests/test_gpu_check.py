@@ -95,3 +95,13 @@ def test_dry_run_runs_every_family_and_prints_its_line(tmp_path):
     rec = json.loads((tmp_path / "sac_compile-cpu" / "results.json").read_text())
     assert rec["status"] == "completed" and rec["device"] == "cpu"
     assert "compile: true" in (tmp_path / "sac_compile-cpu" / ".hydra" / "config.yaml").read_text()
+
+
+def test_commands_past_the_time_budget_are_listed_as_not_run():
+    """A lent GPU machine gives about 10 minutes: what the budget leaves out fails the check,
+    named, rather than running on past the lease."""
+    out = gpu_check("--dry-run", "--only", "bandits,ppo", GPU_CHECK_BUDGET="0")
+    assert out.returncode == 1, out.stdout + out.stderr
+    rows = table(out.stdout)
+    assert rows["bandits"][2] == rows["ppo"][2] == "not run (time)"
+    assert "failed: bandits (numpy) not run; ppo (cpu) not run (logs in" in out.stderr
