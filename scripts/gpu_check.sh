@@ -9,7 +9,8 @@
 # rlrun.core.device.resolve_device and torchrun through rlrun.core.distributed:
 # - the NumPy families (bandits, tabular TD, n-step TD, DP, MC) with device=auto, which is
 #   their CPU (device=cuda is refused for them, by design): one run each, no GPU column;
-# - PPO, A2C, DQN, SAC, TD3, DDPG, the LM, the text classifier and DDPM with device=cuda, then
+# - PPO, A2C, DQN, SAC, TD3, DDPG, the LM (dense and MoE), the text classifier and DDPM with
+#   device=cuda, then
 #   the same command with device=cpu;
 # - the LM and DDPM under `torchrun --standalone --nproc_per_node=<GPUs>` (rlrun joins a
 #   process group with NCCL for CUDA tensors, rlrun.core.distributed.setup; one GPU means one
@@ -188,6 +189,8 @@ check sac_compile torch "algo=sac env=Pendulum-v1 $OFF_POLICY algo.compile=true"
   "algo.total_steps=1500 algo.learning_starts=500" "algo.total_steps=300 algo.learning_starts=200"
 # transformers and diffusion, alone and under torchrun
 check lm torch "$LM_ARGS" "algo.total_steps=200" "algo.total_steps=10 algo.batch_size=8"
+check lm_moe torch "$LM_ARGS network.ffn=mixtral" "algo.total_steps=200" \
+  "algo.total_steps=10 algo.batch_size=8"
 check lm_torchrun torchrun "$LM_ARGS" "algo.total_steps=200" "algo.total_steps=10 algo.batch_size=8"
 check text_classifier torch "algo=text_classifier algo.eval_every=0 algo.log_every=10" \
   "algo.total_steps=200" "algo.total_steps=10 algo.batch_size=8"

@@ -17,8 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 FAMILIES = ["bandits", "td_control", "td_prediction", "n_step_td", "dp", "mc", "ppo", "a2c",
-            "dqn", "sac", "td3", "ddpg", "sac_compile", "lm", "lm_torchrun", "text_classifier",
-            "ddpm", "ddpm_torchrun"]
+            "dqn", "sac", "td3", "ddpg", "sac_compile", "lm", "lm_moe", "lm_torchrun",
+            "text_classifier", "ddpm", "ddpm_torchrun"]
 NUMPY = {"bandits", "td_control", "td_prediction", "n_step_td", "dp", "mc"}
 
 
@@ -73,7 +73,7 @@ exec {sys.executable} "$@"
     assert out.stderr.strip().startswith("gpu_check: 1 command(s) failed: bandits (numpy)")
 
 
-@pytest.mark.slow  # 18 rlrun processes, torch.compile among them: about 4 minutes on 2 cores
+@pytest.mark.slow  # 19 rlrun processes, torch.compile among them: about 4 minutes on 2 cores
 def test_dry_run_runs_every_family_and_prints_its_line(tmp_path):
     shown = (ROOT / "docs" / "performance.md").read_text()
     command = "scripts/gpu_check.sh --dry-run"
@@ -86,7 +86,8 @@ def test_dry_run_runs_every_family_and_prints_its_line(tmp_path):
     for name, cells in rows.items():
         assert cells[1] == ("numpy (CPU)" if name in NUMPY else "cpu"), cells
         assert re.fullmatch(r"[\d,]+", cells[2]) and cells[2] != "0", cells  # steps/s
-    for name, unit in (("lm", "tok/s"), ("text_classifier", "tok/s"), ("ddpm", "img/s"),
+    for name, unit in (("lm", "tok/s"), ("lm_moe", "tok/s"), ("text_classifier", "tok/s"),
+                       ("ddpm", "img/s"),
                        ("ppo", "SPS"), ("sac_compile", "SPS")):
         assert rows[name][3].endswith(unit), rows[name]
     for name in ("lm_torchrun", "ddpm_torchrun"):  # a real process group: 2 gloo ranks

@@ -7,9 +7,9 @@ Dispatch is batched, with no Python loop over tokens: the (token, choice) assign
 sorted by expert (within an expert by position, so a full expert drops the latest characters
 and routing stays causal), each expert runs once on its contiguous slice, and one
 `index_add_` scatters the gated outputs back. The experts' matmuls run as one grouped matmul
-(`torch._grouped_mm` over the sorted slices: forward and backward on CPU and CUDA since torch
-2.9) or, where this torch lacks it, as a Python loop over the experts; `EXPERTS` below picks
-one, and the two give the same numbers (tests/test_lm.py).
+(`torch._grouped_mm` over the sorted slices, forward and backward, on the CPU) or, where this
+torch lacks it and on CUDA, as a Python loop over the experts; `EXPERTS` below picks one, and
+the two give the same numbers (tests/test_lm.py).
 
 Losses follow the papers: the Switch load-balancing loss `N * sum_i f_i * P_i` (f_i: share of
 assignments routed to expert i before dropping, P_i: mean router probability of expert i;
@@ -110,8 +110,11 @@ def experts_grouped(xs: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor,
     (`offs`: where each expert's rows end). Each expert's rows meet its own weights as in
     the loop, so the numbers are the loop's; it saves the per-expert operators and their
     autograd nodes (MoE against dense on CPU: issue 27). `_grouped_mm` wants rows of a
-    multiple of 16 bytes: other widths (tiny test models) take the loop."""
-    if any(n * xs.element_size() % 16 for n in (xs.shape[1], w13.shape[2], w2.shape[1])):
+    multiple of 16 bytes: other widths (tiny test models) take the loop, as CUDA does."""
+    if xs.device.type != "cpu" or any(
+            n * xs.element_size() % 16 for n in (xs.shape[1], w13.shape[2], w2.shape[1])):
+        # CUDA's kernel has dtype and architecture limits and has never run here
+        # (scripts/gpu_check.sh will tell): the loop there until it is measured
         return experts_loop(xs, w13, w2, kept, n_kept)
     offs = torch.cumsum(kept, 0, dtype=torch.int32)
     g, u = torch._grouped_mm(xs, w13, offs=offs).chunk(2, -1)
