@@ -115,6 +115,41 @@ def test_logger_summary_and_directions(tmp_path):
     assert restored.summary() == log.summary()
 
 
+def test_logger_event_file_holds_every_point_as_add_scalar_writes_it(tmp_path):
+    """Scalars reach TensorBoard in batches (a step's tags as one event): the event file
+    still holds every point with its step and float32 value, in order, as
+    SummaryWriter.add_scalar writes them point by point, and the wall time it was logged at
+    (a step's first tag's, for all its tags)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from rlrun.core import logger as logger_mod
+
+    log = Logger(tmp_path / "batched", LoggerConfig())
+    n = logger_mod.TB_BATCH_POINTS + 7  # more than one batch, the last one left to close()
+    for i in range(n):
+        log.scalar("bandit/average_reward", 0.1 * i, i)
+        if i % 3 == 0:
+            log.scalar("bandit/optimal_action", 1.0 / (i + 1), i)
+        if i == 10:
+            log.text("note", "between two steps", i)
+    log.close()
+    ref = SummaryWriter(str(tmp_path / "ref"))
+    for tag, steps in log.steps.items():
+        for step, value, t in zip(steps, log.series[tag], log.times[tag], strict=True):
+            ref.add_scalar(tag, value, step, walltime=t)
+    ref.close()
+    got, want = (EventAccumulator(str(tmp_path / d), size_guidance={"scalars": 0}).Reload()
+                 for d in ("batched", "ref"))
+    assert got.Tags()["scalars"] == want.Tags()["scalars"]
+    for tag in want.Tags()["scalars"]:
+        a, b = got.Scalars(tag), want.Scalars(tag)
+        assert [(e.step, e.value) for e in a] == [(e.step, e.value) for e in b]
+        assert max(abs(x.wall_time - y.wall_time) for x, y in zip(a, b, strict=True)) < 0.01
+    assert len(got.Scalars("bandit/average_reward")) == n
+    assert "note/text_summary" in got.Tags()["tensors"]
+
+
 def test_logger_config_is_checked():
     with pytest.raises(ConfigError, match="progress='fancy' must be one of auto, bar"):
         LoggerConfig(progress="fancy")

@@ -114,6 +114,44 @@ def test_gradients_reach_the_router_and_every_selected_expert():
     assert x.grad.abs().sum() > 0
 
 
+@pytest.mark.skipif(not hasattr(torch, "_grouped_mm"), reason="this torch has no _grouped_mm")
+@pytest.mark.parametrize("router, k, cf", [("mixtral", 2, None), ("switch", 1, 1.0),
+                                           ("mixtral", 2, 0.5)])
+def test_grouped_experts_give_the_numbers_of_the_expert_loop(monkeypatch, router, k, cf):
+    """moe.EXPERTS (one grouped matmul over the experts' slices) against the plain loop over
+    experts: the same outputs, losses and gradients, bit for bit, with an expert that no
+    token reaches (router forced away from it) and with capacity dropping tokens."""
+    from rlrun.nets import moe as moe_mod
+
+    def run(experts):
+        monkeypatch.setattr(moe_mod, "EXPERTS", experts)
+        torch.manual_seed(3)
+        m = MoE(16, 24, 6, router, k, cf)
+        with torch.no_grad():  # expert 5's logit: -100 x[..., 0] < -10, never chosen
+            m.router.weight[5] = 0.0
+            m.router.weight[5, 0] = 100.0
+        x = torch.randn(4, 10, 16)
+        x[..., 0] = -x[..., 0].abs() - 0.1
+        x.requires_grad_(True)
+        y = m(x)
+        (y.pow(2).sum() + m.stats["aux_loss"] + m.stats["z_loss"]).backward()
+        return [y, m.stats["counts"], m.stats["dropped_fraction"], x.grad, m.w13.grad,
+                m.w2.grad, m.router.weight.grad]
+
+    loop, grouped = run(moe_mod.experts_loop), run(moe_mod.experts_grouped)
+    assert int(loop[1][5]) == 0  # an expert without tokens
+    assert (float(loop[2]) > 0) == (cf is not None)  # capacity dropped tokens
+    for a, b in zip(loop, grouped, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_the_grouped_experts_are_the_ones_used():
+    from rlrun.nets import moe as moe_mod
+
+    want = moe_mod.experts_grouped if hasattr(torch, "_grouped_mm") else moe_mod.experts_loop
+    assert moe_mod.EXPERTS is want
+
+
 @pytest.mark.parametrize("ffn", ["mixtral", "switch"])
 def test_one_expert_top1_equals_the_dense_ffn(ffn):
     kw = dict(vocab_size=20, d_model=16, n_layers=2, n_heads=2, block_size=12, d_ff=24)

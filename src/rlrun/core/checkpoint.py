@@ -31,8 +31,13 @@ def _pack(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _pack(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
+        if all(type(v) in _PLAIN for v in x):  # the logger's series: thousands of floats
+            return x
         return type(x)(_pack(v) for v in x)
     return x
+
+
+_PLAIN = (float, int, str, bool)
 
 
 def _unpack(x: Any) -> Any:

@@ -21,6 +21,11 @@ from rlrun.core.schema import check_fields, opt
 # Tags for which lower is better in every run: losses. Each algorithm declares the rest in its
 # schema (`minimize`: fnmatch patterns such as "eval/fid"); everything else is maximised.
 ALWAYS_MINIMIZED = ("losses/*",)
+# Scalar points go to TensorBoard in batches (Logger._write_pending): this many, or this many
+# seconds after the last batch, whichever comes first (the event file is flushed to disk every
+# logger.flush_secs anyway, 30 s by default).
+TB_BATCH_POINTS = 1000
+TB_BATCH_S = 2.0
 
 
 def lower_is_better(tag: str, minimize: tuple[str, ...] | list[str] = ()) -> bool:
@@ -78,6 +83,9 @@ class Logger:
         self.steps: dict[str, list[int]] = {}
         self.times: dict[str, list[float]] = {}
         self.last_step: dict[str, int] = {}
+        # scalar points not yet handed to TensorBoard: (step, wall time, tag, value)
+        self._pending: list[tuple[int, float, str, float]] = []
+        self._pending_since = time.time()
         self.writer = None
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -87,7 +95,7 @@ class Logger:
             with self._disk():
                 self.writer = SummaryWriter(
                     log_dir=str(self.run_dir), flush_secs=cfg.flush_secs,
-                    purge_step=purge_step)
+                    purge_step=purge_step, max_queue=2 * TB_BATCH_POINTS)
 
     @contextlib.contextmanager
     def _disk(self) -> Iterator[None]:
@@ -112,17 +120,41 @@ class Logger:
         if not math.isfinite(value) and tag.startswith("losses/"):
             raise NonFiniteError(f"{tag} became {value} at step {step}; {self._kept()}."
                                  " Lower the learning rate or check the inputs")
+        now = time.time()
         self.series.setdefault(tag, []).append(value)
         self.steps.setdefault(tag, []).append(int(step))
-        self.times.setdefault(tag, []).append(time.time())
+        self.times.setdefault(tag, []).append(now)
         self.last_step[tag] = step
-        if self.writer is not None:
-            try:  # (not `with self._disk()`: this is the hot path, once per step in bandits)
-                self.writer.add_scalar(tag, value, step)
-            except OSError as e:
-                if not e.errno:
-                    raise
-                raise os_error_at(e, self._event_file()) from None
+        if self.writer is not None:  # the hot path: once per step in bandits
+            self._pending.append((int(step), now, tag, value))
+            if len(self._pending) >= TB_BATCH_POINTS or now - self._pending_since >= TB_BATCH_S:
+                self._write_pending()
+
+    def _write_pending(self) -> None:
+        """Hand the pending scalar points to TensorBoard, the points of one step as one
+        event, each with the wall time it was logged at.
+
+        Batched because the per-point `add_scalar` cost more than a bandit step: each event
+        woke TensorBoard's writer thread, whose pure-Python CRC32C then contended for the
+        GIL with the loop (2000 runs x 1000 steps of epsilon-greedy: 0.33 s of 0.67 s). The
+        events written are those `add_scalar` writes (`simple_value`), a step's tags merged
+        into one `Summary`, which every TensorBoard reader reads point by point."""
+        pending, self._pending = self._pending, []
+        self._pending_since = time.time()
+        if not pending or self.writer is None:
+            return
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        with self._disk():
+            fw = self.writer._get_file_writer()
+            i = 0
+            while i < len(pending):
+                step, wall = pending[i][0], pending[i][1]
+                values = []
+                while i < len(pending) and pending[i][0] == step:
+                    values.append(Summary.Value(tag=pending[i][2], simple_value=pending[i][3]))
+                    i += 1
+                fw.add_summary(Summary(value=values), step, wall)
 
     def _kept(self) -> str:
         """What a NaN leaves behind, said truthfully: the checkpoint from before it, or none."""
@@ -138,6 +170,7 @@ class Logger:
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         if self.writer is not None:
+            self._write_pending()  # the event file in the order things were logged
             with self._disk():
                 self.writer.add_text(tag, text, step)
 
@@ -145,11 +178,13 @@ class Logger:
         """One image (float in [0, 1] or uint8), e.g. a grid from torchvision-free
         `rlrun.core.logger.image_grid`."""
         if self.writer is not None:
+            self._write_pending()
             with self._disk():
                 self.writer.add_image(tag, _to_numpy(image), step, dataformats=dataformats)
 
     def histogram(self, tag: str, values: Any, step: int, bins: str | int = "auto") -> None:
         if self.writer is not None:
+            self._write_pending()
             with self._disk():
                 self.writer.add_histogram(tag, _to_numpy(values), step, bins=bins)
 
@@ -171,6 +206,7 @@ class Logger:
         if self.cfg.video_tensorboard and self.writer is not None:
             from tensorboard.compat.proto.summary_pb2 import Summary
 
+            self._write_pending()
             t, h, w, c = frames.shape
             img = Summary.Image(height=h, width=w, colorspace=c, encoded_image_string=data)
             with self._disk():
@@ -192,6 +228,7 @@ class Logger:
         clean = {k: (v if isinstance(v, int | float | str | bool) else str(v))
                  for k, v in hparams.items()}
         exp, ssi, sei = hp_summary(clean, {t: 0.0 for t in metric_tags})
+        self._write_pending()
         with self._disk():
             fw = self.writer._get_file_writer()
             for s in (exp, ssi, sei):
@@ -238,6 +275,7 @@ class Logger:
 
     def flush(self) -> None:
         if self.writer is not None:
+            self._write_pending()
             with self._disk():
                 self.writer.flush()
 
@@ -246,6 +284,7 @@ class Logger:
         an OSError naming it) once, and the logger is closed all the same."""
         if self.writer is not None:
             try:
+                self._write_pending()
                 with self._disk():
                     self.writer.close()
             finally:

@@ -275,7 +275,10 @@ class RunContext:
         training from the checkpoint and runs `final` once, at the new end."""
         try:
             if self._saved_step != self.step or not self.has_checkpoint:
-                self.save(self.step)
+                # scalars.parquet waits for the run's last record (completed, interrupted or
+                # failed), written right after `final`: one write holding `final`'s points
+                # too, not one here and another there (a bandit run: 25 ms each)
+                self.save(self.step, scalars=False)
             if not self.stop_requested:
                 if final is not None and self.dist.is_main:  # evaluation: rank 0 alone
                     final()
@@ -300,9 +303,10 @@ class RunContext:
         self._record.update(s.get("record") or {})
         return s["loop"]
 
-    def save(self, step: int, loop_state: dict[str, Any] | None = None) -> None:
+    def save(self, step: int, loop_state: dict[str, Any] | None = None,
+             scalars: bool = True) -> None:
         """Write everything needed to continue exactly from `step` (the tracked items,
-        unless a `loop_state` is given)."""
+        unless a `loop_state` is given); `scalars`: scalars.parquet too."""
         self.step = step
         if loop_state is None:
             loop_state = self.state_dict()
@@ -328,7 +332,8 @@ class RunContext:
         self._saved_step = step
         self._last_ckpt = time.monotonic()
         self.write_results("running")  # the heartbeat, and how far the run got
-        self._write_scalars()  # scalars.parquet, for reports
+        if scalars:
+            self._write_scalars()  # scalars.parquet, for reports
 
     @property
     def has_checkpoint(self) -> bool:

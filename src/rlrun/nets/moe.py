@@ -6,8 +6,10 @@
 Dispatch is batched, with no Python loop over tokens: the (token, choice) assignments are
 sorted by expert (within an expert by position, so a full expert drops the latest characters
 and routing stays causal), each expert runs once on its contiguous slice, and one
-`index_add_` scatters the gated outputs back. A Python loop runs over the *experts* (8), which
-is the portable CPU path (torch._grouped_mm needs recent torch and aligned shapes).
+`index_add_` scatters the gated outputs back. The experts' matmuls run as one grouped matmul
+(`torch._grouped_mm` over the sorted slices, forward and backward, on the CPU) or, where this
+torch lacks it and on CUDA, as a Python loop over the experts; `EXPERTS` below picks one, and
+the two give the same numbers (tests/test_lm.py).
 
 Losses follow the papers: the Switch load-balancing loss `N * sum_i f_i * P_i` (f_i: share of
 assignments routed to expert i before dropping, P_i: mean router probability of expert i;
@@ -85,6 +87,63 @@ def dispatch(idx: torch.Tensor, n_experts: int, cap: int, seq_len: int | None = 
     return order, counts, kept
 
 
+def experts_loop(xs: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor,
+                 kept: torch.Tensor, n_kept: list[int]) -> torch.Tensor:
+    """SwiGLU experts on rows sorted by expert (`n_kept[e]` rows for expert e): one matmul
+    pair per expert on its contiguous slice, a Python loop over the experts."""
+    # unbind once: indexing w13[e] per expert would make backward build a full-size zero
+    # gradient per expert; unbind's backward stacks the slices once
+    w13s, w2s = w13.unbind(0), w2.unbind(0)
+    pieces, at = [], 0
+    for e, n in enumerate(n_kept):
+        if n == 0:
+            continue
+        g, u = (xs[at:at + n] @ w13s[e]).chunk(2, -1)
+        pieces.append((F.silu(g) * u) @ w2s[e])
+        at += n
+    return torch.cat(pieces)
+
+
+def experts_grouped(xs: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor,
+                    kept: torch.Tensor, n_kept: list[int]) -> torch.Tensor:
+    """The same, each matmul of all experts as one grouped matmul over the row slices
+    (`offs`: where each expert's rows end). Each expert's rows meet its own weights as in
+    the loop, so the numbers are the loop's; it saves the per-expert operators and their
+    autograd nodes (MoE against dense on CPU: issue 27). `_grouped_mm` wants rows of a
+    multiple of 16 bytes: other widths (tiny test models) take the loop, as CUDA does."""
+    if xs.device.type != "cpu" or any(
+            n * xs.element_size() % 16 for n in (xs.shape[1], w13.shape[2], w2.shape[1])):
+        # CUDA's kernel has dtype and architecture limits and has never run here
+        # (scripts/gpu_check.sh will tell): the loop there until it is measured
+        return experts_loop(xs, w13, w2, kept, n_kept)
+    offs = torch.cumsum(kept, 0, dtype=torch.int32)
+    g, u = torch._grouped_mm(xs, w13, offs=offs).chunk(2, -1)
+    return torch._grouped_mm(F.silu(g) * u, w2, offs=offs)
+
+
+def _grouped_mm_flops(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of one `_grouped_mm`, 2 per multiply-add as torch counts `mm`: its
+    FlopCounterMode has no formula for it and would count the experts as free. Groups split
+    the rows (2-D x 3-D, forward), the contraction (2-D x 2-D, the weights' gradient) or
+    the columns (3-D x 2-D); 3-D x 3-D is a batch."""
+    a, b = list(a_shape), list(b_shape)
+    if len(a) == 2:
+        return 2 * a[0] * a[1] * b[-1]
+    if len(b) == 2:
+        return 2 * a[1] * a[2] * b[1]
+    return 2 * a[0] * a[1] * a[2] * b[2]
+
+
+# The experts' path: the grouped matmul where this torch has it, else the loop.
+EXPERTS = experts_grouped if hasattr(torch, "_grouped_mm") else experts_loop
+
+if EXPERTS is experts_grouped:
+    from torch.utils import flop_counter
+
+    if torch.ops.aten._grouped_mm.default not in flop_counter.flop_registry:
+        flop_counter.register_flop_formula(torch.ops.aten._grouped_mm)(_grouped_mm_flops)
+
+
 class MoE(nn.Module):
     """SwiGLU experts behind a float32 router; `forward(x)` returns y and keeps `stats`."""
 
@@ -124,27 +183,20 @@ class MoE(nn.Module):
                                        shape[-2] if len(shape) == 3 else None)
         tok = order % t  # assignment a = choice * t + token
         gate_sorted = gates.t().reshape(-1)[order].to(x.dtype)
-        starts = (torch.cumsum(counts, 0) - counts).tolist()
         n_kept = kept.tolist()
-        # Kept assignments, grouped by expert: one gather of their tokens and gates.
-        keep = torch.cat([torch.arange(s0, s0 + n0, device=x.device)
-                          for s0, n0 in zip(starts, n_kept, strict=True) if n0])
-        rows = tok[keep]
-        xs, gs = x[rows], gate_sorted[keep, None]
-        # unbind once: indexing w13[e] per expert would make backward build a full-size zero
-        # gradient per expert; unbind's backward stacks the eight slices once
-        w13, w2 = self.w13.unbind(0), self.w2.unbind(0)
-        pieces, at = [], 0
-        for e in range(self.n):  # one matmul pair per expert on its contiguous slice
-            if n_kept[e] == 0:
-                continue
-            g, u = (xs[at:at + n_kept[e]] @ w13[e]).chunk(2, -1)
-            pieces.append((F.silu(g) * u) @ w2[e])
-            at += n_kept[e]
-        out = torch.zeros_like(x)
-        if pieces:
-            out.index_add_(0, rows, torch.cat(pieces) * gs)
         total_kept = sum(n_kept)
+        if total_kept == order.numel():  # nothing dropped (no capacity limit, or none hit)
+            rows, gs = tok, gate_sorted[:, None]
+        else:  # kept assignments, grouped by expert: one gather of their tokens and gates
+            starts = (torch.cumsum(counts, 0) - counts).tolist()
+            keep = torch.cat([torch.arange(s0, s0 + n0, device=x.device)
+                              for s0, n0 in zip(starts, n_kept, strict=True) if n0])
+            rows, gs = tok[keep], gate_sorted[keep, None]
+        out = torch.zeros_like(x)
+        if total_kept:
+            # index_select: its backward is an index_add_, twice as fast here as x[rows]'s
+            ys = EXPERTS(x.index_select(0, rows), self.w13, self.w2, kept, n_kept)
+            out.index_add_(0, rows, ys * gs)
         self.flops = 2 * t * d * self.n + total_kept * 2 * 3 * d * self.d_expert
         with torch.no_grad():
             load = counts.float() / idx.numel()
