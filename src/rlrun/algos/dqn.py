@@ -158,6 +158,8 @@ def run(ctx) -> None:
         last_return = log_episodes(log, infos, step, last_return)
 
         if train_due(cfg, step, n_envs):
+            if cfg.anneal_lr:  # SB3's linear schedule: the fraction of the budget left
+                opt.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - step / cfg.total_steps)
             for _ in range(cfg.gradient_steps):
                 losses = loss_fn(q_net, target_net, rb.sample(cfg.batch_size), cfg.gamma,
                                  cfg.double)
