@@ -79,3 +79,10 @@ def test_dqn_anneal_lr_is_sb3s_linear_schedule(tmp_path):
                          "algo.eval_every=600", "algo.eval_episodes=1"], "b")
     opt = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["loop"]["opt"]
     assert opt["param_groups"][0]["lr"] == pytest.approx(2.3e-3)  # the tuned preset's, flat
+
+
+def test_dqn_anneal_lr_is_named_when_a_resume_raises_the_budget():
+    from rlrun.schemas.deep_rl import DQNConfig
+
+    assert any("anneal_lr" in w for w in DQNConfig(anneal_lr=True).budget_schedules())
+    assert not any("anneal_lr" in w for w in DQNConfig().budget_schedules())

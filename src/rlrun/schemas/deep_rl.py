@@ -196,7 +196,7 @@ class DQNConfig(AlgoSchema):
 
     def budget_schedules(self) -> list[str]:
         return ["algo.exploration_fraction: epsilon now decays over that fraction of the new"
-                " total_steps"]
+                " total_steps", *([ANNEAL_LR] if self.anneal_lr else [])]
 
 
 @dataclass
