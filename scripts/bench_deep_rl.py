@@ -1,4 +1,4 @@
-"""Benchmark: rlrun's SAC and PPO against Stable-Baselines3, same hyperparameters, same script.
+"""Benchmark: rlrun's SAC, TD3, DDPG, A2C, PPO against Stable-Baselines3, same settings.
 
     pip install stable-baselines3           # the optional reference
     python scripts/bench_deep_rl.py sac     # Pendulum-v1, 20k steps, 3 seeds

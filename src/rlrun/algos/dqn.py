@@ -8,8 +8,9 @@ Epsilon-greedy acting with epsilon decayed linearly from `start_e` to `end_e` ov
 `exploration_fraction` of the budget (uniformly random actions before `learning_starts`);
 every `train_frequency` env steps, `gradient_steps` minibatch updates of the Huber loss to
 r + gamma max_a Q'(s', a) (Double: Q'(s', argmax_a Q(s', a))), gradient norm clipped
-before the Adam step; the target network is copied (tau=1) or Polyak-averaged every
-`target_network_frequency` env steps. Pixels (ALE ids) go to a `FrameReplayBuffer` that
+before the Adam step (`anneal_lr`: its rate decays linearly to 0, SB3's schedule); the
+target network is copied (tau=1) or Polyak-averaged every `target_network_frequency` env
+steps. Pixels (ALE ids) go to a `FrameReplayBuffer` that
 stores each frame once; vectors to the plain `ReplayBuffer`.
 """
 
