@@ -10,8 +10,8 @@ every `train_frequency` env steps, `gradient_steps` minibatch updates of the Hub
 r + gamma max_a Q'(s', a) (Double: Q'(s', argmax_a Q(s', a))), gradient norm clipped
 before the Adam step (`anneal_lr`: its rate decays linearly to 0, SB3's schedule); the
 target network is copied (tau=1) or Polyak-averaged every `target_network_frequency` env
-steps. Pixels (ALE ids) go to a `FrameReplayBuffer` that
-stores each frame once; vectors to the plain `ReplayBuffer`.
+steps. Pixels (ALE ids) go to a `FrameReplayBuffer` that stores each frame once; vectors
+to the plain `ReplayBuffer`.
 """
 
 from __future__ import annotations
