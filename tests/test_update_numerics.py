@@ -86,3 +86,27 @@ def test_dqn_anneal_lr_is_named_when_a_resume_raises_the_budget():
 
     assert any("anneal_lr" in w for w in DQNConfig(anneal_lr=True).budget_schedules())
     assert not any("anneal_lr" in w for w in DQNConfig().budget_schedules())
+
+
+def test_replay_add_by_slice_stores_what_the_index_formula_stored():
+    # ReplayBuffer.add writes a slice when the batch does not wrap; the old formula indexed
+    # (arange(n) + pos) % capacity every time. Capacity 7 and batches of 3 wrap twice.
+    import numpy as np
+
+    from rlrun.rl.buffers import ReplayBuffer
+
+    rb = ReplayBuffer(7, (2,), (1,), "cpu", seed=0)
+    ref = {k: v.clone() for k, v in rb.data.items()}
+    pos, g = 0, np.random.default_rng(0)
+    for _ in range(5):
+        batch = {"obs": g.normal(size=(3, 2)), "actions": g.normal(size=(3, 1)),
+                 "rewards": g.normal(size=3), "next_obs": g.normal(size=(3, 2)),
+                 "terminated": g.random(3) < 0.5}
+        rb.add(batch["obs"], batch["actions"], batch["rewards"], batch["next_obs"],
+               batch["terminated"])
+        idx = (torch.arange(3) + pos) % 7
+        for k, t in ref.items():
+            t[idx] = torch.as_tensor(np.asarray(batch[k]), dtype=t.dtype).reshape(3, *t.shape[1:])
+        pos = (pos + 3) % 7
+        assert all(torch.equal(rb.data[k], ref[k]) for k in ref)
+    assert rb.pos == pos and rb.full and len(rb) == 7
