@@ -58,7 +58,8 @@ def sb3_model(algo: str, cfg, seed: int):
         else:
             env, policy, kw = gym.make(env_id), "MlpPolicy", {"policy_kwargs":
                                                               {"net_arch": net}}
-        return sb3.DQN(policy, env, learning_rate=a.learning_rate, buffer_size=a.buffer_size,
+        lr = (lambda left: left * a.learning_rate) if a.anneal_lr else a.learning_rate
+        return sb3.DQN(policy, env, learning_rate=lr, buffer_size=a.buffer_size,
                        learning_starts=a.learning_starts, batch_size=a.batch_size, tau=a.tau,
                        gamma=a.gamma, train_freq=a.train_frequency,
                        gradient_steps=a.gradient_steps,

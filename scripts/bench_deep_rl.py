@@ -1,9 +1,11 @@
-"""Benchmark: rlrun's SAC and PPO against Stable-Baselines3, same hyperparameters, same script.
+"""Benchmark: rlrun's SAC, TD3, DDPG, A2C, PPO against Stable-Baselines3, same settings.
 
     pip install stable-baselines3           # the optional reference
     python scripts/bench_deep_rl.py sac     # Pendulum-v1, 20k steps, 3 seeds
     python scripts/bench_deep_rl.py ppo     # CartPole-v1, 100k steps, 3 seeds
     python scripts/bench_deep_rl.py sac --steps 5000 --seeds 1   # quicker look
+    python scripts/bench_deep_rl.py td3 --steps 12000 --seeds 1  # also ddpg, a2c (SB3 built
+                                                    # as in bench_classic_rl.py)
     python scripts/bench_deep_rl.py ppo --plain     # the algorithm's defaults (CleanRL's), not
                                                     # the tuned (rl-zoo) values for the task
     python scripts/bench_deep_rl.py ppo --fast-path on,off --seeds 2 --threads 1
@@ -47,10 +49,16 @@ from rlrun.rl.evaluation import Evaluator  # noqa: E402
 from rlrun.schemas.gym import GymEnvConfig  # noqa: E402
 from rlrun.train import train  # noqa: E402
 
-TASKS = {"sac": "Pendulum-v1", "ppo": "CartPole-v1"}
+TASKS = {"sac": "Pendulum-v1", "ppo": "CartPole-v1", "td3": "Pendulum-v1",
+         "ddpg": "Pendulum-v1", "a2c": "CartPole-v1"}
 
 
 def sb3_model(algo: str, cfg, seed: int):
+    if algo in ("td3", "ddpg", "a2c"):  # the same SB3 models as the end-to-end benchmark's
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_classic_rl import sb3_model as classic
+
+        return classic(algo, cfg, seed)
     import gymnasium as gym
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.env_util import make_vec_env

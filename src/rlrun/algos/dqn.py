@@ -8,9 +8,10 @@ Epsilon-greedy acting with epsilon decayed linearly from `start_e` to `end_e` ov
 `exploration_fraction` of the budget (uniformly random actions before `learning_starts`);
 every `train_frequency` env steps, `gradient_steps` minibatch updates of the Huber loss to
 r + gamma max_a Q'(s', a) (Double: Q'(s', argmax_a Q(s', a))), gradient norm clipped
-before the Adam step; the target network is copied (tau=1) or Polyak-averaged every
-`target_network_frequency` env steps. Pixels (ALE ids) go to a `FrameReplayBuffer` that
-stores each frame once; vectors to the plain `ReplayBuffer`.
+before the Adam step (`anneal_lr`: its rate decays linearly to 0, SB3's schedule); the
+target network is copied (tau=1) or Polyak-averaged every `target_network_frequency` env
+steps. Pixels (ALE ids) go to a `FrameReplayBuffer` that stores each frame once; vectors
+to the plain `ReplayBuffer`.
 """
 
 from __future__ import annotations
@@ -158,6 +159,8 @@ def run(ctx) -> None:
         last_return = log_episodes(log, infos, step, last_return)
 
         if train_due(cfg, step, n_envs):
+            if cfg.anneal_lr:  # SB3's linear schedule: the fraction of the budget left
+                opt.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - step / cfg.total_steps)
             for _ in range(cfg.gradient_steps):
                 losses = loss_fn(q_net, target_net, rb.sample(cfg.batch_size), cfg.gamma,
                                  cfg.double)

@@ -86,11 +86,10 @@ def first_critic(qf: QEnsemble, obs: torch.Tensor, act: torch.Tensor) -> torch.T
     if not net.fused:
         return qf(obs, act)[0]
     x = torch.cat([obs, act], -1)
-    last = len(net.weights) - 1
-    for i, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
+    for w, b, act_fn in net.layers():
         x = torch.nn.functional.linear(x, w[0], b[0, 0])
-        if i < last:
-            x = net.acts[i](x)
+        if act_fn is not None:
+            x = act_fn(x)
     return x[..., 0]
 
 

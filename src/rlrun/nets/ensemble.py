@@ -9,7 +9,7 @@ reads the same stacked weights and differentiates them by hand.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -55,6 +55,15 @@ class EnsembleMLP(nn.Module):
             for i in range(last + 1))
         self.acts = nn.ModuleList(acts)
 
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor, Callable | None]]:
+        """(weight, bias, activation or None after the last layer) per layer. Read from the
+        registered dicts: indexing a ParameterList or ModuleList costs microseconds per access
+        (string keys), about 40% of a forward of the tiny networks A2C and PPO run every
+        env step; activations are their functional forms (no Module call)."""
+        acts = [_FUNCTIONAL.get(type(a), a) for a in self.acts._modules.values()]
+        return list(zip(self.weights._parameters.values(), self.biases._parameters.values(),
+                        [*acts, None], strict=True))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.fused:
             outs = [m(x) for m in self.members]
@@ -62,9 +71,12 @@ class EnsembleMLP(nn.Module):
             return torch.stack([nn.functional.pad(o, (0, n - o.shape[-1])) for o in outs])
         if x.dim() == 2:
             x = x.expand(self.n, *x.shape)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+        for w, b, act in self.layers():
             x = torch.baddbmm(b, x, w.transpose(1, 2))
-            if i < last:
-                x = self.acts[i](x)
+            if act is not None:
+                x = act(x)
         return x
+
+
+# activation modules -> the functions they call (same kernels, same numbers)
+_FUNCTIONAL: dict[type, Callable] = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh}

@@ -44,11 +44,14 @@ class ReplayBuffer:
             next_obs: np.ndarray, terminated: np.ndarray) -> None:
         """Add one step of a vector env (a batch of `num_envs` transitions)."""
         n = len(obs)
-        idx = (torch.arange(n) + self.pos) % self.capacity
+        if self.pos + n <= self.capacity:  # no wrap (always, for one env): a slice, no index
+            where: Any = slice(self.pos, self.pos + n)  # tensor to build and move
+        else:
+            where = ((torch.arange(n) + self.pos) % self.capacity).to(self.device)
         for key, value in (("obs", obs), ("actions", actions), ("rewards", rewards),
                            ("next_obs", next_obs), ("terminated", terminated)):
             t = self.data[key]
-            t[idx.to(self.device)] = torch.as_tensor(np.asarray(value), dtype=t.dtype).to(
+            t[where] = torch.as_tensor(np.asarray(value), dtype=t.dtype).to(
                 self.device, non_blocking=True).reshape(n, *t.shape[1:])
         self.full = self.full or self.pos + n >= self.capacity
         self.pos = (self.pos + n) % self.capacity

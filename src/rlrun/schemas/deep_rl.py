@@ -170,6 +170,7 @@ class DQNConfig(AlgoSchema):
     buffer_size: int = common("buffer_size", 100_000)
     batch_size: int = common("batch_size", 128)
     learning_rate: float = common("learning_rate", 2.5e-4, " (Adam)")
+    anneal_lr: bool = common("anneal_lr", False)
     gamma: float = common("gamma", 0.99)
     tau: float = common("tau", 1.0)
     target_network_frequency: int = opt(500, "env steps between target updates", ge=1)
@@ -195,7 +196,7 @@ class DQNConfig(AlgoSchema):
 
     def budget_schedules(self) -> list[str]:
         return ["algo.exploration_fraction: epsilon now decays over that fraction of the new"
-                " total_steps"]
+                " total_steps", *([ANNEAL_LR] if self.anneal_lr else [])]
 
 
 @dataclass
