@@ -516,16 +516,23 @@ def test_real_event_files_on_a_full_tmpfs_and_a_read_only_bind_mount_mid_run(tmp
     proc = subprocess.Popen([sys.executable, "-m", "rlrun", *ucb, f"hydra.run.dir={ro}/run"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    mounted = False
+    bound = mounted = False
     try:
         _wait_for(lambda: any((ro / "run").glob("events.out.tfevents.*")))
         time.sleep(0.5)  # training, writing events
-        mounted = subprocess.run(f"mount --bind {ro} {ro} && mount -o remount,bind,ro {ro}",
-                                 shell=True).returncode == 0
+        bound = subprocess.run(["mount", "--bind", str(ro), str(ro)]).returncode == 0
+        for _ in range(100 if bound else 0):
+            # EBUSY while the run holds a file it opened through the new mount for writing
+            # (a checkpoint's temp file between the two mounts): try again a moment later
+            if subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)],
+                              capture_output=True).returncode == 0:
+                mounted = True
+                break
+            time.sleep(0.02)
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-        if mounted:
+        if bound:
             subprocess.run(["umount", str(ro)], capture_output=True)
     assert mounted
     assert proc.returncode == 2 and err.count("\n") == 1, err
