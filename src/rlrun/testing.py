@@ -25,6 +25,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rlrun.core.errors import Interrupted
+from rlrun.core.plugins import named_config_dirs
 
 QUIET = ("logger.progress=none",)
 
@@ -53,7 +54,8 @@ def run(tmp_path: str | Path, overrides: Sequence[str], name: str = "run",
     from rlrun.train import train
 
     cfg = compose([*QUIET, *overrides], config_dirs)
-    return train(cfg, run_dir=Path(tmp_path) / name)
+    with named_config_dirs(config_dirs):
+        return train(cfg, run_dir=Path(tmp_path) / name)
 
 
 def interrupt(tmp_path: str | Path, overrides: Sequence[str], stop: int, name: str = "b",
@@ -66,7 +68,8 @@ def interrupt(tmp_path: str | Path, overrides: Sequence[str], stop: int, name: s
     cfg = compose([*QUIET, *overrides], config_dirs)
     run_dir = Path(tmp_path) / name
     try:
-        train(cfg, run_dir=run_dir, stop_at=lambda step: step >= stop)
+        with named_config_dirs(config_dirs):
+            train(cfg, run_dir=run_dir, stop_at=lambda step: step >= stop)
     except Interrupted:
         return run_dir
     raise AssertionError(f"the run ended before step {stop}: nothing was interrupted")
@@ -78,7 +81,8 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = (),
     from rlrun.train import train
 
     cfg = compose([f"resume={Path(run_dir).resolve()}"], config_dirs)
-    return train(cfg, overrides=list(overrides))
+    with named_config_dirs(config_dirs):  # trusted as `--config-dir` dirs are (core/trust.py)
+        return train(cfg, overrides=list(overrides))
 
 
 def interrupt_and_resume(tmp_path: str | Path, overrides: Sequence[str], stop: int,

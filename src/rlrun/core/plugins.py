@@ -21,10 +21,12 @@ object's module is imported, and nothing imports torch.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib.metadata
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +91,11 @@ def config_dirs(sources: Iterable[Any] | None = None) -> list[Path]:
     `sources` are Hydra's `hydra.runtime.config_sources` entries (path, schema, provider);
     by default those of the running Hydra app, else (tests, notebooks, outside Hydra)
     rlrun's own configs and the installed plugins'."""
-    if sources is None:
+    named = _NAMED_DIRS.get()
+    if sources is None and named is None:
         sources = _active_sources()
     if sources is None:
-        dirs = [config_dir(), *(p for _, p in plugin_config_dirs())]
+        dirs = [config_dir(), *(p for _, p in plugin_config_dirs()), *(named or ())]
     else:
         dirs = []
         for s in sources:
@@ -102,6 +105,23 @@ def config_dirs(sources: Iterable[Any] | None = None) -> list[Path]:
             if d is not None and d.is_dir():
                 dirs.append(d)
     return list(dict.fromkeys(dirs))
+
+
+# the config dirs of a command composed outside a Hydra app (`rlrun.testing`'s helpers)
+_NAMED_DIRS: contextvars.ContextVar[tuple[Path, ...] | None] = contextvars.ContextVar(
+    "rlrun_named_config_dirs", default=None)
+
+
+@contextlib.contextmanager
+def named_config_dirs(dirs: Iterable[str | Path]) -> Iterator[None]:
+    """Within this block `config_dirs()` is rlrun's, the plugins' and `dirs`, whatever Hydra
+    state an earlier app left behind: what `rlrun --config-dir DIR ...` would search, for
+    code that composes and trains in-process (tests) and must trust the same dirs."""
+    token = _NAMED_DIRS.set(tuple(Path(d).resolve() for d in dirs))
+    try:
+        yield
+    finally:
+        _NAMED_DIRS.reset(token)
 
 
 def _active_sources() -> list[Any] | None:
