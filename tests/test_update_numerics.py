@@ -89,8 +89,9 @@ def test_dqn_anneal_lr_is_named_when_a_resume_raises_the_budget():
 
 
 def test_replay_add_by_slice_stores_what_the_index_formula_stored():
-    # ReplayBuffer.add writes a slice when the batch does not wrap; the old formula indexed
-    # (arange(n) + pos) % capacity every time. Capacity 7 and batches of 3 wrap twice.
+    # ReplayBuffer.add writes a slice when the batch does not wrap (on the CPU through NumPy
+    # views of the tensors); the old formula indexed (arange(n) + pos) % capacity with
+    # tensors converted by torch every time. Capacity 7 and batches of 3 wrap twice.
     import numpy as np
 
     from rlrun.rl.buffers import ReplayBuffer
@@ -110,3 +111,13 @@ def test_replay_add_by_slice_stores_what_the_index_formula_stored():
         pos = (pos + 3) % 7
         assert all(torch.equal(rb.data[k], ref[k]) for k in ref)
     assert rb.pos == pos and rb.full and len(rb) == 7
+    # DQN's layout: integer actions into a long column, float64 values at float32's edges
+    rb = ReplayBuffer(4, (2,), (), "cpu", act_dtype=torch.long, seed=0)
+    obs = np.array([[1 + 2 ** -30, -3.4e38], [np.nan, np.inf]])
+    rb.add(obs, np.array([1, 0]), np.array([0.1, -0.7]), obs[::-1], np.array([True, False]))
+    want = torch.as_tensor(obs, dtype=torch.float32)
+    assert torch.equal(rb.data["obs"][:2].nan_to_num(), want.nan_to_num())
+    assert rb.data["actions"][:2].tolist() == [1, 0]
+    assert torch.equal(rb.data["rewards"][:2], torch.tensor([0.1, -0.7], dtype=torch.float64)
+                       .float())
+    assert rb.data["terminated"][:2].tolist() == [1.0, 0.0]

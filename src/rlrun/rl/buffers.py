@@ -44,15 +44,24 @@ class ReplayBuffer:
             next_obs: np.ndarray, terminated: np.ndarray) -> None:
         """Add one step of a vector env (a batch of `num_envs` transitions)."""
         n = len(obs)
+        fields = (("obs", obs), ("actions", actions), ("rewards", rewards),
+                  ("next_obs", next_obs), ("terminated", terminated))
         if self.pos + n <= self.capacity:  # no wrap (always, for one env): a slice, no index
             where: Any = slice(self.pos, self.pos + n)  # tensor to build and move
         else:
             where = ((torch.arange(n) + self.pos) % self.capacity).to(self.device)
-        for key, value in (("obs", obs), ("actions", actions), ("rewards", rewards),
-                           ("next_obs", next_obs), ("terminated", terminated)):
-            t = self.data[key]
-            t[where] = torch.as_tensor(np.asarray(value), dtype=t.dtype).to(
-                self.device, non_blocking=True).reshape(n, *t.shape[1:])
+        if self.device.type == "cpu" and isinstance(where, slice):
+            # on the CPU the tensors' memory is written through NumPy views: the same cast
+            # (NumPy's and torch's float64 -> float32 both round to nearest) at ~1 us a
+            # field instead of ~8 us for a tensor built, converted and copied in
+            for key, value in fields:
+                t = self.data[key].numpy()
+                t[where] = np.asarray(value).reshape(n, *t.shape[1:])
+        else:
+            for key, value in fields:
+                t = self.data[key]
+                t[where] = torch.as_tensor(np.asarray(value), dtype=t.dtype).to(
+                    self.device, non_blocking=True).reshape(n, *t.shape[1:])
         self.full = self.full or self.pos + n >= self.capacity
         self.pos = (self.pos + n) % self.capacity
 
