@@ -11,7 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rlrun.core.errors import ConfigError, DataError, PairingError
-from rlrun.nets.moe import MoE, aux_loss, capacity, route, z_loss
+from rlrun.nets.moe import MoE, aux_loss, capacity, dispatch, route, z_loss
 from rlrun.nets.transformer import Transformer
 
 from .conftest import interrupt_and_resume, read_results, rlrun_cli, run_train
@@ -97,6 +97,49 @@ def test_top2_capacity_keeps_earlier_positions():
     y = m3(torch.tensor([[1.0, 0.0]] * 4))
     assert float(m3.stats["dropped_fraction"]) == pytest.approx(0.5)
     assert (y[2:] == 0).all() and (y[:2].abs() > 0).all()
+
+
+def _dispatch_by_key(idx: torch.Tensor, n: int, cap: int, seq_len: int | None):
+    """The plain form of `dispatch`: one argsort of the key (expert, position, sequence,
+    choice), the definition of its order."""
+    t, k = idx.shape
+    tok = torch.arange(t)
+    rank = tok if seq_len is None or seq_len >= t else (
+        (tok % seq_len) * (t // seq_len) + tok // seq_len)
+    flat = idx.t().reshape(-1)
+    key = (flat * t + rank.repeat(k)) * k + torch.arange(k).repeat_interleave(t)
+    counts = torch.bincount(flat, minlength=n)
+    return torch.argsort(key), counts, counts.clamp(max=cap)
+
+
+@pytest.mark.parametrize("t, k, n, seq_len", [(48, 2, 8, 8), (48, 1, 4, 16), (12, 3, 4, None),
+                                              (7, 2, 3, None), (16, 2, 8, 32)])
+def test_dispatch_sorts_like_the_composite_key(t, k, n, seq_len):
+    """`dispatch` (a stable sort by expert of the assignments laid out in priority order)
+    gives the permutation of an argsort of the whole priority key, with and without
+    capacity."""
+    g = torch.Generator().manual_seed(t * k + n)
+    for _ in range(5):
+        idx = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(t)])
+        for cap in (1, 3, t * k):
+            for a, b in zip(dispatch(idx, n, cap, seq_len),
+                            _dispatch_by_key(idx, n, cap, seq_len), strict=True):
+                assert torch.equal(a, b)
+
+
+def test_moe_stats_derived_on_read_match_the_counts():
+    """`m.stats` computes load, entropy, top-1 share and the dropped fraction when read:
+    the values of their definitions, keys in the order they were always logged."""
+    m = _forced_moe("mixtral", 2, 0.75, n=3)
+    m(torch.tensor([[1.0, 0.0]] * 4))
+    st = m.stats
+    assert list(st) == ["entropy", "top1_share", "dropped_fraction", "load", "counts",
+                        "aux_loss", "z_loss"]
+    assert st["counts"].tolist() == [4, 4, 0]
+    assert st["load"].tolist() == [0.5, 0.5, 0.0]
+    assert float(st["entropy"]) == pytest.approx(math.log(2))
+    assert float(st["top1_share"]) == 0.5 and float(st["dropped_fraction"]) == 0.5
+    assert dict(st).keys() == set(st)
 
 
 def test_gradients_reach_the_router_and_every_selected_expert():

@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -100,7 +100,7 @@ def evaluate(model: torch.nn.Module, batches: list, dev: torch.device,
     return total / len(batches), bits_per_byte(nats, n_bytes)
 
 
-def log_moe(log: Any, stats: list[dict[str, torch.Tensor]], step: int) -> None:
+def log_moe(log: Any, stats: list[Mapping[str, torch.Tensor]], step: int) -> None:
     """Routing statistics of a forward (`aux.moe`), per MoE layer and averaged over layers."""
     if not stats:
         return

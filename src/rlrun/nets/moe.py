@@ -20,6 +20,7 @@ assignments routed to expert i before dropping, P_i: mean router probability of 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -40,10 +41,15 @@ def route(logits: torch.Tensor, router: str, k: int) -> tuple[torch.Tensor, torc
     return idx, top.softmax(-1)  # Mixtral: softmax over the selected logits only
 
 
-def aux_loss(logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Switch load-balancing loss N * sum_i f_i P_i (f_i over all k choices, before dropping)."""
+def aux_loss(logits: torch.Tensor, idx: torch.Tensor,
+             counts: torch.Tensor | None = None) -> torch.Tensor:
+    """Switch load-balancing loss N * sum_i f_i P_i (f_i over all k choices, before dropping).
+    `counts`: the assignments per expert where the caller has them (`dispatch`), to skip a
+    second count of the same indices."""
     n = logits.shape[-1]
-    f = torch.bincount(idx.reshape(-1), minlength=n).to(logits.dtype) / idx.numel()
+    if counts is None:
+        counts = torch.bincount(idx.reshape(-1), minlength=n)
+    f = counts.to(logits.dtype) / idx.numel()
     p = logits.softmax(-1).mean(0)
     return n * (f * p).sum()
 
@@ -70,27 +76,33 @@ def dispatch(idx: torch.Tensor, n_experts: int, cap: int, seq_len: int | None = 
     (batch, seq_len): a full expert drops later positions first, so a character's routing
     never depends on any later character, of its own sequence or another (capacity-based
     routing in batch order would let sequence 0's future evict sequence 1's past).
+
+    The assignments are first laid out in priority order (a strided copy), then sorted by
+    expert alone with a stable sort, which keeps the priority order within each expert: the
+    same permutation as an argsort of the composite key (expert, priority), at under half
+    its cost (no key arithmetic; a sort of small integers).
     """
     t, k = idx.shape
-    tok = torch.arange(t, device=idx.device)
+    a = torch.arange(t * k, device=idx.device).view(k, t)  # choice-major assignment ids
     if seq_len is None or seq_len >= t:
-        rank = tok
-    else:
-        b = t // seq_len
-        rank = (tok % seq_len) * b + tok // seq_len  # position-major
+        by_priority = a.t()  # (token, choice)
+    else:  # (position, sequence, choice)
+        by_priority = a.view(k, t // seq_len, seq_len).permute(2, 1, 0)
+    by_priority = by_priority.reshape(-1)
     flat = idx.t().reshape(-1)
-    choice = torch.arange(k, device=idx.device).repeat_interleave(t)
-    key = (flat * t + rank.repeat(k)) * k + choice
-    order = torch.argsort(key)
+    order = by_priority[torch.sort(flat[by_priority], stable=True).indices]
     counts = torch.bincount(flat, minlength=n_experts)
     kept = counts.clamp(max=cap)
     return order, counts, kept
 
 
 def experts_loop(xs: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor,
-                 kept: torch.Tensor, n_kept: list[int]) -> torch.Tensor:
+                 kept: torch.Tensor, n_kept: list[int] | None) -> torch.Tensor:
     """SwiGLU experts on rows sorted by expert (`n_kept[e]` rows for expert e): one matmul
-    pair per expert on its contiguous slice, a Python loop over the experts."""
+    pair per expert on its contiguous slice, a Python loop over the experts. `n_kept` is
+    `kept` as a list where the caller already has it (None: read here)."""
+    if n_kept is None:
+        n_kept = kept.tolist()
     # unbind once: indexing w13[e] per expert would make backward build a full-size zero
     # gradient per expert; unbind's backward stacks the slices once
     w13s, w2s = w13.unbind(0), w2.unbind(0)
@@ -105,7 +117,7 @@ def experts_loop(xs: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor,
 
 
 def experts_grouped(xs: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor,
-                    kept: torch.Tensor, n_kept: list[int]) -> torch.Tensor:
+                    kept: torch.Tensor, n_kept: list[int] | None) -> torch.Tensor:
     """The same, each matmul of all experts as one grouped matmul over the row slices
     (`offs`: where each expert's rows end). Each expert's rows meet its own weights as in
     the loop, so the numbers are the loop's; it saves the per-expert operators and their
@@ -144,6 +156,41 @@ if EXPERTS is experts_grouped:
         flop_counter.register_flop_formula(torch.ops.aten._grouped_mm)(_grouped_mm_flops)
 
 
+class MoEStats(Mapping[str, torch.Tensor]):
+    """One forward's routing statistics, read as a dict: `aux_loss`, `z_loss` (the losses,
+    with their graph), `counts` (assignments per expert before dropping), and `load`,
+    `entropy`, `top1_share`, `dropped_fraction`, derived from the counts on first read.
+    The training loop reads the derived ones on logging steps only (`rlrun.algos.lm.log_moe`),
+    so the other steps skip their half-dozen small operators per layer; when read, they are
+    the same numbers as computed eagerly."""
+
+    KEYS = ("entropy", "top1_share", "dropped_fraction", "load", "counts", "aux_loss", "z_loss")
+
+    def __init__(self, counts: torch.Tensor, n_assign: int, total_kept: int,
+                 aux: torch.Tensor, z: torch.Tensor):
+        self._d = {"counts": counts, "aux_loss": aux, "z_loss": z}
+        self._n, self._kept = n_assign, total_kept
+
+    def _derive(self) -> None:
+        with torch.no_grad():
+            load = self._d["counts"].float() / self._n
+            nz = load[load > 0]
+            self._d.update(entropy=-(nz * nz.log()).sum(), top1_share=load.max(),
+                           dropped_fraction=torch.tensor(1.0 - self._kept / self._n),
+                           load=load)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._d and key in self.KEYS:
+            self._derive()
+        return self._d[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.KEYS)
+
+    def __len__(self) -> int:
+        return len(self.KEYS)
+
+
 class MoE(nn.Module):
     """SwiGLU experts behind a float32 router; `forward(x)` returns y and keeps `stats`."""
 
@@ -166,7 +213,7 @@ class MoE(nn.Module):
         self.w2 = nn.Parameter(torch.empty(n_experts, d_expert, d_model))
         nn.init.normal_(self.w13, std=d_model ** -0.5)
         nn.init.normal_(self.w2, std=d_expert ** -0.5)
-        self.stats: dict[str, torch.Tensor] = {}
+        self.stats: Mapping[str, torch.Tensor] = {}
         self.flops = 0  # forward matmul FLOPs of the last call (router + kept assignments)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -183,9 +230,13 @@ class MoE(nn.Module):
                                        shape[-2] if len(shape) == 3 else None)
         tok = order % t  # assignment a = choice * t + token
         gate_sorted = gates.t().reshape(-1)[order].to(x.dtype)
-        n_kept = kept.tolist()
-        total_kept = sum(n_kept)
-        if total_kept == order.numel():  # nothing dropped (no capacity limit, or none hit)
+        n_assign = order.numel()
+        if cap >= n_assign:  # no capacity limit: every assignment kept, no host sync
+            n_kept, total_kept = None, n_assign
+        else:
+            n_kept = kept.tolist()
+            total_kept = sum(n_kept)
+        if total_kept == n_assign:  # nothing dropped (no capacity limit, or none hit)
             rows, gs = tok, gate_sorted[:, None]
         else:  # kept assignments, grouped by expert: one gather of their tokens and gates
             starts = (torch.cumsum(counts, 0) - counts).tolist()
@@ -198,16 +249,6 @@ class MoE(nn.Module):
             ys = EXPERTS(x.index_select(0, rows), self.w13, self.w2, kept, n_kept)
             out.index_add_(0, rows, ys * gs)
         self.flops = 2 * t * d * self.n + total_kept * 2 * 3 * d * self.d_expert
-        with torch.no_grad():
-            load = counts.float() / idx.numel()
-            nz = load[load > 0]
-            self.stats = {
-                "entropy": -(nz * nz.log()).sum(),
-                "top1_share": load.max(),
-                "dropped_fraction": torch.tensor(1.0 - total_kept / idx.numel()),
-                "load": load,
-                "counts": counts,
-            }
-        self.stats["aux_loss"] = aux_loss(logits, idx)
-        self.stats["z_loss"] = z_loss(logits)
+        self.stats = MoEStats(counts, n_assign, total_kept,
+                              aux_loss(logits, idx, counts), z_loss(logits))
         return out.reshape(shape)

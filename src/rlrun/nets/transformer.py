@@ -13,6 +13,7 @@ checked against torch's FLOP counter in tests). Nothing of a call is left on the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
@@ -27,7 +28,7 @@ class ForwardAux(NamedTuple):
     """What a forward pass returns beside the logits."""
 
     loss: torch.Tensor  # router losses, weighted by aux_loss_coef and z_loss_coef (0 if dense)
-    moe: list[dict[str, torch.Tensor]]  # routing statistics per MoE layer
+    moe: list[Mapping[str, torch.Tensor]]  # routing statistics per MoE layer (MoEStats)
     flops: int  # forward matmul FLOPs of this call
 
 
