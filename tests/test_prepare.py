@@ -626,9 +626,17 @@ def test_a_real_ctrl_c_leaves_out_as_it_was(tmp_path):
     import signal
     import time
 
+    from rlrun.prepare.pipeline import TMP_PREFIX
+
     proc = _console(["out=out", "workers=2", "progress=false"], tmp_path,
                     start_new_session=True)
-    time.sleep(8)
+    # signal once the build has begun (its staging dir exists), plus a moment for the
+    # workers: a fixed sleep raced the whole run on an idle machine (done in under 8 s)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "out").glob(f"{TMP_PREFIX}*")) and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)
     assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
