@@ -90,7 +90,8 @@ def config_dirs(sources: Iterable[Any] | None = None) -> list[Path]:
 
     `sources` are Hydra's `hydra.runtime.config_sources` entries (path, schema, provider);
     by default those of the running Hydra app, else (tests, notebooks, outside Hydra)
-    rlrun's own configs and the installed plugins'."""
+    rlrun's own configs and the installed plugins'. Inside `named_config_dirs(dirs)` (how
+    `rlrun.testing` trains in-process) those two plus `dirs`, never a stale app's sources."""
     named = _NAMED_DIRS.get()
     if sources is None and named is None:
         sources = _active_sources()
