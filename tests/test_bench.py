@@ -189,6 +189,29 @@ def test_outputs_from_synthetic_runs(tmp_path, monkeypatch, capsys):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24])[0] > 500
 
 
+def test_failed_jobs_fail_the_pair_even_in_a_smoke_run(tmp_path, monkeypatch, capsys):
+    """A sweep whose jobs failed (here: left no run dir, exit code 1) is a FAIL and exit
+    code 1, smoke run or not: a CI's `rlrun-bench --smoke` must not pass on broken runs."""
+    monkeypatch.setattr(runner, "rlrun_sweep", lambda argv: 1)
+    code, out, err = bench(["--smoke", "--only", "dqn/CartPole-v1", "sutton_barto/fig6_4",
+                            "--seeds", "3", "--out", str(tmp_path)], capsys)
+    assert code == 1, err
+    rows = {r.split("|")[1].strip(): r for r in out.splitlines() if r.startswith("| ")}
+    assert "**FAIL**" in rows["dqn/CartPole-v1"] and "3 of 3 runs did not complete" in err
+    assert "**FAIL**" in rows["sutton_barto/fig6_4"]
+
+
+def test_a_relative_out_reaches_the_launchers_workers_as_an_absolute_path(tmp_path,
+                                                                         monkeypatch):
+    """joblib's workers keep the cwd they started in across sweeps of one process."""
+    seen = []
+    monkeypatch.setattr(runner, "rlrun_sweep", lambda argv: seen.append(argv) or 0)
+    monkeypatch.chdir(tmp_path)
+    (pair,) = suite.select(["ppo/CartPole-v1"])[0]
+    runner.run_pair(pair, Path("bench"), 1, [], smoke=True, vs_sb3=False)
+    assert f"hydra.sweep.dir={tmp_path}/bench/runs/ppo_CartPole-v1" in seen[0]
+
+
 def test_vs_sb3_adds_the_ratio(tmp_path, monkeypatch, capsys):
     if importlib.util.find_spec("stable_baselines3") is None:  # not imported: seconds
         pytest.skip("the bench extra (stable-baselines3) is not installed")

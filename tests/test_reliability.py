@@ -532,8 +532,9 @@ def test_real_event_files_on_a_full_tmpfs_and_a_read_only_bind_mount_mid_run(tmp
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-        if bound:
-            subprocess.run(["umount", str(ro)], capture_output=True)
+        proc.wait(timeout=60)  # its open files would keep the mount busy
+        if bound and subprocess.run(["umount", str(ro)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(ro)], capture_output=True)  # never leave it
     assert mounted
     assert proc.returncode == 2 and err.count("\n") == 1, err
     assert "Read-only file system (EROFS)" in err and "b'" not in err

@@ -145,7 +145,7 @@ def run(args: argparse.Namespace, pairs: list[Any], notes: list[str], argv: list
         if res.exit_code == 2 and not res.runs:  # rlrun refused the overrides: its line said why
             raise _Refused(pair.name)
         row = (exact_row(res, exact[pair.name], args.smoke) if pair.kind == "exact"
-               else rl_row(res, refs[pair.name], args.smoke))
+               else rl_row(res, refs[pair.name], args.smoke, args.seeds))
         rows.append(row)
         if pair.kind == "rl":  # a figure's jobs are different algorithms, not seeds
             curves[pair.name] = [r.curve for r in res.runs if r.curve]
@@ -161,12 +161,12 @@ def run(args: argparse.Namespace, pairs: list[Any], notes: list[str], argv: list
     return 1 if any(r.verdict == "FAIL" for r in rows) else 0
 
 
-def rl_row(res: Any, ref: Any, smoke: bool) -> Any:
+def rl_row(res: Any, ref: Any, smoke: bool, seeds: int) -> Any:
     from rlrun.bench.output import Row
     from rlrun.bench.verdict import judge
 
     done = [r for r in res.runs if r.status == "completed" and r.final_return is not None]
-    failed = len(res.runs) - len(done)
+    failed = max(seeds, len(res.runs)) - len(done)  # a job that left no run dir failed too
     j = judge([r.final_return for r in done], ref.band, failed=failed, smoke=smoke)
     s = j.summary
     sps = [r.steps / r.wall_time_s for r in done if r.wall_time_s > 0]
@@ -197,7 +197,8 @@ def exact_row(res: Any, ref: Any, smoke: bool) -> Any:
             value = (job.metrics.get(c.tag) or {}).get(c.stat)
         what = " ".join(f"{k}={v}" for k, v in c.job.items()) + f" {c.tag} ({c.stat})"
         found.append({"what": what, "value": value, "range": list(c.range), "book": c.book})
-    j = judge_exact(found, smoke)
+    j = judge_exact(found, smoke, failed=res.exit_code != 0 or not res.runs
+                    or any(r.status != "completed" for r in res.runs))
     # steps/s: none (a bandit's steps, a tabular loop's episodes: not env steps of one run)
     return Row(res.pair.name, "exact", j.verdict, j.why, len(res.runs), None, None, [],
                f"{len(found)} numbers of the book", "Sutton & Barto 2018", res.wall_s,

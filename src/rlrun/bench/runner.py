@@ -119,7 +119,9 @@ def _config(run_dir: Path) -> Any:
 def run_pair(pair: Pair, out: Path, seeds: int, overrides: Sequence[str], smoke: bool,
              vs_sb3: bool, log: Any = print) -> PairResult:
     """Run one pair (every seed, or the figure's sweep) into OUT/runs/<name>/."""
-    root = out / "runs" / pair.name.replace("/", "_")
+    # absolute: a launcher's workers need not share this process's cwd (joblib's loky
+    # reuses its workers across sweeps in one process, with the cwd they started in)
+    root = out.absolute() / "runs" / pair.name.replace("/", "_")
     extra = [*QUIET, *(pair.smoke if smoke else ()), *overrides]
     t = time.perf_counter()
     if pair.kind == "exact":

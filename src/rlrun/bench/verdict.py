@@ -48,10 +48,14 @@ def judge(values: list[float], band: tuple[float, float], failed: int = 0,
     return Judged(UNSURE, f"CI [{lo:.1f}, {hi:.1f}] straddles {edge:g}", s)
 
 
-def judge_exact(found: list[dict[str, Any]], smoke: bool = False) -> Judged:
-    """A book figure: PASS when every check's value lies in its range (ends included)."""
+def judge_exact(found: list[dict[str, Any]], smoke: bool = False,
+                failed: bool = False) -> Judged:
+    """A book figure: PASS when every check's value lies in its range (ends included);
+    FAIL, smoke run or not, when one of its jobs failed."""
     bad = [c for c in found if c["value"] is None or not math.isfinite(c["value"])
            or not c["range"][0] <= c["value"] <= c["range"][1]]
+    if failed:
+        return Judged(FAIL, "a job of the sweep failed (its run dir says why)")
     if smoke:
         return Judged(SMOKE, "smoke run: not compared")
     if bad:
