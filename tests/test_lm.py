@@ -188,6 +188,25 @@ def test_grouped_experts_give_the_numbers_of_the_expert_loop(monkeypatch, router
         assert torch.equal(a, b)
 
 
+@pytest.mark.skipif(not hasattr(torch, "_grouped_mm"), reason="this torch has no _grouped_mm")
+def test_grouped_experts_take_an_expanded_gradient():
+    """`.sum().backward()` straight on the experts' output hands their backward an expanded
+    (stride-0) gradient, which `_grouped_mm` refuses ("Invalid strides") unless made
+    contiguous: the gradients are then the loop's."""
+    from rlrun.nets import moe as moe_mod
+
+    torch.manual_seed(0)
+    xs, w13, w2 = torch.randn(40, 16), torch.randn(4, 16, 64), torch.randn(4, 32, 16)
+    kept = torch.tensor([10, 0, 20, 10])
+    grads = []
+    for experts in (moe_mod.experts_loop, moe_mod.experts_grouped):
+        leaves = [t.clone().requires_grad_(True) for t in (xs, w13, w2)]
+        experts(*leaves, kept, None).sum().backward()
+        grads.append([t.grad for t in leaves])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_the_grouped_experts_are_the_ones_used():
     from rlrun.nets import moe as moe_mod
 

@@ -130,7 +130,10 @@ def experts_grouped(xs: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor,
         return experts_loop(xs, w13, w2, kept, n_kept)
     offs = torch.cumsum(kept, 0, dtype=torch.int32)
     g, u = torch._grouped_mm(xs, w13, offs=offs).chunk(2, -1)
-    return torch._grouped_mm(F.silu(g) * u, w2, offs=offs)
+    out = torch._grouped_mm(F.silu(g) * u, w2, offs=offs)
+    if out.requires_grad:  # its backward refuses an expanded (stride-0) gradient, such as
+        out.register_hook(torch.Tensor.contiguous)  # `.sum().backward()` sends: "Invalid strides"
+    return out
 
 
 def _grouped_mm_flops(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
