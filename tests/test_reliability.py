@@ -381,6 +381,29 @@ def test_ctrl_c_at_start_up_is_one_line(tmp_path):
                                         " nothing was saved"]
 
 
+def test_ctrl_c_in_the_preflight_leaves_no_run_dir(tmp_path, monkeypatch, capfd):
+    """Ctrl-C after Hydra made the run dir but before the run started (the preflight and its
+    imports): "nothing was saved" holds for the disk too, as for a preflight error, so a later
+    `resume=` of that dir is not offered an empty run."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from rlrun import cli, preflight
+
+    def interrupted(cfg, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(preflight, "preflight", interrupted)
+    monkeypatch.chdir(tmp_path)
+    GlobalHydra.instance().clear()
+    with pytest.raises(SystemExit) as e:
+        cli.main([*BANDIT, "hydra.run.dir=outputs/r", "logger.progress=none"])
+    GlobalHydra.instance().clear()
+    assert e.value.code == 130
+    assert capfd.readouterr().err.strip().splitlines()[-1] == (
+        "rlrun: interrupted before the run started; nothing was saved")
+    assert not (tmp_path / "outputs").exists()
+
+
 # ---- extending a run ----------------------------------------------------------------------------
 def _extend(run_dir, *overrides):
     return train(compose_cfg([f"resume={run_dir}", "logger.progress=none"]),

@@ -235,6 +235,10 @@ def _task(cfg) -> float:
             started = True
             results = train(cfg, overrides=list(_resume_overrides) if resuming else None,
                             plan=plan)
+    except KeyboardInterrupt:  # Ctrl-C in the preflight (its imports): no run to keep
+        if not started and not cfg.get("resume") and not sweep and rank() == 0:
+            _remove_unstarted_run_dir(output_dir)
+        raise  # main() prints the one line
     except Interrupted as e:
         if rank() == 0:  # under torchrun every rank stopped at this step: one line
             print(f"rlrun: {_resume_hint(str(e))}", file=sys.stderr)
