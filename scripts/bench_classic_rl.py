@@ -41,60 +41,10 @@ from rlrun.train import train  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_deep_rl import LoopClock  # noqa: E402
 
+from rlrun.bench.sb3 import model as sb3_model  # noqa: E402  (the one SB3 mapping)
+
 TASKS = {"dqn": "CartPole-v1", "td3": "Pendulum-v1", "ddpg": "Pendulum-v1",
          "a2c": "CartPole-v1"}
-
-
-def sb3_model(algo: str, cfg, seed: int):
-    import gymnasium as gym
-    import stable_baselines3 as sb3
-    from stable_baselines3.common.env_util import make_atari_env, make_vec_env
-    from stable_baselines3.common.noise import NormalActionNoise
-    from stable_baselines3.common.vec_env import VecFrameStack
-
-    a, env_id = cfg.algo, cfg.env.id
-    net = list(cfg.network.hidden_sizes) if "hidden_sizes" in cfg.network else None
-    common = {"seed": seed, "device": "cpu", "verbose": 0}
-    if algo == "dqn":
-        if is_atari(env_id):  # SB3's AtariWrapper (its own EpisodicLife, FireReset) + stack
-            env = VecFrameStack(make_atari_env(env_id, n_envs=1, seed=seed,
-                                               env_kwargs={"frameskip": 1}), 4)
-            policy, kw = "CnnPolicy", {}
-        else:
-            env, policy, kw = gym.make(env_id), "MlpPolicy", {"policy_kwargs":
-                                                              {"net_arch": net}}
-        lr = (lambda left: left * a.learning_rate) if a.anneal_lr else a.learning_rate
-        return sb3.DQN(policy, env, learning_rate=lr, buffer_size=a.buffer_size,
-                       learning_starts=a.learning_starts, batch_size=a.batch_size, tau=a.tau,
-                       gamma=a.gamma, train_freq=a.train_frequency,
-                       gradient_steps=a.gradient_steps,
-                       target_update_interval=a.target_network_frequency,
-                       exploration_fraction=a.exploration_fraction,
-                       exploration_initial_eps=a.start_e, exploration_final_eps=a.end_e,
-                       max_grad_norm=a.max_grad_norm, **kw, **common)
-    if algo in ("td3", "ddpg"):
-        env = gym.make(env_id)
-        n = env.action_space.shape[0]
-        noise = NormalActionNoise(np.zeros(n), a.exploration_noise * np.ones(n))
-        kw = dict(learning_rate=a.learning_rate, buffer_size=a.buffer_size,
-                  learning_starts=a.learning_starts, batch_size=a.batch_size, tau=a.tau,
-                  gamma=a.gamma, train_freq=a.train_frequency, gradient_steps=a.gradient_steps,
-                  action_noise=noise, policy_kwargs={"net_arch": net,
-                                                     "n_critics": a.n_critics}, **common)
-        if algo == "ddpg":
-            return sb3.DDPG("MlpPolicy", env, **kw)
-        return sb3.TD3("MlpPolicy", env, policy_delay=a.policy_frequency,
-                       target_policy_noise=a.policy_noise, target_noise_clip=a.noise_clip,
-                       **kw)
-    act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[cfg.network.activation]
-    return sb3.A2C("MlpPolicy", make_vec_env(env_id, n_envs=cfg.env.num_envs or 8, seed=seed),
-                   learning_rate=a.learning_rate, n_steps=a.num_steps, gamma=a.gamma,
-                   gae_lambda=a.gae_lambda, ent_coef=a.ent_coef, vf_coef=a.vf_coef,
-                   max_grad_norm=a.max_grad_norm, rms_prop_eps=a.rms_eps,
-                   use_rms_prop=a.optimizer == "rmsprop",
-                   normalize_advantage=a.normalize_advantage,
-                   policy_kwargs={"net_arch": {"pi": net, "vf": net}, "activation_fn": act},
-                   **common)
 
 
 def evaluate(policy, env_id: str, seed: int, episodes: int) -> float:

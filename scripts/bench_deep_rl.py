@@ -41,6 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import compose_cfg  # noqa: E402
 
+from rlrun.bench.sb3 import model as sb3_model  # noqa: E402  (the one SB3 mapping)
 from rlrun.core import run  # noqa: E402
 from rlrun.core.config import register_resolvers  # noqa: E402
 from rlrun.core.logger import Logger, LoggerConfig  # noqa: E402
@@ -51,41 +52,6 @@ from rlrun.train import train  # noqa: E402
 
 TASKS = {"sac": "Pendulum-v1", "ppo": "CartPole-v1", "td3": "Pendulum-v1",
          "ddpg": "Pendulum-v1", "a2c": "CartPole-v1"}
-
-
-def sb3_model(algo: str, cfg, seed: int):
-    if algo in ("td3", "ddpg", "a2c"):  # the same SB3 models as the end-to-end benchmark's
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from bench_classic_rl import sb3_model as classic
-
-        return classic(algo, cfg, seed)
-    import gymnasium as gym
-    from stable_baselines3 import PPO, SAC
-    from stable_baselines3.common.env_util import make_vec_env
-
-    a, net = cfg.algo, list(cfg.network.hidden_sizes)
-    if algo == "sac":
-        return SAC("MlpPolicy", gym.make(cfg.env.id), learning_rate=a.q_lr,
-                   buffer_size=a.buffer_size, learning_starts=a.learning_starts,
-                   batch_size=a.batch_size, tau=a.tau, gamma=a.gamma, train_freq=1,
-                   gradient_steps=a.gradient_steps, ent_coef="auto",
-                   target_update_interval=a.target_network_frequency,
-                   policy_kwargs={"net_arch": net}, seed=seed, device="cpu", verbose=0)
-    n_envs = cfg.env.num_envs or 4
-    lr, clip = a.learning_rate, a.clip_coef
-
-    def sched(v: float, on: bool):
-        return (lambda frac: frac * v) if on else v
-
-    act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[cfg.network.activation]
-    return PPO("MlpPolicy", make_vec_env(cfg.env.id, n_envs=n_envs, seed=seed),
-               learning_rate=sched(lr, a.anneal_lr), n_steps=a.num_steps,
-               batch_size=a.num_steps * n_envs // a.num_minibatches, n_epochs=a.update_epochs,
-               gamma=a.gamma, gae_lambda=a.gae_lambda, clip_range=sched(clip, a.anneal_clip),
-               clip_range_vf=sched(clip, a.anneal_clip) if a.clip_vloss else None,
-               ent_coef=a.ent_coef, vf_coef=a.vf_coef, max_grad_norm=a.max_grad_norm,
-               policy_kwargs={"net_arch": {"pi": net, "vf": net}, "activation_fn": act},
-               seed=seed, device="cpu", verbose=0)
 
 
 def evaluate(policy, env_id: str, seed: int) -> float:

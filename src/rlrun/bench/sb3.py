@@ -1,8 +1,8 @@
 """Stable-Baselines3 models with the hyperparameters of an rlrun config, for `--vs sb3`.
 
-The same mapping as scripts/bench_deep_rl.py (PPO, SAC) and scripts/bench_classic_rl.py
-(DQN, TD3, DDPG, A2C), in the package so that the installed command has it. Imported only
-under --vs sb3 (the `bench` extra)."""
+The one mapping: scripts/bench_deep_rl.py, bench_classic_rl.py and bench_updates_classic_rl.py
+import it too, so the scripts and the installed command compare against the same SB3 runs.
+Imported only under --vs sb3 (the `bench` extra)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def model(algo: str, cfg: Any, seed: int) -> Any:
     from stable_baselines3.common.noise import NormalActionNoise
 
     a, env_id = cfg.algo, cfg.env.id
-    net = list(cfg.network.hidden_sizes)
+    net = list(cfg.network.hidden_sizes) if "hidden_sizes" in cfg.network else None
     common = {"seed": seed, "device": "cpu", "verbose": 0}
     torch.manual_seed(seed)
     if algo == "sac":
@@ -32,15 +32,27 @@ def model(algo: str, cfg: Any, seed: int) -> Any:
                        target_update_interval=a.target_network_frequency,
                        policy_kwargs={"net_arch": net}, **common)
     if algo == "dqn":
-        return sb3.DQN("MlpPolicy", gym.make(env_id), learning_rate=a.learning_rate,
-                       buffer_size=a.buffer_size, learning_starts=a.learning_starts,
-                       batch_size=a.batch_size, tau=a.tau, gamma=a.gamma,
-                       train_freq=a.train_frequency, gradient_steps=a.gradient_steps,
+        from rlrun.envs.gym import is_atari
+
+        if is_atari(env_id):  # SB3's AtariWrapper (its own EpisodicLife, FireReset) + stack
+            from stable_baselines3.common.env_util import make_atari_env
+            from stable_baselines3.common.vec_env import VecFrameStack
+
+            env = VecFrameStack(make_atari_env(env_id, n_envs=1, seed=seed,
+                                               env_kwargs={"frameskip": 1}), 4)
+            policy, kw = "CnnPolicy", {}
+        else:
+            env, policy, kw = gym.make(env_id), "MlpPolicy", {"policy_kwargs":
+                                                              {"net_arch": net}}
+        lr = (lambda left: left * a.learning_rate) if a.anneal_lr else a.learning_rate
+        return sb3.DQN(policy, env, learning_rate=lr, buffer_size=a.buffer_size,
+                       learning_starts=a.learning_starts, batch_size=a.batch_size, tau=a.tau,
+                       gamma=a.gamma, train_freq=a.train_frequency,
+                       gradient_steps=a.gradient_steps,
                        target_update_interval=a.target_network_frequency,
                        exploration_fraction=a.exploration_fraction,
                        exploration_initial_eps=a.start_e, exploration_final_eps=a.end_e,
-                       max_grad_norm=a.max_grad_norm, policy_kwargs={"net_arch": net},
-                       **common)
+                       max_grad_norm=a.max_grad_norm, **kw, **common)
     if algo in ("td3", "ddpg"):
         env = gym.make(env_id)
         n = env.action_space.shape[0]
