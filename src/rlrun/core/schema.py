@@ -130,7 +130,8 @@ class AlgoSpec:
       results.json's `objectives` after the objective;
     - `logged_tags`: patterns of the tags it logs, for checking `objective.metric` up front
       (None: not checked until the run ends);
-    - `uses_torch`: False for NumPy loops (no device, no torch threads, no torch import);
+    - `uses_torch`: False for NumPy loops (no device, no torch threads; torch itself is
+      still imported, by seeding and by TensorBoard's writer, `torch.utils.tensorboard`);
     - `uses_network`: whether `network=` applies;
     - `network_inputs`: the shape arguments it passes when it builds its network (a
       `network=` whose class takes other arguments cannot fit);
