@@ -108,6 +108,8 @@ def no_box2d(monkeypatch):
     (["--vs", "sb3", "hydra/launcher=joblib"], "drop hydra/launcher=joblib"),
     (["--only", "ppo/LunarLander-v3"], "the box2d extra"),
     (["--vs", "sb3"], "pip install 'rlrun[bench]'"),
+    (["--only", "ppo/CartPole-v1", "seed=3"], "seed=3: rlrun-bench sets seed itself; use --seeds"),
+    (["hydra.sweep.dir=x"], "use --out DIR"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, named, capsys, monkeypatch, tmp_path):
     no_box2d(monkeypatch)

@@ -65,6 +65,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         args.only = [a for a in args.only if "=" not in a] or None
     if args.seeds < 1:
         raise ConfigError(f"--seeds {args.seeds}: must be at least 1 (a 95% CI needs 3)")
+    for a in args.overrides:  # the bench sets these for each pair: an override would
+        key = a.lstrip("+~").split("=")[0]  # change what the verdict counts or reads
+        if key in ("seed", "hydra.sweep.dir", "hydra.sweep.subdir"):
+            raise ConfigError(f"{a}: rlrun-bench sets {key} itself; use"
+                              f" {'--seeds N' if key == 'seed' else '--out DIR'}")
     if args.vs == "sb3":
         if importlib.util.find_spec("stable_baselines3") is None:
             raise ConfigError("--vs sb3 needs stable-baselines3, which is not installed:"
