@@ -5,9 +5,11 @@
     python scripts/bench_deep_rl.py ppo     # CartPole-v1, 100k steps, 3 seeds
     python scripts/bench_deep_rl.py sac --steps 5000 --seeds 1   # quicker look
     python scripts/bench_deep_rl.py td3 --steps 12000 --seeds 1  # also ddpg, a2c (SB3 built
-                                                    # as in bench_classic_rl.py)
+                                                    # by rlrun.bench.sb3, as everywhere)
     python scripts/bench_deep_rl.py ppo --plain     # the algorithm's defaults (CleanRL's), not
                                                     # the tuned (rl-zoo) values for the task
+    python scripts/bench_deep_rl.py ppo --env LunarLander-v3 --seeds 2 --first-seed 3 --threads 1
+                                                    # seeds 3 and 4 (one process a core)
     python scripts/bench_deep_rl.py ppo --fast-path on,off --seeds 2 --threads 1
                                                     # PPO's CPU fast path on and off, each seed
                                                     # running on, off, then SB3
@@ -98,6 +100,8 @@ def main() -> None:
     p.add_argument("--env", default=None)
     p.add_argument("--steps", type=int, default=None, help="default: the tuned budget")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds FIRST..FIRST+SEEDS-1: split seeds over processes, one a core")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--plain", action="store_true",
                    help="the algorithm's default hyperparameters, without configs/tuned/")
@@ -119,7 +123,7 @@ def main() -> None:
         overrides.append(f"algo.total_steps={args.steps}")
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo once
     clock, rows = LoopClock(), []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         ours = {}
         for fp in settings:
             cfg = compose_cfg([*overrides, f"seed={seed}",
