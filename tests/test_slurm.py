@@ -98,8 +98,31 @@ def _stopped_and_requeued(tmp_path: Path, args: list[str], stop: list[str], says
                           after_s: float, timeout: float) -> tuple[str, Path]:
     """Sweep `args` as one job, `stop` it `after_s` into its loop (its log `says` so), wait
     for the sweep command to end, and check that the job was requeued and continued its
-    run. Returns the job id and the run dir."""
-    sweep = tmp_path / "sweep"
+    run. Returns the job id and the run dir.
+
+    Now and then (3 of 31 tries of the data-parallel test on this machine, one in CI) the
+    local cluster cancels the job step for `scontrol requeue` (slurmd.log says so, and both
+    tasks log submitit's "Bypassing signal SIGCONT") but no SIGTERM reaches the tasks: rlrun
+    never hears of a stop, the run completes, and SLURM requeues the job after the sweep
+    command has returned. Such a try shows nothing of rlrun's stop and requeue; it is tried
+    once more, and a second one fails the test."""
+    try:
+        return _stop_and_requeue(tmp_path / "sweep", args, stop, says, after_s, timeout)
+    except _NoStopArrived:
+        pass
+    try:
+        return _stop_and_requeue(tmp_path / "again", args, stop, says, after_s, timeout)
+    except _NoStopArrived as e:
+        pytest.fail(f"{' '.join(stop)} reached neither try's job (rlrun saw no stop): {e}")
+
+
+class _NoStopArrived(Exception):
+    pass
+
+
+def _stop_and_requeue(sweep: Path, args: list[str], stop: list[str], says: str,
+                      after_s: float, timeout: float) -> tuple[str, Path]:
+    tmp_path = sweep.parent
     cli = subprocess.Popen([sys.executable, "-m", "rlrun", "-m", *args,
                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -117,6 +140,8 @@ def _stopped_and_requeued(tmp_path: Path, args: list[str], stop: list[str], says
     assert cli.returncode == 0, out[-3000:]
     (run_dir,) = [p for p in sweep.iterdir() if (p / "results.json").is_file()]
     logs = "".join(Path(p).read_text() for p in glob.glob(str(sweep / ".submitit/*/*_log.*")))
+    if "rlrun: interrupted at step" not in logs and "requeued SLURM job" not in logs:
+        raise _NoStopArrived(logs[-3000:])
     assert f"requeued SLURM job {job_id} (restart 1)" in logs, logs[-3000:]
     return job_id, run_dir
 
