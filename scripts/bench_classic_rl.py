@@ -65,7 +65,14 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", nargs="*", default=[], help="extra rlrun overrides")
+    p.add_argument("--fast-path", default=None, metavar="on,off",
+                   help="dqn: algo.fast_path value(s); with several, each seed runs rlrun "
+                        "once per value, then SB3 (default: the config's, auto)")
     args = p.parse_args()
+    settings = args.fast_path.split(",") if args.fast_path else [None]
+    if args.fast_path and args.algo != "dqn":
+        p.error(f"--fast-path: {args.algo} has no fast path here (dqn has; ppo: "
+                "scripts/bench_deep_rl.py)")
     register_resolvers()
     torch.set_num_threads(args.threads)
     env = args.env or TASKS[args.algo]
@@ -83,17 +90,20 @@ def main() -> None:
     torch.optim.Adam([torch.zeros(1, requires_grad=True)], fused=True)
     clock, rows = LoopClock(), []
     for seed in range(args.seeds):
-        cfg = compose_cfg([*overrides, f"seed={seed}"])
-        steps = cfg.algo.total_steps
-        with tempfile.TemporaryDirectory() as d:
-            t = time.perf_counter()
-            res = train(cfg, run_dir=Path(d) / "run")
-            t_train = time.perf_counter() - t
-            t_ours = clock.seconds()[0]
-        ours_ret, ours_steps = res["metrics"]["eval/return"]["last"], res["steps"]
-        print(f"seed {seed}: rlrun's whole train() call (set-up and evaluation included):"
-              f" {ours_steps / t_train:.0f} steps/s; charts/SPS over the last 10% of the"
-              f" run: {res['metrics']['charts/SPS']['tail_mean']:.0f} steps/s")
+        ours = {}
+        for fp in settings:
+            cfg = compose_cfg([*overrides, f"seed={seed}",
+                               *([f"algo.fast_path={fp}"] if fp else [])])
+            steps = cfg.algo.total_steps
+            with tempfile.TemporaryDirectory() as d:
+                t = time.perf_counter()
+                res = train(cfg, run_dir=Path(d) / "run")
+                t_train = time.perf_counter() - t
+                t_ours = clock.seconds()[0]
+            ours[fp] = (res["steps"] / t_ours, res["metrics"]["eval/return"]["last"])
+            print(f"seed {seed}: rlrun{_label(fp)}'s whole train() call (set-up and evaluation"
+                  f" included): {res['steps'] / t_train:.0f} steps/s; charts/SPS over the last"
+                  f" 10% of the run: {res['metrics']['charts/SPS']['tail_mean']:.0f} steps/s")
         torch.manual_seed(seed)
         model = sb3_model(args.algo, cfg, seed)
         t = time.perf_counter()
@@ -105,21 +115,30 @@ def main() -> None:
         else:
             sb3_ret = evaluate(lambda o, m=model: m.predict(o, deterministic=True)[0], env,
                                seed, 10)
-        row = (seed, ours_steps / t_ours, sb3_steps / t_sb3, ours_ret, sb3_ret)
+        row = {"sb3": sb3_steps / t_sb3, "sb3_ret": sb3_ret, "ours": ours}
         rows.append(row)
-        print(f"seed {seed}: rlrun {row[1]:.0f} steps/s (eval {ours_ret:.1f}), "
-              f"SB3 {row[2]:.0f} steps/s (eval {sb3_ret:.1f}), ratio {row[1] / row[2]:.2f}",
-              flush=True)
-    ours = statistics.mean(r[1] for r in rows)
-    sb3 = statistics.mean(r[2] for r in rows)
+        for fp, (sps, ret) in ours.items():
+            print(f"seed {seed}: rlrun{_label(fp)} {sps:.0f} steps/s (eval {ret:.1f}), SB3"
+                  f" {row['sb3']:.0f} steps/s (eval {sb3_ret:.1f}), ratio {sps / row['sb3']:.2f}",
+                  flush=True)
+    sb3 = statistics.mean(r["sb3"] for r in rows)
     print(f"\n{args.algo} on {env}, {steps} steps, {args.seeds} seeds, {args.threads} threads")
     print("| | steps/s | eval return (mean over seeds) | per seed |")
     print("|---|---|---|---|")
-    print(f"| rlrun | {ours:.0f} | {np.mean([r[3] for r in rows]):.1f} | "
-          f"{', '.join(f'{r[3]:.1f}' for r in rows)} |")
-    print(f"| SB3 {__import__('stable_baselines3').__version__} | {sb3:.0f} | "
-          f"{np.mean([r[4] for r in rows]):.1f} | {', '.join(f'{r[4]:.1f}' for r in rows)} |")
-    print(f"| ratio | {ours / sb3:.2f}x | | |")
+    for fp in settings:
+        rets = [r["ours"][fp][1] for r in rows]
+        print(f"| rlrun{_label(fp)} | {statistics.mean(r['ours'][fp][0] for r in rows):.0f} |"
+              f" {np.mean(rets):.1f} | {', '.join(f'{x:.1f}' for x in rets)} |")
+    sb3_rets = [r["sb3_ret"] for r in rows]
+    print(f"| SB3 {__import__('stable_baselines3').__version__} | {sb3:.0f} |"
+          f" {np.mean(sb3_rets):.1f} | {', '.join(f'{x:.1f}' for x in sb3_rets)} |")
+    for fp in settings:
+        ours_sps = statistics.mean(r["ours"][fp][0] for r in rows)
+        print(f"| ratio{_label(fp)} | {ours_sps / sb3:.2f}x | | |")
+
+
+def _label(fast_path: str | None) -> str:
+    return f" (fast_path={fast_path})" if fast_path else ""
 
 
 if __name__ == "__main__":

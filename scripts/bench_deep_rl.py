@@ -111,7 +111,8 @@ def main() -> None:
     args = p.parse_args()
     settings = args.fast_path.split(",") if args.fast_path else [None]
     if args.fast_path and args.algo != "ppo":
-        p.error(f"--fast-path: {args.algo} has no fast path (only ppo has)")
+        p.error(f"--fast-path: {args.algo} has no fast path here (ppo has; dqn: "
+                "scripts/bench_classic_rl.py)")
     register_resolvers()
     torch.set_num_threads(args.threads)
     env = args.env or TASKS[args.algo]

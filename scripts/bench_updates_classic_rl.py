@@ -7,6 +7,8 @@ load; here both sides train from replay buffers holding the same 5000 random tra
 with the tuned hyperparameters, in alternating blocks of `--updates` gradient steps
 (rlrun, SB3, rlrun, SB3, ...), so the load cancels. Reported: milliseconds per update (for
 TD3 an update is one critic step, plus the actor and target step every policy_frequency).
+DQN's update is the loop's, through the path `algo.fast_path` selects (auto: the CPU fast
+path, rlrun/fast/dqn_cpu.py), and its plain path runs in the same rotation.
 """
 
 from __future__ import annotations
@@ -51,21 +53,21 @@ def rlrun_updater(algo: str, cfg, data):
 
     a = validate(cfg.algo, import_object(str(cfg.algo.schema), "schema"), "algo")
     obs_dim = len(data[0][0])
-    if algo == "dqn":
-        from rlrun.algos.dqn import dqn_loss
+    if algo == "dqn":  # the loop's update, through the path its algo.fast_path selects
+        from rlrun.algos.dqn import PlainPath
+        from rlrun.fast import dqn_cpu
 
         q = build_network(cfg.network, in_dim=obs_dim, out_dim=2)
         tq = copy.deepcopy(q).requires_grad_(False)
-        opt = adam(q.parameters(), a.learning_rate, "cpu")
+        path = dqn_cpu.select(a, q, tq, "cpu") or PlainPath(q, tq, a.compile, "cpu")
+        opt = adam(path.params, a.learning_rate, "cpu")
         rb = ReplayBuffer(len(data), (obs_dim,), (), "cpu", act_dtype=torch.long)
-        params = list(q.parameters())
 
         def step(n: int) -> None:
             for _ in range(n):
-                out = dqn_loss(q, tq, rb.sample(a.batch_size), a.gamma, a.double)
-                opt.zero_grad(set_to_none=True)
-                out["td"].backward()
-                torch.nn.utils.clip_grad_norm_(params, a.max_grad_norm, foreach=True)
+                losses = path.loss(rb.sample(a.batch_size), a.gamma, a.double)
+                path.backward(losses)
+                path.clip_grad_norm_(a.max_grad_norm)
                 opt.step()
     else:
         from rlrun.algos import td3
@@ -116,6 +118,9 @@ def main() -> None:
         cfg = compose_cfg([f"algo={algo}", f"env={TASKS[algo]}"])
         data = transitions(cfg.env.id, 5000)
         sides = {"rlrun": rlrun_updater(algo, cfg, data), "SB3": sb3_updater(algo, cfg, data)}
+        if algo == "dqn":  # and its plain path (algo.fast_path=off), in the same rotation
+            plain = compose_cfg([f"algo={algo}", f"env={TASKS[algo]}", "algo.fast_path=off"])
+            sides["rlrun plain"] = rlrun_updater(algo, plain, data)
         for f in sides.values():
             f(10)  # warm-up
         times: dict[str, list[float]] = {k: [] for k in sides}
@@ -130,6 +135,10 @@ def main() -> None:
               f" ms/update (medians of {args.repeats} x {args.updates}), rlrun {ref / ours:.2f}x"
               f" as fast; per block rlrun {[round(x, 2) for x in times['rlrun']]},"
               f" SB3 {[round(x, 2) for x in times['SB3']]}", flush=True)
+        if "rlrun plain" in times:
+            plain_ms = statistics.median(times["rlrun plain"])
+            print(f"  {algo} with algo.fast_path=off: {plain_ms:.2f} ms/update, rlrun"
+                  f" {ref / plain_ms:.2f}x as fast as SB3", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""PPO's CPU fast path (rlrun/fast/ppo_cpu.py) gives the numbers of the plain code.
+"""The CPU fast paths (rlrun/fast/: PPO's and DQN's) give the numbers of the plain code.
 
 The hand-written network forward and backward, the numpy rollout step, the packed optimiser
 step and the one-node objective are there for speed only (scripts/bench_deep_rl.py); each
@@ -8,6 +8,7 @@ is checked here against the plain torch/autograd version, and a short PPO run wi
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -15,13 +16,17 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from rlrun import testing
+from rlrun.algos.dqn import DQNConfig
+from rlrun.algos.dqn import PlainPath as DQNPlainPath
 from rlrun.algos.ppo import PlainPath, PPOConfig, _learn, ppo_loss
 from rlrun.core.checkpoint import load_checkpoint
 from rlrun.core.errors import ConfigError
-from rlrun.fast import ppo_cpu
+from rlrun.fast import dqn_cpu, ppo_cpu
 from rlrun.fast.ppo_cpu import FastPPO, FlatParams, bmm, linear
 from rlrun.nets.ensemble import EnsembleMLP
 from rlrun.nets.mlp import MLP
+from rlrun.rl.buffers import ReplayBuffer
 from rlrun.rl.rollout import build_agent
 from rlrun.rl.training import adam
 
@@ -228,3 +233,116 @@ def test_a_ppo_run_gives_the_same_numbers_with_the_fast_path_on_and_off(tmp_path
               for fp in ("on", "off")]
     for k, v in agents[0].items():
         assert torch.allclose(v, agents[1][k], atol=1e-4), k
+
+
+# ---- DQN (rlrun/fast/dqn_cpu.py) ----------------------------------------------------------------
+def _dqn_pair(activation="relu", hidden=(32, 32), seed=0):
+    """The same Q-network and target twice: one for the plain path, one for the fast."""
+    out = []
+    for _ in range(2):
+        torch.manual_seed(seed)
+        q = MLP(4, 3, hidden, activation)
+        target = copy.deepcopy(q).requires_grad_(False)
+        with torch.no_grad():  # a target away from the online network
+            for p in target.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        out.append((q, target))
+    return out
+
+
+def _replay(n=500, seed=0):
+    rb = ReplayBuffer(n, (4,), (), "cpu", act_dtype=torch.long, seed=seed)
+    rng = np.random.default_rng(seed)
+    rb.add(rng.normal(size=(n, 4)).astype(np.float32), rng.integers(0, 3, n),
+           rng.normal(size=n) * 3, rng.normal(size=(n, 4)), (rng.random(n) < 0.1).astype(float))
+    return rb
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("double", [False, True])
+@pytest.mark.parametrize("max_grad_norm", [10.0, 0.05])  # 0.05: the clip acts every step
+def test_fast_dqn_updates_are_the_plain_ones_to_the_bit(activation, double, max_grad_norm):
+    """Thirty updates: the same losses, mean Q, gradient norms and parameters, bit for bit
+    (the fast path calls the products autograd calls and clips as clip_grad_norm_ does)."""
+    (q1, t1), (q2, t2) = _dqn_pair(activation)
+    plain = DQNPlainPath(q1, t1, False, "cpu")
+    fast = dqn_cpu.select(DQNConfig(), q2, t2, "cpu")
+    assert isinstance(fast, dqn_cpu.FastDQN)
+    opts = [adam(path.params, 1e-2, "cpu") for path in (plain, fast)]
+    rb = _replay()
+    for _ in range(30):
+        b = rb.sample(64)
+        norms = []
+        for path, opt in zip((plain, fast), opts, strict=True):
+            losses = path.loss(b, 0.99, double)
+            path.backward(losses)
+            norms.append(path.clip_grad_norm_(max_grad_norm))
+            opt.step()
+            path.out = losses
+        assert torch.equal(plain.out["td"], fast.out["td"])
+        assert torch.equal(plain.out["q_values"].detach(), fast.out["q_values"])
+        assert torch.equal(norms[0], norms[1])
+    for a, b in zip(q1.parameters(), q2.parameters(), strict=True):
+        assert torch.equal(a, b)
+    obs = np.random.default_rng(1).normal(size=(7, 4)).astype(np.float32)
+    assert np.array_equal(plain.greedy(obs), fast.greedy(obs))
+    assert np.array_equal(plain.greedy(obs[:1]), fast.greedy(obs[:1]))
+
+
+def test_fast_dqn_backward_needs_a_loss_first():
+    (_, _), (q, t) = _dqn_pair()
+    fast = dqn_cpu.FastDQN(q, t)
+    with pytest.raises(RuntimeError, match="without a loss"):
+        fast.backward({})
+
+
+def test_dqn_fast_path_option_auto_on_off():
+    cfg = DQNConfig()
+    assert compose_cfg(["algo=dqn"]).algo.fast_path == "auto"
+    (q, t), _ = _dqn_pair()
+    assert isinstance(dqn_cpu.select(cfg, q, t, "cpu"), dqn_cpu.FastDQN)
+    (q, t), _ = _dqn_pair()
+    assert dqn_cpu.select(DQNConfig(fast_path="off"), q, t, "cpu") is None
+    assert dqn_cpu.select(DQNConfig(compile=True), q, t, "cpu") is None
+    assert dqn_cpu.select(cfg, q, t, "cuda") is None
+    with pytest.raises(ConfigError, match="algo.fast_path=on: it runs on the CPU only"):
+        dqn_cpu.select(DQNConfig(fast_path="on"), q, t, "cuda")
+    elu = MLP(4, 2, (8,), "elu")
+    assert dqn_cpu.select(cfg, elu, elu, "cpu") is None
+    with pytest.raises(ConfigError, match="relu or tanh"):
+        dqn_cpu.select(DQNConfig(fast_path="on"), elu, elu, "cpu")
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3))  # network=nature_cnn's kind
+    with pytest.raises(ConfigError, match="an MLP network"):
+        dqn_cpu.select(DQNConfig(fast_path="on"), cnn, cnn, "cpu")
+    with pytest.raises(ConfigError, match="fast_path=on and compile=true"):
+        DQNConfig(fast_path="on", compile=True)
+
+
+def test_a_dqn_run_is_the_same_with_the_fast_path_on_and_off(tmp_path):
+    """The same seed: every logged number and the final networks, bit for bit (the default,
+    auto, is on here); Double DQN and a clip that acts included."""
+    args = ["threads=1", "checkpoint_every_s=0", "algo=dqn", "env=CartPole-v1",
+            "algo.total_steps=1200", "algo.learning_starts=300", "algo.train_frequency=16",
+            "algo.gradient_steps=4", "algo.eval_episodes=1", "algo.double=true",
+            "algo.max_grad_norm=0.5", "network.hidden_sizes=[32,32]"]
+    runs = {fp: run_train(tmp_path, [*args, f"algo.fast_path={fp}"], fp)
+            for fp in ("auto", "off")}
+    on, off = runs["auto"]["metrics"], runs["off"]["metrics"]
+    assert set(on) == set(off) and "losses/td" in on
+    for tag in on:
+        if tag != "charts/SPS":
+            assert on[tag] == off[tag], tag
+    testing.assert_same_state(tmp_path / "auto", tmp_path / "off", ["q", "target", "rb"])
+
+
+def test_a_dqn_run_saved_before_the_fast_path_resumes_on_the_plain_one(tmp_path):
+    """A saved config without algo.fast_path (runs from before it) holds six Adam states:
+    it resumes with fast_path=off, not auto."""
+    run = testing.interrupt(tmp_path, ["algo=dqn", "algo.total_steps=600",
+                                       "algo.learning_starts=100", "algo.fast_path=off",
+                                       "network.hidden_sizes=[16]"], 300)
+    saved = run / ".hydra" / "config.yaml"
+    cfg = OmegaConf.load(saved)
+    del cfg.algo["fast_path"]
+    OmegaConf.save(cfg, saved)
+    assert testing.resume(run)["steps"] == 600

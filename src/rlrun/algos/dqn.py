@@ -12,6 +12,11 @@ before the Adam step (`anneal_lr`: its rate decays linearly to 0, SB3's schedule
 target network is copied (tau=1) or Polyak-averaged every `target_network_frequency` env
 steps. Pixels (ALE ids) go to a `FrameReplayBuffer` that stores each frame once; vectors
 to the plain `ReplayBuffer`.
+
+Speed on a CPU: `algo.fast_path` (auto: on for a CPU with a relu or tanh MLP) runs the same
+update and greedy action with a fraction of the torch calls (rlrun/fast/dqn_cpu.py); the code
+below is the plain path it stands in for, which pixels, GPUs and `algo.compile=true` run and
+tests/test_fast_paths.py holds it to.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from torch import nn
 
 from rlrun.core.errors import ConfigError
 from rlrun.envs.gym import atari_vector_wrappers, is_atari
+from rlrun.fast import dqn_cpu
 from rlrun.nets import accepts_observations, build_network
 from rlrun.rl.buffers import FrameReplayBuffer, ReplayBuffer
 from rlrun.rl.evaluation import Evaluator
@@ -63,6 +69,29 @@ def dqn_loss(q_net: nn.Module, target_net: nn.Module, b: dict[str, torch.Tensor]
                        gamma, double)
     q = q_net(b["obs"]).gather(-1, b["actions"].long().reshape(-1, 1)).squeeze(-1)
     return {"td": F.smooth_l1_loss(q, target), "q_values": q.detach().mean()}
+
+
+class PlainPath:
+    """The greedy action, the minibatch loss and its backward in plain torch.
+    `dqn_cpu.FastDQN` has the same methods and numbers, with fewer calls."""
+
+    def __init__(self, q_net: nn.Module, target_net: nn.Module, compiled: bool, device: str):
+        self.q_net, self.target_net = q_net, target_net
+        self.params = list(q_net.parameters())
+        self.greedy = q_policy(q_net, n_actions=0)  # eps=0: greedy only
+        self._loss = maybe_compile(dqn_loss, compiled, device)
+
+    def loss(self, b: dict[str, torch.Tensor], gamma: float,
+             double: bool) -> dict[str, torch.Tensor]:
+        return self._loss(self.q_net, self.target_net, b, gamma, double)
+
+    def backward(self, losses: dict[str, torch.Tensor]) -> None:
+        for p in self.params:
+            p.grad = None
+        losses["td"].backward()
+
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        return nn.utils.clip_grad_norm_(self.params, max_norm, foreach=True)
 
 
 def build_q(ctx: Any, obs_shape: tuple, n_actions: int) -> nn.Module:
@@ -113,7 +142,10 @@ def run(ctx) -> None:
     obs_shape = tuple(envs.single_observation_space.shape)
     q_net = build_q(ctx, obs_shape, n_actions)
     target_net = copy.deepcopy(q_net).requires_grad_(False)
-    opt = adam(q_net.parameters(), cfg.learning_rate, ctx.device)
+    # algo.fast_path: the same update in fewer torch calls on a CPU (rlrun/fast/dqn_cpu.py)
+    path = dqn_cpu.select(cfg, q_net, target_net, ctx.device) or \
+        PlainPath(q_net, target_net, cfg.compile, ctx.device)
+    opt = adam(path.params, cfg.learning_rate, ctx.device)
     life_terminal = pixels and ctx.env.atari.episodic_life
     capacity, buffer_seed = min(cfg.buffer_size, cfg.total_steps), ctx.seed_of("buffer")
     if pixels:
@@ -122,9 +154,8 @@ def run(ctx) -> None:
     else:
         rb = ReplayBuffer(capacity, obs_shape, (), dev, act_dtype=torch.long, seed=buffer_seed)
     rng = ctx.rng("actions")
-    loss_fn = maybe_compile(dqn_loss, cfg.compile, ctx.device)
     evaluator = Evaluator.of_run(ctx, cfg.eval_episodes, load_policy)
-    params = list(q_net.parameters())
+    params = list(q_net.parameters())  # (views of one packed tensor on the fast path)
 
     ctx.track(q=q_net, target=target_net, opt=opt, rng=rng)
     ctx.track_per_rank(envs=envs, rb=rb)
@@ -133,7 +164,6 @@ def run(ctx) -> None:
     if pixels and not envs.restored:  # new episodes (ALE emulators restart): new streams
         rb.start(obs[:, -1])
 
-    greedy = q_policy(q_net, n_actions)
     log, last_return, losses = ctx.logger, None, None
     sps = SPSMeter(ctx.step)
     ctx.start_progress(cfg.total_steps)
@@ -142,7 +172,7 @@ def run(ctx) -> None:
         explore = rng.random(n_envs) < (1.0 if ctx.step < cfg.learning_starts else eps)
         actions = rng.integers(0, n_actions, n_envs)
         if not explore.all():
-            actions = np.where(explore, actions, greedy(obs))
+            actions = np.where(explore, actions, path.greedy(obs))
         next_obs, rewards, term, trunc, infos = envs.step(actions)
         done = term | trunc
         learn_term = term
@@ -162,11 +192,9 @@ def run(ctx) -> None:
             if cfg.anneal_lr:  # SB3's linear schedule: the fraction of the budget left
                 opt.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - step / cfg.total_steps)
             for _ in range(cfg.gradient_steps):
-                losses = loss_fn(q_net, target_net, rb.sample(cfg.batch_size), cfg.gamma,
-                                 cfg.double)
-                opt.zero_grad(set_to_none=True)
-                losses["td"].backward()
-                nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
+                losses = path.loss(rb.sample(cfg.batch_size), cfg.gamma, cfg.double)
+                path.backward(losses)  # zero_grad, then the TD loss's gradient
+                path.clip_grad_norm_(cfg.max_grad_norm)
                 opt.step()
         if ctx.every("target", cfg.target_network_frequency, step) and \
                 step > cfg.learning_starts:

@@ -64,6 +64,9 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     overrides = [o for o in overrides if not o.lstrip("+").startswith("env.id=")]
     cfg.resume = None
     schema = _schema(cfg)
+    for key, value in schema.saved_before.items():  # saved before the key existed
+        if key not in cfg.algo:
+            cfg.algo[key] = value
     spec = schema.spec
     extended = apply_overrides(cfg, overrides, spec.budget, spec.resume_keys)
     if extended:

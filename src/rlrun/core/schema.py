@@ -193,6 +193,9 @@ class AlgoSchema:
     `schema` itself (set when registered; a saved config names it for resume and eval)."""
 
     spec: ClassVar[AlgoSpec]
+    # settings added after runs were saved whose default would change what a checkpoint
+    # holds: a saved config without the key resumes with this value (rlrun.core.resume)
+    saved_before: ClassVar[dict[str, Any]] = {}
     name: str = opt("", "the algorithm's name (run dirs, results.json)")
     loop: str = opt("", "the loop function, `package.module.run`")
     schema: str = opt("", "this schema, `package.module.Class` (set when registered)")

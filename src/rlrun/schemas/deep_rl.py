@@ -74,6 +74,21 @@ def check_replay(cfg: Any) -> None:
                           " algo.learning_starts or raise algo.total_steps")
 
 
+def fast_path_opt(module: str) -> Any:
+    """`algo.fast_path` of a loop with a CPU speed path in rlrun/fast/<module>.py."""
+    return opt("auto", f"CPU speed path, the same numbers (src/rlrun/fast/{module}.py): auto ="
+                       " on for a CPU with a tanh/relu MLP, off on GPU or compiled; on | off"
+                       " force it", choices=("auto", "on", "off"))
+
+
+def check_fast_path(cfg: Any) -> None:
+    """The fast paths are plain code in fewer calls, not compiled: `on` with compile is a
+    contradiction, refused when the config is composed."""
+    if cfg.fast_path == "on" and cfg.compile:
+        raise ConfigError("fast_path=on and compile=true: the fast path is not compiled; "
+                          "use fast_path=auto or off")
+
+
 ANNEAL_LR = ("algo.anneal_lr: the learning rate now anneals to 0 at the new total_steps (it"
              " steps up where the run resumes)")
 
@@ -165,6 +180,8 @@ class DQNConfig(AlgoSchema):
 
     spec: ClassVar[AlgoSpec] = gym_spec(action_spaces=("discrete",),
                                         suggest={"continuous": "td3 (or sac, ddpg)"})
+    # runs saved before the fast path kept six Adam states, not one packed one
+    saved_before: ClassVar[dict[str, Any]] = {"fast_path": "off"}
 
     total_steps: int = common("total_steps", 500_000)
     buffer_size: int = common("buffer_size", 100_000)
@@ -189,10 +206,12 @@ class DQNConfig(AlgoSchema):
     eval_episodes: int = common("eval_episodes", 10)
     log_every: int = common("log_every", 100)
     compile: bool = common("compile", False)
+    fast_path: str = fast_path_opt("dqn_cpu")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_replay(self)
+        check_fast_path(self)
 
     def budget_schedules(self) -> list[str]:
         return ["algo.exploration_fraction: epsilon now decays over that fraction of the new"
@@ -235,15 +254,11 @@ class PPOConfig(AlgoSchema):
     eval_every: int = common("eval_every", 10_000)
     eval_episodes: int = common("eval_episodes", 10)
     compile: bool = common("compile", False)
-    fast_path: str = opt("auto", "CPU speed path, the same numbers (src/rlrun/fast/ppo_cpu.py):"
-                                 " auto = on for a CPU with a tanh/relu MLP, off on GPU or"
-                                 " compiled; on | off force it", choices=("auto", "on", "off"))
+    fast_path: str = fast_path_opt("ppo_cpu")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.fast_path == "on" and self.compile:
-            raise ConfigError("fast_path=on and compile=true: the fast path is not compiled; "
-                              "use fast_path=auto or off")
+        check_fast_path(self)
 
     def budget_schedules(self) -> list[str]:
         return [what for on, what in (
