@@ -1,9 +1,13 @@
 """Opt-in speed paths: code that computes what a plain path computes, in fewer, bigger steps.
 
-Each one is selected by its algorithm in one visible line, through an option (PPO's
-`algo.fast_path: auto|on|off`), and is held to its plain reference by tests/test_fast_paths.py.
+Each one is selected by its algorithm in one visible line, through an option (PPO's and
+DQN's `algo.fast_path: auto|on|off`), and is held to its plain reference by
+tests/test_fast_paths.py.
 Nothing else in rlrun imports this package. Floors: it sits beside `rl/`, above `nets/`.
 
 - `ppo_cpu`: PPO on a CPU with a tanh or relu MLP (the written-out network backward, the
   one-node numpy objective, the numpy rollout step and the packed Adam).
+- `dqn_cpu`: DQN on a CPU with a relu or tanh MLP (the written-out network backward into one
+  packed gradient, the numpy TD target and Huber gradient), bit-equal to the plain update.
+- `flat`: `FlatParams`, a module's parameters and gradients as views of one tensor each.
 """
