@@ -18,7 +18,7 @@ from rlrun.core.errors import CheckpointError, ConfigError, PairingError
 from rlrun.nets.actor_critic import EnsembleMLP, SquashedGaussianActor
 from rlrun.nets.mlp import MLP
 from rlrun.rl.rollout import gae
-from rlrun.rl.training import maybe_compile
+from rlrun.rl.training import SPSMeter, maybe_compile
 from rlrun.schemas.deep_rl import PPOConfig
 from rlrun.schemas.gym import GymEnvConfig
 from rlrun.testing import assert_same_state
@@ -505,3 +505,16 @@ def test_a_budget_that_is_not_whole_rollouts_is_said_once(tmp_path, caplog):
     whole = run_train(tmp_path, [*args, "algo.total_steps=1024"], "whole")
     assert "total_steps_run" not in whole
     assert not [r for r in caplog.records if "whole number of rollouts" in r.message]
+
+
+def test_sps_is_the_pace_since_the_loop_started_as_sb3_and_cleanrl_report_it():
+    """A bursty loop (fast steps, then a training phase) reads its overall pace, not the
+    last interval's; a resumed loop counts from its resume step."""
+    now = [100.0]
+    meter = SPSMeter(5000, clock=lambda: now[0])  # resumed at step 5000
+    now[0] += 1.0
+    assert meter.read(6000) == pytest.approx(1000.0)  # 1000 steps in 1 s, no training
+    now[0] += 9.0
+    assert meter.read(6100) == pytest.approx(110.0)  # then 100 steps in 9 s: 1100 in 10 s
+    now[0] += 1.0
+    assert meter.read(7100) == pytest.approx(2100 / 11)
