@@ -121,6 +121,7 @@ def test_cuda_without_gpu_is_an_error(tmp_path):
     out = rlrun_cli(["device=cuda", *QUICK], cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.count("\n") == 1
     assert "device=cuda requested but" in out.stderr
+    assert not (tmp_path / "outputs").exists()  # found by the preflight: no run dir
 
 
 def test_same_seed_same_numbers(tmp_path):

@@ -100,7 +100,7 @@ def check(overrides: list[str]) -> None:
     """What rlrun checks before training: its preflight, on the composed config."""
     cfg: DictConfig = compose_cfg(overrides)
     try:
-        preflight(cfg, data=False)
+        preflight(cfg, data=False, device=False)  # the docs show GPU commands too
     except RlrunError as e:
         extra = re.search(r"pip install '(rlrun\[\w+\])'", str(e))
         if extra and importlib.util.find_spec("Box2D" if "box2d" in extra.group(1)

@@ -279,7 +279,7 @@ def open_run(run_dir: str | Path, opts: dict[str, Any],
                               " so there is nothing to evaluate")
     from rlrun.preflight import preflight
 
-    plan = preflight(cfg, data=False)  # the checks a run makes, on the run's own config
+    plan = preflight(cfg, data=False, device=False)  # a run's checks, on its own config
     algo, env = plan.algo, plan.env
     if "device" in opts:
         device = resolve_device(opts["device"])

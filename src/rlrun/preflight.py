@@ -4,7 +4,8 @@
 calls it before Hydra's run dir is kept, so a config error leaves no run dir behind. In order:
 
 1. the root keys (`seed`, `deterministic`, `threads`, `objective`...), no unknown ones;
-2. the wiring: the algorithm's loop and schema, the env's schema (importable, registered);
+2. the wiring: the algorithm's loop and schema, the env's schema (importable, registered),
+   and the device (`device=cuda` where there is none);
 3. every setting against its schema (types, bounds, choices, NaN; `rlrun.core.schema`), and
    the algorithm's declarations (`AlgoSpec`);
 4. the pairing of algorithm and task (task kind, action space), the network fitting the
@@ -41,6 +42,7 @@ from rlrun.core.config import (
     register_resolvers,
     validate,
 )
+from rlrun.core.device import resolve_device
 from rlrun.core.errors import ConfigError, PairingError
 from rlrun.core.logger import LoggerConfig
 from rlrun.core.schema import AlgoSpec, spec_of
@@ -76,15 +78,20 @@ class Plan:
     spec: AlgoSpec
 
 
-def preflight(cfg: DictConfig, data: bool = True, init_from: bool = True) -> Plan:
+def preflight(cfg: DictConfig, data: bool = True, init_from: bool = True,
+              device: bool = True) -> Plan:
     """Every check that needs no run dir (see the module docstring); a `Plan`, or the first
     problem as one-line RlrunError. `data=False` skips the data paths and `algo.init_from`
     (rlrun-eval replays a run from its checkpoint and saved vocabulary, without the training
-    data); `init_from=False` skips the latter alone (a resumed run has its own weights)."""
+    data); `init_from=False` skips the latter alone (a resumed run has its own weights);
+    `device=False` skips the device (rlrun-eval chooses its own)."""
     register_resolvers()
     register_all()
     check_root(cfg)
     plan = _resolve(cfg)
+    if device:  # device=cuda where there is none: here, not in a run dir (train resolves it)
+        resolve_device(str(cfg.device.type), cfg.device.get("index"),
+                       uses_torch=plan.spec.uses_torch)
     check_pairing(cfg, plan)
     check = getattr(plan.env, "check", None)
     if data and callable(check):
