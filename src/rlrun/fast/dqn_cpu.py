@@ -8,12 +8,11 @@ update with the same matrix products and a fraction of the other calls:
 
 - the Q-network's forward with `addmm` (what `nn.Linear` runs) on the layers' own weights,
   keeping the activations, and its backward written out (`_backward`): the products autograd
-  would run, each writing straight into its parameter's gradient (`out=`), and the gradient clip's
-  norm as `clip_grad_norm_` takes it;
+  would run, each writing straight into its parameter's gradient (`out=`);
 - the TD target, the Huber loss and its gradient with respect to Q(s, a) in numpy on the
   tensors' memory (64 numbers: numpy's ~1 us a call against torch's ~5-10 us);
-- the parameters packed into one tensor (`FlatParams`), so Adam steps one tensor and the
-  clip scales one;
+- the parameters packed into one tensor (`FlatParams`), so Adam steps one tensor, and the
+  gradient clip takes `clip_grad_norm_`'s norm and scales the packed gradient once;
 - the greedy action of a training step by the same `addmm` chain without the module calls.
 
 The gradient of the loss with respect to Q (Huber, beta 1, mean over B rows):
