@@ -346,3 +346,111 @@ def test_a_dqn_run_saved_before_the_fast_path_resumes_on_the_plain_one(tmp_path)
     del cfg.algo["fast_path"]
     OmegaConf.save(cfg, saved)
     assert testing.resume(run)["steps"] == 600
+
+
+# ---- SAC (rlrun/fast/sac_cpu.py) ----------------------------------------------------------------
+class _Recorder:
+    """An optimiser stand-in: `step()` keeps a copy of its parameters' gradients."""
+
+    def __init__(self, params):
+        self.params, self.grads = params, None
+
+    def step(self):
+        self.grads = [None if p.grad is None else p.grad.clone() for p in self.params]
+
+
+def _sac_nets(cfg):
+    from rlrun.algos.sac import build
+
+    torch.manual_seed(0)
+    nets = build(_net((32, 32), "relu"), 3, 2, np.array([-2.0, -1.0], np.float32),
+                 np.array([2.0, 3.0], np.float32), cfg, "cpu")
+    with torch.no_grad():  # targets away from the online critics
+        for p in nets["qf_target"].parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return nets
+
+
+@pytest.mark.parametrize("autotune", [True, False])
+def test_fast_sac_steps_give_autograds_losses_and_gradients(autotune):
+    """The critic and the actor step (with alpha's gradient) against `critic_loss` and
+    `actor_loss` under autograd, with the same draws: equal up to float rounding."""
+    from rlrun.algos.sac import SACConfig, actor_loss, critic_loss
+    from rlrun.fast import sac_cpu
+
+    cfg = SACConfig(autotune=autotune)
+    plain, fast_nets = _sac_nets(cfg), _sac_nets(cfg)
+    fast = sac_cpu.select(cfg, fast_nets, "cpu")
+    assert isinstance(fast, sac_cpu.FastSAC)
+    gen = torch.Generator().manual_seed(1)
+    b = {"obs": torch.randn(64, 3, generator=gen), "next_obs": torch.randn(64, 3, generator=gen),
+         "actions": torch.rand(64, 2, generator=gen) * 2 - 1,
+         "rewards": torch.randn(64, generator=gen),
+         "terminated": (torch.rand(64, generator=gen) < 0.1).float()}
+    la_plain, la_fast = (torch.tensor(-1.0, requires_grad=autotune) for _ in range(2))
+
+    torch.manual_seed(5)
+    ref = critic_loss(plain, b, la_plain, 0.99, False)
+    ref["critic"].backward()
+    torch.manual_seed(5)
+    rec = _Recorder(fast.q_params)
+    out = fast.critic_step(b, la_fast, 0.99, rec)
+    for k in ("qf1", "qf2", "q_values", "critic"):
+        assert float(out[k]) == pytest.approx(float(ref[k].detach()), rel=1e-5), k
+    want = torch.cat([p.grad.reshape(-1) for p in plain["qf"].parameters()])
+    assert torch.allclose(rec.grads[0], want, rtol=1e-4, atol=1e-6)
+
+    plain["qf"].requires_grad_(False)
+    torch.manual_seed(7)
+    ref = actor_loss(plain, b["obs"], la_plain, -2.0)
+    (ref["actor"] + ref["alpha"] if autotune else ref["actor"]).backward()
+    torch.manual_seed(7)
+    rec = _Recorder([*fast.pi_params, la_fast])
+    out = fast.actor_step(b["obs"], la_fast, -2.0, autotune, rec)
+    for k in ("actor", "entropy", *(("alpha",) if autotune else ())):
+        assert float(out[k]) == pytest.approx(float(ref[k].detach()), rel=1e-5), k
+    want = torch.cat([p.grad.reshape(-1) for p in plain["actor"].parameters()])
+    assert torch.allclose(rec.grads[0], want, rtol=1e-4, atol=1e-6)
+    assert float(want.abs().max()) > 1e-3  # a gradient that says something
+    if autotune:
+        assert float(rec.grads[1]) == pytest.approx(float(la_plain.grad), rel=1e-5)
+    else:
+        assert rec.grads[1] is None
+
+
+def test_sac_fast_path_option_auto_on_off():
+    from rlrun.algos.sac import SACConfig
+    from rlrun.fast import sac_cpu
+
+    assert compose_cfg(["algo=sac"]).algo.fast_path == "auto"
+    assert isinstance(sac_cpu.select(SACConfig(), _sac_nets(SACConfig()), "cpu"),
+                      sac_cpu.FastSAC)
+    nets = _sac_nets(SACConfig())
+    assert sac_cpu.select(SACConfig(fast_path="off"), nets, "cpu") is None
+    assert sac_cpu.select(SACConfig(compile=True), nets, "cpu") is None
+    assert sac_cpu.select(SACConfig(), nets, "cuda") is None
+    with pytest.raises(ConfigError, match="algo.fast_path=on: it runs on the CPU only"):
+        sac_cpu.select(SACConfig(fast_path="on"), nets, "cuda")
+    v1 = SACConfig(variant="v1", fast_path="on")
+    with pytest.raises(ConfigError, match="SAC v2 only"):
+        sac_cpu.select(v1, _sac_nets(v1), "cpu")
+    with pytest.raises(ConfigError, match="fast_path=on and compile=true"):
+        SACConfig(fast_path="on", compile=True)
+
+
+def test_a_sac_run_gives_the_same_numbers_with_the_fast_path_on_and_off(tmp_path):
+    """The same seed and draws: a short run's logged numbers and final networks agree up to
+    float rounding (150 updates)."""
+    args = ["threads=1", "checkpoint_every_s=0", "algo=sac", "env=Pendulum-v1",
+            "algo.total_steps=400", "algo.learning_starts=250", "algo.batch_size=32",
+            "algo.eval_episodes=1", "network.hidden_sizes=[32,32]", "algo.log_every=50"]
+    runs = {fp: run_train(tmp_path, [*args, f"algo.fast_path={fp}"], fp) for fp in ("on", "off")}
+    on, off = runs["on"]["metrics"], runs["off"]["metrics"]
+    assert set(on) == set(off) and "losses/actor" in on
+    for tag in on:
+        if tag != "charts/SPS":
+            assert on[tag]["last"] == pytest.approx(off[tag]["last"], rel=1e-3, abs=1e-4), tag
+    nets = [testing.load_state(tmp_path / fp)["nets"] for fp in ("on", "off")]
+    for name in ("actor", "qf"):
+        for k, v in nets[0][name].items():
+            assert torch.allclose(v, nets[1][name][k], atol=1e-4), (name, k)

@@ -13,7 +13,10 @@ tanh-squashed Gaussian actor, trained to minimise alpha log pi(a|s) - min Q(s, a
 
 Speed on a CPU comes from: the twin critics as one batched network (`QEnsemble`), fused
 Adam, Polyak averaging with one `_foreach_lerp_`, the critics frozen during the actor step,
-the replay buffer on the device, and no `.item()` host syncs except when logging.
+the replay buffer on the device, and no `.item()` host syncs except when logging; and
+`algo.fast_path` (auto: on for v2 on a CPU with relu MLPs), which runs the same two steps
+with their backward written out (rlrun/fast/sac_cpu.py; the plain code below is what GPUs,
+v1 and `algo.compile=true` run, and tests/test_fast_paths.py holds the two equal).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlrun.fast import sac_cpu
 from rlrun.nets import build_network
 from rlrun.nets.actor_critic import QEnsemble, SquashedGaussianActor
 from rlrun.rl.buffers import ReplayBuffer
@@ -107,13 +111,17 @@ def run(ctx) -> None:
     nets = build(ctx.network, obs_dim, act_dim, space.low, space.high, cfg, ctx.device)
     v1 = cfg.variant == "v1"
     critics = ("qf", "vf") if v1 else ("qf",)
-    q_opt = adam([p for c in critics for p in nets[c].parameters()], cfg.q_lr, ctx.device)
+    # algo.fast_path: the same update in fewer torch calls on a CPU (rlrun/fast/sac_cpu.py)
+    fast = sac_cpu.select(cfg, nets, ctx.device)
+    q_opt = adam(fast.q_params if fast else [p for c in critics for p in nets[c].parameters()],
+                 cfg.q_lr, ctx.device)
     if v1 and cfg.value_lr != cfg.q_lr:
         q_opt.param_groups[0]["params"] = list(nets["qf"].parameters())
         q_opt.add_param_group({"params": list(nets["vf"].parameters()), "lr": cfg.value_lr})
     log_alpha = torch.tensor(np.log(cfg.alpha), dtype=torch.float32, device=dev,
                              requires_grad=cfg.autotune)
-    pi_opt = adam(nets["actor"].parameters(), cfg.policy_lr, ctx.device)
+    pi_opt = adam(fast.pi_params if fast else nets["actor"].parameters(), cfg.policy_lr,
+                  ctx.device)
     if cfg.autotune:  # alpha learns at the critics' rate, as in CleanRL
         pi_opt.add_param_group({"params": [log_alpha], "lr": cfg.q_lr})
     target_entropy = float(-act_dim if cfg.target_entropy is None else cfg.target_entropy)
@@ -159,7 +167,7 @@ def run(ctx) -> None:
             for _ in range(cfg.gradient_steps):
                 losses = _update(nets, rb, cfg, q_opt, pi_opt, log_alpha,
                                  target_entropy, c_loss, a_loss, st["updates"],
-                                 target_params, source_params)
+                                 target_params, source_params, fast)
                 st["updates"] += 1
         if ctx.every("log", cfg.log_every, step) or step >= cfg.total_steps:
             log.scalar("charts/SPS", sps.read(step), step)
@@ -198,17 +206,25 @@ def load_policy(ctx: Any, env: Any, deterministic: bool) -> Callable[[np.ndarray
 
 
 def _update(nets, rb, cfg: SACConfig, q_opt, pi_opt, log_alpha, target_entropy, c_loss, a_loss,
-            n_updates, target_params, source_params) -> dict[str, torch.Tensor]:
+            n_updates, target_params, source_params, fast=None) -> dict[str, torch.Tensor]:
     """One critic step; every `policy_frequency` updates, that many actor (and alpha) steps
-    (CleanRL's delayed-but-compensated schedule); Polyak-averaged targets."""
+    (CleanRL's delayed-but-compensated schedule); Polyak-averaged targets. `fast`
+    (sac_cpu.FastSAC): the same two steps with their backward written out."""
     b = rb.sample(cfg.batch_size)
-    out = c_loss(nets, b, log_alpha, cfg.gamma, cfg.variant == "v1")
-    q_opt.zero_grad(set_to_none=True)
-    out["critic"].backward()
-    q_opt.step()
+    if fast is not None:
+        out = fast.critic_step(b, log_alpha, cfg.gamma, q_opt)
+    else:
+        out = c_loss(nets, b, log_alpha, cfg.gamma, cfg.variant == "v1")
+        q_opt.zero_grad(set_to_none=True)
+        out["critic"].backward()
+        q_opt.step()
     if n_updates % cfg.policy_frequency == 0:
         nets["qf"].requires_grad_(False)  # the actor's loss needs no critic gradients
         for _ in range(cfg.policy_frequency):
+            if fast is not None:
+                a_out = fast.actor_step(b["obs"], log_alpha, target_entropy, cfg.autotune,
+                                        pi_opt)
+                continue
             a_out = a_loss(nets, b["obs"], log_alpha, target_entropy)
             # actor and alpha (when tuned) have disjoint parameters and share one optimiser
             # (two param groups): one backward and one fused step for both

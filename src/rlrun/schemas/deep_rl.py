@@ -99,6 +99,8 @@ class SACConfig(AlgoSchema):
 
     spec: ClassVar[AlgoSpec] = gym_spec(action_spaces=("continuous",),
                                         suggest={"discrete": "ppo"})
+    # runs saved before the fast path kept one Adam state per parameter, not a packed one
+    saved_before: ClassVar[dict[str, Any]] = {"fast_path": "off"}
 
     variant: str = opt("v2", "v2: twin Q, targets, automatic entropy tuning; v1: the 2018"
                              " paper's soft V network as well", choices=("v1", "v2"))
@@ -131,6 +133,7 @@ class SACConfig(AlgoSchema):
                                 " exploration that finds sparse rewards (MountainCarContinuous's"
                                 " flag), marginals unchanged", ge=0, lt=1)
     compile: bool = common("compile", False)
+    fast_path: str = fast_path_opt("sac_cpu")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -138,6 +141,7 @@ class SACConfig(AlgoSchema):
             raise ConfigError(f"log_std_min={self.log_std_min} must be < log_std_max="
                               f"{self.log_std_max}")
         check_replay(self)
+        check_fast_path(self)
 
 
 @dataclass
