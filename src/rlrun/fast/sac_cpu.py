@@ -31,19 +31,19 @@ float rounding (the written-out sums round differently from autograd's).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
 from rlrun.core.errors import ConfigError
+from rlrun.fast.dqn_cpu import _backward as mlp_backward
+from rlrun.fast.dqn_cpu import _forward as mlp_forward
 from rlrun.fast.flat import FlatParams
 from rlrun.fast.ppo_cpu import _backward as ensemble_backward
 from rlrun.fast.ppo_cpu import _forward as ensemble_forward
+from rlrun.nets.actor_critic import gaussian_log_prob, tanh_log_det
 from rlrun.nets.mlp import MLP
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def why_not(nets: dict[str, nn.Module], cfg: Any, device: str) -> str | None:
@@ -125,12 +125,8 @@ class FastSAC:
                    autotune: bool, pi_opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
         """`sac.actor_loss`, its backward (alpha's too when autotuned) and `pi_opt.step()`."""
         actor = self.nets["actor"]
-        hs, h, last = [obs], obs, len(self.aw) - 1
-        for i, (w, bias) in enumerate(zip(self.aw, self.ab, strict=True)):
-            h = torch.addmm(bias, h, w.t())
-            if i < last:
-                h = h.relu_()
-            hs.append(h)
+        hs = mlp_forward(obs, self.aw, self.ab, "relu", keep=True)
+        h = hs[-1]
         n, act_dim = h.shape[0], h.shape[1] // 2
         mu, pre = h[:, :act_dim], h[:, act_dim:]
         lo, hi = actor.log_std_min, actor.log_std_max
@@ -141,8 +137,7 @@ class FastSAC:
         u = mu + std * eps
         z = (u - mu) / std
         a_t = torch.tanh(u)
-        logp = (-0.5 * z * z - log_std - _HALF_LOG_2PI).sum(-1) - (
-            2 * (math.log(2) - u - nn.functional.softplus(-2 * u))).sum(-1) - self.log_scale
+        logp = gaussian_log_prob(u, mu, log_std) - tanh_log_det(u).sum(-1) - self.log_scale
         a = a_t * actor.scale + actor.bias
         x = torch.cat([obs, a], -1)
         qs = ensemble_forward(x.expand(self.e, *x.shape), self.qw, self.qb, "relu")
@@ -165,13 +160,9 @@ class FastSAC:
         g_log_std = g_u * std * eps + g_logp * (z * z - 1)
         g_pre = g_log_std * (0.5 * (hi - lo)) * (1 - t * t)
         g = torch.cat([g_mu, g_pre], -1)
-        for i in reversed(range(len(self.aw))):
-            torch.mm(g.t(), hs[i], out=self.agw[i])
-            torch.sum(g, 0, out=self.agb[i])
-            if i > 0:
-                g = torch.ops.aten.threshold_backward(torch.mm(g, self.aw[i]), hs[i], 0)
-        if autotune:
+        mlp_backward(hs, self.aw, g, "relu", self.agw, self.agb)
+        if autotune:  # d/dlog_alpha of -mean(alpha (log pi + H)) is the loss itself
             out["alpha"] = -(alpha * (logp + target_entropy)).mean()
-            log_alpha.grad = -(alpha * (logp + target_entropy)).mean().reshape(())
+            log_alpha.grad = out["alpha"].clone()
         pi_opt.step()
         return out
