@@ -66,13 +66,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", nargs="*", default=[], help="extra rlrun overrides")
     p.add_argument("--fast-path", default=None, metavar="on,off",
-                   help="dqn: algo.fast_path value(s); with several, each seed runs rlrun "
-                        "once per value, then SB3 (default: the config's, auto)")
+                   help="dqn, td3, ddpg: algo.fast_path value(s); with several, each seed runs "
+                        "rlrun once per value, then SB3 (default: the config's, auto)")
     args = p.parse_args()
     settings = args.fast_path.split(",") if args.fast_path else [None]
-    if args.fast_path and args.algo != "dqn":
-        p.error(f"--fast-path: {args.algo} has no fast path here (dqn has; ppo: "
-                "scripts/bench_deep_rl.py)")
+    if args.fast_path and args.algo not in ("dqn", "td3", "ddpg"):
+        p.error(f"--fast-path: {args.algo} has no fast path here (dqn, td3 and ddpg have; ppo,"
+                " sac: scripts/bench_deep_rl.py)")
     register_resolvers()
     torch.set_num_threads(args.threads)
     env = args.env or TASKS[args.algo]

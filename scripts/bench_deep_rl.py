@@ -106,13 +106,13 @@ def main() -> None:
     p.add_argument("--plain", action="store_true",
                    help="the algorithm's default hyperparameters, without configs/tuned/")
     p.add_argument("--fast-path", default=None, metavar="on,off",
-                   help="ppo, sac: algo.fast_path value(s); with several, each seed runs rlrun "
-                        "once per value, then SB3 (default: the config's, auto)")
+                   help="ppo, sac, td3, ddpg: algo.fast_path value(s); with several, each seed runs"
+                        " rlrun once per value, then SB3 (default: the config's, auto)")
     args = p.parse_args()
     settings = args.fast_path.split(",") if args.fast_path else [None]
-    if args.fast_path and args.algo not in ("ppo", "sac"):
-        p.error(f"--fast-path: {args.algo} has no fast path here (ppo and sac have; dqn: "
-                "scripts/bench_classic_rl.py)")
+    if args.fast_path and args.algo not in ("ppo", "sac", "td3", "ddpg"):
+        p.error(f"--fast-path: {args.algo} has no fast path here (ppo, sac, td3 and ddpg have;"
+                " dqn: scripts/bench_classic_rl.py)")
     register_resolvers()
     torch.set_num_threads(args.threads)
     env = args.env or TASKS[args.algo]

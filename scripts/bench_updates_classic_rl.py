@@ -7,8 +7,9 @@ load; here both sides train from replay buffers holding the same 5000 random tra
 with the tuned hyperparameters, in alternating blocks of `--updates` gradient steps
 (rlrun, SB3, rlrun, SB3, ...), so the load cancels. Reported: milliseconds per update (for
 TD3 an update is one critic step, plus the actor and target step every policy_frequency).
-DQN's update is the loop's, through the path `algo.fast_path` selects (auto: the CPU fast
-path, rlrun/fast/dqn_cpu.py), and its plain path runs in the same rotation.
+Each rlrun update is the loop's, through the path `algo.fast_path` selects (auto: the CPU
+fast path, rlrun/fast/dqn_cpu.py and td3_cpu.py), and its plain path runs in the same
+rotation.
 """
 
 from __future__ import annotations
@@ -71,11 +72,14 @@ def rlrun_updater(algo: str, cfg, data):
                 opt.step()
     else:
         from rlrun.algos import td3
+        from rlrun.fast import td3_cpu
 
         low, high = np.array([-2.0], np.float32), np.array([2.0], np.float32)
         nets = td3.build(cfg.network, obs_dim, 1, low, high, a.n_critics, "cpu")
-        q_opt = adam(nets["qf"].parameters(), a.learning_rate, "cpu")
-        pi_opt = adam(nets["actor"].parameters(), a.learning_rate, "cpu")
+        fast = td3_cpu.select(a, nets, "cpu")
+        q_opt = adam(fast.q_params if fast else nets["qf"].parameters(), a.learning_rate, "cpu")
+        pi_opt = adam(fast.pi_params if fast else nets["actor"].parameters(), a.learning_rate,
+                      "cpu")
         rb = ReplayBuffer(len(data), (obs_dim,), (1,), "cpu")
         tp = [p for k in ("actor", "qf") for p in nets[k + "_target"].parameters()]
         sp = [p for k in ("actor", "qf") for p in nets[k].parameters()]
@@ -84,7 +88,7 @@ def rlrun_updater(algo: str, cfg, data):
         def step(n: int) -> None:
             for _ in range(n):
                 td3._update(nets, rb, a, q_opt, pi_opt, td3.critic_loss, td3.actor_loss,
-                            count[0], tp, sp)
+                            count[0], tp, sp, fast)
                 count[0] += 1
     for o, act, r, nx, t in data:
         rb.add(o[None], np.asarray([act]), np.asarray([r]), nx[None], np.asarray([t]))
@@ -118,9 +122,9 @@ def main() -> None:
         cfg = compose_cfg([f"algo={algo}", f"env={TASKS[algo]}"])
         data = transitions(cfg.env.id, 5000)
         sides = {"rlrun": rlrun_updater(algo, cfg, data), "SB3": sb3_updater(algo, cfg, data)}
-        if algo == "dqn":  # and its plain path (algo.fast_path=off), in the same rotation
-            plain = compose_cfg([f"algo={algo}", f"env={TASKS[algo]}", "algo.fast_path=off"])
-            sides["rlrun plain"] = rlrun_updater(algo, plain, data)
+        # and its plain path (algo.fast_path=off), in the same rotation
+        plain = compose_cfg([f"algo={algo}", f"env={TASKS[algo]}", "algo.fast_path=off"])
+        sides["rlrun plain"] = rlrun_updater(algo, plain, data)
         for f in sides.values():
             f(10)  # warm-up
         times: dict[str, list[float]] = {k: [] for k in sides}

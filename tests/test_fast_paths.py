@@ -454,3 +454,109 @@ def test_a_sac_run_gives_the_same_numbers_with_the_fast_path_on_and_off(tmp_path
     for name in ("actor", "qf"):
         for k, v in nets[0][name].items():
             assert torch.allclose(v, nets[1][name][k], atol=1e-4), (name, k)
+
+
+# ---- TD3 and DDPG (rlrun/fast/td3_cpu.py) -------------------------------------------------------
+def _td3_nets(n_critics, hidden=(32, 32), activation="relu"):
+    from rlrun.algos.td3 import build
+
+    torch.manual_seed(0)
+    nets = build(_net(hidden, activation), 3, 2, np.array([-2.0, -1.0], np.float32),
+                 np.array([2.0, 3.0], np.float32), n_critics, "cpu")
+    with torch.no_grad():  # targets away from the online networks
+        for k in ("actor_target", "qf_target"):
+            for p in nets[k].parameters():
+                p.add_(0.1 * torch.randn_like(p))
+    return nets
+
+
+@pytest.mark.parametrize("algo", ["td3", "ddpg"])
+def test_fast_td3_steps_give_autograds_losses_gradients_and_targets(algo):
+    """The critic step (with target smoothing's draw), the actor step and the Polyak update
+    against `critic_loss`, `actor_loss` under autograd and `_foreach_lerp_`: equal up to float
+    rounding. A 3-input, 2-action task, so the thin layers take the transposed products."""
+    from rlrun.algos.td3 import TD3Config, actor_loss, critic_loss
+    from rlrun.fast import td3_cpu
+
+    cfg = TD3Config() if algo == "td3" else TD3Config(n_critics=1, policy_noise=0.0,
+                                                     policy_frequency=1)
+    plain, fast_nets = _td3_nets(cfg.n_critics), _td3_nets(cfg.n_critics)
+    fast = td3_cpu.select(cfg, fast_nets, "cpu")
+    assert isinstance(fast, td3_cpu.FastTD3)
+    gen = torch.Generator().manual_seed(1)
+    b = {"obs": torch.randn(64, 3, generator=gen), "next_obs": torch.randn(64, 3, generator=gen),
+         "actions": torch.rand(64, 2, generator=gen) * 2 - 1,
+         "rewards": torch.randn(64, generator=gen),
+         "terminated": (torch.rand(64, generator=gen) < 0.1).float()}
+
+    torch.manual_seed(5)
+    ref = critic_loss(plain, b, 0.99, cfg.policy_noise, cfg.noise_clip)
+    ref["critic"].backward()
+    torch.manual_seed(5)
+    rec = _Recorder(fast.q_params)
+    out = fast.critic_step(b, 0.99, cfg.policy_noise, cfg.noise_clip, rec)
+    assert set(out) == set(ref)
+    for k in ref:
+        assert float(out[k]) == pytest.approx(float(ref[k].detach()), rel=1e-5), k
+    want = torch.cat([p.grad.reshape(-1) for p in plain["qf"].parameters()])
+    assert torch.allclose(rec.grads[0], want, rtol=1e-4, atol=1e-6)
+
+    plain["qf"].requires_grad_(False)
+    ref = actor_loss(plain, b["obs"])
+    ref["actor"].backward()
+    rec = _Recorder(fast.pi_params)
+    out = fast.actor_step(b["obs"], rec)
+    assert float(out["actor"]) == pytest.approx(float(ref["actor"].detach()), rel=1e-5)
+    want = torch.cat([p.grad.reshape(-1) for p in plain["actor"].parameters()])
+    assert torch.allclose(rec.grads[0], want, rtol=1e-4, atol=1e-6)
+    assert float(want.abs().max()) > 1e-3  # a gradient that says something
+
+    fast.polyak(0.3)
+    names = ("actor", "qf")
+    with torch.no_grad():
+        torch._foreach_lerp_([p for k in names for p in plain[k + "_target"].parameters()],
+                             [p for k in names for p in plain[k].parameters()], 0.3)
+    for k in ("actor_target", "qf_target"):
+        for p, q in zip(plain[k].parameters(), fast_nets[k].parameters(), strict=True):
+            assert torch.allclose(p, q, atol=1e-7), k
+
+
+def test_td3_fast_path_option_auto_on_off():
+    from rlrun.algos.td3 import TD3Config
+    from rlrun.fast import td3_cpu
+
+    assert compose_cfg(["algo=td3"]).algo.fast_path == "auto"
+    assert compose_cfg(["algo=ddpg"]).algo.fast_path == "auto"
+    nets = _td3_nets(2)
+    assert isinstance(td3_cpu.select(TD3Config(), nets, "cpu"), td3_cpu.FastTD3)
+    nets = _td3_nets(2)
+    assert td3_cpu.select(TD3Config(fast_path="off"), nets, "cpu") is None
+    assert td3_cpu.select(TD3Config(compile=True), nets, "cpu") is None
+    assert td3_cpu.select(TD3Config(), nets, "cuda") is None
+    with pytest.raises(ConfigError, match="algo.fast_path=on: it runs on the CPU only"):
+        td3_cpu.select(TD3Config(fast_path="on"), nets, "cuda")
+    tanh = _td3_nets(2, activation="tanh")
+    assert td3_cpu.select(TD3Config(), tanh, "cpu") is None
+    with pytest.raises(ConfigError, match="relu activations"):
+        td3_cpu.select(TD3Config(fast_path="on"), tanh, "cpu")
+    with pytest.raises(ConfigError, match="fast_path=on and compile=true"):
+        TD3Config(fast_path="on", compile=True)
+
+
+@pytest.mark.parametrize("algo", ["td3", "ddpg"])
+def test_a_td3_run_gives_the_same_numbers_with_the_fast_path_on_and_off(tmp_path, algo):
+    """The same seed and draws: a short run's logged numbers and final networks agree up to
+    float rounding (150 updates)."""
+    args = ["threads=1", "checkpoint_every_s=0", f"algo={algo}", "env=Pendulum-v1",
+            "algo.total_steps=400", "algo.learning_starts=250", "algo.batch_size=32",
+            "algo.eval_episodes=1", "network.hidden_sizes=[32,32]", "algo.log_every=50"]
+    runs = {fp: run_train(tmp_path, [*args, f"algo.fast_path={fp}"], fp) for fp in ("on", "off")}
+    on, off = runs["on"]["metrics"], runs["off"]["metrics"]
+    assert set(on) == set(off) and "losses/actor" in on
+    for tag in on:
+        if tag != "charts/SPS":
+            assert on[tag]["last"] == pytest.approx(off[tag]["last"], rel=1e-3, abs=1e-4), tag
+    nets = [testing.load_state(tmp_path / fp)["nets"] for fp in ("on", "off")]
+    for name in ("actor", "qf", "actor_target", "qf_target"):
+        for k, v in nets[0][name].items():
+            assert torch.allclose(v, nets[1][name][k], atol=1e-4), (name, k)

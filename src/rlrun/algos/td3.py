@@ -10,7 +10,9 @@ range), and Polyak-average target networks. TD3 adds its three fixes, each a set
 so DDPG is the same loop with them off (configs/algo/ddpg.yaml): twin critics and the
 minimum of their targets (`n_critics: 2`), target policy smoothing (`policy_noise`, clipped
 at `noise_clip`, both in units of half the action range) and delayed actor and target
-updates (`policy_frequency`). The critics are one fused `QEnsemble`.
+updates (`policy_frequency`). The critics are one fused `QEnsemble`. On a CPU with relu
+MLPs, `algo.fast_path` (auto) runs the same two steps with their backward written out
+(rlrun/fast/td3_cpu.py; tests/test_fast_paths.py holds the two equal).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlrun.fast import td3_cpu
 from rlrun.nets import build_network
 from rlrun.nets.actor_critic import QEnsemble
 from rlrun.rl.buffers import ReplayBuffer
@@ -143,8 +146,12 @@ def run(ctx) -> None:
     obs_dim, act_dim = int(np.prod(envs.single_observation_space.shape)), int(space.shape[0])
     nets = build(ctx.network, obs_dim, act_dim, space.low, space.high, cfg.n_critics,
                  ctx.device)
-    q_opt = adam(nets["qf"].parameters(), cfg.learning_rate, ctx.device)
-    pi_opt = adam(nets["actor"].parameters(), cfg.learning_rate, ctx.device)
+    # algo.fast_path: the same update in fewer torch calls on a CPU (rlrun/fast/td3_cpu.py)
+    fast = td3_cpu.select(cfg, nets, ctx.device)
+    q_opt = adam(fast.q_params if fast else nets["qf"].parameters(), cfg.learning_rate,
+                 ctx.device)
+    pi_opt = adam(fast.pi_params if fast else nets["actor"].parameters(), cfg.learning_rate,
+                  ctx.device)
     rb = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), (obs_dim,), (act_dim,), dev,
                       seed=ctx.seed_of("buffer"))
     rng = ctx.rng("actions")
@@ -177,7 +184,7 @@ def run(ctx) -> None:
         if train_due(cfg, step, n_envs):
             for _ in range(cfg.gradient_steps):
                 losses.update(_update(nets, rb, cfg, q_opt, pi_opt, c_loss, a_loss,
-                                      st["updates"], target_params, source_params))
+                                      st["updates"], target_params, source_params, fast))
                 st["updates"] += 1
         if ctx.every("log", cfg.log_every, step) or step >= cfg.total_steps:
             log.scalar("charts/SPS", sps.read(step), step)
@@ -192,10 +199,17 @@ def run(ctx) -> None:
 
 
 def _update(nets, rb, cfg: TD3Config, q_opt, pi_opt, c_loss, a_loss, n_updates, target_params,
-            source_params) -> dict[str, torch.Tensor]:
+            source_params, fast=None) -> dict[str, torch.Tensor]:
     """One critic step; every `policy_frequency` of them an actor step and the Polyak
-    update of all targets (TD3's delayed updates; DDPG: every step)."""
+    update of all targets (TD3's delayed updates; DDPG: every step). `fast`
+    (td3_cpu.FastTD3): the same steps with their backward written out."""
     b = rb.sample(cfg.batch_size)
+    if fast is not None:
+        out = fast.critic_step(b, cfg.gamma, cfg.policy_noise, cfg.noise_clip, q_opt)
+        if n_updates % cfg.policy_frequency == 0:
+            out.update(fast.actor_step(b["obs"], pi_opt))
+            fast.polyak(cfg.tau)
+        return out
     out = c_loss(nets, b, cfg.gamma, cfg.policy_noise, cfg.noise_clip)
     q_opt.zero_grad(set_to_none=True)
     out["critic"].backward()

@@ -48,3 +48,16 @@ class FlatParams:
         if coef < 1.0:
             grad.mul_(coef)
         return norm
+
+
+def flat_data(module: nn.Module) -> torch.Tensor:
+    """All of a module's parameters re-pointed into one flat tensor (no gradients: a target
+    network), returned; in `parameters()` order, as `FlatParams` packs its online twin, so
+    a Polyak update is one `lerp_` of the two flat tensors."""
+    params = list(module.parameters())
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    start = 0
+    for p in params:
+        p.data = flat[start:start + p.numel()].view_as(p)
+        start += p.numel()
+    return flat

@@ -89,13 +89,14 @@ def select(cfg: Any, agent: Any, device: str) -> FastPPO | None:
 
 
 # ---- the network, forward and backward by hand -------------------------------------------------
-def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a (E, M, K) @ b (E, K, N), computed as (b^T a^T)^T when N is small and M is not:
-    torch's CPU batched GEMM is slow for narrow outputs, not for short ones."""
+def bmm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """a (E, M, K) @ b (E, K, N) (into `out`), computed as (b^T a^T)^T when N is small and M
+    is not: torch's CPU batched GEMM is slow for narrow outputs, not for short ones."""
     n, m = b.shape[-1], a.shape[-2]
     if n < _NARROW and n < m:
-        return torch.bmm(b.transpose(1, 2), a.transpose(1, 2)).transpose(1, 2)
-    return torch.bmm(a, b)
+        c = torch.bmm(b.transpose(1, 2), a.transpose(1, 2)).transpose(1, 2)
+        return c if out is None else out.copy_(c)
+    return torch.bmm(a, b) if out is None else torch.bmm(a, b, out=out)
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -125,14 +126,19 @@ def _forward(x: torch.Tensor, ws: Sequence[torch.Tensor], bs: Sequence[torch.Ten
 
 
 def _backward(hs: Sequence[torch.Tensor], ws: Sequence[torch.Tensor], g: torch.Tensor,
-              kind: str) -> list[torch.Tensor]:
+              kind: str, out: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """[dL/dW_i] + [dL/db_i] (`parameters()` order) from g = dL/d(output) and `_forward`'s
-    list; no gradient for the input (observations need none)."""
+    list; no gradient for the input (observations need none). `out`: tensors of those
+    shapes (a packed gradient's views) to write them into, saving a copy."""
     n = len(ws)
     gw: list[torch.Tensor] = [g] * n
     gb: list[torch.Tensor] = [g] * n
     for i in reversed(range(n)):
-        gw[i], gb[i] = bmm(g.transpose(1, 2), hs[i]), g.sum(1, keepdim=True)
+        if out is None:
+            gw[i], gb[i] = bmm(g.transpose(1, 2), hs[i]), g.sum(1, keepdim=True)
+        else:
+            gw[i] = bmm(g.transpose(1, 2), hs[i], out=out[i])
+            gb[i] = torch.sum(g, 1, keepdim=True, out=out[n + i])
         if i > 0:
             g = bmm(g, ws[i])
             g = torch.ops.aten.threshold_backward(g, hs[i], 0) if kind == "relu" \

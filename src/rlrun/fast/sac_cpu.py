@@ -88,6 +88,7 @@ class FastSAC:
         self.q_packed = FlatParams(nets["qf"])  # re-points the parameters into one tensor
         self.pi_packed = FlatParams(actor)
         self.q_params, self.pi_params = [self.q_packed.param], [self.pi_packed.param]
+        self.qgrads = [p.grad for p in self.q_packed.params]  # weights, then biases
         self.qw = tuple(critics.weights._parameters.values())
         self.qb = tuple(critics.biases._parameters.values())
         target = nets["qf_target"].net
@@ -115,8 +116,8 @@ class FastSAC:
         q = hs[-1].squeeze(-1)
         err = q - target
         per_q = err.pow(2).mean(-1)
-        grads = ensemble_backward(hs, self.qw, (err * (2.0 / n)).unsqueeze(-1), "relu")
-        torch.cat([g.reshape(-1) for g in grads], out=self.q_packed.param.grad)
+        ensemble_backward(hs, self.qw, (err * (2.0 / n)).unsqueeze(-1), "relu",
+                          out=self.qgrads)
         q_opt.step()
         return {"qf1": per_q[0], "qf2": per_q[1], "q_values": q.mean(), "critic": per_q.sum()}
 

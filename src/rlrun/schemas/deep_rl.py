@@ -150,6 +150,8 @@ class TD3Config(AlgoSchema):
 
     spec: ClassVar[AlgoSpec] = gym_spec(action_spaces=("continuous",),
                                         suggest={"discrete": "dqn (or ppo, a2c)"})
+    # runs saved before the fast path kept one Adam state per parameter, not a packed one
+    saved_before: ClassVar[dict[str, Any]] = {"fast_path": "off"}
 
     total_steps: int = common("total_steps", 1_000_000)
     buffer_size: int = common("buffer_size", 1_000_000)
@@ -172,10 +174,12 @@ class TD3Config(AlgoSchema):
     eval_episodes: int = common("eval_episodes", 10)
     log_every: int = common("log_every", 100)
     compile: bool = common("compile", False)
+    fast_path: str = fast_path_opt("td3_cpu")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_replay(self)
+        check_fast_path(self)
 
 
 @dataclass
