@@ -560,3 +560,19 @@ def test_a_td3_run_gives_the_same_numbers_with_the_fast_path_on_and_off(tmp_path
     for name in ("actor", "qf", "actor_target", "qf_target"):
         for k, v in nets[0][name].items():
             assert torch.allclose(v, nets[1][name][k], atol=1e-4), (name, k)
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_a_td3_run_resumes_on_the_path_it_started_with(tmp_path, before):
+    """A fast-path run resumes its packed Adam states; a saved config without
+    algo.fast_path (runs from before it: per-parameter Adam states) resumes on the plain one."""
+    run = testing.interrupt(tmp_path, ["algo=td3", "algo.total_steps=600",
+                                       "algo.learning_starts=100", "algo.batch_size=32",
+                                       "algo.eval_episodes=1", "network.hidden_sizes=[16]",
+                                       f"algo.fast_path={'off' if before else 'auto'}"], 300)
+    if before:
+        saved = run / ".hydra" / "config.yaml"
+        cfg = OmegaConf.load(saved)
+        del cfg.algo["fast_path"]
+        OmegaConf.save(cfg, saved)
+    assert testing.resume(run)["steps"] == 600
