@@ -14,6 +14,7 @@ Nothing else in rlrun imports this package. Floors: it sits beside `rl/`, above 
 - `td3_cpu`: TD3 and DDPG on a CPU with relu MLPs (the stacked critics' and the actor's
   backward written out, narrow layers transposed, packed Adam and Polyak), equal to the plain
   steps up to rounding.
+- `option`: `choose`, what `algo.fast_path` (auto/on/off, with `algo.compile`) means.
 - `flat`: `FlatParams`, a module's parameters and gradients as views of one tensor each
   (`flat_data`: a target network's parameters alone).
 """

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlrun.core.errors import ConfigError
 from rlrun.fast.flat import FlatParams
+from rlrun.fast.option import choose
 from rlrun.nets.mlp import MLP
 
 KINDS = {nn.ReLU: "relu", nn.Tanh: "tanh"}  # activations with a written-out backward
@@ -60,15 +60,7 @@ def why_not(q_net: Any, device: str) -> str | None:
 def select(cfg: Any, q_net: nn.Module, target_net: nn.Module, device: str) -> FastDQN | None:
     """What DQN's `cfg.fast_path` (with `cfg.compile`) means for `q_net` on `device`: the
     fast path, or None for the plain one."""
-    if cfg.fast_path == "off":
-        return None
-    reason = "algo.compile=true compiles the plain loss" if cfg.compile \
-        else why_not(q_net, device)
-    if reason is None:
-        return FastDQN(q_net, target_net)
-    if cfg.fast_path == "on":
-        raise ConfigError(f"algo.fast_path=on: {reason}; use algo.fast_path=auto or off")
-    return None
+    return choose(cfg, lambda: why_not(q_net, device), lambda: FastDQN(q_net, target_net))
 
 
 def _layers(net: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

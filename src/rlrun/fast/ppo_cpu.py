@@ -50,8 +50,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlrun.core.errors import ConfigError
 from rlrun.fast.flat import FlatParams
+from rlrun.fast.option import choose
 from rlrun.nets.actor_critic import ActorCritic
 from rlrun.nets.ensemble import EnsembleMLP
 
@@ -77,15 +77,7 @@ def why_not(agent: Any, device: str) -> str | None:
 def select(cfg: Any, agent: Any, device: str) -> FastPPO | None:
     """What PPO's `cfg.fast_path` (with `cfg.compile`) means for `agent` on `device`: the fast
     path, or None for the plain one."""
-    if cfg.fast_path == "off":
-        return None
-    reason = "algo.compile=true compiles the plain loss" if cfg.compile \
-        else why_not(agent, device)
-    if reason is None:
-        return FastPPO(agent)
-    if cfg.fast_path == "on":
-        raise ConfigError(f"algo.fast_path=on: {reason}; use algo.fast_path=auto or off")
-    return None
+    return choose(cfg, lambda: why_not(agent, device), lambda: FastPPO(agent))
 
 
 # ---- the network, forward and backward by hand -------------------------------------------------

@@ -36,68 +36,37 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlrun.core.errors import ConfigError
 from rlrun.fast.dqn_cpu import _backward as mlp_backward
 from rlrun.fast.dqn_cpu import _forward as mlp_forward
-from rlrun.fast.flat import FlatParams
+from rlrun.fast.option import choose
 from rlrun.fast.ppo_cpu import _backward as ensemble_backward
 from rlrun.fast.ppo_cpu import _forward as ensemble_forward
+from rlrun.fast.td3_cpu import PackedActorCritic
+from rlrun.fast.td3_cpu import why_not as actor_critic_why_not
 from rlrun.nets.actor_critic import gaussian_log_prob, tanh_log_det
-from rlrun.nets.mlp import MLP
 
 
 def why_not(nets: dict[str, nn.Module], cfg: Any, device: str) -> str | None:
-    """Why the fast path cannot run these networks, or None when it can."""
-    if torch.device(device).type != "cpu":
-        return f"it runs on the CPU only (device={device})"
-    if cfg.variant != "v2":
+    """Why the fast path cannot run these networks, or None when it can: TD3's conditions (a
+    CPU, relu MLPs with stacked critics, float32) and SAC v2."""
+    reason = actor_critic_why_not(nets, device)
+    if reason is None and cfg.variant != "v2":
         return "it runs SAC v2 only (algo.variant=v2)"
-    body, critics = nets["actor"].body, nets["qf"].net
-    if not isinstance(body, MLP) or not critics.fused:
-        return "it needs an MLP network (network=mlp)"
-    acts = {type(m) for m in body if not isinstance(m, nn.Linear)} | \
-        {type(a) for a in critics.acts}
-    if acts != {nn.ReLU}:
-        return "it needs relu activations (network.activation=relu)"
-    if any(p.dtype != torch.float32 for n in nets.values() for p in n.parameters()):
-        return "it needs float32 parameters"
-    return None
+    return reason
 
 
 def select(cfg: Any, nets: dict[str, nn.Module], device: str) -> FastSAC | None:
     """What SAC's `cfg.fast_path` (with `cfg.compile`) means here: the fast path, or None."""
-    if cfg.fast_path == "off":
-        return None
-    reason = "algo.compile=true compiles the plain losses" if cfg.compile \
-        else why_not(nets, cfg, device)
-    if reason is None:
-        return FastSAC(nets)
-    if cfg.fast_path == "on":
-        raise ConfigError(f"algo.fast_path=on: {reason}; use algo.fast_path=auto or off")
-    return None
+    return choose(cfg, lambda: why_not(nets, cfg, device), lambda: FastSAC(nets))
 
 
-class FastSAC:
+class FastSAC(PackedActorCritic):
     """The fast path for one SAC v2 agent: `q_params` and `pi_params` for the optimisers,
     `critic_step` and `actor_step` for the update (each ends with its optimiser's step)."""
 
     def __init__(self, nets: dict[str, nn.Module]):
-        self.nets = nets
-        actor, critics = nets["actor"], nets["qf"].net
-        self.e = critics.n  # the stacked critics
-        self.q_packed = FlatParams(nets["qf"])  # re-points the parameters into one tensor
-        self.pi_packed = FlatParams(actor)
-        self.q_params, self.pi_params = [self.q_packed.param], [self.pi_packed.param]
-        self.qgrads = [p.grad for p in self.q_packed.params]  # weights, then biases
-        self.qw = tuple(critics.weights._parameters.values())
-        self.qb = tuple(critics.biases._parameters.values())
-        target = nets["qf_target"].net
-        self.tw = tuple(target.weights._parameters.values())
-        self.tb = tuple(target.biases._parameters.values())
-        linears = [m for m in actor.body if isinstance(m, nn.Linear)]
-        self.aw, self.ab = [m.weight for m in linears], [m.bias for m in linears]
-        self.agw, self.agb = [w.grad for w in self.aw], [b.grad for b in self.ab]
-        self.log_scale = float(actor.scale.log().sum())
+        super().__init__(nets)
+        self.log_scale = float(nets["actor"].scale.log().sum())
 
     @torch.no_grad()
     def critic_step(self, b: dict[str, torch.Tensor], log_alpha: torch.Tensor, gamma: float,

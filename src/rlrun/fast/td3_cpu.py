@@ -34,16 +34,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlrun.core.errors import ConfigError
 from rlrun.fast.dqn_cpu import _forward as mlp_forward
 from rlrun.fast.flat import FlatParams, flat_data
+from rlrun.fast.option import choose
 from rlrun.fast.ppo_cpu import _backward as ensemble_backward
 from rlrun.fast.ppo_cpu import _forward as ensemble_forward
 from rlrun.nets.mlp import MLP
 
 
 def why_not(nets: dict[str, nn.Module], device: str) -> str | None:
-    """Why the fast path cannot run these networks, or None when it can."""
+    """Why the fast path cannot run these networks (an actor with a `body`, stacked critics
+    `qf`; SAC's are checked here too), or None when it can."""
     if torch.device(device).type != "cpu":
         return f"it runs on the CPU only (device={device})"
     body, critics = nets["actor"].body, nets["qf"].net
@@ -60,15 +61,7 @@ def why_not(nets: dict[str, nn.Module], device: str) -> str | None:
 
 def select(cfg: Any, nets: dict[str, nn.Module], device: str) -> FastTD3 | None:
     """What TD3's `cfg.fast_path` (with `cfg.compile`) means here: the fast path, or None."""
-    if cfg.fast_path == "off":
-        return None
-    reason = "algo.compile=true compiles the plain losses" if cfg.compile \
-        else why_not(nets, device)
-    if reason is None:
-        return FastTD3(nets)
-    if cfg.fast_path == "on":
-        raise ConfigError(f"algo.fast_path=on: {reason}; use algo.fast_path=auto or off")
-    return None
+    return choose(cfg, lambda: why_not(nets, device), lambda: FastTD3(nets))
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -80,10 +73,10 @@ def _mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> to
     return a.mm(b) if out is None else torch.mm(a, b, out=out)
 
 
-class FastTD3:
-    """The fast path for one TD3/DDPG agent: `q_params` and `pi_params` for the optimisers,
-    `critic_step` and `actor_step` for the update (each ends with its optimiser's step), and
-    `polyak` for the target update."""
+class PackedActorCritic:
+    """An actor (`body` an MLP) and stacked critics `qf` (with `qf_target`) read for a written
+    -out update (SAC's too): their parameters packed (`q_params`, `pi_params` for the
+    optimisers), the layers' weights, biases and gradient views."""
 
     def __init__(self, nets: dict[str, nn.Module]):
         self.nets = nets
@@ -92,18 +85,27 @@ class FastTD3:
         self.q_packed = FlatParams(nets["qf"])  # re-points the parameters into one tensor
         self.pi_packed = FlatParams(actor)
         self.q_params, self.pi_params = [self.q_packed.param], [self.pi_packed.param]
-        # the targets packed the same way (same order), so Polyak is one lerp per network
-        self.targets = [flat_data(nets["actor_target"]), flat_data(nets["qf_target"])]
-        self.sources = [self.pi_packed.param.data, self.q_packed.param.data]
+        self.qgrads = [p.grad for p in self.q_packed.params]  # weights, then biases
         self.qw = tuple(critics.weights._parameters.values())
         self.qb = tuple(critics.biases._parameters.values())
-        self.qgrads = [p.grad for p in self.q_packed.params]  # weights, then biases
         target = nets["qf_target"].net
         self.tw = tuple(target.weights._parameters.values())
         self.tb = tuple(target.biases._parameters.values())
         linears = [m for m in actor.body if isinstance(m, nn.Linear)]
         self.aw, self.ab = [m.weight for m in linears], [m.bias for m in linears]
         self.agw, self.agb = [w.grad for w in self.aw], [b.grad for b in self.ab]
+
+
+class FastTD3(PackedActorCritic):
+    """The fast path for one TD3/DDPG agent: `q_params` and `pi_params` for the optimisers,
+    `critic_step` and `actor_step` for the update (each ends with its optimiser's step), and
+    `polyak` for the target update."""
+
+    def __init__(self, nets: dict[str, nn.Module]):
+        super().__init__(nets)
+        # the targets packed the same way (same order), so Polyak is one lerp per network
+        self.targets = [flat_data(nets["actor_target"]), flat_data(nets["qf_target"])]
+        self.sources = [self.pi_packed.param.data, self.q_packed.param.data]
 
     @torch.no_grad()
     def critic_step(self, b: dict[str, torch.Tensor], gamma: float, policy_noise: float,
