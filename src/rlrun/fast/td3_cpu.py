@@ -1,11 +1,12 @@
 """TD3's (and DDPG's) CPU fast path: the critic and actor steps with their backward written out.
 
-At rl-zoo's Pendulum sizes (400x300 critics and actor, 256 rows) a plain update
-(`td3.critic_loss` and `td3.actor_loss` under autograd) spends about 40% of its time outside
-the 400x300 products: the thin first and last layers in the orientation torch's CPU GEMM is
-slow at (a 400x4 weight gradient: ~240 us as autograd takes it, ~40 us transposed),
-autograd's copies of the fused critics' gradients into their parameters, and the per-tensor
-bookkeeping of two optimisers and the Polyak update. This module runs the same steps with the
+At rl-zoo's Pendulum sizes (400x300 critics and actor, 256 rows) the 400x300 products are
+most of an update and Stable-Baselines3 runs the same ones. A plain update (`td3.critic_loss`
+and `td3.actor_loss` under autograd, ~12 ms on one core) also spent ~3 ms elsewhere: the thin
+first and last layers' products in the orientation torch's CPU GEMM is slow at (a stacked
+400x4 weight gradient: ~240 us as autograd takes it, ~40 us transposed), autograd's copies of
+the stacked critics' gradients into their parameters, and the per-tensor bookkeeping of two
+optimisers and the Polyak update. This module runs the same steps with the
 same products and draws:
 
 - the critic step: the target as the plain code computes it (the target actor module, its
