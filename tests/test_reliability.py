@@ -727,3 +727,42 @@ def test_ctrl_c_in_an_evaluation_stops_within_a_step_and_the_resume_redoes_it(
     assert done["metrics"] == whole["metrics"] and done["steps"] == whole["steps"]
     assert _eval_points(run_dir) == _eval_points(tmp_path / "whole")  # 512 redone, exactly
     assert [s for s, _ in _eval_points(run_dir)] == [512, 1024]
+
+
+@pytest.mark.parametrize("library", ["swallows", "turns_into_an_error"])
+def test_ctrl_c_that_a_library_mishandles_at_start_up_still_stops(tmp_path, monkeypatch, capfd,
+                                                                   library):
+    """A start-up Ctrl-C that an import swallows (`except BaseException`) or turns into another
+    error (omegaconf's clean-up of a half-built node raised AttributeError; seen in CI, where
+    the job then ran to its end): still one line, exit 130, no run dir."""
+    import signal
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from rlrun import cli, preflight
+
+    real = preflight.preflight
+
+    def mishandled(cfg, **kwargs):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except BaseException:
+            if library == "turns_into_an_error":
+                raise AttributeError("'NoneType' object has no attribute 'x'") from None
+        return real(cfg, **kwargs)
+
+    monkeypatch.setattr(preflight, "preflight", mishandled)
+    monkeypatch.chdir(tmp_path)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh process
+    GlobalHydra.instance().clear()
+    try:
+        with pytest.raises(SystemExit) as e:
+            cli.main([*BANDIT, "hydra.run.dir=outputs/r", "logger.progress=none"])
+    finally:
+        GlobalHydra.instance().clear()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+        signal.signal(signal.SIGINT, old)
+    assert e.value.code == 130
+    assert capfd.readouterr().err.strip().splitlines() == [
+        "rlrun: interrupted before the run started; nothing was saved"]
+    assert not (tmp_path / "outputs").exists()

@@ -6,9 +6,12 @@ single line on stderr and exit code 2. Bugs keep their traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import sys
+from typing import Any
 
 # On `resume=`, these reach Hydra; every other override goes to train() (which allows only
 # budgets and evaluation/logging keys): composing them against the default config would
@@ -231,7 +234,12 @@ def _task(cfg) -> float:
         # a checkpoint first (rlrun.launch.cluster). Outside SLURM, cfg as it is.
         with slurm_job(cfg, output_dir) as cfg:
             resuming = bool(cfg.get("resume"))
-            plan = None if resuming else preflight(cfg)
+            try:
+                plan = None if resuming else preflight(cfg)
+            except Exception:
+                _raise_startup_sigint()  # a Ctrl-C that a library's clean-up turned into this
+                raise
+            _raise_startup_sigint()  # a Ctrl-C that a library swallowed: do not start
             started = True
             results = train(cfg, overrides=list(_resume_overrides) if resuming else None,
                             plan=plan)
@@ -324,25 +332,59 @@ def _record_failed_job(cfg, error: Exception) -> None:
                             else None)
 
 
+# A Ctrl-C before the run started, remembered: a library that catches BaseException during
+# the imports would otherwise swallow it and the job would run to its end (seen in CI).
+_startup_sigint: list[int] = []
+
+
+def _on_startup_sigint(signum: int, frame: Any) -> None:
+    _startup_sigint.append(signum)
+    raise KeyboardInterrupt
+
+
+def _raise_startup_sigint() -> None:
+    """Re-raise a Ctrl-C that came during the imports and preflight, in case it was
+    swallowed there: the run must not start."""
+    if _startup_sigint:
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `rlrun` console script."""
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
+    _startup_sigint.clear()
+    installed = False
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored, not ours
+        with contextlib.suppress(ValueError):  # outside the main thread: as it is
+            signal.signal(signal.SIGINT, _on_startup_sigint)
+            installed = True
     from rlrun.core import distributed
+
+    def interrupted() -> None:
+        if distributed.rank() == 0:
+            print("rlrun: interrupted before the run started; nothing was saved",
+                  file=sys.stderr)
+        sys.exit(130)
 
     together = False  # under torchrun, ranks wait for each other only on a run's clean end
     try:
         _main()
         together = True
     except KeyboardInterrupt:  # before a run started (imports, composing): nothing to save
-        if distributed.rank() == 0:
-            print("rlrun: interrupted before the run started; nothing was saved",
-                  file=sys.stderr)
-        sys.exit(130)
+        interrupted()
     except SystemExit as e:
+        if e.code not in (None, 0, 130) and _startup_sigint:
+            interrupted()  # a start-up Ctrl-C that a library turned into an error
         together = e.code in (None, 0, 130)  # done, or stopped by all ranks at one step
         raise
+    except Exception:
+        if _startup_sigint:  # the same, escaping as a traceback (seen: omegaconf's clean-up
+            interrupted()  # of a half-built ListConfig raised AttributeError)
+        raise
     finally:
+        if installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         distributed.teardown(together)
 
 
