@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -371,9 +372,14 @@ def test_ctrl_c_before_any_checkpoint_does_not_offer_a_resume(tmp_path, monkeypa
 
 
 def test_ctrl_c_at_start_up_is_one_line(tmp_path):
+    """Ctrl-C while rlrun imports Hydra and torch (seconds). The signal goes once the process
+    maps libyaml's extension (Hydra's import, inside `main`), not after a fixed sleep: on a
+    loaded CI machine 0.6 s once landed before `main` ran and the job ran to its end."""
     proc = subprocess.Popen([sys.executable, "-m", "rlrun", *BANDIT], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.6)  # importing hydra and torch: seconds
+    maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.monotonic() + 60
+    while "_yaml" not in maps.read_text() and time.monotonic() < deadline:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
