@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -79,3 +80,10 @@ def _logging_handlers_stay_per_test():
         for handler in list(logger.handlers):
             if handler not in before[n]:
                 logger.removeHandler(handler)
+
+
+def sigint_as_in_a_terminal() -> None:
+    """`preexec_fn` for a child a test sends Ctrl-C: SIGINT at its default, as a terminal
+    starts a command. A shell starts background jobs with SIGINT ignored and children inherit
+    that, so pytest run as `... &` (as a CI script may) would start rlrun deaf to it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

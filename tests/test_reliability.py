@@ -20,7 +20,14 @@ from rlrun.core.errors import CheckpointError, ConfigError, DataError, RunIOErro
 from rlrun.core.run import RunContext
 from rlrun.train import Interrupted, train
 
-from .conftest import compose_cfg, interrupt, read_results, rlrun_cli, run_train
+from .conftest import (
+    compose_cfg,
+    interrupt,
+    read_results,
+    rlrun_cli,
+    run_train,
+    sigint_as_in_a_terminal,
+)
 
 BANDIT = ["env.num_runs=50", "env.steps=400"]
 
@@ -372,11 +379,11 @@ def test_ctrl_c_before_any_checkpoint_does_not_offer_a_resume(tmp_path, monkeypa
 
 
 def test_ctrl_c_at_start_up_is_one_line(tmp_path):
-    """Ctrl-C while rlrun imports Hydra and torch (seconds). The signal goes once the process
-    maps libyaml's extension (Hydra's import, inside `main`), not after a fixed sleep: on a
-    loaded CI machine 0.6 s once landed before `main` ran and the job ran to its end."""
+    """Ctrl-C while rlrun imports Hydra and torch (seconds): the signal goes once the process
+    maps libyaml's extension (Hydra's import, inside `main`)."""
     proc = subprocess.Popen([sys.executable, "-m", "rlrun", *BANDIT], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_in_a_terminal)
     maps, deadline = Path(f"/proc/{proc.pid}/maps"), time.monotonic() + 60
     while "_yaml" not in maps.read_text() and time.monotonic() < deadline:
         time.sleep(0.01)
