@@ -359,6 +359,16 @@ class _Recorder:
         self.grads = [None if p.grad is None else p.grad.clone() for p in self.params]
 
 
+def _replay_batch():
+    """64 transitions of a 3-input, 2-action task, as `ReplayBuffer.sample` gives them."""
+    gen = torch.Generator().manual_seed(1)
+    return {"obs": torch.randn(64, 3, generator=gen),
+            "next_obs": torch.randn(64, 3, generator=gen),
+            "actions": torch.rand(64, 2, generator=gen) * 2 - 1,
+            "rewards": torch.randn(64, generator=gen),
+            "terminated": (torch.rand(64, generator=gen) < 0.1).float()}
+
+
 def _sac_nets(cfg):
     from rlrun.algos.sac import build
 
@@ -382,11 +392,7 @@ def test_fast_sac_steps_give_autograds_losses_and_gradients(autotune):
     plain, fast_nets = _sac_nets(cfg), _sac_nets(cfg)
     fast = sac_cpu.select(cfg, fast_nets, "cpu")
     assert isinstance(fast, sac_cpu.FastSAC)
-    gen = torch.Generator().manual_seed(1)
-    b = {"obs": torch.randn(64, 3, generator=gen), "next_obs": torch.randn(64, 3, generator=gen),
-         "actions": torch.rand(64, 2, generator=gen) * 2 - 1,
-         "rewards": torch.randn(64, generator=gen),
-         "terminated": (torch.rand(64, generator=gen) < 0.1).float()}
+    b = _replay_batch()
     la_plain, la_fast = (torch.tensor(-1.0, requires_grad=autotune) for _ in range(2))
 
     torch.manual_seed(5)
@@ -465,11 +471,7 @@ def test_fast_td3_steps_give_autograds_losses_gradients_and_targets(algo):
     plain, fast_nets = _td3_nets(cfg.n_critics), _td3_nets(cfg.n_critics)
     fast = td3_cpu.select(cfg, fast_nets, "cpu")
     assert isinstance(fast, td3_cpu.FastTD3)
-    gen = torch.Generator().manual_seed(1)
-    b = {"obs": torch.randn(64, 3, generator=gen), "next_obs": torch.randn(64, 3, generator=gen),
-         "actions": torch.rand(64, 2, generator=gen) * 2 - 1,
-         "rewards": torch.randn(64, generator=gen),
-         "terminated": (torch.rand(64, generator=gen) < 0.1).float()}
+    b = _replay_batch()
 
     torch.manual_seed(5)
     ref = critic_loss(plain, b, 0.99, cfg.policy_noise, cfg.noise_clip)

@@ -74,10 +74,11 @@ def check_replay(cfg: Any) -> None:
                           " algo.learning_starts or raise algo.total_steps")
 
 
-def fast_path_opt(module: str) -> Any:
-    """`algo.fast_path` of a loop with a CPU speed path in rlrun/fast/<module>.py."""
+def fast_path_opt(module: str, acts: str = "tanh/relu") -> Any:
+    """`algo.fast_path` of a loop with a CPU speed path in rlrun/fast/<module>.py, for MLPs
+    of the activations `acts`."""
     return opt("auto", f"CPU speed path, the same numbers (src/rlrun/fast/{module}.py): auto ="
-                       " on for a CPU with a tanh/relu MLP, off on GPU or compiled; on | off"
+                       f" on for a CPU with a {acts} MLP, off on GPU or compiled; on | off"
                        " force it", choices=("auto", "on", "off"))
 
 
@@ -133,7 +134,7 @@ class SACConfig(AlgoSchema):
                                 " exploration that finds sparse rewards (MountainCarContinuous's"
                                 " flag), marginals unchanged", ge=0, lt=1)
     compile: bool = common("compile", False)
-    fast_path: str = fast_path_opt("sac_cpu")
+    fast_path: str = fast_path_opt("sac_cpu", "relu")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -174,7 +175,7 @@ class TD3Config(AlgoSchema):
     eval_episodes: int = common("eval_episodes", 10)
     log_every: int = common("log_every", 100)
     compile: bool = common("compile", False)
-    fast_path: str = fast_path_opt("td3_cpu")
+    fast_path: str = fast_path_opt("td3_cpu", "relu")
 
     def __post_init__(self) -> None:
         super().__post_init__()
