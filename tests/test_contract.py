@@ -131,3 +131,31 @@ def test_stop_at_stops_as_ctrl_c_would(tmp_path):
     testing.assert_same_state(stopped, tmp_path / "whole")
     with pytest.raises(AssertionError, match="ended before step"):
         testing.interrupt(tmp_path, ["env.num_runs=20", "env.steps=100"], stop=150, name="c")
+
+
+def test_a_signal_that_lands_while_the_ranks_agree_stops_at_the_next_tick(tmp_path):
+    """Ranks wait for each other inside `agree`, so a Ctrl-C often lands there. The tick acts
+    on the agreed answer (the peer did not see the signal) and keeps the signal for the next
+    tick; overwriting it lost the stop, and torchrun killed the ranks 30 s later."""
+
+    @dataclasses.dataclass(frozen=True)
+    class SignalDuringAgree(Dist):
+        ctx: list = dataclasses.field(default_factory=list)
+        calls: list = dataclasses.field(default_factory=list)
+
+        def agree(self, *flags):
+            self.calls.append(flags[0])
+            if len(self.calls) == 2:
+                self.ctx[0].stop_requested = True  # the handler, between two bytecodes
+            return flags
+
+        def gather(self, obj):  # the checkpoint's per-rank items: the peer's like ours
+            return [obj, obj]
+
+    dist = SignalDuringAgree(rank=0, local_rank=0, world_size=2)
+    ctx = _ctx(tmp_path / "r", dist)
+    dist.ctx.append(ctx)
+    ctx.start_progress(10)
+    assert [ctx.tick(s, None, dict) for s in (1, 2, 3)] == [False, False, True]
+    assert dist.calls == [False, False, True]  # the peers agree on stopping at step 3
+    assert ctx.has_checkpoint and ctx.stop_requested

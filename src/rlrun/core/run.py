@@ -412,10 +412,14 @@ class RunContext:
         due = self.checkpoint_every_s > 0 and now - self._last_ckpt >= self.checkpoint_every_s
         if self.stop_at is not None and self.stop_at(step):
             self.stop_requested = True
+        stop = self.stop_requested
         if self.dist.enabled:  # every rank stops, and saves, at the same step
-            stop, due = self.dist.agree(self.stop_requested, due)
-            self.stop_requested = stop
-        if self.stop_requested:
+            stop, due = self.dist.agree(stop, due)
+            # A signal that lands while the ranks agree (they wait there for each other) is
+            # kept for the next tick: overwriting the flag with this tick's answer lost it,
+            # and the ranks trained on until torchrun killed them.
+            self.stop_requested = self.stop_requested or stop
+        if stop:
             self.save(step, state_fn())
             return True
         if due:
