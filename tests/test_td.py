@@ -172,7 +172,7 @@ def test_td_beats_mc_on_the_random_walk(tmp_path):
 
 @pytest.mark.parametrize("algo, env, episodes, alpha, threshold", [
     ("sarsa", "windy_gridworld", 200, 0.5, -25),  # Example 6.5: ~17 steps by episode 170
-    ("q_learning", "FrozenLake-v1", 2000, 0.1, 0.3),
+    pytest.param("q_learning", "FrozenLake-v1", 2000, 0.1, 0.3, marks=pytest.mark.slow),
     pytest.param("q_learning", "Taxi-v4", 2000, 0.5, -10, marks=pytest.mark.slow)])
 def test_learning_on_other_tasks(tmp_path, algo, env, episodes, alpha, threshold):
     res = run_train(tmp_path, [f"algo={algo}", f"env={env}", "env.num_runs=20",
