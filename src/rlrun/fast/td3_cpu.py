@@ -18,7 +18,8 @@ same products and draws:
   forward on its slice of the stacked weights (as `td3.first_critic`), the gradient of
   -mean Q_1(s, mu(s)) with respect to the action by its transposed products (the critics
   get no weight gradient: the plain code freezes them), d mu / d body = scale (1 - tanh^2),
-  and the actor's backward with its narrow first layer transposed;
+  and the actor's backward with its narrow first layer transposed (`actor_backward`, SAC's
+  too);
 - the Polyak update of the targets: two packed tensors (the actor's and the critics') for
   the plain code's twelve.
 
@@ -72,6 +73,19 @@ def _mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> to
         c = b.t().mm(a.t()).t()
         return c if out is None else out.copy_(c)
     return a.mm(b) if out is None else torch.mm(a, b, out=out)
+
+
+def actor_backward(hs: list[torch.Tensor], ws: list[torch.Tensor], g: torch.Tensor,
+                   gws: list[torch.Tensor], gbs: list[torch.Tensor]) -> None:
+    """A relu MLP's backward (`dqn_cpu._backward`'s products, narrow ones transposed) from
+    g = dL/d(output) and the forward's list, into the gradients `gws`, `gbs`; none for the
+    input. The first layer's weight gradient is narrow (hidden x obs_dim): 124 us at 400x3
+    as autograd takes it, 23 us transposed."""
+    for i in reversed(range(len(ws))):
+        _mm(g.t(), hs[i], out=gws[i])
+        torch.sum(g, 0, out=gbs[i])
+        if i > 0:
+            g = torch.ops.aten.threshold_backward(g.mm(ws[i]), hs[i], 0)
 
 
 class PackedActorCritic:
@@ -151,11 +165,7 @@ class FastTD3(PackedActorCritic):
             if i > 0:
                 g = torch.ops.aten.threshold_backward(g, qs[i], 0)
         g = g[:, obs.shape[1]:] * actor.scale * (1 - t * t)
-        for i in reversed(range(len(self.aw))):  # the actor's backward (dqn_cpu._backward's
-            _mm(g.t(), hs[i], out=self.agw[i])  # products, narrow ones transposed)
-            torch.sum(g, 0, out=self.agb[i])
-            if i > 0:
-                g = torch.ops.aten.threshold_backward(g.mm(self.aw[i]), hs[i], 0)
+        actor_backward(hs, self.aw, g, self.agw, self.agb)
         pi_opt.step()
         return out
 
