@@ -324,8 +324,19 @@ CASES: list[tuple[list[str], str]] = [
     (["algo=ddpm", "algo.conditional=true", "env=image_folder", "env.path={data}/flat_images"],
      "algo.conditional=true needs class labels, and env=image_folder has none"),
     # ---- nature_cnn ----------------------------------------------------------------------
-    (["algo=dqn", "network=nature_cnn"], "network=nature_cnn"),
-    (["algo=ppo", "env=Pendulum-v1", "network=nature_cnn"], "network=nature_cnn"),
+    (["algo=dqn", "network=nature_cnn"],
+     "env=CartPole-v1 observes vectors of shape (4,), which network._target_=rlrun.nets.cnn."
+     "NatureCNN does not take (it takes images): use network=mlp"),
+    (["algo=ppo", "env=Pendulum-v1", "network=nature_cnn"], "NatureCNN does not take"),
+    # ---- algo.fast_path=on where the fast path cannot run ----------------------------------
+    (["algo=sac", "algo.fast_path=on", "network.activation=elu"],
+     "algo.fast_path=on: it needs relu activations (network.activation=elu)"),
+    (["algo=ddpg", "algo.fast_path=on", "network.activation=tanh"],
+     "algo.fast_path=on: it needs relu activations (network.activation=tanh)"),
+    (["algo=dqn", "algo.fast_path=on", "network.activation=elu"],
+     "algo.fast_path=on: it needs tanh or relu activations (network.activation=elu)"),
+    (["algo=ppo", "algo.fast_path=on", "network=nature_cnn", "env=gym", "env.id=ALE/Pong-v5"],
+     "algo.fast_path=on: it needs an MLP network (network=mlp)"),
     # ---- devices -------------------------------------------------------------------------
     (["device.index=abc"], "device.index"),
     (["algo=q_learning", "device=cpu", "device.index=-1"], "device"),
@@ -378,6 +389,9 @@ DATA_CASES = [(argv, expected) for argv, expected in CASES
                      for a in argv)
               and "{data}/corrupt" not in " ".join(argv)  # decoded by the run, not preflight
               and "{data}/short.txt" not in " ".join(argv)]  # too short for network.block_size
+# and the network and fast path found wrong for the task before a loop builds anything
+DATA_CASES += [(argv, expected) for argv, expected in CASES
+               if "network=nature_cnn" in argv or "algo.fast_path=on" in argv]
 SUBPROCESS_CASES = [
     (["algo.epsilonn=0.1"], "did you mean algo.epsilon"),
     (["=1"], "'=1'"),

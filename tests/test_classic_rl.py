@@ -282,9 +282,11 @@ def test_pairing_errors_suggest_a_fitting_algorithm(tmp_path):
 
 
 def test_network_must_fit_the_observations(tmp_path):
-    # checked by the shapes a network declares it takes (input_ranks), before it is built
-    with pytest.raises(ConfigError, match=r"observes \(4,\), which the network does not take.*"
-                                          r"network=mlp for vectors"):
+    # checked by the shapes a network declares it takes (input_ranks), before it is built:
+    # by the preflight, before a run dir exists
+    with pytest.raises(ConfigError, match=r"observes vectors of shape \(4,\), which network"
+                                          r".*NatureCNN does not take \(it takes images\): use "
+                                          r"network=mlp"):
         run_train(tmp_path, [*FAST, "algo=dqn", "network=nature_cnn"])
     with pytest.raises(ConfigError, match="optimizer"):
         run_train(tmp_path, ["algo=a2c", "algo.optimizer=sgd"])

@@ -24,6 +24,7 @@ It returns a `Plan`: what `train` needs to start, already built.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import inspect
 import math
@@ -89,10 +90,12 @@ def preflight(cfg: DictConfig, data: bool = True, init_from: bool = True,
     register_all()
     check_root(cfg)
     plan = _resolve(cfg)
+    dev = None
     if device:  # device=cuda where there is none: here, not in a run dir (train resolves it)
-        resolve_device(str(cfg.device.type), cfg.device.get("index"),
-                       uses_torch=plan.spec.uses_torch)
+        dev = resolve_device(str(cfg.device.type), cfg.device.get("index"),
+                             uses_torch=plan.spec.uses_torch)
     check_pairing(cfg, plan)
+    check_fast_path_fits(cfg, plan, dev)
     check = getattr(plan.env, "check", None)
     if data and callable(check):
         # data paths (text files, image folders, shards): a DataError before any run dir
@@ -183,7 +186,10 @@ def check_pairing(cfg: DictConfig, plan: Plan) -> None:
         if kind == "gym" and spec.action_spaces:
             from rlrun.envs.gym import check_action_space
 
-            check_action_space(str(cfg.algo.name), plan.env, spec.action_spaces, spec.suggest)
+            shape = check_action_space(str(cfg.algo.name), plan.env, spec.action_spaces,
+                                       spec.suggest)
+            if spec.uses_network and cfg.get("network") is not None:
+                check_network_takes_vectors(cfg, shape)
         return
     fits = [n for n, k in algorithms_by_kind().items() if kind in k]
     hint = (f"try algo={fits[0]}" if fits
@@ -262,6 +268,41 @@ def check_network_fits(cfg: DictConfig, spec: AlgoSpec) -> None:
     hint = f"use network={' or network='.join(fits)}" if fits else "no packaged network fits"
     raise ConfigError(f"network={name} does not fit algo={cfg.algo.name}, which builds its"
                       f" networks from {', '.join(inputs)}: {hint}")
+
+
+def check_network_takes_vectors(cfg: DictConfig, shape: tuple[int, ...]) -> None:
+    """`network=nature_cnn` on CartPole: an image network on vector observations, which every
+    loop refuses when it builds it (the network's `input_ranks`). Image observations with an
+    MLP are left to the loop: most flatten them."""
+    from rlrun.nets import accepts_observations
+
+    if len(shape) <= 1 and not accepts_observations(cfg.network, shape):
+        raise ConfigError(f"env={cfg.env.get('id', cfg.env.name)} observes vectors of shape"
+                          f" {shape}, which network._target_={cfg.network._target_} does not"
+                          " take (it takes images): use network=mlp")
+
+
+def check_fast_path_fits(cfg: DictConfig, plan: Plan, device: str | None) -> None:
+    """`algo.fast_path=on` where the fast path cannot run (a GPU, a network other than an
+    MLP, an activation it does not cover): the loop's own check (rlrun/fast/*.py `why_not`,
+    on the built networks) would refuse it in a run dir; the same refusal here, from the
+    config and the activations the schema's `fast_path` field declares."""
+    if cfg.algo.get("fast_path") != "on":
+        return
+    field = {f.name: f for f in dataclasses.fields(plan.schema)}.get("fast_path")
+    acts = field.metadata.get("activations") if field is not None else None
+    if not acts:
+        return
+    target, act = str(cfg.network.get("_target_", "")), cfg.network.get("activation")
+    reason = None
+    if device is not None and device != "cpu":
+        reason = f"it runs on the CPU only (device={device})"
+    elif target != "rlrun.nets.mlp.MLP":
+        reason = "it needs an MLP network (network=mlp)"
+    elif act not in acts:
+        reason = (f"it needs {' or '.join(acts)} activations (network.activation={act})")
+    if reason is not None:
+        raise ConfigError(f"algo.fast_path=on: {reason}; use algo.fast_path=auto or off")
 
 
 def _composed_network(name: str) -> DictConfig:

@@ -219,8 +219,9 @@ def space_kind(space: Any) -> str:
 
 
 def check_action_space(algo_name: str, cfg: GymEnvConfig, accepts: tuple[str, ...],
-                       suggestions: dict[str, str]) -> None:
-    """PairingError when the env's action space is not one the algorithm learns."""
+                       suggestions: dict[str, str]) -> tuple[int, ...]:
+    """PairingError when the env's action space is not one the algorithm learns; the shape
+    of its observations otherwise (after the preprocessing training applies)."""
     env = make_env(cfg)
     try:
         kind = space_kind(env.action_space)
@@ -236,6 +237,7 @@ def check_action_space(algo_name: str, cfg: GymEnvConfig, accepts: tuple[str, ..
     if space_kind(obs) != "continuous":
         raise PairingError(f"algo={algo_name} needs Box (vector or image) observations;"
                            f" env={cfg.id} observes {obs}")
+    return tuple(obs.shape)
 
 
 # ---- exact resume: the state of every sub-env ------------------------------------------------

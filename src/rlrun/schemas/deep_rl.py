@@ -9,6 +9,7 @@ CLI start-up.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -74,12 +75,14 @@ def check_replay(cfg: Any) -> None:
                           " algo.learning_starts or raise algo.total_steps")
 
 
-def fast_path_opt(module: str, acts: str = "tanh/relu") -> Any:
+def fast_path_opt(module: str, acts: tuple[str, ...] = ("tanh", "relu")) -> Any:
     """`algo.fast_path` of a loop with a CPU speed path in rlrun/fast/<module>.py, for MLPs
-    of the activations `acts`."""
-    return opt("auto", f"CPU speed path, the same numbers (src/rlrun/fast/{module}.py): auto ="
-                       f" on for a CPU with a {acts} MLP, off on GPU or compiled; on | off"
-                       " force it", choices=("auto", "on", "off"))
+    of the activations `acts` (in the field's metadata: the preflight refuses `on` for
+    others before a run dir exists)."""
+    f = opt("auto", f"CPU speed path, the same numbers (src/rlrun/fast/{module}.py): auto ="
+                    f" on for a CPU with a {'/'.join(acts)} MLP, off on GPU or compiled; on |"
+                    " off force it", choices=("auto", "on", "off"))
+    return dataclasses.field(default=f.default, metadata={**f.metadata, "activations": acts})
 
 
 def check_fast_path(cfg: Any) -> None:
@@ -134,7 +137,7 @@ class SACConfig(AlgoSchema):
                                 " exploration that finds sparse rewards (MountainCarContinuous's"
                                 " flag), marginals unchanged", ge=0, lt=1)
     compile: bool = common("compile", False)
-    fast_path: str = fast_path_opt("sac_cpu", "relu")
+    fast_path: str = fast_path_opt("sac_cpu", ("relu",))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -175,7 +178,7 @@ class TD3Config(AlgoSchema):
     eval_episodes: int = common("eval_episodes", 10)
     log_every: int = common("log_every", 100)
     compile: bool = common("compile", False)
-    fast_path: str = fast_path_opt("td3_cpu", "relu")
+    fast_path: str = fast_path_opt("td3_cpu", ("relu",))
 
     def __post_init__(self) -> None:
         super().__post_init__()
