@@ -382,6 +382,11 @@ CASES: list[tuple[list[str], str]] = [
       "env.text_column=review"], "its columns are text, label"),
 ]
 # Data errors that preflight finds (it reads the data) before a run dir exists.
+# What only the run finds, after its run dir exists (it says why there, as `failed`): files
+# that only decoding tells apart, a text too short for the block, and a tabular Gymnasium
+# task that only making it tells apart.
+FOUND_BY_THE_RUN = ("/corrupt", "/short.txt", "rlrun/Nope-v0", "env.kwargs.foo")
+
 DATA_CASES = [(argv, expected) for argv, expected in CASES
               if any(a.startswith(("env.path", "env=text_file", "env=imdb", "env=text_csv",
                                    "env=mnist", "env=image_folder", "env.packages",
@@ -527,6 +532,9 @@ def test_bad_input_one_line_exit_2(argv, expected, data, tmp_path, capfd, in_pro
     argv = [a.replace("{data}", str(data)) for a in argv]
     code, err = run_main(argv, tmp_path / "run", capfd)
     _check(code, err, expected.replace("{data}", str(data)))
+    if not any(a.startswith("resume=") for a in argv) and not any(
+            found in " ".join(argv) for found in FOUND_BY_THE_RUN):
+        assert not list((tmp_path / "run").rglob("results.json")), "a run dir was left"
 
 
 @pytest.mark.parametrize("argv, expected", DATA_CASES, ids=[_id(c) for c in DATA_CASES])

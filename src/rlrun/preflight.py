@@ -15,7 +15,9 @@ calls it before Hydra's run dir is kept, so a config error leaves no run dir beh
    `network.block_size` tokens); an algorithm schema with a `check_env(env, data)` checks
    what needs the task itself (the tabular loops: a transition table, the discount, the
    shape of a policy file; DDPM's labels for a conditional model; the LM's negative prompt
-   against the corpus);
+   against the corpus; PPO's minibatches against its env copies), and a
+   `check_network(network, env)` what it needs of its network (the LM's causal attention,
+   the classifier's bidirectional one, DDPM's image side against the UNet's levels);
 6. the starting point: `algo.init_from` names an LM run whose architecture and tokens fit
    (`rlrun.algos.init_from.check`).
 
@@ -180,6 +182,9 @@ def check_pairing(cfg: DictConfig, plan: Plan) -> None:
         schema = network_schema(cfg.network.get("_target_"))
         if schema is not None:  # a class of rlrun's or a plugin's: its settings, checked
             validate(cfg.network, schema, "network")
+        fits = getattr(plan.algo, "check_network", None)  # AlgoSchema's, or a plugin's
+        if callable(fits):  # what the algorithm needs of its network (and the task's shape)
+            fits(cfg.network, plan.env)
     check_objective_metric(cfg, spec)
     kind = str(cfg.env.kind)
     if kind in spec.task_kinds:

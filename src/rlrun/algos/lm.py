@@ -119,11 +119,6 @@ def log_moe(log: Any, stats: list[Mapping[str, torch.Tensor]], step: int) -> Non
 
 def run(ctx) -> None:
     cfg, dev, dist = ctx.algo, torch.device(ctx.device), ctx.dist  # dist: ranks (torchrun)
-    if ctx.network is None or "block_size" not in ctx.network:
-        raise ConfigError("algo=lm needs network=transformer")
-    if not ctx.network.get("causal", True):
-        raise ConfigError("network.causal=false: a language model predicts the next character"
-                          " and must not see it; algo=lm needs network.causal=true")
     block = int(ctx.network.block_size)
     # characters in memory, or token shards; each rank draws its own batches (stream
     # `batches`, per rank), and its own router jitter (torch's global RNG)

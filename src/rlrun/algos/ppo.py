@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlrun.core.errors import ConfigError
 from rlrun.envs.gym import space_kind
 from rlrun.fast import ppo_cpu
 from rlrun.nets.actor_critic import ActorCritic
@@ -105,14 +104,7 @@ def _wrappers(cfg: PPOConfig) -> tuple:
 
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
-    n_envs = num_envs(ctx)
-    if cfg.num_steps * n_envs // cfg.num_minibatches < 2:  # advantages normalise per minibatch
-        raise ConfigError(
-            f"algo.num_minibatches={cfg.num_minibatches} splits each rollout of"
-            f" {cfg.num_steps * n_envs} steps (algo.num_steps={cfg.num_steps} x env.num_envs="
-            f"{n_envs}) into minibatches of {cfg.num_steps * n_envs // cfg.num_minibatches}:"
-            f" set algo.num_minibatches <= {max(1, cfg.num_steps * n_envs // 2)}"
-            " or raise algo.num_steps")
+    n_envs = num_envs(ctx)  # the minibatches hold >= 2 steps each (PPOConfig.check_env)
     envs = training_envs(ctx, _wrappers(cfg))
     space = envs.single_action_space
     continuous = space_kind(space) == "continuous"

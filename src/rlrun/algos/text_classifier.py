@@ -42,7 +42,6 @@ import torch.nn.functional as F
 
 from rlrun.algos.lm import learning_rate, log_moe, make_optimizer
 from rlrun.core.checkpoint import atomic_write_bytes
-from rlrun.core.errors import ConfigError
 from rlrun.data.text_classification import LabelledText
 from rlrun.data.tokens import TOKENIZER_FILE
 from rlrun.nets import build_network
@@ -97,11 +96,6 @@ def log_split(log: Any, prefix: str, model, data: LabelledText, split: str, majo
 
 def run(ctx) -> None:
     cfg, dev = ctx.algo, torch.device(ctx.device)
-    if ctx.network is None or "causal" not in ctx.network:
-        raise ConfigError("algo=text_classifier needs network=encoder (a transformer)")
-    if ctx.network.causal:
-        raise ConfigError("network.causal=true: algo=text_classifier reads the whole text at"
-                          " once; use network.causal=false (network=encoder)")
     src = source_tokens = None
     if cfg.init_from:  # an LM run's weights (and, with init_from_vocab=same, its tokenizer)
         from rlrun.algos.init_from import open_source

@@ -217,6 +217,12 @@ class AlgoSchema:
         (`algo.x=...`). Preflight calls it after `env.check()`, before a run dir exists;
         rlrun-eval does not (it replays from the checkpoint). None by default."""
 
+    def check_network(self, network: Any, env: Any) -> None:
+        """Checks of what the algorithm needs of its composed `network` config, with the
+        task's `env` config for shapes it fixes (the LM's causal attention; DDPM's image side
+        against the UNet's levels), as a one-line RlrunError. Preflight calls it once the
+        network's own settings validate, before a run dir exists. None by default."""
+
 
 @dataclass
 class EnvSchema:

@@ -94,12 +94,7 @@ class UNet(nn.Module):
         if n_classes is not None and n_classes < 1:
             raise ConfigError(f"n_classes={n_classes}: a class-conditional UNet needs >= 1"
                               " class (null: unconditional)")
-        factor = 2 ** (len(mults) - 1)
-        if image_size % factor:
-            raise ConfigError(
-                f"image size {image_size} does not divide by the UNet's down-sampling factor"
-                f" {factor} (network.ch_mult has {len(mults)} levels): pick env.size as a"
-                f" multiple of {factor} or fewer levels")
+        networks.check_unet_size(image_size, mults)
         act = ACTIVATIONS[activation]
         emb_dim = 4 * ch
         self.ch, self.in_channels, self.image_size = ch, in_channels, image_size

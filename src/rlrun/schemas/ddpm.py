@@ -83,6 +83,13 @@ class DDPMConfig(AlgoSchema):
                               " mixes the class-conditional and unconditional noise"
                               " predictions of a class-conditional model")
 
+    def check_network(self, network: Any, env: Any) -> None:
+        """The UNet's levels must halve env.size evenly (the images are resized to it)."""
+        if "ch_mult" in network and getattr(env, "size", None):
+            from rlrun.schemas.networks import check_unet_size
+
+            check_unet_size(int(env.size), [int(m) for m in network.ch_mult])
+
     def check_env(self, env: Any, data: bool = True) -> None:
         """A conditional model needs the data set's class labels: an image folder without
         one sub-folder per class has none (found from the folder's layout, no decoding)."""

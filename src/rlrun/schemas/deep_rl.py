@@ -272,6 +272,18 @@ class PPOConfig(AlgoSchema):
         super().__post_init__()
         check_fast_path(self)
 
+    def check_env(self, env: Any, data: bool = True) -> None:
+        """Each minibatch of a rollout (num_steps x the env copies) holds >= 2 steps: the
+        advantages are normalised per minibatch."""
+        n_envs = getattr(env, "num_envs", None) or self.spec.default_num_envs or 1
+        batch = self.num_steps * n_envs
+        if batch // self.num_minibatches < 2:
+            raise ConfigError(
+                f"algo.num_minibatches={self.num_minibatches} splits each rollout of {batch}"
+                f" steps (algo.num_steps={self.num_steps} x env.num_envs={n_envs}) into"
+                f" minibatches of {batch // self.num_minibatches}: set algo.num_minibatches"
+                f" <= {max(1, batch // 2)} or raise algo.num_steps")
+
     def budget_schedules(self) -> list[str]:
         return [what for on, what in (
             (self.anneal_lr, ANNEAL_LR),

@@ -78,6 +78,16 @@ class LMConfig(AlgoSchema):
                               " nothing at sample_cfg=1 (plain decoding): set a guidance scale,"
                               " e.g. algo.sample_cfg=1.5")
 
+    def check_network(self, network: Any, env: Any) -> None:
+        """A transformer, causal: a language model predicts the next character and must not
+        see it."""
+        if "block_size" not in network:
+            raise ConfigError("algo=lm needs network=transformer")
+        if not network.get("causal", True):
+            raise ConfigError("network.causal=false: a language model predicts the next"
+                              " character and must not see it; algo=lm needs"
+                              " network.causal=true")
+
     def check_env(self, env: Any, data: bool = True) -> None:
         """The negative prompt's characters must be in the corpus's vocabulary (the prompt's
         unknown ones are dropped, as before; a negative prompt without them would silently

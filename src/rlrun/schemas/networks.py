@@ -50,6 +50,17 @@ class NatureCNNConfig:
                               " convolution")
 
 
+def check_unet_size(image_size: int, ch_mult: list[int]) -> None:
+    """The UNet halves the image side at each level but the last: the side must divide by
+    2 ** (levels - 1) (checked by the preflight, from env.size, and by the UNet itself)."""
+    factor = 2 ** (len(ch_mult) - 1)
+    if image_size % factor:
+        raise ConfigError(
+            f"image size {image_size} does not divide by the UNet's down-sampling factor"
+            f" {factor} (network.ch_mult has {len(ch_mult)} levels): pick env.size as a"
+            f" multiple of {factor} or fewer levels")
+
+
 @dataclass
 class UNetConfig:
     """`network=unet`, the DDPM UNet (Ho et al. 2020); in_channels and image_size come from

@@ -4,8 +4,9 @@ keras-io "Text classification with Switch Transformer" example)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from rlrun.core.errors import ConfigError
 from rlrun.core.schema import AlgoSchema, AlgoSpec, opt
 from rlrun.schemas.lm import INIT_FROM_HELP, INIT_FROM_VOCABS, MOE_MINIMIZED
 
@@ -44,6 +45,14 @@ class TextClassifierConfig(AlgoSchema):
                                        " apply); extend: env.tokenizer's vocabulary, whose"
                                        " tokens the LM also has (the same bytes) start from"
                                        " its embedding rows", choices=INIT_FROM_VOCABS)
+
+    def check_network(self, network: Any, env: Any) -> None:
+        """An encoder: the transformer with bidirectional attention (the whole text at once)."""
+        if "causal" not in network:
+            raise ConfigError("algo=text_classifier needs network=encoder (a transformer)")
+        if network.causal:
+            raise ConfigError("network.causal=true: algo=text_classifier reads the whole text"
+                              " at once; use network.causal=false (network=encoder)")
 
     def budget_schedules(self) -> list[str]:
         return ["the cosine learning-rate decay now ends at the new total_steps"]
