@@ -382,9 +382,9 @@ CASES: list[tuple[list[str], str]] = [
       "env.text_column=review"], "its columns are text, label"),
 ]
 # Data errors that preflight finds (it reads the data) before a run dir exists.
-# What only the run finds, after its run dir exists (it says why there, as `failed`): files
-# that only decoding tells apart, a text too short for the block, and a tabular Gymnasium
-# task that only making it tells apart.
+# What the run finds, after its run dir exists (it says why there, as `failed`): files that
+# only decoding tells apart, a text too short for the block, and a tabular task's env.id and
+# env.kwargs, checked when the loop makes the env (no preflight hook makes tabular envs yet).
 FOUND_BY_THE_RUN = ("/corrupt", "/short.txt", "rlrun/Nope-v0", "env.kwargs.foo")
 
 DATA_CASES = [(argv, expected) for argv, expected in CASES
