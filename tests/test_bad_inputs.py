@@ -69,6 +69,9 @@ CASES: list[tuple[list[str], str]] = [
     (["device=tpu"], "device/tpu"),
     (["logger=wandb"], "logger/wandb"),
     (["experiment=nope"], "experiment/nope"),
+    (["network=null"], "network=null: network is a config group"),
+    (["algo=lm", "~network"], "algo=lm builds its networks from a network config: drop the"
+                              " ~network override"),
     (["hparams_search=nope"], "hparams_search/nope"),
     (["-m", "seed=0,1", "algo.epsilonn=0.1"], "did you mean algo.epsilon"),
     # ---- logger --------------------------------------------------------------------------

@@ -174,6 +174,10 @@ def check_pairing(cfg: DictConfig, plan: Plan) -> None:
     spec = plan.spec
     if not spec.uses_network and cfg.get("network") is not None:
         raise PairingError(f"algo={cfg.algo.name} uses no network: drop the network= override")
+    if spec.uses_network and cfg.get("network") is None:  # `~network`
+        raise ConfigError(f"algo={cfg.algo.name} builds its networks from a network config:"
+                          " drop the ~network override, or name one (rlrun --help lists"
+                          " them)")
     if cfg.get("network") is not None:
         check_finite(OmegaConf.to_container(cfg.network, resolve=True), "network")
         check_network_fits(cfg, spec)
