@@ -19,7 +19,6 @@ from typing import Any
 _HYDRA_SIDE = re.compile(r"^(resume=|hydra\.|hydra/|-)")
 _resume_overrides: list[str] = []
 # Hydra's launchers that only run sweeps' jobs (hydra/launcher=...), ours and the extras'
-_GROUPS = ("algo", "env", "network", "device", "logger", "experiment", "hparams_search")
 _SWEEP_LAUNCHERS = ("joblib", "submitit_local", "submitit_slurm", "slurm", "ray", "ray_aws")
 # Hydra's flags that take their value as the next argument.
 _FLAGS_WITH_VALUE = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn",
@@ -395,9 +394,12 @@ def _main() -> None:
         if re.match(r"^[+~]*=", arg):  # Hydra answers these with a ValueError traceback
             _fail(f"the override {arg!r} names no key: write key=value, e.g. seed=1")
         group, _, value = arg.lstrip("+").partition("=")
-        if value in ("null", "None") and group in _GROUPS:  # Hydra: a ValueError traceback
-            _fail(f"{arg}: {group} is a config group, which takes the name of one of its"
-                  f" options (rlrun --help lists them), not null")
+        if value in ("null", "None"):  # a config group's: Hydra answers a ValueError traceback
+            from rlrun.preflight import GROUPS
+
+            if group in GROUPS:
+                _fail(f"{arg}: {group} is a config group, which takes the name of one of its"
+                      f" options (rlrun --help lists them), not null")
 
     multirun = any(a in ("-m", "--multirun") or a.startswith("hydra.mode=") for a in args)
     launcher = next((a.partition("=")[2] for a in args if a.startswith("hydra/launcher=")), None)
